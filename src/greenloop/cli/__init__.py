@@ -1,0 +1,60 @@
+"""The `greenloop` command line.
+
+Each area of the system adds its commands from its own module through a
+`register(app)` function, so the modules stay small and import their heavy
+dependencies only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import typer
+
+COMMAND_MODULES = (
+    "greenloop.cli.run",
+    "greenloop.cli.standards",
+    "greenloop.cli.identify",
+    "greenloop.cli.impact",
+    "greenloop.cli.ledger",
+    "greenloop.cli.lending",
+    "greenloop.cli.incentives",
+    "greenloop.cli.serve",
+)
+
+app = typer.Typer(
+    name="greenloop",
+    help="Green consumer finance: identify, account, record, fund and reward.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def configure(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log DEBUG messages as well as INFO."
+    ),
+) -> None:
+    """Configure logging once for every command."""
+    level = logging.DEBUG if verbose else logging.INFO
+    level_name = os.environ.get("GREENLOOP_LOG_LEVEL")
+    if level_name:
+        level = logging.getLevelNamesMapping().get(level_name.upper(), level)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+for _module_name in COMMAND_MODULES:
+    importlib.import_module(_module_name).register(app)
+
+
+def main() -> None:
+    """Run the command line."""
+    app()
