@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "greenloop.cli.run",
     "greenloop.cli.standards",
     "greenloop.cli.identify",
+    "greenloop.cli.evaluate",
     "greenloop.cli.impact",
     "greenloop.cli.ledger",
     "greenloop.cli.lending",
