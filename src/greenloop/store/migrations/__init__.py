@@ -1,0 +1,1 @@
+"""Alembic migrations of the greenloop store; `greenloop.store.schema` runs them."""
