@@ -1,0 +1,287 @@
+"""Reading an input file into DuckDB as the `raw` relation, with row numbers.
+
+Parquet is read by DuckDB directly, out of core. CSV and JSON Lines go through
+Python's readers, which give exact row numbers for malformed records; those
+records become quarantine entries instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from greenloop.pipeline.mapping import ROW_NUMBER_COLUMN
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+EXPECTED_FORMS = (
+    "CSV with a header row (.csv, .tsv), Parquet (.parquet) or JSON Lines "
+    "with one object per line (.jsonl, .ndjson)"
+)
+BATCH_ROWS = 200_000
+
+
+class InputError(ValueError):
+    """The input file cannot be read at all."""
+
+
+@dataclass
+class MalformedRecord:
+    """A record that could not be split into columns."""
+
+    row: int
+    reason: str
+    text: str
+
+
+@dataclass
+class Source:
+    """An input registered in DuckDB as `raw`, with what reading it found."""
+
+    path: Path
+    format: str
+    sha256: str
+    columns: list[str]
+    malformed: list[MalformedRecord] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """Return `parquet`, `csv` or `jsonl` from the file name, or raise InputError."""
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise InputError(
+            f"cannot read {path}: unknown file type {path.suffix!r}; expected "
+            f"{EXPECTED_FORMS}"
+        )
+    return found
+
+
+def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source:
+    """Register `path` in `connection` as the relation `raw` with a `__row__` column."""
+    if not path.is_file():
+        raise InputError(f"cannot read {path}: file not found; expected {EXPECTED_FORMS}")
+    kind = detect_format(path)
+    sha256 = file_sha256(path)
+    if kind == "parquet":
+        return _register_parquet(connection, path, sha256)
+    if kind == "csv":
+        return _register_batches(connection, path, sha256, kind, _csv_batches(path))
+    return _register_batches(connection, path, sha256, kind, _jsonl_batches(path))
+
+
+def _register_parquet(
+    connection: duckdb.DuckDBPyConnection, path: Path, sha256: str
+) -> Source:
+    quoted = str(path).replace("'", "''")
+    try:
+        connection.execute(
+            f"CREATE OR REPLACE VIEW raw AS SELECT file_row_number + 1 AS "
+            f"{ROW_NUMBER_COLUMN}, * EXCLUDE (file_row_number) "
+            f"FROM read_parquet('{quoted}', file_row_number = true)"
+        )
+        columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
+    except duckdb.Error as error:
+        raise InputError(
+            f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
+        ) from error
+    return Source(path, "parquet", sha256, [c for c in columns if c != ROW_NUMBER_COLUMN])
+
+
+@dataclass
+class _Batches:
+    columns: list[str]
+    tables: Iterator[pa.Table]
+    malformed: list[MalformedRecord]
+
+
+def _register_batches(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    sha256: str,
+    kind: str,
+    batches: _Batches,
+) -> Source:
+    schema = pa.schema(
+        [(ROW_NUMBER_COLUMN, pa.int64())] + [(name, pa.string()) for name in batches.columns]
+    )
+    connection.execute("DROP TABLE IF EXISTS raw")
+    connection.execute("DROP VIEW IF EXISTS raw")
+    empty = schema.empty_table()
+    connection.register("raw_empty", empty)
+    connection.execute("CREATE TABLE raw AS SELECT * FROM raw_empty")
+    connection.unregister("raw_empty")
+    rows = 0
+    for table in batches.tables:
+        connection.register("raw_batch", table)
+        connection.execute("INSERT INTO raw SELECT * FROM raw_batch")
+        connection.unregister("raw_batch")
+        rows += table.num_rows
+    if rows == 0 and batches.malformed:
+        first = batches.malformed[0]
+        raise InputError(
+            f"cannot read {path}: no record could be read (row {first.row}: "
+            f"{first.reason}); expected {EXPECTED_FORMS}"
+        )
+    return Source(path, kind, sha256, batches.columns, batches.malformed)
+
+
+def _csv_batches(path: Path) -> _Batches:
+    stream = _open_text(path)
+    sample = stream.read(64 * 1024)
+    stream.seek(0)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(sample)
+    reader = csv.reader(stream, delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"cannot read {path}: the file is empty; expected {EXPECTED_FORMS}")
+    except csv.Error as error:
+        raise InputError(f"cannot read {path} as CSV: {error}") from error
+    header = [name.strip() for name in header]
+    if len(set(header)) != len(header) or not all(header):
+        raise InputError(
+            f"cannot read {path}: the header row must name every column once, found "
+            f"{header!r}"
+        )
+    malformed: list[MalformedRecord] = []
+
+    def tables() -> Iterator[pa.Table]:
+        width = len(header)
+        row_numbers: list[int] = []
+        values: list[list[str | None]] = [[] for _ in header]
+        row = 0
+        try:
+            for record in reader:
+                row += 1
+                if len(record) != width:
+                    if not any(cell.strip() for cell in record):
+                        continue
+                    malformed.append(
+                        MalformedRecord(
+                            row,
+                            f"malformed CSV record: expected {width} fields, found "
+                            f"{len(record)} (an unquoted delimiter inside a value?)",
+                            delimiter.join(record)[:200],
+                        )
+                    )
+                    continue
+                row_numbers.append(row)
+                for index, cell in enumerate(record):
+                    values[index].append(cell if cell != "" else None)
+                if len(row_numbers) >= BATCH_ROWS:
+                    yield _to_table(header, row_numbers, values)
+                    row_numbers = []
+                    values = [[] for _ in header]
+        except csv.Error as error:
+            malformed.append(
+                MalformedRecord(row + 1, f"unreadable CSV from here on: {error}", "")
+            )
+        finally:
+            if row_numbers:
+                yield _to_table(header, row_numbers, values)
+            stream.close()
+
+    return _Batches(header, tables(), malformed)
+
+
+def _jsonl_batches(path: Path) -> _Batches:
+    stream = _open_text(path)
+    columns: list[str] = []
+    records: list[tuple[int, dict[str, object]]] = []
+    malformed: list[MalformedRecord] = []
+    with stream:
+        for row, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError as error:
+                malformed.append(
+                    MalformedRecord(row, f"invalid JSON: {error.msg}", line[:200])
+                )
+                continue
+            if not isinstance(document, dict):
+                malformed.append(
+                    MalformedRecord(row, "a JSON Lines record must be an object", line[:200])
+                )
+                continue
+            for key in document:
+                if key not in columns:
+                    columns.append(key)
+            records.append((row, document))
+
+    def tables() -> Iterator[pa.Table]:
+        for start in range(0, len(records), BATCH_ROWS):
+            chunk = records[start : start + BATCH_ROWS]
+            values = [[_json_text(doc.get(name)) for _, doc in chunk] for name in columns]
+            yield _to_table(columns, [row for row, _ in chunk], values)
+
+    return _Batches(columns, tables(), malformed)
+
+
+def _json_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _to_table(
+    columns: list[str], row_numbers: list[int], values: list[list[str | None]]
+) -> pa.Table:
+    arrays = [pa.array(row_numbers, pa.int64())]
+    arrays += [pa.array(column, pa.string()) for column in values]
+    return pa.Table.from_arrays(arrays, names=[ROW_NUMBER_COLUMN, *columns])
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    raw = path.open("rb")
+    head = raw.read(64 * 1024)
+    raw.seek(0)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the sample's end
+            raw.close()
+            raise InputError(
+                f"cannot read {path}: not UTF-8 text at byte {error.start}; convert the "
+                f"file to UTF-8 or give Parquet; expected {EXPECTED_FORMS}"
+            ) from error
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _sniff_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
