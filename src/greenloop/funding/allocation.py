@@ -1,0 +1,177 @@
+"""Use of proceeds: allocating green loans to a facility, and substituting them.
+
+Portfolio rule: the outstanding principal of the eligible loans tagged to a
+facility (the eligible pool) should be at least the amount drawn. Each tagged
+loan is allocated its outstanding principal, except the last one, which is
+allocated only what is needed, so that allocated plus unallocated equals the
+drawn amount to the fen. A loan that is repaid, refunded or loses eligibility
+is released and replaced by the oldest eligible loans not yet allocated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from greenloop.funding.config import FacilityConfig
+from greenloop.lending.money import ZERO, add_months, yuan_to_fen
+
+
+class LoanStatus(StrEnum):
+    """The life-cycle state of a green loan, as far as funding is concerned."""
+
+    ACTIVE = "active"
+    REPAID = "repaid"
+    REFUNDED = "refunded"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class LoanPosition:
+    """A green loan as the allocation sees it on one date."""
+
+    purchase_id: str
+    category: str
+    originated_on: date
+    principal_fen: Decimal
+    outstanding_fen: Decimal
+    status: LoanStatus = LoanStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationResult:
+    """A facility's allocations after one pass, and what changed."""
+
+    facility_id: str
+    as_of: date
+    drawn_fen: Decimal
+    allocations: dict[str, Decimal]
+    pool_fen: Decimal
+    added: tuple[str, ...] = ()
+    released: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def allocated_fen(self) -> Decimal:
+        """The total allocated to loans."""
+        return sum(self.allocations.values(), ZERO)
+
+    @property
+    def unallocated_fen(self) -> Decimal:
+        """The drawn amount not yet allocated to loans."""
+        return self.drawn_fen - self.allocated_fen
+
+    @property
+    def pool_covers_drawn(self) -> bool:
+        """Whether the eligible pool is at least the drawn amount."""
+        return self.pool_fen >= self.drawn_fen
+
+
+def ineligibility_reason(facility: FacilityConfig, loan: LoanPosition) -> str | None:
+    """Return why `loan` may not fund `facility`, or None when it may."""
+    if loan.status is not LoanStatus.ACTIVE:
+        return f"loan is {loan.status.value}"
+    if loan.outstanding_fen <= 0:
+        return "loan is fully repaid"
+    if loan.category not in facility.eligible_categories:
+        return f"category {loan.category} is not eligible for the facility"
+    if loan.principal_fen < yuan_to_fen(facility.min_loan_yuan):
+        return (
+            f"principal is below the facility minimum of {facility.min_loan_yuan} yuan"
+        )
+    earliest = add_months(facility.first_drawdown, -facility.lookback_months)
+    if loan.originated_on < earliest:
+        return f"originated before the look-back start {earliest}"
+    if loan.originated_on > facility.maturity_date:
+        return f"originated after the facility matures on {facility.maturity_date}"
+    return None
+
+
+def allocate(
+    facility: FacilityConfig,
+    as_of: date,
+    current: Mapping[str, Decimal],
+    loans: Mapping[str, LoanPosition],
+    taken_elsewhere: Iterable[str] = (),
+) -> AllocationResult:
+    """Re-measure current allocations on `as_of`, release and substitute loans.
+
+    `current` maps purchase ids to their allocated amount before this pass;
+    `loans` holds the position of every known loan; `taken_elsewhere` lists loans
+    allocated to other facilities, which are never allocated twice.
+    """
+    drawn = facility.drawn_fen(as_of)
+    released: dict[str, str] = {}
+    kept: list[LoanPosition] = []
+    for purchase_id in current:
+        loan = loans.get(purchase_id)
+        reason = (
+            "loan not found" if loan is None else ineligibility_reason(facility, loan)
+        )
+        if reason is None and loan is not None:
+            kept.append(loan)
+        else:
+            released[purchase_id] = reason or "loan not found"
+
+    excluded = set(current) | set(taken_elsewhere)
+    candidates = [
+        loan
+        for purchase_id, loan in loans.items()
+        if purchase_id not in excluded and ineligibility_reason(facility, loan) is None
+    ]
+    ordered = sorted(kept, key=_age_order) + sorted(candidates, key=_age_order)
+
+    allocations: dict[str, Decimal] = {}
+    pool = ZERO
+    added = []
+    for loan in ordered:
+        need = drawn - sum(allocations.values(), ZERO)
+        if need <= 0:
+            if loan.purchase_id in current:
+                released[loan.purchase_id] = (
+                    "not needed: the pool exceeds the drawn amount"
+                )
+            continue
+        allocations[loan.purchase_id] = min(loan.outstanding_fen, need)
+        pool += loan.outstanding_fen
+        if loan.purchase_id not in current:
+            added.append(loan.purchase_id)
+    return AllocationResult(
+        facility_id=facility.id,
+        as_of=as_of,
+        drawn_fen=drawn,
+        allocations=allocations,
+        pool_fen=pool,
+        added=tuple(added),
+        released=released,
+    )
+
+
+def financing_share(
+    facility: FacilityConfig,
+    allocations: Mapping[str, Decimal],
+    loans: Mapping[str, LoanPosition],
+) -> Decimal | None:
+    """Share of the allocated amount that finances loans made after the first drawdown.
+
+    The rest refinances loans from the look-back period. None when nothing is
+    allocated.
+    """
+    total = sum(allocations.values(), ZERO)
+    if total == 0:
+        return None
+    financing = sum(
+        (
+            amount
+            for purchase_id, amount in allocations.items()
+            if loans[purchase_id].originated_on >= facility.first_drawdown
+        ),
+        ZERO,
+    )
+    return (financing / total).quantize(Decimal("0.0001"))
+
+
+def _age_order(loan: LoanPosition) -> tuple[date, str]:
+    return (loan.originated_on, loan.purchase_id)

@@ -1,0 +1,71 @@
+"""Reconciliation of a facility: allocated plus unallocated equals drawn, to the fen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from greenloop.lending.money import ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """The check of one facility's books on one date."""
+
+    facility_id: str
+    drawn_fen: Decimal
+    allocated_fen: Decimal
+    unallocated_fen: Decimal
+    pool_fen: Decimal
+    problems: tuple[str, ...]
+
+    @property
+    def balanced(self) -> bool:
+        """Whether every check passed."""
+        return not self.problems
+
+
+def reconcile(
+    facility_id: str,
+    drawn_fen: Decimal,
+    allocations: Mapping[str, Decimal],
+    unallocated_fen: Decimal,
+    outstanding: Mapping[str, Decimal],
+) -> Reconciliation:
+    """Check the stored allocations and unallocated balance against the drawn amount.
+
+    `outstanding` maps each allocated purchase id to its outstanding principal.
+    Checks: allocated + unallocated == drawn; no negative amount; no loan is
+    allocated more than it owes; the eligible pool is at least the drawn amount.
+    """
+    allocated = sum(allocations.values(), ZERO)
+    pool = sum((outstanding.get(key, ZERO) for key in allocations), ZERO)
+    problems = []
+    if allocated + unallocated_fen != drawn_fen:
+        problems.append(
+            f"allocated {allocated} + unallocated {unallocated_fen} fen differs from"
+            f" drawn {drawn_fen} fen by {allocated + unallocated_fen - drawn_fen} fen"
+        )
+    if unallocated_fen < 0:
+        problems.append(f"unallocated balance {unallocated_fen} fen is negative")
+    for purchase_id, amount in sorted(allocations.items()):
+        owed = outstanding.get(purchase_id)
+        if owed is None:
+            problems.append(f"loan {purchase_id} is allocated but not found")
+        elif amount <= 0 or amount > owed:
+            problems.append(
+                f"loan {purchase_id} is allocated {amount} fen but owes {owed} fen"
+            )
+    if pool < drawn_fen:
+        problems.append(
+            f"eligible pool {pool} fen is below the drawn amount {drawn_fen} fen"
+        )
+    return Reconciliation(
+        facility_id=facility_id,
+        drawn_fen=drawn_fen,
+        allocated_fen=allocated,
+        unallocated_fen=unallocated_fen,
+        pool_fen=pool,
+        problems=tuple(problems),
+    )
