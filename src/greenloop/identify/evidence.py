@@ -1,0 +1,163 @@
+"""Parse the evidence a product text or column states, and check its form.
+
+Everything here is parsing: a grade or code found by these functions is what the
+seller states. Only a registry lookup turns it into verified evidence.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+_GRADE_DIGIT = r"([一二三四五1-5])"
+
+# Chinese listings write the energy-label grade as 新一级能效, 一级能效, 1级能效,
+# 能效一级 or 能效等级：1级; 新 marks a grade under the current label edition.
+_CHINESE_GRADE = re.compile(
+    rf"(新)?{_GRADE_DIGIT}\s*级\s*能效"
+    rf"|能效(?:等级)?\s*[:：]?\s*(新)?{_GRADE_DIGIT}\s*级"
+)
+_ENGLISH_GRADE = re.compile(
+    r"\b(?:energy(?:[- ]label)?\s+)?grade\s*([1-5])\b"
+    r"|\b(?:energy\s+)?(?:label|efficiency)\s+grade\s*([1-5])\b",
+    re.IGNORECASE,
+)
+
+ORGANIC_CODE = re.compile(r"(?<!\d)\d{17}(?!\d)")
+GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])GF\d{12}(?!\d)", re.IGNORECASE)
+LEGACY_GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])LB-\d{2}-\d{10}[12](?!\d)")
+ECOLABEL_CODE = re.compile(r"(?<![A-Z])[A-Z]{2}/\d{3}/\d{3,6}(?!\d)")
+
+_MODEL_SEPARATORS = re.compile(r"[\s\-._\u00a0]+")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9*#+/()\-.]*[A-Za-z0-9*#)]|[A-Za-z0-9]")
+_NON_ALNUM = re.compile(r"[^0-9A-Z\u3400-\u9fff]+")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@dataclass(frozen=True, slots=True)
+class StatedGrade:
+    """An energy-label grade that a text states, with the words that state it."""
+
+    grade: int
+    text: str
+    new_edition: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CodeDate:
+    """The year encoded in a certificate code and the last day it can be valid."""
+
+    issue_year: int
+    latest_valid_until: date
+
+
+def find_stated_grade(text: str) -> StatedGrade | None:
+    """Return the first energy-label grade stated in `text`, or None."""
+    match = _CHINESE_GRADE.search(text)
+    if match:
+        new_marker = match.group(1) or match.group(3)
+        digit = match.group(2) or match.group(4)
+        grade = _CHINESE_DIGITS.get(digit) or int(digit)
+        return StatedGrade(grade, match.group(0), new_edition=bool(new_marker))
+    match = _ENGLISH_GRADE.search(text)
+    if match:
+        digit = match.group(1) or match.group(2)
+        return StatedGrade(int(digit), match.group(0), new_edition=False)
+    return None
+
+
+def find_certificate_codes(text: str) -> tuple[str, ...]:
+    """Return the organic, Green Food and EU Ecolabel codes written in `text`."""
+    codes: list[str] = []
+    for pattern in (ORGANIC_CODE, GREEN_FOOD_CODE, LEGACY_GREEN_FOOD_CODE):
+        codes.extend(match.group(0).upper() for match in pattern.finditer(text))
+    codes.extend(match.group(0) for match in ECOLABEL_CODE.finditer(text.upper()))
+    return tuple(dict.fromkeys(codes))
+
+
+def normalize_code(code: str) -> str:
+    """Return a certificate code in the form registries are indexed by."""
+    folded = unicodedata.normalize("NFKC", code).strip().upper()
+    return re.sub(r"\s+", "", folded)
+
+
+def green_food_code_date(code: str, validity_years: int) -> CodeDate | None:
+    """Return the year a GF code encodes and the last day its licence can run.
+
+    A GF code is GF, 6 digits of region, 2 digits of year and 4 of serial. The
+    code does not carry a month, so the licence can run at most until 31
+    December of the year `validity_years` after the encoded year.
+    """
+    normalized = normalize_code(code)
+    if not re.fullmatch(r"GF\d{12}", normalized):
+        return None
+    issue_year = 2000 + int(normalized[8:10])
+    return CodeDate(issue_year, date(issue_year + validity_years, 12, 31))
+
+
+def organic_code_year(code: str) -> int | None:
+    """Return the year encoded in a 17-digit organic code (digits 4 and 5)."""
+    normalized = normalize_code(code)
+    if not re.fullmatch(r"\d{17}", normalized):
+        return None
+    return 2000 + int(normalized[3:5])
+
+
+def normalize_model(model: str) -> str:
+    """Return a model number in upper case without spaces, dashes, dots or underscores."""
+    folded = unicodedata.normalize("NFKC", model).upper()
+    return _MODEL_SEPARATORS.sub("", folded)
+
+
+def brand_key(brand: str) -> str:
+    """Return a brand in upper case with only letters, digits and Chinese characters."""
+    folded = unicodedata.normalize("NFKC", brand).upper()
+    return _NON_ALNUM.sub("", folded)
+
+
+def padded_words(text: str) -> str:
+    """Return `text` as upper-case words separated and surrounded by single spaces."""
+    folded = unicodedata.normalize("NFKC", text).upper()
+    return f" {_NON_ALNUM.sub(' ', folded).strip()} "
+
+
+def brand_in_text(brand: str, words: str, raw_text: str) -> bool:
+    """Return whether `brand` appears as whole words in a title.
+
+    `words` is the title after `padded_words`. A brand in Chinese characters is
+    matched as a substring of `raw_text`, because Chinese has no word spaces.
+    """
+    if _CJK.search(brand):
+        return brand in raw_text
+    brand_words = padded_words(brand)
+    return len(brand_words) > 2 and brand_words in words
+
+
+def model_candidates(text: str, max_joined: int = 3) -> list[str]:
+    """Return the normalized strings in `text` that could be a model number.
+
+    A candidate is one token, or up to `max_joined` tokens that a single space
+    separates, because some model numbers are written with spaces ("RF 1820
+    FD"). Candidates without a digit or shorter than 3 characters are skipped.
+    """
+    tokens = [(match.start(), match.end(), match.group(0)) for match in _TOKEN.finditer(text)]
+    candidates: list[str] = []
+    for index, (_, end, token) in enumerate(tokens):
+        joined = token
+        previous_end = end
+        for count in range(max_joined):
+            if count:
+                if index + count >= len(tokens):
+                    break
+                start, end_next, next_token = tokens[index + count]
+                if start - previous_end != 1 or text[previous_end] != " ":
+                    break
+                joined = f"{joined} {next_token}"
+                previous_end = end_next
+            normalized = normalize_model(joined)
+            if len(normalized) >= 3 and any(char.isdigit() for char in normalized):
+                candidates.append(normalized)
+    return list(dict.fromkeys(candidates))
