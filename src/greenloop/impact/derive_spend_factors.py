@@ -245,7 +245,9 @@ def derive_second_hand_factors(bloom: dict[str, Any]) -> list[dict[str, Any]]:
         ]
         if not matches:
             raise DerivationError(f"no bloom items found for second-hand kind {kind}")
-        embodied = [item.kg_co2e * (1 - (item.use_phase_share or 0)) for item in matches]
+        embodied = [
+            item.kg_co2e * (1 - (item.use_phase_share or 0)) for item in matches
+        ]
         with_share = sum(1 for item in matches if item.use_phase_share is not None)
         factors.append(
             _factor(
@@ -327,7 +329,8 @@ def derive(footprints: Path, output: Path, version: str) -> None:
         {
             "id": "spend-category",
             "version": version,
-            "title": "Spend-based factors per greenloop category (COICOP, EXIOBASE 3.4)",
+            "title": "Spend-based factors per greenloop category "
+            "(COICOP, EXIOBASE 3.4)",
             "description": "kgCO2e per EUR of 2011 per category and country, used "
             "when a purchase's MCC has no factor.",
             "licence": "MIT (bloom-contrib, Copyright (c) 2020 Tomorrow)",

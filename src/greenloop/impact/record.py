@@ -40,6 +40,9 @@ class Impact:
     assumptions: tuple[str, ...] = ()
     region_used: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Which grid factor an electricity-based method used: "provincial",
+    # "regional" or "national"; None for methods that use no grid factor.
+    grid_level: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the impact as plain JSON-ready values."""

@@ -45,7 +45,12 @@ CHINA_PROVINCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("CN-GS", "甘肃省", "甘肃", ("Gansu",)),
     ("CN-QH", "青海省", "青海", ("Qinghai",)),
     ("CN-NX", "宁夏回族自治区", "宁夏", ("Ningxia", "Ningxia Hui")),
-    ("CN-XJ", "新疆维吾尔自治区", "新疆", ("Xinjiang", "Xinjiang Uygur", "Xinjiang Uyghur")),
+    (
+        "CN-XJ",
+        "新疆维吾尔自治区",
+        "新疆",
+        ("Xinjiang", "Xinjiang Uygur", "Xinjiang Uyghur"),
+    ),
 )
 
 PROVINCE_CODES = frozenset(code for code, *_ in CHINA_PROVINCES)
