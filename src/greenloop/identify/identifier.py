@@ -1,0 +1,326 @@
+"""The Identifier: a verdict per product, on evidence, claims and the model.
+
+Decision order for one product:
+
+1. Evidence rules (see `rules.py`) run in a fixed order. A green finding wins,
+   then a verified negative (a filing record of grade 3, a taxi MCC), then a
+   finding that needs review (an unverifiable registry, an unconfirmed grade).
+2. Without a verified finding, claims decide: a specific claim goes to review;
+   generic, offset-neutrality, single-attribute and future-pledge claims are
+   flagged and the item is not green.
+3. Otherwise the category model's proposal, when its probability reaches the
+   threshold in `data/settings.yaml`, routes the item to review. The model
+   never makes an item green.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from greenloop.categories import Category, Jurisdiction, Status
+from greenloop.identify.certified import CertifiedProduct
+from greenloop.identify.energy_star import EnergyStarRecord, EnergyStarSnapshot, read_energy_star_file
+from greenloop.identify.model_index import ModelIndex
+from greenloop.identify.parsing import ParsedQuery, parse_query
+from greenloop.identify.registries import Registries, load_registries
+from greenloop.identify.rules import EVIDENCE_RULES, Finding, RuleContext, pick_finding
+from greenloop.identify.verdict import ClaimFinding, ProductQuery, Verdict
+from greenloop.identify.vocabulary import Vocabulary, shipped_vocabulary
+from greenloop.standards import Standard, load_standards
+
+logger = logging.getLogger(__name__)
+
+FLAGGED_CLAIM_KINDS = frozenset({"generic", "neutrality_offset", "single_attribute", "future_pledge"})
+# Evidence categories whose certificate is an ISO 14024 Type I ecolabel and so
+# can back a generic claim, when their standard says so.
+TYPE_ONE_CATEGORIES = (Category.ENVIRONMENTAL_LABEL, Category.EU_ECOLABEL)
+
+
+class ProposesCategories(Protocol):
+    """The part of the category model the identifier calls."""
+
+    def propose(self, titles: Sequence[str]) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    category: Category | None
+    probability: float
+
+
+class Identifier:
+    """Identify products against one jurisdiction's standards and the loaded registries."""
+
+    def __init__(
+        self,
+        context: RuleContext,
+        model: ProposesCategories | None,
+        model_version: str | None,
+    ) -> None:
+        self._context = context
+        self._model = model
+        self._model_version = model_version
+
+    @classmethod
+    def load(
+        cls,
+        jurisdiction: str = "cn",
+        registry_dir: Path | None = None,
+        energy_star_files: Sequence[Path] = (),
+        certified_products: Iterable[CertifiedProduct] = (),
+        as_of: date | None = None,
+        model: ProposesCategories | None = None,
+    ) -> Identifier:
+        """Load standards, registries, ENERGY STAR records and the category model.
+
+        `as_of` is the identification date for expiry and staleness (default:
+        today in UTC). `model` replaces the shipped category model, for tests.
+        """
+        code = Jurisdiction(jurisdiction)
+        standards = load_standards(code)
+        registries = load_registries(registry_dir) if registry_dir else Registries()
+        energy_star, snapshots = _load_energy_star(energy_star_files)
+        certified = {(item.merchant_id, item.sku): item for item in certified_products}
+        context = RuleContext(
+            jurisdiction=code,
+            standards=standards,
+            registries=registries,
+            energy_star=energy_star,
+            energy_star_snapshots=snapshots,
+            certified=certified,
+            vocabulary=shipped_vocabulary(),
+            as_of=as_of or datetime.now(UTC).date(),
+        )
+        if model is not None:
+            return cls(context, model, getattr(model, "version", "supplied"))
+        shipped, version = _load_shipped_model()
+        return cls(context, shipped, version)
+
+    @property
+    def as_of(self) -> date:
+        """The identification date for expiry and staleness."""
+        return self._context.as_of
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The identifier's thresholds and product-type words."""
+        return self._context.vocabulary
+
+    def versions(self) -> dict[str, str]:
+        """Return each standard's version, registry snapshot dates and the model version."""
+        found: dict[str, str] = {}
+        for standard in sorted(self._context.standards.values(), key=lambda item: item.id):
+            found[standard.id] = standard.version(self.as_of) or "not in force"
+        found.update(self._context.registries.versions())
+        for product_type, snapshot in sorted(self._context.energy_star_snapshots.items()):
+            found[f"registry.energy_star.{product_type}"] = snapshot.snapshot_date.isoformat()
+        found["model"] = self._model_version or "not loaded"
+        return found
+
+    def identify(self, query: ProductQuery) -> Verdict:
+        """Return the verdict for one product."""
+        parsed, finding = self._evidence(query)
+        proposal = None
+        if _needs_model(parsed, finding):
+            proposal = self._propose([query.title])[0]
+        return self._verdict(parsed, finding, proposal)
+
+    def identify_many(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
+        """Return one verdict per query, calling the model once for the batch."""
+        evaluated = [self._evidence(query) for query in queries]
+        pending = [
+            index for index, (parsed, finding) in enumerate(evaluated)
+            if _needs_model(parsed, finding)
+        ]
+        proposals: dict[int, _Proposal | None] = {}
+        if pending:
+            titles = [queries[index].title for index in pending]
+            proposals = dict(zip(pending, self._propose(titles), strict=True))
+        return [
+            self._verdict(parsed, finding, proposals.get(index))
+            for index, (parsed, finding) in enumerate(evaluated)
+        ]
+
+    def _evidence(self, query: ProductQuery) -> tuple[ParsedQuery, Finding | None]:
+        claims = _find_claims(query.title or "", query.brand)
+        parsed = parse_query(query, self._context.vocabulary, claims)
+        findings = []
+        for rule in EVIDENCE_RULES:
+            finding = rule(parsed, self._context)
+            if finding is None:
+                continue
+            if finding.status is Status.GREEN:
+                return parsed, finding
+            findings.append(finding)
+        return parsed, pick_finding(findings)
+
+    def _propose(self, titles: list[str]) -> list[_Proposal | None]:
+        if self._model is None:
+            return [None for _ in titles]
+        proposals = self._model.propose(titles)
+        return [
+            _Proposal(getattr(item, "category", None), float(getattr(item, "probability", 0.0)))
+            for item in proposals
+        ]
+
+    def _verdict(
+        self, parsed: ParsedQuery, finding: Finding | None, proposal: _Proposal | None
+    ) -> Verdict:
+        if finding is not None and (
+            finding.status is Status.GREEN or finding.decisive
+        ):
+            return self._evidence_verdict(parsed, finding)
+        return self._unevidenced_verdict(parsed, finding, proposal)
+
+    def _evidence_verdict(self, parsed: ParsedQuery, finding: Finding) -> Verdict:
+        reasons = list(finding.reasons)
+        claims = parsed.claims + finding.flags
+        if finding.status is Status.GREEN:
+            reasons.extend(self._unbacked_claim_reasons(finding, parsed.claims))
+        standard = self._standard(finding.category)
+        return Verdict(
+            status=finding.status,
+            category=finding.category,
+            standard_id=standard.id if standard else None,
+            standard_version=standard.version(self.as_of) if standard else None,
+            evidence=finding.evidence,
+            claims=claims,
+            reasons=tuple(reasons),
+            top_tier=finding.top_tier,
+            attributes=dict(finding.attributes),
+        )
+
+    def _unbacked_claim_reasons(
+        self, finding: Finding, claims: tuple[ClaimFinding, ...]
+    ) -> list[str]:
+        generic = [claim for claim in claims if claim.kind in FLAGGED_CLAIM_KINDS]
+        if not generic:
+            return []
+        backed = finding.category in TYPE_ONE_CATEGORIES and bool(
+            self._context.parameter(finding.category, "backs_generic_claims")
+        ) if finding.category else False
+        if backed:
+            return []
+        terms = ", ".join(f"'{claim.term}'" for claim in generic)
+        return [
+            f"Flagged: the claim {terms} goes beyond the evidence, which is not an "
+            "ISO 14024 Type I ecolabel; the purchase still qualifies on its evidence."
+        ]
+
+    def _unevidenced_verdict(
+        self, parsed: ParsedQuery, finding: Finding | None, proposal: _Proposal | None
+    ) -> Verdict:
+        reasons: list[str] = list(finding.reasons) if finding else []
+        status = finding.status if finding else Status.NOT_GREEN
+        category = finding.category if finding else None
+        specific = [claim for claim in parsed.claims if claim.kind == "specific"]
+        flagged = [claim for claim in parsed.claims if claim.kind in FLAGGED_CLAIM_KINDS]
+
+        if specific:
+            terms = ", ".join(f"'{claim.term}'" for claim in specific)
+            reasons.append(
+                f"The text makes the specific claim {terms} without verified evidence; "
+                "a reviewer must ask for it."
+            )
+            status = Status.NEEDS_REVIEW
+            category = category or _claim_category(specific[0])
+        if flagged:
+            terms = ", ".join(f"'{claim.term}' ({claim.kind})" for claim in flagged)
+            reasons.append(f"Flagged: the claim {terms} has no verified evidence behind it.")
+
+        model_category, model_score = None, None
+        if proposal is not None:
+            model_category, model_score = proposal.category, proposal.probability
+            routed = self._route_by_model(status, flagged, specific, proposal)
+            if routed:
+                status = Status.NEEDS_REVIEW
+                reasons.append(routed)
+        if status is Status.NOT_GREEN and not reasons:
+            reasons.append("No evidence, claim or likely category was found.")
+        standard = self._standard(category)
+        return Verdict(
+            status=status,
+            category=category,
+            standard_id=standard.id if standard else None,
+            standard_version=standard.version(self.as_of) if standard else None,
+            evidence=finding.evidence if finding else (),
+            claims=parsed.claims + (finding.flags if finding else ()),
+            model_category=model_category,
+            model_score=model_score,
+            reasons=tuple(reasons),
+            attributes=dict(finding.attributes) if finding else {},
+        )
+
+    def _route_by_model(
+        self,
+        status: Status,
+        flagged: list[ClaimFinding],
+        specific: list[ClaimFinding],
+        proposal: _Proposal,
+    ) -> str | None:
+        threshold = self._context.vocabulary.model_review_min_probability
+        if status is not Status.NOT_GREEN or (flagged and not specific):
+            return None
+        if proposal.category is None or proposal.probability < threshold:
+            return None
+        return (
+            f"The category model proposes {proposal.category} with probability "
+            f"{proposal.probability:.2f} (threshold {threshold:.2f}); a reviewer should "
+            "ask the merchant for evidence."
+        )
+
+    def _standard(self, category: Category | None) -> Standard | None:
+        if category is None:
+            return None
+        return self._context.standards.get(category)
+
+
+def _needs_model(parsed: ParsedQuery, finding: Finding | None) -> bool:
+    return finding is None or not (finding.status is Status.GREEN or finding.decisive)
+
+
+def _find_claims(text: str, brand: str | None) -> tuple[ClaimFinding, ...]:
+    from greenloop.identify.claims import find_claims
+
+    return find_claims(text, brand=brand)
+
+
+def _claim_category(claim: ClaimFinding) -> Category | None:
+    from greenloop.identify.claims import claim_category
+
+    return claim_category(claim)
+
+
+def _load_energy_star(
+    paths: Sequence[Path],
+) -> tuple[ModelIndex[EnergyStarRecord], dict[str, EnergyStarSnapshot]]:
+    index: ModelIndex[EnergyStarRecord] = ModelIndex()
+    snapshots: dict[str, EnergyStarSnapshot] = {}
+    for path in paths:
+        snapshot = read_energy_star_file(Path(path))
+        previous = snapshots.get(snapshot.product_type)
+        if previous is None or snapshot.snapshot_date < previous.snapshot_date:
+            # With several files of one type, the oldest date decides staleness.
+            snapshots[snapshot.product_type] = snapshot
+        for record in snapshot.records:
+            index.add(record.model_number, record)
+    return index, snapshots
+
+
+def _load_shipped_model() -> tuple[ProposesCategories | None, str | None]:
+    try:
+        from greenloop.identify.model import CategoryModel
+    except ImportError as error:
+        logger.warning("category model not available (%s); items without evidence are not routed by it", error)
+        return None, None
+    try:
+        model = CategoryModel.load()
+    except (OSError, ValueError) as error:
+        logger.warning("category model artifact could not be loaded (%s); items without evidence are not routed by it", error)
+        return None, None
+    return model, str(getattr(model, "version", "unknown"))
