@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 SEED_BYTES = 32
+MIN_SEED_BYTES = 16
 RECORD_VERSION = 1
 
 
@@ -120,21 +121,47 @@ def commit(
     committed_at: datetime | None = None,
 ) -> DrawCommitment:
     """Build the commitment to publish before the draw."""
+    if len(seed) < MIN_SEED_BYTES:
+        raise DrawError(
+            f"seed of {len(seed)} bytes is too short: expected {MIN_SEED_BYTES} or more"
+        )
+    return commit_seed_digest(
+        draw_id, seed_digest(seed), entries, winners, public_value, committed_at
+    )
+
+
+def commit_seed_digest(
+    draw_id: str,
+    seed_sha256: str,
+    entries: Sequence[str],
+    winners: int,
+    public_value: str = "",
+    committed_at: datetime | None = None,
+) -> DrawCommitment:
+    """Build the commitment from the seed's digest, for a holder who lacks the seed."""
     if winners < 1:
         raise DrawError(f"invalid winners {winners}: expected 1 or more")
-    if len(seed) < 16:
-        raise DrawError(f"seed of {len(seed)} bytes is too short: expected 16 or more")
+    digest = seed_sha256.lower()
+    if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
+        raise DrawError(
+            f"invalid seed_sha256 {seed_sha256!r}: expected 64 hexadecimal digits"
+        )
     frozen = canonical_entries(entries)
     moment = committed_at or datetime.now().astimezone()
     return DrawCommitment(
         draw_id=draw_id,
-        seed_sha256=seed_digest(seed),
+        seed_sha256=digest,
         entries_sha256=entries_digest(frozen),
         entry_count=len(frozen),
         winners=winners,
         public_value=public_value,
         committed_at=moment.isoformat(),
     )
+
+
+def commitment_to_dict(commitment: DrawCommitment) -> dict[str, Any]:
+    """Return the commitment as a JSON-ready mapping."""
+    return asdict(commitment)
 
 
 def reveal(

@@ -1,0 +1,1522 @@
+"""Finance store: green loans, facility allocations, savings, campaign awards, draws.
+
+`process_green_loans` is the entry point of the batch run. Every write that
+moves money or budget runs in a transaction of its own, so a process killed in
+the middle leaves each loan either fully allocated or awarded, or untouched.
+Idempotency rests on unique keys: one loan row per purchase id, one allocation
+per facility and purchase id (and at most one active allocation per purchase),
+one savings row per facility and day, one award per campaign and purchase id.
+
+Budgets are enforced by conditional updates (`spent + amount <= limit` in the
+WHERE clause). PostgreSQL re-checks the condition on the latest row version
+after waiting for a concurrent writer, and SQLite serialises writers, so
+concurrent awards never push a counter past its limit on either database.
+Money is stored as integer fen (BIGINT).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+
+from greenloop.funding.allocation import (
+    LoanPosition,
+    LoanStatus,
+    allocate,
+    financing_share,
+)
+from greenloop.funding.config import FacilitiesFile, FacilityConfig, load_facilities
+from greenloop.funding.reconciliation import Reconciliation, reconcile
+from greenloop.funding.savings import accrue_savings
+from greenloop.incentives.config import (
+    CampaignConfig,
+    CampaignsFile,
+    InterestFree,
+    LotteryRedEnvelope,
+    load_campaigns,
+)
+from greenloop.incentives.draws import (
+    DrawCommitment,
+    DrawRecord,
+    commit_seed_digest,
+    commitment_to_dict,
+    reveal,
+)
+from greenloop.incentives.rules import (
+    benefit_cost_fen,
+    ineligibility_reason,
+    report_group,
+)
+from greenloop.lending.configfile import ConfigError
+from greenloop.lending.loans import GreenLoan
+from greenloop.lending.money import ZERO, fen_to_yuan, yuan_to_fen
+from greenloop.lending.plans import InstallmentPlan, fee_plan
+from greenloop.lending.schedules import load_fee_schedules
+from greenloop.store.base import metadata
+
+__all__ = [
+    "AwardSummary",
+    "FinanceOutcome",
+    "GreenLoan",
+    "LoanResult",
+    "SubstitutionReport",
+    "commit_campaign_draw",
+    "create_finance_tables",
+    "process_green_loans",
+    "reconcile_facility",
+    "refund_purchases",
+    "reveal_campaign_draw",
+    "revoke_loans",
+]
+
+logger = logging.getLogger(__name__)
+
+Identifier = BigInteger().with_variant(Integer(), "sqlite")
+
+finance_loans = Table(
+    "finance_loans",
+    metadata,
+    Column("purchase_id", String(128), primary_key=True),
+    Column("user_key", String(128), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("principal_fen", BigInteger, nullable=False),
+    Column("periods", Integer, nullable=False),
+    Column("category", String(40), nullable=False),
+    Column("region", String(16), nullable=True),
+    Column("merchant_id", String(128), nullable=True),
+    Column("kg_co2e_lifetime", Float, nullable=True),
+    Column("fee_rate", String(20), nullable=False),
+    Column("fee_schedule", String(80), nullable=False),
+    Column("consumer_fee_waived", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False, default=LoanStatus.ACTIVE.value),
+    Column("status_reason", Text, nullable=True),
+    Column("status_on", Date, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+finance_facilities = Table(
+    "finance_facilities",
+    metadata,
+    Column("facility_id", String(80), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("drawn_fen", BigInteger, nullable=False, default=0),
+    Column("unallocated_fen", BigInteger, nullable=False, default=0),
+    Column("accrued_fen", BigInteger, nullable=False, default=0),
+    Column("savings_spent_fen", BigInteger, nullable=False, default=0),
+    Column("accrued_through", Date, nullable=True),
+    Column("allocated_as_of", Date, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+finance_allocations = Table(
+    "finance_allocations",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column("facility_id", String(80), nullable=False),
+    Column("purchase_id", String(128), nullable=False),
+    Column("allocated_fen", BigInteger, nullable=False),
+    Column("outstanding_fen", BigInteger, nullable=False),
+    Column("allocated_on", Date, nullable=False),
+    Column("measured_on", Date, nullable=False),
+    Column("released_on", Date, nullable=True),
+    Column("release_reason", Text, nullable=True),
+    UniqueConstraint("facility_id", "purchase_id"),
+    # A loan funds at most one facility at a time.
+    Index(
+        "uq_finance_allocations_active_purchase",
+        "purchase_id",
+        unique=True,
+        sqlite_where=Column("released_on").is_(None),
+        postgresql_where=Column("released_on").is_(None),
+    ),
+)
+
+finance_savings_days = Table(
+    "finance_savings_days",
+    metadata,
+    Column("facility_id", String(80), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("drawn_fen", BigInteger, nullable=False),
+    Column("savings_fen", BigInteger, nullable=False),
+)
+
+finance_campaigns = Table(
+    "finance_campaigns",
+    metadata,
+    Column("campaign_id", String(80), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("facility_id", String(80), nullable=False),
+    Column("total_fen", BigInteger, nullable=False),
+    Column("spent_fen", BigInteger, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+finance_campaign_users = Table(
+    "finance_campaign_users",
+    metadata,
+    Column("campaign_id", String(80), primary_key=True),
+    Column("user_key", String(128), primary_key=True),
+    Column("spent_fen", BigInteger, nullable=False, default=0),
+    Column("awards", Integer, nullable=False, default=0),
+)
+
+finance_campaign_days = Table(
+    "finance_campaign_days",
+    metadata,
+    Column("campaign_id", String(80), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("spent_fen", BigInteger, nullable=False, default=0),
+)
+
+finance_awards = Table(
+    "finance_awards",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(80), nullable=False),
+    Column("purchase_id", String(128), nullable=False),
+    Column("user_key", String(128), nullable=False),
+    Column("benefit_kind", String(40), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("facility_id", String(80), nullable=False),
+    # The facility savings consumed by this award, and the facility's savings
+    # balance (accrued minus spent) left after it.
+    Column("savings_fen", BigInteger, nullable=False),
+    Column("savings_balance_after_fen", BigInteger, nullable=True),
+    Column("category", String(40), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("awarded_at", DateTime(timezone=True), nullable=False),
+    Column("refunded_at", DateTime(timezone=True), nullable=True),
+    Column("draw_id", String(80), nullable=True),
+    UniqueConstraint("campaign_id", "purchase_id"),
+)
+
+finance_draws = Table(
+    "finance_draws",
+    metadata,
+    Column("draw_id", String(80), primary_key=True),
+    Column("campaign_id", String(80), nullable=False, unique=True),
+    Column("commitment", JSON, nullable=False),
+    Column("entries", JSON, nullable=False),
+    Column("seed_hex", String(128), nullable=True),
+    Column("winners", JSON, nullable=True),
+    Column("revealed_at", DateTime(timezone=True), nullable=True),
+)
+
+FINANCE_TABLES = (
+    finance_loans,
+    finance_facilities,
+    finance_allocations,
+    finance_savings_days,
+    finance_campaigns,
+    finance_campaign_users,
+    finance_campaign_days,
+    finance_awards,
+    finance_draws,
+)
+
+# Award states. An entry waits for a lottery draw; a refunded award has given
+# its amount back to every budget it was charged to.
+AWARDED = "awarded"
+ENTERED = "entered"
+WON = "won"
+LOST = "lost"
+WON_UNPAID = "won_unpaid"
+REFUNDED = "refunded"
+PAID_STATES = (AWARDED, WON)
+
+
+@dataclass(frozen=True, slots=True)
+class AwardSummary:
+    """One campaign benefit given to a loan."""
+
+    campaign_id: str
+    benefit: str
+    amount_fen: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoanResult:
+    """The plan, facility and awards of one loan after the run."""
+
+    purchase_id: str
+    fee_fen: int | None
+    apr: Decimal | None
+    effective_annual_rate: Decimal | None
+    consumer_fee_waived: bool
+    facility_id: str | None
+    awards: tuple[AwardSummary, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinanceOutcome:
+    """Per-loan results and the allocation and incentive reports of one run."""
+
+    loans: dict[str, LoanResult]
+    allocation_report: dict[str, Any]
+    incentive_report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SubstitutionReport:
+    """What a revocation or refund released from facilities and what replaced it."""
+
+    purchase_ids: tuple[str, ...]
+    not_found: tuple[str, ...]
+    released: dict[str, dict[str, int]] = field(default_factory=dict)
+    added: dict[str, dict[str, int]] = field(default_factory=dict)
+    unallocated_fen: dict[str, int] = field(default_factory=dict)
+    pool_covers_drawn: dict[str, bool] = field(default_factory=dict)
+    awards_refunded: int = 0
+
+
+def create_finance_tables(engine: Engine) -> None:
+    """Create the finance tables that do not exist yet."""
+    metadata.create_all(engine, tables=list(FINANCE_TABLES), checkfirst=True)
+
+
+# ---------------------------------------------------------------------------
+# The batch entry point
+
+
+def process_green_loans(
+    engine: Engine,
+    loans: Sequence[GreenLoan],
+    facilities_path: Path,
+    campaigns_path: Path,
+    as_of: date,
+) -> FinanceOutcome:
+    """Record loans, allocate them to facilities, accrue savings, award incentives.
+
+    Safe to call again with the same loans: nothing is allocated or awarded twice.
+    Raises ConfigError when a configuration file is invalid.
+    """
+    facilities = load_facilities(facilities_path)
+    campaigns = load_campaigns(campaigns_path)
+    _check_campaign_funding(campaigns, facilities, campaigns_path)
+    create_finance_tables(engine)
+
+    errors = _record_loans(engine, loans)
+    for facility in facilities.facilities:
+        _sync_facility(engine, facility, as_of)
+    _sync_campaigns(engine, campaigns)
+    valid = [loan for loan in loans if loan.purchase_id not in errors]
+    _award_incentives(engine, valid, campaigns, facilities)
+
+    results = _loan_results(engine, loans, errors)
+    allocation_report = build_allocation_report(engine, facilities, as_of)
+    incentive_report = build_incentive_report(engine, campaigns)
+    logger.info(
+        "processed %d green loans (%d rejected) for %s",
+        len(loans),
+        len(errors),
+        as_of.isoformat(),
+    )
+    return FinanceOutcome(results, allocation_report, incentive_report)
+
+
+def _check_campaign_funding(
+    campaigns: CampaignsFile, facilities: FacilitiesFile, campaigns_path: Path
+) -> None:
+    known = {item.id for item in facilities.facilities}
+    problems = [
+        f"field campaigns[{index}].funding.facility_id: unknown facility"
+        f" {campaign.funding.facility_id!r}; expected one of {', '.join(sorted(known))}"
+        for index, campaign in enumerate(campaigns.campaigns)
+        if campaign.funding.facility_id not in known
+    ]
+    if problems:
+        raise ConfigError(campaigns_path, problems)
+
+
+# ---------------------------------------------------------------------------
+# Loans
+
+
+def _price(loan: GreenLoan) -> tuple[str, Decimal] | str:
+    """Return (schedule id, fee rate) for the loan, or the reason it is invalid."""
+    if loan.principal_fen <= 0:
+        return f"invalid principal_fen {loan.principal_fen}: expected a positive amount"
+    if loan.periods < 2:
+        return f"invalid periods {loan.periods}: an installment loan has 2 or more"
+    schedule = load_fee_schedules().get()
+    try:
+        return schedule.id, schedule.fee_rate(loan.periods)
+    except KeyError as error:
+        return str(error.args[0])
+
+
+def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
+    """Insert loans not yet stored; return purchase id -> reason for invalid loans."""
+    errors: dict[str, str] = {}
+    rows = []
+    now = datetime.now(UTC)
+    for loan in loans:
+        priced = _price(loan)
+        if isinstance(priced, str):
+            errors[loan.purchase_id] = priced
+            logger.warning("green loan %s rejected: %s", loan.purchase_id, priced)
+            continue
+        schedule_id, fee_rate = priced
+        rows.append(
+            {
+                "purchase_id": loan.purchase_id,
+                "user_key": loan.user_key,
+                "occurred_at": loan.occurred_at,
+                "principal_fen": loan.principal_fen,
+                "periods": loan.periods,
+                "category": loan.category,
+                "region": loan.region,
+                "merchant_id": loan.merchant_id,
+                "kg_co2e_lifetime": loan.kg_co2e_lifetime,
+                "fee_rate": str(fee_rate),
+                "fee_schedule": schedule_id,
+                "consumer_fee_waived": 0,
+                "status": LoanStatus.ACTIVE.value,
+                "created_at": now,
+            }
+        )
+    with engine.begin() as connection:
+        for start in range(0, len(rows), 1000):
+            _insert_ignore(
+                connection, finance_loans, rows[start : start + 1000], ["purchase_id"]
+            )
+    return errors
+
+
+def _plan_of(row: Any) -> InstallmentPlan:
+    """Rebuild the stored loan's plan; a waived fee makes it interest-free."""
+    fee_rate = ZERO if row.consumer_fee_waived else Decimal(row.fee_rate)
+    return fee_plan(
+        Decimal(row.principal_fen), row.periods, fee_rate, _as_date(row.occurred_at)
+    )
+
+
+def _position_of(row: Any, as_of: date) -> LoanPosition:
+    plan = _plan_of(row)
+    return LoanPosition(
+        purchase_id=row.purchase_id,
+        category=row.category,
+        originated_on=_as_date(row.occurred_at),
+        principal_fen=plan.principal_fen,
+        outstanding_fen=plan.outstanding_fen(as_of),
+        status=LoanStatus(row.status),
+    )
+
+
+def _as_date(moment: datetime | date) -> date:
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+# ---------------------------------------------------------------------------
+# Facilities: savings accrual and allocation
+
+
+def _sync_facility(engine: Engine, facility: FacilityConfig, as_of: date) -> None:
+    """Accrue savings through `as_of` and re-run the allocation, in one transaction."""
+    with engine.begin() as connection:
+        _insert_ignore(
+            connection,
+            finance_facilities,
+            [
+                {
+                    "facility_id": facility.id,
+                    "config": facility.model_dump(mode="json"),
+                    "drawn_fen": 0,
+                    "unallocated_fen": 0,
+                    "accrued_fen": 0,
+                    "savings_spent_fen": 0,
+                    "updated_at": datetime.now(UTC),
+                }
+            ],
+            ["facility_id"],
+        )
+        row = _lock_facility(connection, facility.id)
+        _accrue(connection, facility, row.accrued_through, as_of)
+        connection.execute(
+            update(finance_facilities)
+            .where(finance_facilities.c.facility_id == facility.id)
+            .values(config=facility.model_dump(mode="json"))
+        )
+        _reallocate(connection, facility, as_of)
+
+
+def _lock_facility(connection: Connection, facility_id: str) -> Any:
+    """Read the facility row, locking it on PostgreSQL until the transaction ends."""
+    query = select(finance_facilities).where(
+        finance_facilities.c.facility_id == facility_id
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return connection.execute(query).one()
+
+
+def _accrue(
+    connection: Connection,
+    facility: FacilityConfig,
+    accrued_through: date | None,
+    as_of: date,
+) -> None:
+    """Book the savings of the days after `accrued_through` up to `as_of`."""
+    new_days = [
+        {
+            "facility_id": facility.id,
+            "day": saving.day,
+            "drawn_fen": int(saving.drawn_fen),
+            "savings_fen": int(saving.savings_fen),
+        }
+        for saving in accrue_savings(facility, as_of)
+        if accrued_through is None or saving.day > accrued_through
+    ]
+    if not new_days:
+        return
+    for start in range(0, len(new_days), 1000):
+        _insert_ignore(
+            connection,
+            finance_savings_days,
+            new_days[start : start + 1000],
+            ["facility_id", "day"],
+        )
+    total = connection.execute(
+        select(func.coalesce(func.sum(finance_savings_days.c.savings_fen), 0)).where(
+            finance_savings_days.c.facility_id == facility.id
+        )
+    ).scalar_one()
+    connection.execute(
+        update(finance_facilities)
+        .where(finance_facilities.c.facility_id == facility.id)
+        .values(accrued_fen=int(total), accrued_through=new_days[-1]["day"])
+    )
+
+
+def _reallocate(
+    connection: Connection, facility: FacilityConfig, as_of: date
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Run the allocation for one facility and store it; the facility row is locked.
+
+    Returns the released and the added allocations (purchase id -> fen).
+    """
+    active = connection.execute(
+        select(finance_allocations).where(
+            and_(
+                finance_allocations.c.facility_id == facility.id,
+                finance_allocations.c.released_on.is_(None),
+            )
+        )
+    ).all()
+    current = {row.purchase_id: Decimal(row.allocated_fen) for row in active}
+    taken_elsewhere = set(
+        connection.execute(
+            select(finance_allocations.c.purchase_id).where(
+                and_(
+                    finance_allocations.c.facility_id != facility.id,
+                    finance_allocations.c.released_on.is_(None),
+                )
+            )
+        ).scalars()
+    )
+    ever_allocated_here = set(
+        connection.execute(
+            select(finance_allocations.c.purchase_id).where(
+                and_(
+                    finance_allocations.c.facility_id == facility.id,
+                    finance_allocations.c.released_on.is_not(None),
+                )
+            )
+        ).scalars()
+    )
+    categories = [str(item) for item in facility.eligible_categories]
+    candidate_rows = connection.execute(
+        select(finance_loans).where(
+            (finance_loans.c.purchase_id.in_(list(current)))
+            | and_(
+                finance_loans.c.category.in_(categories),
+                finance_loans.c.status == LoanStatus.ACTIVE.value,
+            )
+        )
+    ).all()
+    positions = {row.purchase_id: _position_of(row, as_of) for row in candidate_rows}
+    # A loan released from this facility is never allocated to it again, because
+    # the unique key (facility, purchase) keeps its release on record.
+    excluded = taken_elsewhere | ever_allocated_here
+    result = allocate(facility, as_of, current, positions, excluded)
+
+    released = {key: int(current[key]) for key in result.released}
+    for purchase_id, reason in result.released.items():
+        connection.execute(
+            update(finance_allocations)
+            .where(
+                and_(
+                    finance_allocations.c.facility_id == facility.id,
+                    finance_allocations.c.purchase_id == purchase_id,
+                )
+            )
+            .values(released_on=as_of, release_reason=reason, measured_on=as_of)
+        )
+        logger.info(
+            "facility %s released loan %s: %s", facility.id, purchase_id, reason
+        )
+    for purchase_id, amount in result.allocations.items():
+        outstanding = int(positions[purchase_id].outstanding_fen)
+        if purchase_id in current:
+            connection.execute(
+                update(finance_allocations)
+                .where(
+                    and_(
+                        finance_allocations.c.facility_id == facility.id,
+                        finance_allocations.c.purchase_id == purchase_id,
+                    )
+                )
+                .values(
+                    allocated_fen=int(amount),
+                    outstanding_fen=outstanding,
+                    measured_on=as_of,
+                )
+            )
+    added_rows = [
+        {
+            "facility_id": facility.id,
+            "purchase_id": purchase_id,
+            "allocated_fen": int(result.allocations[purchase_id]),
+            "outstanding_fen": int(positions[purchase_id].outstanding_fen),
+            "allocated_on": as_of,
+            "measured_on": as_of,
+        }
+        for purchase_id in result.added
+    ]
+    if added_rows:
+        connection.execute(finance_allocations.insert(), added_rows)
+    connection.execute(
+        update(finance_facilities)
+        .where(finance_facilities.c.facility_id == facility.id)
+        .values(
+            drawn_fen=int(result.drawn_fen),
+            unallocated_fen=int(result.unallocated_fen),
+            allocated_as_of=as_of,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    added = {key: int(result.allocations[key]) for key in result.added}
+    return released, added
+
+
+# ---------------------------------------------------------------------------
+# Campaigns and awards
+
+
+def _sync_campaigns(engine: Engine, campaigns: CampaignsFile) -> None:
+    """Store each campaign and its budget; a changed total applies from now on."""
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        for campaign in campaigns.campaigns:
+            values = {
+                "config": campaign.model_dump(mode="json"),
+                "facility_id": campaign.funding.facility_id,
+                "total_fen": int(campaign.budget.total_fen),
+                "updated_at": now,
+            }
+            _insert_ignore(
+                connection,
+                finance_campaigns,
+                [{"campaign_id": campaign.id, "spent_fen": 0, **values}],
+                ["campaign_id"],
+            )
+            connection.execute(
+                update(finance_campaigns)
+                .where(finance_campaigns.c.campaign_id == campaign.id)
+                .values(**values)
+            )
+
+
+def _award_incentives(
+    engine: Engine,
+    loans: Sequence[GreenLoan],
+    campaigns: CampaignsFile,
+    facilities: FacilitiesFile,
+) -> None:
+    """Offer every campaign to every loan, oldest purchase first."""
+    schedule = load_fee_schedules().get()
+    ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
+    with engine.connect() as connection:
+        statuses = dict(
+            connection.execute(
+                select(finance_loans.c.purchase_id, finance_loans.c.status)
+            ).all()
+        )
+    for loan in ordered:
+        if statuses.get(loan.purchase_id) != LoanStatus.ACTIVE.value:
+            continue
+        for campaign in campaigns.campaigns:
+            if ineligibility_reason(campaign, loan) is not None:
+                continue
+            facility = facilities.get(campaign.funding.facility_id)
+            cost = benefit_cost_fen(
+                campaign, loan, facility.facility_rate, schedule.fee_rate(loan.periods)
+            )
+            outcome = award(engine, campaign, loan, cost)
+            if outcome not in (AWARDED, ENTERED, "duplicate", "already interest-free"):
+                logger.info(
+                    "campaign %s did not award loan %s: %s",
+                    campaign.id,
+                    loan.purchase_id,
+                    outcome,
+                )
+
+
+def award(
+    engine: Engine, campaign: CampaignConfig, loan: GreenLoan, cost_fen: Decimal
+) -> str:
+    """Award `campaign` to `loan` in one transaction, within every budget.
+
+    Returns "awarded", "entered" (lottery), "duplicate" (already awarded), or the
+    reason the award was rejected. A rejection changes nothing.
+    """
+    amount = int(cost_fen)
+    benefit = campaign.benefit
+    is_entry = isinstance(benefit, LotteryRedEnvelope)
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            status = _try_award(connection, campaign, loan, amount, is_entry)
+        except BaseException:
+            transaction.rollback()
+            raise
+        if status in (AWARDED, ENTERED):
+            transaction.commit()
+        else:
+            transaction.rollback()
+        return status
+
+
+def _try_award(
+    connection: Connection,
+    campaign: CampaignConfig,
+    loan: GreenLoan,
+    amount: int,
+    is_entry: bool,
+) -> str:
+    """Insert the award row, then charge each budget; any failure means rollback."""
+    day = loan.occurred_at.date()
+    inserted = _insert_ignore(
+        connection,
+        finance_awards,
+        [
+            {
+                "campaign_id": campaign.id,
+                "purchase_id": loan.purchase_id,
+                "user_key": loan.user_key,
+                "benefit_kind": campaign.benefit.kind,
+                "amount_fen": 0 if is_entry else amount,
+                "facility_id": campaign.funding.facility_id,
+                "savings_fen": 0 if is_entry else amount,
+                "category": loan.category,
+                "day": day,
+                "status": ENTERED if is_entry else AWARDED,
+                "awarded_at": datetime.now(UTC),
+            }
+        ],
+        ["campaign_id", "purchase_id"],
+    )
+    if not inserted:
+        return "duplicate"
+    if is_entry:
+        return ENTERED
+    if isinstance(campaign.benefit, InterestFree):
+        waived = connection.execute(
+            update(finance_loans)
+            .where(
+                and_(
+                    finance_loans.c.purchase_id == loan.purchase_id,
+                    finance_loans.c.consumer_fee_waived == 0,
+                )
+            )
+            .values(consumer_fee_waived=1)
+        )
+        if waived.rowcount != 1:
+            return "already interest-free"
+    rejection = _charge_budgets(
+        connection, campaign, loan.user_key, day, amount, count_award=True
+    )
+    if rejection:
+        return rejection
+    balance = _charge_savings(connection, campaign.funding.facility_id, amount)
+    if balance is None:
+        return "facility savings exhausted"
+    connection.execute(
+        update(finance_awards)
+        .where(
+            and_(
+                finance_awards.c.campaign_id == campaign.id,
+                finance_awards.c.purchase_id == loan.purchase_id,
+            )
+        )
+        .values(savings_balance_after_fen=balance)
+    )
+    return AWARDED
+
+
+def _charge_budgets(
+    connection: Connection,
+    campaign: CampaignConfig,
+    user_key: str,
+    day: date,
+    amount: int,
+    count_award: bool,
+) -> str | None:
+    """Add `amount` to the campaign, user and day counters, or return the limit hit."""
+    budget = campaign.budget
+    total = connection.execute(
+        update(finance_campaigns)
+        .where(
+            and_(
+                finance_campaigns.c.campaign_id == campaign.id,
+                finance_campaigns.c.spent_fen + amount <= finance_campaigns.c.total_fen,
+            )
+        )
+        .values(spent_fen=finance_campaigns.c.spent_fen + amount)
+    )
+    if total.rowcount != 1:
+        return "campaign budget exhausted"
+
+    users = finance_campaign_users.c
+    _insert_ignore(
+        connection,
+        finance_campaign_users,
+        [
+            {
+                "campaign_id": campaign.id,
+                "user_key": user_key,
+                "spent_fen": 0,
+                "awards": 0,
+            }
+        ],
+        ["campaign_id", "user_key"],
+    )
+    conditions = [users.campaign_id == campaign.id, users.user_key == user_key]
+    if budget.per_user_fen is not None:
+        conditions.append(users.spent_fen + amount <= int(budget.per_user_fen))
+    if budget.per_user_awards is not None and count_award:
+        conditions.append(users.awards + 1 <= budget.per_user_awards)
+    per_user = connection.execute(
+        update(finance_campaign_users)
+        .where(and_(*conditions))
+        .values(
+            spent_fen=users.spent_fen + amount,
+            awards=users.awards + (1 if count_award else 0),
+        )
+    )
+    if per_user.rowcount != 1:
+        return "per-user limit reached"
+
+    days = finance_campaign_days.c
+    _insert_ignore(
+        connection,
+        finance_campaign_days,
+        [{"campaign_id": campaign.id, "day": day, "spent_fen": 0}],
+        ["campaign_id", "day"],
+    )
+    day_conditions = [days.campaign_id == campaign.id, days.day == day]
+    if budget.per_day_fen is not None:
+        day_conditions.append(days.spent_fen + amount <= int(budget.per_day_fen))
+    per_day = connection.execute(
+        update(finance_campaign_days)
+        .where(and_(*day_conditions))
+        .values(spent_fen=days.spent_fen + amount)
+    )
+    if per_day.rowcount != 1:
+        return "daily budget reached"
+    return None
+
+
+def _charge_savings(
+    connection: Connection, facility_id: str, amount: int
+) -> int | None:
+    """Spend `amount` of the facility's accrued savings; return the balance left."""
+    columns = finance_facilities.c
+    result = connection.execute(
+        update(finance_facilities)
+        .where(
+            and_(
+                columns.facility_id == facility_id,
+                columns.savings_spent_fen + amount <= columns.accrued_fen,
+            )
+        )
+        .values(savings_spent_fen=columns.savings_spent_fen + amount)
+        .returning(columns.accrued_fen, columns.savings_spent_fen)
+    ).first()
+    if result is None:
+        return None
+    return int(result.accrued_fen - result.savings_spent_fen)
+
+
+def _release_award(connection: Connection, award_row: Any, now: datetime) -> bool:
+    """Mark a paid award refunded and give its amount back to every budget."""
+    marked = connection.execute(
+        update(finance_awards)
+        .where(
+            and_(
+                finance_awards.c.id == award_row.id,
+                finance_awards.c.status.in_(PAID_STATES),
+            )
+        )
+        .values(status=REFUNDED, refunded_at=now)
+    )
+    if marked.rowcount != 1:
+        return False
+    amount = int(award_row.amount_fen)
+    connection.execute(
+        update(finance_campaigns)
+        .where(finance_campaigns.c.campaign_id == award_row.campaign_id)
+        .values(spent_fen=finance_campaigns.c.spent_fen - amount)
+    )
+    users = finance_campaign_users.c
+    connection.execute(
+        update(finance_campaign_users)
+        .where(
+            and_(
+                users.campaign_id == award_row.campaign_id,
+                users.user_key == award_row.user_key,
+            )
+        )
+        .values(spent_fen=users.spent_fen - amount, awards=users.awards - 1)
+    )
+    days = finance_campaign_days.c
+    connection.execute(
+        update(finance_campaign_days)
+        .where(
+            and_(days.campaign_id == award_row.campaign_id, days.day == award_row.day)
+        )
+        .values(spent_fen=days.spent_fen - amount)
+    )
+    columns = finance_facilities.c
+    connection.execute(
+        update(finance_facilities)
+        .where(columns.facility_id == award_row.facility_id)
+        .values(
+            savings_spent_fen=columns.savings_spent_fen - int(award_row.savings_fen)
+        )
+    )
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Revocation and refunds
+
+
+def revoke_loans(
+    engine: Engine, purchase_ids: Sequence[str], reason: str, as_of: date
+) -> SubstitutionReport:
+    """Mark loans revoked, release them from facilities and substitute others.
+
+    Used when a certification is revoked: the loans lose eligibility, so each
+    facility that held them tops up its pool from eligible unallocated loans.
+    Their incentive awards stand.
+    """
+    return _end_loans(engine, purchase_ids, LoanStatus.REVOKED, reason, as_of, False)
+
+
+def refund_purchases(
+    engine: Engine, purchase_ids: Sequence[str], reason: str, as_of: date
+) -> SubstitutionReport:
+    """Mark loans refunded, return their awards' budget and substitute in facilities."""
+    return _end_loans(engine, purchase_ids, LoanStatus.REFUNDED, reason, as_of, True)
+
+
+def _end_loans(
+    engine: Engine,
+    purchase_ids: Sequence[str],
+    status: LoanStatus,
+    reason: str,
+    as_of: date,
+    refund_awards: bool,
+) -> SubstitutionReport:
+    create_finance_tables(engine)
+    wanted = tuple(dict.fromkeys(purchase_ids))
+    with engine.begin() as connection:
+        found = set(
+            connection.execute(
+                select(finance_loans.c.purchase_id).where(
+                    finance_loans.c.purchase_id.in_(wanted)
+                )
+            ).scalars()
+        )
+        connection.execute(
+            update(finance_loans)
+            .where(
+                and_(
+                    finance_loans.c.purchase_id.in_(list(found)),
+                    finance_loans.c.status == LoanStatus.ACTIVE.value,
+                )
+            )
+            .values(status=status.value, status_reason=reason, status_on=as_of)
+        )
+        refunded = 0
+        if refund_awards:
+            now = datetime.now(UTC)
+            rows = connection.execute(
+                select(finance_awards).where(
+                    finance_awards.c.purchase_id.in_(list(found))
+                )
+            ).all()
+            refunded = sum(1 for row in rows if _release_award(connection, row, now))
+        facility_ids = connection.execute(
+            select(finance_allocations.c.facility_id)
+            .where(
+                and_(
+                    finance_allocations.c.purchase_id.in_(list(found)),
+                    finance_allocations.c.released_on.is_(None),
+                )
+            )
+            .distinct()
+        ).scalars()
+        report = SubstitutionReport(
+            purchase_ids=wanted,
+            not_found=tuple(key for key in wanted if key not in found),
+            awards_refunded=refunded,
+        )
+        for facility_id in sorted(facility_ids):
+            row = _lock_facility(connection, facility_id)
+            facility = FacilityConfig.model_validate(row.config)
+            released, added = _reallocate(connection, facility, as_of)
+            after = _lock_facility(connection, facility_id)
+            report.released[facility_id] = released
+            report.added[facility_id] = added
+            report.unallocated_fen[facility_id] = int(after.unallocated_fen)
+            pool = _pool_fen(connection, facility_id)
+            report.pool_covers_drawn[facility_id] = pool >= int(after.drawn_fen)
+    logger.info(
+        "%s %d loans (%d not found): %s",
+        status.value,
+        len(found),
+        len(report.not_found),
+        reason,
+    )
+    return report
+
+
+def _pool_fen(connection: Connection, facility_id: str) -> int:
+    return int(
+        connection.execute(
+            select(
+                func.coalesce(func.sum(finance_allocations.c.outstanding_fen), 0)
+            ).where(
+                and_(
+                    finance_allocations.c.facility_id == facility_id,
+                    finance_allocations.c.released_on.is_(None),
+                )
+            )
+        ).scalar_one()
+    )
+
+
+# ---------------------------------------------------------------------------
+# Lottery draws
+
+
+def commit_campaign_draw(
+    engine: Engine,
+    campaign_id: str,
+    seed_sha256: str,
+    public_value: str = "",
+    committed_at: datetime | None = None,
+) -> DrawCommitment:
+    """Freeze a lottery campaign's entries and store the commitment.
+
+    The operator keeps the seed secret and passes only its SHA-256 here. Entries
+    that arrive after the commitment do not take part.
+    """
+    with engine.begin() as connection:
+        campaign_row = connection.execute(
+            select(finance_campaigns).where(
+                finance_campaigns.c.campaign_id == campaign_id
+            )
+        ).one_or_none()
+        if campaign_row is None:
+            raise KeyError(f"campaign {campaign_id!r} not found; run the batch first")
+        campaign = CampaignConfig.model_validate(campaign_row.config)
+        if not isinstance(campaign.benefit, LotteryRedEnvelope):
+            raise ValueError(f"campaign {campaign_id!r} is not a lottery")
+        entries = list(
+            connection.execute(
+                select(finance_awards.c.purchase_id).where(
+                    and_(
+                        finance_awards.c.campaign_id == campaign_id,
+                        finance_awards.c.status == ENTERED,
+                    )
+                )
+            ).scalars()
+        )
+        draw_id = f"{campaign_id}-draw"
+        commitment = commit_seed_digest(
+            draw_id,
+            seed_sha256,
+            entries,
+            campaign.benefit.winners,
+            public_value,
+            committed_at,
+        )
+        _insert_ignore(
+            connection,
+            finance_draws,
+            [
+                {
+                    "draw_id": draw_id,
+                    "campaign_id": campaign_id,
+                    "commitment": commitment_to_dict(commitment),
+                    "entries": sorted(entries),
+                }
+            ],
+            ["draw_id"],
+        )
+        stored = connection.execute(
+            select(finance_draws).where(finance_draws.c.draw_id == draw_id)
+        ).one()
+    return DrawCommitment(**stored.commitment)
+
+
+def reveal_campaign_draw(engine: Engine, draw_id: str, seed: bytes) -> DrawRecord:
+    """Reveal the seed, rank the frozen entries and pay the winners within budget.
+
+    A winner whose prize would break a budget limit is marked `won_unpaid`.
+    Revealing the same draw again returns the stored record and pays nothing.
+    """
+    with engine.begin() as connection:
+        draw = connection.execute(
+            select(finance_draws).where(finance_draws.c.draw_id == draw_id)
+        ).one_or_none()
+        if draw is None:
+            raise KeyError(f"draw {draw_id!r} not found; commit it first")
+        commitment = DrawCommitment(**draw.commitment)
+        record = reveal(commitment, seed, draw.entries)
+        if draw.seed_hex is not None:
+            return record
+        campaign_row = connection.execute(
+            select(finance_campaigns).where(
+                finance_campaigns.c.campaign_id == draw.campaign_id
+            )
+        ).one()
+        campaign = CampaignConfig.model_validate(campaign_row.config)
+        connection.execute(
+            update(finance_draws)
+            .where(finance_draws.c.draw_id == draw_id)
+            .values(
+                seed_hex=seed.hex(),
+                winners=list(record.winners),
+                revealed_at=datetime.now(UTC),
+            )
+        )
+    assert isinstance(campaign.benefit, LotteryRedEnvelope)
+    prize = int(yuan_to_fen(campaign.benefit.prize_yuan))
+    for purchase_id in record.entries:
+        _settle_entry(
+            engine, campaign, draw_id, purchase_id, purchase_id in record.winners, prize
+        )
+    return record
+
+
+def _settle_entry(
+    engine: Engine,
+    campaign: CampaignConfig,
+    draw_id: str,
+    purchase_id: str,
+    won: bool,
+    prize_fen: int,
+) -> None:
+    """Pay one winner (or mark one entry lost) in a transaction of its own."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        row = connection.execute(
+            select(finance_awards).where(
+                and_(
+                    finance_awards.c.campaign_id == campaign.id,
+                    finance_awards.c.purchase_id == purchase_id,
+                    finance_awards.c.status == ENTERED,
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            transaction.rollback()
+            return
+        if not won:
+            _set_award(connection, row.id, LOST, 0, draw_id, None)
+            transaction.commit()
+            return
+        rejection = _charge_budgets(
+            connection, campaign, row.user_key, row.day, prize_fen, count_award=True
+        )
+        balance = None
+        if rejection is None:
+            balance = _charge_savings(
+                connection, campaign.funding.facility_id, prize_fen
+            )
+        if balance is None:
+            transaction.rollback()
+            with engine.begin() as marking:
+                _set_award(marking, row.id, WON_UNPAID, 0, draw_id, None)
+            logger.warning(
+                "draw %s: winner %s unpaid: %s",
+                draw_id,
+                purchase_id,
+                rejection or "facility savings exhausted",
+            )
+            return
+        _set_award(connection, row.id, WON, prize_fen, draw_id, balance)
+        transaction.commit()
+
+
+def _set_award(
+    connection: Connection,
+    award_id: int,
+    status: str,
+    amount: int,
+    draw_id: str,
+    balance: int | None,
+) -> None:
+    connection.execute(
+        update(finance_awards)
+        .where(finance_awards.c.id == award_id)
+        .values(
+            status=status,
+            amount_fen=amount,
+            savings_fen=amount,
+            draw_id=draw_id,
+            savings_balance_after_fen=balance,
+        )
+    )
+
+
+# ---------------------------------------------------------------------------
+# Reports
+
+
+def reconcile_facility(engine: Engine, facility_id: str) -> Reconciliation:
+    """Check a stored facility's books: allocated + unallocated == drawn, to the fen."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(finance_facilities).where(
+                finance_facilities.c.facility_id == facility_id
+            )
+        ).one()
+        active = connection.execute(
+            select(finance_allocations).where(
+                and_(
+                    finance_allocations.c.facility_id == facility_id,
+                    finance_allocations.c.released_on.is_(None),
+                )
+            )
+        ).all()
+    return reconcile(
+        facility_id,
+        Decimal(row.drawn_fen),
+        {item.purchase_id: Decimal(item.allocated_fen) for item in active},
+        Decimal(row.unallocated_fen),
+        {item.purchase_id: Decimal(item.outstanding_fen) for item in active},
+    )
+
+
+def build_allocation_report(
+    engine: Engine, facilities: FacilitiesFile, as_of: date
+) -> dict[str, Any]:
+    """Build the per-facility allocation report (amounts in fen and yuan)."""
+    report: dict[str, Any] = {}
+    with engine.connect() as connection:
+        for facility in facilities.facilities:
+            row = connection.execute(
+                select(finance_facilities).where(
+                    finance_facilities.c.facility_id == facility.id
+                )
+            ).one()
+            active = connection.execute(
+                select(
+                    finance_allocations,
+                    finance_loans.c.category,
+                    finance_loans.c.occurred_at,
+                )
+                .join(
+                    finance_loans,
+                    finance_loans.c.purchase_id == finance_allocations.c.purchase_id,
+                )
+                .where(
+                    and_(
+                        finance_allocations.c.facility_id == facility.id,
+                        finance_allocations.c.released_on.is_(None),
+                    )
+                )
+            ).all()
+            released_count = connection.execute(
+                select(func.count()).where(
+                    and_(
+                        finance_allocations.c.facility_id == facility.id,
+                        finance_allocations.c.released_on.is_not(None),
+                    )
+                )
+            ).scalar_one()
+            report[facility.id] = _facility_section(
+                facility, row, active, released_count
+            )
+    return {"as_of": as_of.isoformat(), "facilities": report}
+
+
+def _facility_section(
+    facility: FacilityConfig, row: Any, active: Sequence[Any], released_count: int
+) -> dict[str, Any]:
+    per_category: dict[str, int] = {}
+    for item in active:
+        per_category[item.category] = per_category.get(item.category, 0) + int(
+            item.allocated_fen
+        )
+    allocations = {item.purchase_id: Decimal(item.allocated_fen) for item in active}
+    positions = {
+        item.purchase_id: LoanPosition(
+            purchase_id=item.purchase_id,
+            category=item.category,
+            originated_on=_as_date(item.occurred_at),
+            principal_fen=Decimal(item.outstanding_fen),
+            outstanding_fen=Decimal(item.outstanding_fen),
+        )
+        for item in active
+    }
+    share = financing_share(facility, allocations, positions)
+    allocated = sum(int(item.allocated_fen) for item in active)
+    pool = sum(int(item.outstanding_fen) for item in active)
+    drawn = int(row.drawn_fen)
+    check = reconcile(
+        facility.id,
+        Decimal(drawn),
+        allocations,
+        Decimal(row.unallocated_fen),
+        {item.purchase_id: Decimal(item.outstanding_fen) for item in active},
+    )
+    return {
+        "lender": facility.lender,
+        "committed_fen": int(facility.committed_fen),
+        "drawn_fen": drawn,
+        "allocated_fen": allocated,
+        "allocated_per_category_fen": dict(sorted(per_category.items())),
+        "unallocated_fen": int(row.unallocated_fen),
+        "unallocated_placement": facility.unallocated_placement,
+        "eligible_pool_fen": pool,
+        "pool_covers_drawn": pool >= drawn,
+        "loans_allocated": len(active),
+        "loans_released": int(released_count),
+        "financing_share": None if share is None else str(share),
+        "refinancing_share": None if share is None else str(1 - share),
+        "lookback_months": facility.lookback_months,
+        "savings_accrued_fen": int(row.accrued_fen),
+        "savings_spent_fen": int(row.savings_spent_fen),
+        "savings_accrued_through": (
+            None if row.accrued_through is None else row.accrued_through.isoformat()
+        ),
+        "facility_rate": str(facility.facility_rate),
+        "benchmark_rate": str(facility.benchmark_rate),
+        "standard": facility.standard,
+        "pool_shortfall_fen": int(check.pool_shortfall_fen),
+        "reconciled": check.balanced,
+        "reconciliation_problems": list(check.problems),
+    }
+
+
+def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str, Any]:
+    """Build budget use per campaign and per category group, and cost per tCO2e."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                finance_awards.c.campaign_id,
+                finance_awards.c.category,
+                finance_awards.c.amount_fen,
+                finance_awards.c.status,
+                finance_loans.c.kg_co2e_lifetime,
+            ).join(
+                finance_loans,
+                finance_loans.c.purchase_id == finance_awards.c.purchase_id,
+            )
+        ).all()
+        budgets = {
+            row.campaign_id: row
+            for row in connection.execute(select(finance_campaigns)).all()
+        }
+    per_campaign: dict[str, dict[str, Any]] = {}
+    per_group: dict[str, int] = {}
+    total_fen = 0
+    total_kg = Decimal(0)
+    for campaign in campaigns.campaigns:
+        paid = [
+            row
+            for row in rows
+            if row.campaign_id == campaign.id and row.status in PAID_STATES
+        ]
+        spent = sum(int(row.amount_fen) for row in paid)
+        kg = _sum_kg(paid)
+        budget_row = budgets[campaign.id]
+        per_campaign[campaign.id] = {
+            "benefit": campaign.benefit.kind,
+            "facility_id": campaign.funding.facility_id,
+            "budget_fen": int(budget_row.total_fen),
+            "spent_fen": int(budget_row.spent_fen),
+            "remaining_fen": int(budget_row.total_fen) - int(budget_row.spent_fen),
+            "awards": len(paid),
+            "entries": sum(
+                1
+                for row in rows
+                if row.campaign_id == campaign.id and row.status == ENTERED
+            ),
+            "refunded": sum(
+                1
+                for row in rows
+                if row.campaign_id == campaign.id and row.status == REFUNDED
+            ),
+            "kg_co2e_avoided": str(kg),
+            "yuan_per_tco2e": _cost_per_tonne(spent, kg),
+        }
+        for row in paid:
+            group = report_group(row.category)
+            per_group[group] = per_group.get(group, 0) + int(row.amount_fen)
+        total_fen += spent
+        total_kg += kg
+    return {
+        "campaigns": per_campaign,
+        "spent_per_group_fen": {
+            group: per_group.get(group, 0)
+            for group in ("public_transport", "green_food", "green_appliances", "other")
+        },
+        "spent_fen": total_fen,
+        "kg_co2e_avoided": str(total_kg),
+        "yuan_per_tco2e": _cost_per_tonne(total_fen, total_kg),
+    }
+
+
+def _sum_kg(rows: Iterable[Any]) -> Decimal:
+    # Each loan counts once, even when several campaigns rewarded it, but the
+    # report keeps per-campaign sums apart so a loan appears in each campaign.
+    return sum(
+        (Decimal(str(row.kg_co2e_lifetime)) for row in rows if row.kg_co2e_lifetime),
+        Decimal(0),
+    )
+
+
+def _cost_per_tonne(spent_fen: int, kg_co2e: Decimal) -> str | None:
+    """Return yuan spent per tonne of CO2e avoided, or None without a known saving."""
+    if kg_co2e <= 0:
+        return None
+    return str((fen_to_yuan(spent_fen) / (kg_co2e / 1000)).quantize(Decimal("0.01")))
+
+
+def _loan_results(
+    engine: Engine, loans: Sequence[GreenLoan], errors: Mapping[str, str]
+) -> dict[str, LoanResult]:
+    ids = [loan.purchase_id for loan in loans if loan.purchase_id not in errors]
+    with engine.connect() as connection:
+        stored = {}
+        facility_of: dict[str, str] = {}
+        awards: dict[str, list[AwardSummary]] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            for row in connection.execute(
+                select(finance_loans).where(finance_loans.c.purchase_id.in_(chunk))
+            ):
+                stored[row.purchase_id] = row
+            for row in connection.execute(
+                select(
+                    finance_allocations.c.purchase_id, finance_allocations.c.facility_id
+                ).where(
+                    and_(
+                        finance_allocations.c.purchase_id.in_(chunk),
+                        finance_allocations.c.released_on.is_(None),
+                    )
+                )
+            ):
+                facility_of[row.purchase_id] = row.facility_id
+            for row in connection.execute(
+                select(finance_awards)
+                .where(finance_awards.c.purchase_id.in_(chunk))
+                .order_by(finance_awards.c.id)
+            ):
+                awards.setdefault(row.purchase_id, []).append(
+                    AwardSummary(
+                        row.campaign_id,
+                        row.benefit_kind,
+                        int(row.amount_fen),
+                        row.status,
+                    )
+                )
+    results = {}
+    for loan in loans:
+        error = errors.get(loan.purchase_id)
+        stored_row = stored.get(loan.purchase_id)
+        if error is not None or stored_row is None:
+            results[loan.purchase_id] = LoanResult(
+                loan.purchase_id,
+                None,
+                None,
+                None,
+                False,
+                None,
+                (),
+                error or "not stored",
+            )
+            continue
+        plan = _plan_of(stored_row)
+        rate = plan.annual_rate()
+        results[loan.purchase_id] = LoanResult(
+            purchase_id=loan.purchase_id,
+            fee_fen=int(plan.fee_fen),
+            apr=rate.nominal_annual,
+            effective_annual_rate=rate.effective_annual,
+            consumer_fee_waived=bool(stored_row.consumer_fee_waived),
+            facility_id=facility_of.get(loan.purchase_id),
+            awards=tuple(awards.get(loan.purchase_id, ())),
+        )
+    return results
+
+
+# ---------------------------------------------------------------------------
+# Portable helpers
+
+
+def _insert_ignore(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]
+) -> int:
+    """Insert rows, skipping those whose `keys` already exist; return rows inserted.
+
+    The count is exact for a single row; for several rows it may be -1 on drivers
+    that do not report it.
+    """
+    if not rows:
+        return 0
+    statement: Any
+    if connection.dialect.name == "postgresql":
+        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=keys)
+    else:
+        statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+    if len(rows) == 1:
+        return int(connection.execute(statement.values(rows[0])).rowcount)
+    return int(connection.execute(statement, rows).rowcount)
