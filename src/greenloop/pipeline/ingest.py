@@ -26,6 +26,7 @@ from greenloop.pipeline.schema import (
     ENERGY_LABEL_GRADES,
     MAX_INSTALLMENTS,
     MCC_RANGE,
+    PRODUCT_KEY_FIELDS,
     PURCHASE_FIELDS,
     REQUIRED_FIELDS,
 )
@@ -92,7 +93,9 @@ def _check_mapping(source: Source, mapping: ColumnMapping) -> None:
 def _create_currency_table(connection: duckdb.DuckDBPyConnection) -> None:
     codes = sorted(currency.alpha_3 for currency in pycountry.currencies)
     connection.execute("CREATE OR REPLACE TABLE currency_codes (code VARCHAR)")
-    connection.executemany("INSERT INTO currency_codes VALUES (?)", [(c,) for c in codes])
+    connection.executemany(
+        "INSERT INTO currency_codes VALUES (?)", [(c,) for c in codes]
+    )
 
 
 def _quote(name: str) -> str:
@@ -152,7 +155,10 @@ def _typed_expression(field: str, raw: str, spec: ColumnSpec | None) -> str:
 
 
 def _staging_sql(mapping: ColumnMapping, run_started_at: datetime) -> str:
-    raw_columns = [f"{_raw_expression(f, mapping)} AS {_quote('raw_' + f)}" for f in PURCHASE_FIELDS]
+    raw_columns = [
+        f"{_raw_expression(f, mapping)} AS {_quote('raw_' + f)}"
+        for f in PURCHASE_FIELDS
+    ]
     prefix_rule = mapping.returns.prefix
     prefix_sql = (
         f"starts_with(CAST({_quote(prefix_rule.column)} AS VARCHAR), "
@@ -172,9 +178,13 @@ def _staging_sql(mapping: ColumnMapping, run_started_at: datetime) -> str:
     typed_columns = []
     for field in PURCHASE_FIELDS:
         raw = _quote("raw_" + field)
-        typed_columns.append(f"{_typed_expression(field, raw, mapping.spec(field))} AS {field}")
+        typed_columns.append(
+            f"{_typed_expression(field, raw, mapping.spec(field))} AS {field}"
+        )
     latest = run_started_at.replace(tzinfo=None).isoformat(sep=" ")
-    amount_from_price = "amount" not in mapping.columns and "amount" not in mapping.constants
+    amount_from_price = (
+        "amount" not in mapping.columns and "amount" not in mapping.constants
+    )
     problems = _problem_sql(amount_from_price, latest)
     return f"""
 CREATE OR REPLACE TABLE staged AS
@@ -328,7 +338,9 @@ def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) ->
         )
 
 
-def _create_returns(connection: duckdb.DuckDBPyConnection, mapping: ColumnMapping) -> None:
+def _create_returns(
+    connection: duckdb.DuckDBPyConnection, mapping: ColumnMapping
+) -> None:
     keys = mapping.returns.match_on
     key_join = " AND ".join(f"r.{k} = p.{k}" for k in keys)
     keys_present = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "true"
@@ -368,6 +380,15 @@ def _create_returns(connection: duckdb.DuckDBPyConnection, mapping: ColumnMappin
     )
 
 
+def product_key_sql(alias: str) -> str:
+    """Return SQL for the product key: an MD5 of the product fields, NULL-aware."""
+    parts = ", ".join(
+        f"coalesce(CAST({alias}.{name} AS VARCHAR), chr(0))"
+        for name in PRODUCT_KEY_FIELDS
+    )
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
 def _create_purchases(connection: duckdb.DuckDBPyConnection) -> None:
     columns = ", ".join(f"s.{name}" for name in PURCHASE_FIELDS if name != "quantity")
     connection.execute(
@@ -378,6 +399,7 @@ def _create_purchases(connection: duckdb.DuckDBPyConnection) -> None:
             FROM returns WHERE returns_purchase_id IS NOT NULL GROUP BY 1
         )
         SELECT s.__row__ AS row, {columns}, s.quantity,
+               {product_key_sql("s")} AS product_key,
                least(coalesce(r.quantity, 0), s.quantity) AS returned_quantity,
                s.quantity - least(coalesce(r.quantity, 0), s.quantity) AS net_quantity,
                CAST(s.amount * (s.quantity - least(coalesce(r.quantity, 0), s.quantity))

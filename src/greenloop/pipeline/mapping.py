@@ -145,7 +145,9 @@ def load_mapping(name_or_path: str | Path) -> ColumnMapping:
     if not path.exists():
         shipped = SHIPPED_MAPPINGS / f"{name_or_path}.yaml"
         if not shipped.exists():
-            available = ", ".join(sorted(p.stem for p in SHIPPED_MAPPINGS.glob("*.yaml")))
+            available = ", ".join(
+                sorted(p.stem for p in SHIPPED_MAPPINGS.glob("*.yaml"))
+            )
             raise MappingError(
                 f"mapping {str(name_or_path)!r} not found: give a YAML file path or "
                 f"one of the shipped mappings ({available})"

@@ -84,7 +84,9 @@ def detect_format(path: Path) -> str:
 def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source:
     """Register `path` in `connection` as the relation `raw` with a `__row__` column."""
     if not path.is_file():
-        raise InputError(f"cannot read {path}: file not found; expected {EXPECTED_FORMS}")
+        raise InputError(
+            f"cannot read {path}: file not found; expected {EXPECTED_FORMS}"
+        )
     kind = detect_format(path)
     sha256 = file_sha256(path)
     if kind == "parquet":
@@ -109,7 +111,9 @@ def _register_parquet(
         raise InputError(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
-    return Source(path, "parquet", sha256, [c for c in columns if c != ROW_NUMBER_COLUMN])
+    return Source(
+        path, "parquet", sha256, [c for c in columns if c != ROW_NUMBER_COLUMN]
+    )
 
 
 @dataclass
@@ -127,7 +131,8 @@ def _register_batches(
     batches: _Batches,
 ) -> Source:
     schema = pa.schema(
-        [(ROW_NUMBER_COLUMN, pa.int64())] + [(name, pa.string()) for name in batches.columns]
+        [(ROW_NUMBER_COLUMN, pa.int64())]
+        + [(name, pa.string()) for name in batches.columns]
     )
     connection.execute("DROP TABLE IF EXISTS raw")
     connection.execute("DROP VIEW IF EXISTS raw")
@@ -159,7 +164,9 @@ def _csv_batches(path: Path) -> _Batches:
     try:
         header = next(reader)
     except StopIteration:
-        raise InputError(f"cannot read {path}: the file is empty; expected {EXPECTED_FORMS}")
+        raise InputError(
+            f"cannot read {path}: the file is empty; expected {EXPECTED_FORMS}"
+        )
     except csv.Error as error:
         raise InputError(f"cannot read {path} as CSV: {error}") from error
     header = [name.strip() for name in header]
@@ -227,7 +234,9 @@ def _jsonl_batches(path: Path) -> _Batches:
                 continue
             if not isinstance(document, dict):
                 malformed.append(
-                    MalformedRecord(row, "a JSON Lines record must be an object", line[:200])
+                    MalformedRecord(
+                        row, "a JSON Lines record must be an object", line[:200]
+                    )
                 )
                 continue
             for key in document:
@@ -238,7 +247,9 @@ def _jsonl_batches(path: Path) -> _Batches:
     def tables() -> Iterator[pa.Table]:
         for start in range(0, len(records), BATCH_ROWS):
             chunk = records[start : start + BATCH_ROWS]
-            values = [[_json_text(doc.get(name)) for _, doc in chunk] for name in columns]
+            values = [
+                [_json_text(doc.get(name)) for _, doc in chunk] for name in columns
+            ]
             yield _to_table(columns, [row for row, _ in chunk], values)
 
     return _Batches(columns, tables(), malformed)
@@ -282,6 +293,8 @@ def _open_text(path: Path) -> io.TextIOWrapper:
 
 def _sniff_delimiter(sample: str) -> str:
     try:
-        return csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+        return (
+            csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+        )
     except csv.Error:
         return ","

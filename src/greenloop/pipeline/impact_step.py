@@ -1,0 +1,199 @@
+"""The impact step: avoided emissions of green purchases and spend-based estimates.
+
+Impact is linear in quantity and spend estimates are linear in amount, so each
+is computed once per distinct (product, region) or (category, region, currency,
+year) for one unit and scaled in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from greenloop.identify.verdict import Verdict
+from greenloop.impact import ImpactCalculator, normalize_region
+from greenloop.impact.record import Impact
+from greenloop.pipeline.progress import ProgressSink
+
+UNIT_IMPACT_SCHEMA = pa.schema(
+    [
+        ("product_key", pa.string()),
+        ("region_code", pa.string()),
+        ("impact_method", pa.string()),
+        ("impact_basis", pa.string()),
+        ("region_used", pa.string()),
+        ("unit_kg_co2e_per_year", pa.float64()),
+        ("unit_kg_co2e_lifetime", pa.float64()),
+        ("unit_low_kg_co2e_lifetime", pa.float64()),
+        ("unit_high_kg_co2e_lifetime", pa.float64()),
+        ("lifetime_years", pa.float64()),
+        ("impact_json", pa.string()),
+    ]
+)
+
+SPEND_SCHEMA = pa.schema(
+    [
+        ("mcc", pa.int32()),
+        ("category", pa.string()),
+        ("currency", pa.string()),
+        ("region_code", pa.string()),
+        ("year", pa.int64()),
+        ("spend_method", pa.string()),
+        ("kg_co2e_per_currency_unit", pa.float64()),
+    ]
+)
+
+
+def normalize_regions(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Create `region_codes` mapping each raw region to a code; return counts."""
+    raw_values = [
+        row[0]
+        for row in connection.execute(
+            "SELECT DISTINCT region FROM purchases WHERE region IS NOT NULL"
+        ).fetchall()
+    ]
+    pairs = [(value, normalize_region(value)) for value in raw_values]
+    table = pa.table(
+        {
+            "region": pa.array([raw for raw, _ in pairs], pa.string()),
+            "region_code": pa.array([code for _, code in pairs], pa.string()),
+        }
+    )
+    connection.register("region_pairs", table)
+    connection.execute(
+        "CREATE OR REPLACE TABLE region_codes AS SELECT * FROM region_pairs"
+    )
+    connection.unregister("region_pairs")
+    unknown = sum(1 for _, code in pairs if code is None)
+    return {"distinct_regions": len(pairs), "unrecognised_regions": unknown}
+
+
+def compute_impacts(
+    connection: duckdb.DuckDBPyConnection,
+    calculator: ImpactCalculator,
+    verdicts: dict[str, Verdict],
+    progress: ProgressSink,
+) -> dict[tuple[str, str | None], Impact]:
+    """Create `unit_impacts` and `spend_factors`; return the impact of one unit."""
+    pairs = connection.execute(
+        """
+        SELECT DISTINCT p.product_key, r.region_code
+        FROM purchases p JOIN product_verdicts v USING (product_key)
+        LEFT JOIN region_codes r ON p.region = r.region
+        WHERE v.status = 'green'
+        ORDER BY 1, 2
+        """
+    ).fetchall()
+    progress.start("impact", len(pairs))
+    rows: list[dict[str, Any]] = []
+    unit_impacts: dict[tuple[str, str | None], Impact] = {}
+    for product_key, region_code in pairs:
+        impact = calculator.impact(verdicts[product_key], 1.0, region_code)
+        if impact is not None:
+            unit_impacts[(product_key, region_code)] = impact
+            rows.append(_unit_row(product_key, region_code, impact))
+        progress.advance(1)
+    _replace_table(
+        connection, "unit_impacts", pa.Table.from_pylist(rows, UNIT_IMPACT_SCHEMA)
+    )
+    _spend_factors(connection, calculator)
+    progress.finish()
+    return unit_impacts
+
+
+def _unit_row(
+    product_key: str, region_code: str | None, impact: Impact
+) -> dict[str, Any]:
+    return {
+        "product_key": product_key,
+        "region_code": region_code,
+        "impact_method": f"{impact.method}@{impact.method_version}",
+        "impact_basis": str(impact.basis),
+        "region_used": impact.region_used,
+        "unit_kg_co2e_per_year": impact.kg_co2e_per_year,
+        "unit_kg_co2e_lifetime": impact.kg_co2e_lifetime,
+        "unit_low_kg_co2e_lifetime": impact.low_kg_co2e_lifetime,
+        "unit_high_kg_co2e_lifetime": impact.high_kg_co2e_lifetime,
+        "lifetime_years": impact.lifetime_years,
+        "impact_json": json.dumps(impact.to_dict(), ensure_ascii=False, default=str),
+    }
+
+
+def _spend_factors(
+    connection: duckdb.DuckDBPyConnection, calculator: ImpactCalculator
+) -> None:
+    keys = connection.execute(
+        """
+        SELECT DISTINCT p.mcc, v.category, p.currency, r.region_code,
+               year(p.occurred_at) AS year
+        FROM purchases p JOIN product_verdicts v USING (product_key)
+        LEFT JOIN region_codes r ON p.region = r.region
+        """
+    ).fetchall()
+    rows = []
+    for mcc, category, currency, region_code, year in keys:
+        estimate = calculator.spend_estimate(
+            Decimal(1), currency, mcc, category, region_code, year
+        )
+        if estimate is None:
+            continue
+        rows.append(
+            {
+                "mcc": mcc,
+                "category": category,
+                "currency": currency,
+                "region_code": region_code,
+                "year": year,
+                "spend_method": f"{estimate.method}@{estimate.method_version}",
+                "kg_co2e_per_currency_unit": estimate.kg_co2e_per_year,
+            }
+        )
+    _replace_table(
+        connection, "spend_factors", pa.Table.from_pylist(rows, SPEND_SCHEMA)
+    )
+
+
+def _replace_table(
+    connection: duckdb.DuckDBPyConnection, name: str, table: pa.Table
+) -> None:
+    connection.register(f"{name}_arrow", table)
+    connection.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name}_arrow")
+    connection.unregister(f"{name}_arrow")
+
+
+def create_purchase_results(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create `results`: each purchase with its verdict, impact and spend estimate."""
+    connection.execute(
+        """
+        CREATE OR REPLACE TABLE results AS
+        SELECT p.*, r.region_code,
+               v.status, v.category, v.standard_id, v.standard_version, v.top_tier,
+               v.model_category, v.model_score, v.reasons, v.claims, v.claim_kinds,
+               v.evidence, v.attributes, v.verdict_digest,
+               u.impact_method, u.impact_basis, u.region_used, u.lifetime_years,
+               u.unit_kg_co2e_per_year * p.net_quantity AS kg_co2e_per_year,
+               u.unit_kg_co2e_lifetime * p.net_quantity AS kg_co2e_lifetime,
+               u.unit_low_kg_co2e_lifetime * p.net_quantity AS low_kg_co2e_lifetime,
+               u.unit_high_kg_co2e_lifetime * p.net_quantity AS high_kg_co2e_lifetime,
+               u.impact_json,
+               s.spend_method,
+               s.kg_co2e_per_currency_unit * CAST(p.net_amount AS DOUBLE)
+                   AS spend_estimate_kg_co2e
+        FROM purchases p
+        JOIN product_verdicts v USING (product_key)
+        LEFT JOIN region_codes r ON p.region = r.region
+        LEFT JOIN unit_impacts u
+          ON u.product_key = p.product_key
+         AND u.region_code IS NOT DISTINCT FROM r.region_code
+        LEFT JOIN spend_factors s
+          ON s.mcc IS NOT DISTINCT FROM p.mcc
+         AND s.category IS NOT DISTINCT FROM v.category
+         AND s.currency = p.currency
+         AND s.region_code IS NOT DISTINCT FROM r.region_code
+         AND s.year = year(p.occurred_at)
+        """
+    )

@@ -1,0 +1,279 @@
+"""The main job: ingest → identify → impact → green assets → ledger → finance → report.
+
+`run_job` reads like the loop it closes; each step is a function in its own
+module, and each records its counts in the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+import greenloop
+from greenloop.pipeline import assets as asset_step
+from greenloop.pipeline.identify_step import identify_products
+from greenloop.pipeline.impact_step import (
+    compute_impacts,
+    create_purchase_results,
+    normalize_regions,
+)
+from greenloop.pipeline.ingest import ingest
+from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
+from greenloop.pipeline.outputs import write_outputs
+from greenloop.pipeline.progress import NoProgress, ProgressSink
+from greenloop.pipeline.sources import register_source
+from greenloop.store.base import make_engine
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ORIGIN = "greenloop.local/green-assets"
+PACKAGE_DATA = Path(__file__).resolve().parents[1]
+DEFAULT_FACILITIES = PACKAGE_DATA / "funding" / "examples" / "facilities.yaml"
+DEFAULT_CAMPAIGNS = PACKAGE_DATA / "incentives" / "examples" / "campaigns.yaml"
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; paths are resolved by the caller."""
+
+    input_path: Path
+    out_dir: Path = Path("runs")
+    mapping: str | Path | None = None
+    standard: str = "cn"
+    database_url: str | None = None
+    key_dir: Path = Path("keys")
+    registry_dir: Path | None = None
+    energy_star_files: tuple[Path, ...] = ()
+    facilities_path: Path | None = DEFAULT_FACILITIES
+    campaigns_path: Path | None = DEFAULT_CAMPAIGNS
+    origin: str = DEFAULT_ORIGIN
+    as_of: date | None = None
+    run_id: str | None = None
+    memory_limit: str = "1GB"
+    threads: int | None = None
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its outputs and what it counted."""
+
+    run_id: str
+    run_dir: Path
+    manifest: dict[str, Any]
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def new_run_id(started_at: datetime, input_sha256: str) -> str:
+    """Return a run id: the UTC start time and the start of the input digest."""
+    return f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-{input_sha256[:8]}-{os.getpid()}"
+
+
+def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResult:
+    """Run the main job on one input file and write `runs/<run-id>/`."""
+    from greenloop.identify import Identifier
+    from greenloop.impact import ImpactCalculator
+    from greenloop.ledger import load_or_create_secret
+    from greenloop.store import runs as run_store
+    from greenloop.store.schema import upgrade
+
+    sink = progress or NoProgress()
+    started_at = datetime.now(UTC)
+    as_of = config.as_of or started_at.date()
+    timings: dict[str, float] = {}
+    counts: dict[str, dict[str, Any]] = {}
+
+    connection = _connect(config)
+    source = _timed(
+        timings, "read", lambda: register_source(connection, config.input_path)
+    )
+    mapping = _resolve_mapping(config.mapping, source.columns)
+    run_id = config.run_id or new_run_id(started_at, source.sha256)
+    run_dir = config.out_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    connection.execute(f"SET temp_directory = '{_sql_path(run_dir / '.spill')}'")
+    logger.info(
+        "run %s started: input %s (sha256 %s), standard %s, greenloop %s, duckdb %s",
+        run_id, config.input_path, source.sha256, config.standard,
+        greenloop.__version__, duckdb.__version__,
+    )  # fmt: skip
+
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    run_store.record_run_start(
+        engine,
+        {
+            "run_id": run_id,
+            "input_path": str(config.input_path),
+            "input_sha256": source.sha256,
+            "standard": config.standard,
+            "started_at": started_at,
+        },
+    )
+
+    ingest_counts = _timed(
+        timings, "ingest", lambda: ingest(connection, source, mapping, started_at)
+    )
+    counts["ingest"] = vars(ingest_counts)
+
+    identifier = Identifier.load(
+        jurisdiction=config.standard,
+        registry_dir=config.registry_dir,
+        energy_star_files=config.energy_star_files,
+        as_of=as_of,
+    )
+    verdicts = _timed(
+        timings, "identify", lambda: identify_products(connection, identifier, sink)
+    )
+    counts["identify"] = _verdict_counts(connection, len(verdicts))
+
+    calculator = ImpactCalculator.load(as_of=as_of)
+    region_counts = normalize_regions(connection)
+    unit_impacts = _timed(
+        timings,
+        "impact",
+        lambda: compute_impacts(connection, calculator, verdicts, sink),
+    )
+    create_purchase_results(connection)
+    counts["impact"] = {**region_counts, **_impact_counts(connection)}
+
+    secret = load_or_create_secret(config.key_dir / "user-hmac.key")
+    assets = asset_step.build_assets(connection, run_id, secret)
+    asset_counts = _timed(
+        timings,
+        "green_assets",
+        lambda: asset_step.store_assets(engine, assets, counts["identify"]["green"]),
+    )
+    counts["green_assets"] = vars(asset_counts)
+
+    purchase_ids = [asset["purchase_id"] for asset in assets]
+    ledger_counts = _timed(
+        timings,
+        "ledger",
+        lambda: asset_step.append_to_ledger(
+            engine, config.key_dir, config.origin, purchase_ids,
+            run_dir / "receipts.jsonl", sink,
+        ),
+    )  # fmt: skip
+    counts["ledger"] = {
+        k: v for k, v in vars(ledger_counts).items() if k != "checkpoint"
+    }
+
+    finance = None
+    if config.facilities_path and config.campaigns_path:
+        finance = _timed(
+            timings,
+            "finance",
+            lambda: asset_step.finance_loans(
+                engine, assets, config.facilities_path, config.campaigns_path, as_of
+            ),
+        )
+        counts["finance"] = {"loans": len(finance.loans)}
+
+    manifest = _timed(
+        timings,
+        "report",
+        lambda: write_outputs(
+            connection=connection,
+            run_dir=run_dir,
+            run_id=run_id,
+            config=config,
+            source=source,
+            mapping=mapping,
+            started_at=started_at,
+            counts=counts,
+            timings=timings,
+            identifier_versions=identifier.versions(),
+            factor_versions=calculator.versions(),
+            unit_impacts=unit_impacts,
+            ledger=ledger_counts,
+            finance=finance,
+            engine=engine,
+        ),
+    )
+    run_store.record_run_end(engine, run_id, "succeeded", manifest)
+    connection.close()
+    shutil.rmtree(run_dir / ".spill", ignore_errors=True)
+    logger.info("run %s finished in %.1f s", run_id, sum(timings.values()))
+    return RunResult(run_id, run_dir, manifest, counts)
+
+
+def _connect(config: RunConfig) -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(":memory:")
+    connection.execute(f"SET memory_limit = '{config.memory_limit}'")
+    connection.execute("SET preserve_insertion_order = false")
+    if config.threads:
+        connection.execute(f"SET threads = {int(config.threads)}")
+    return connection
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _resolve_mapping(mapping: str | Path | None, columns: list[str]) -> ColumnMapping:
+    if mapping is None:
+        return identity_mapping(columns)
+    return load_mapping(mapping)
+
+
+def _timed(timings: dict[str, float], step: str, action: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    result = action()
+    timings[step] = round(time.perf_counter() - started, 3)
+    logger.info("step %s took %.2f s", step, timings[step])
+    return result
+
+
+def _verdict_counts(
+    connection: duckdb.DuckDBPyConnection, products: int
+) -> dict[str, Any]:
+    by_status = dict(
+        connection.execute(
+            """
+            SELECT v.status, count(*) FROM purchases p
+            JOIN product_verdicts v USING (product_key) GROUP BY 1
+            """
+        ).fetchall()
+    )
+    products_by_status = dict(
+        connection.execute(
+            "SELECT status, count(*) FROM product_verdicts GROUP BY 1"
+        ).fetchall()
+    )
+    return {
+        "distinct_products": products,
+        "green": int(by_status.get("green", 0)),
+        "needs_review": int(by_status.get("needs_review", 0)),
+        "not_green": int(by_status.get("not_green", 0)),
+        "products_green": int(products_by_status.get("green", 0)),
+        "products_needs_review": int(products_by_status.get("needs_review", 0)),
+        "products_not_green": int(products_by_status.get("not_green", 0)),
+    }
+
+
+def _impact_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    row = connection.execute(
+        """
+        SELECT count(*) FILTER (WHERE kg_co2e_per_year IS NOT NULL),
+               coalesce(sum(kg_co2e_per_year), 0), coalesce(sum(kg_co2e_lifetime), 0),
+               count(*) FILTER (WHERE spend_estimate_kg_co2e IS NOT NULL)
+        FROM results
+        """
+    ).fetchall()[0]
+    return {
+        "purchases_with_activity_impact": int(row[0]),
+        "kg_co2e_per_year": float(row[1]),
+        "kg_co2e_lifetime": float(row[2]),
+        "purchases_with_spend_estimate": int(row[3]),
+    }

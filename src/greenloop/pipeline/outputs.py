@@ -1,0 +1,335 @@
+"""The report step: write verdicts, quarantine, returns, reports and the manifest.
+
+Every file is written under a temporary name and renamed, and the manifest is
+written last, so a run folder with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy.engine import Engine
+
+import greenloop
+from greenloop.impact.record import Impact
+from greenloop.pipeline.mapping import ColumnMapping
+from greenloop.pipeline.sources import Source
+from greenloop.reports.run_report import render_html
+from greenloop.store import runs as run_store
+
+if TYPE_CHECKING:
+    from greenloop.pipeline.assets import LedgerCounts
+    from greenloop.pipeline.job import RunConfig
+
+VERDICT_COLUMNS = (
+    "row, purchase_id, occurred_at, merchant_id, merchant_name, mcc, title, sku, brand, "
+    "model_number, region, region_code, quantity, returned_quantity, net_quantity, "
+    "amount, net_amount, currency, installments, energy_label_grade, certificate_id, "
+    "label_codes, product_key, status, category, standard_id, standard_version, "
+    "top_tier, model_category, model_score, reasons, claims, claim_kinds, evidence, "
+    "attributes, verdict_digest, impact_method, impact_basis, region_used, "
+    "lifetime_years, kg_co2e_per_year, kg_co2e_lifetime, low_kg_co2e_lifetime, "
+    "high_kg_co2e_lifetime, spend_method, spend_estimate_kg_co2e"
+)
+TOP_REASONS = 12
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _copy_to(
+    connection: duckdb.DuckDBPyConnection, query: str, options: str
+) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        quoted = str(path).replace("'", "''")
+        connection.execute(f"COPY ({query}) TO '{quoted}' ({options})")
+
+    return write
+
+
+def write_outputs(
+    *,
+    connection: duckdb.DuckDBPyConnection,
+    run_dir: Path,
+    run_id: str,
+    config: RunConfig,
+    source: Source,
+    mapping: ColumnMapping,
+    started_at: datetime,
+    counts: dict[str, dict[str, Any]],
+    timings: dict[str, float],
+    identifier_versions: dict[str, str],
+    factor_versions: dict[str, str],
+    unit_impacts: dict[tuple[str, str | None], Impact],
+    ledger: LedgerCounts,
+    finance: Any,
+    engine: Engine,
+) -> dict[str, Any]:
+    """Write every output of a run into `run_dir` and return the manifest."""
+    _attach_ledger_indexes(connection, engine)
+    _write_atomically(
+        run_dir / "verdicts.parquet",
+        _copy_to(
+            connection,
+            f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
+            f"LEFT JOIN ledger_indexes USING (purchase_id) ORDER BY row",
+            "FORMAT parquet, COMPRESSION zstd",
+        ),
+    )
+    _write_atomically(
+        run_dir / "quarantine.csv",
+        _copy_to(
+            connection,
+            'SELECT * FROM quarantine ORDER BY row, "column"',
+            "HEADER, DELIMITER ','",
+        ),
+    )
+    _write_atomically(
+        run_dir / "returns.csv",
+        _copy_to(
+            connection,
+            "SELECT row, return_id, occurred_at, sku, title, quantity, amount, returns_purchase_id, match_status FROM returns ORDER BY row",
+            "HEADER, DELIMITER ','",
+        ),
+    )
+    report = build_report(
+        connection, run_id, counts, unit_impacts, ledger, finance, config.standard
+    )
+    finished_at = datetime.now(UTC)
+    manifest = {
+        "run_id": run_id,
+        "status": "succeeded",
+        "input": {
+            "path": str(source.path),
+            "format": source.format,
+            "sha256": source.sha256,
+            "mapping": mapping.name,
+        },
+        "standard": {"jurisdiction": config.standard, "versions": identifier_versions},
+        "factor_versions": factor_versions,
+        "package_version": greenloop.__version__,
+        "engine": {"name": "duckdb", "version": duckdb.__version__},
+        "database": engine.url.render_as_string(hide_password=True),
+        "ledger": {"origin": config.origin, "tree_size": ledger.tree_size},
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "counts": counts,
+        "step_seconds": timings,
+        "outputs": [
+            "verdicts.parquet",
+            "quarantine.csv",
+            "returns.csv",
+            "report.json",
+            "report.html",
+        ]
+        + (["receipts.jsonl"] if ledger.receipts_written else []),
+    }
+    report["run"] = {
+        key: manifest[key]
+        for key in (
+            "run_id",
+            "input",
+            "standard",
+            "package_version",
+            "started_at",
+            "finished_at",
+        )
+    }
+    report["checkpoint"] = ledger.checkpoint
+    _write_atomically(
+        run_dir / "report.json", lambda p: p.write_text(_json(report), encoding="utf-8")
+    )
+    _write_atomically(
+        run_dir / "report.html",
+        lambda p: p.write_text(render_html(report), encoding="utf-8"),
+    )
+    (run_dir / "checkpoint.txt").write_text(ledger.checkpoint, encoding="utf-8")
+    _write_atomically(
+        run_dir / "manifest.json",
+        lambda p: p.write_text(_json(manifest), encoding="utf-8"),
+    )
+    return manifest
+
+
+def _json(document: Any) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False, default=_default) + "\n"
+
+
+def _default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _attach_ledger_indexes(
+    connection: duckdb.DuckDBPyConnection, engine: Engine
+) -> None:
+    green_ids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT purchase_id FROM results WHERE status = 'green' AND net_quantity > 0"
+        ).fetchall()
+    ]
+    indexes = run_store.ledger_indexes(engine, green_ids)
+    table = pa.table(
+        {
+            "purchase_id": pa.array(list(indexes), pa.string()),
+            "ledger_index": pa.array(list(indexes.values()), pa.int64()),
+        }
+    )
+    connection.register("ledger_index_arrow", table)
+    connection.execute(
+        "CREATE OR REPLACE TABLE ledger_indexes AS SELECT * FROM ledger_index_arrow"
+    )
+    connection.unregister("ledger_index_arrow")
+
+
+def build_report(
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    counts: dict[str, dict[str, Any]],
+    unit_impacts: dict[tuple[str, str | None], Impact],
+    ledger: LedgerCounts,
+    finance: Any,
+    standard: str,
+) -> dict[str, Any]:
+    """Return the run report as JSON-ready values."""
+    from greenloop.impact import summarize_impacts
+
+    by_category_status = [
+        {"category": category or "(none)", "status": status, "purchases": int(n)}
+        for category, status, n in connection.execute(
+            "SELECT category, status, count(*) FROM results GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    ]
+    top_reasons = [
+        {"reason": reason, "purchases": int(n)}
+        for reason, n in connection.execute(
+            f"""
+            SELECT reason, count(*) AS n FROM (
+                SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM results
+            ) GROUP BY 1 ORDER BY n DESC, reason LIMIT {TOP_REASONS}
+            """
+        ).fetchall()
+    ]
+    quarantine_reasons = [
+        {"column": column, "reason": reason, "rows": int(n)}
+        for column, reason, n in connection.execute(
+            'SELECT "column", reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC'
+        ).fetchall()
+    ]
+    claims = dict(
+        connection.execute(
+            """
+            SELECT kind, count(*) FROM (
+                SELECT unnest(string_split(claim_kinds, ';')) AS kind FROM results
+                WHERE claim_kinds IS NOT NULL
+            ) GROUP BY 1
+            """
+        ).fetchall()
+    )
+    green_without_evidence = connection.execute(
+        "SELECT count(*) FROM results WHERE status = 'green' AND (evidence IS NULL "
+        "OR evidence = '[]')"
+    ).fetchall()[0][0]
+    impact_rows = _impact_rows(connection, unit_impacts)
+    spend = [
+        {"category": category or "(none)", "purchases": int(n), "kg_co2e": float(kg)}
+        for category, n, kg in connection.execute(
+            """
+            SELECT category, count(*), sum(spend_estimate_kg_co2e) FROM results
+            WHERE spend_estimate_kg_co2e IS NOT NULL GROUP BY 1 ORDER BY 3 DESC
+            """
+        ).fetchall()
+    ]
+    avoided = [
+        {
+            "category": category,
+            "purchases": int(n),
+            "t_co2e_per_year": float(per_year) / 1000,
+            "t_co2e_lifetime": float(lifetime) / 1000,
+        }
+        for category, n, per_year, lifetime in connection.execute(
+            """
+            SELECT category, count(*), sum(kg_co2e_per_year), sum(kg_co2e_lifetime)
+            FROM results WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 3 DESC
+            """
+        ).fetchall()
+    ]
+    factor_use = {
+        str(scope): int(n)
+        for scope, n in connection.execute(
+            "SELECT coalesce(region_used, '(none)'), count(*) FROM results "
+            "WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+    }
+    report: dict[str, Any] = {
+        "counts": counts,
+        "avoided_by_category": avoided,
+        "purchases_by_grid_factor": factor_use,
+        "verdicts": {
+            "by_category_status": by_category_status,
+            "top_reasons": top_reasons,
+            "claims_by_kind": {kind: int(n) for kind, n in claims.items()},
+            "green_without_evidence": int(green_without_evidence),
+        },
+        "quarantine": {"by_reason": quarantine_reasons},
+        "impact": summarize_impacts(impact_rows),
+        "spend_estimates": {
+            "note": "Footprint estimates of what was bought (spend-based); never added "
+            "to the avoided emissions above.",
+            "by_category": spend,
+        },
+        "ledger": {
+            "entries_appended": ledger.entries_appended,
+            "entries_existing": ledger.entries_existing,
+            "tree_size": ledger.tree_size,
+            "receipts_written": ledger.receipts_written,
+        },
+        "standard": standard,
+    }
+    if finance is not None:
+        report["allocation"] = finance.allocation_report
+        report["incentives"] = finance.incentive_report
+    return report
+
+
+def _impact_rows(
+    connection: duckdb.DuckDBPyConnection,
+    unit_impacts: dict[tuple[str, str | None], Impact],
+) -> list[tuple[str | None, str | None, Impact]]:
+    quantities = connection.execute(
+        """
+        SELECT product_key, region_code, category, sum(net_quantity)
+        FROM results WHERE kg_co2e_per_year IS NOT NULL AND net_quantity > 0
+        GROUP BY 1, 2, 3
+        """
+    ).fetchall()
+    rows = []
+    for product_key, region_code, category, quantity in quantities:
+        unit = unit_impacts[(product_key, region_code)]
+        rows.append((category, region_code, _scale(unit, float(quantity))))
+    return rows
+
+
+def _scale(impact: Impact, quantity: float) -> Impact:
+    return dataclasses.replace(
+        impact,
+        kg_co2e_per_year=impact.kg_co2e_per_year * quantity,
+        kg_co2e_lifetime=impact.kg_co2e_lifetime * quantity,
+        low_kg_co2e_lifetime=impact.low_kg_co2e_lifetime * quantity,
+        high_kg_co2e_lifetime=impact.high_kg_co2e_lifetime * quantity,
+    )

@@ -1,0 +1,169 @@
+"""Tables and queries for batch runs and the green assets they create.
+
+A green asset is keyed by its purchase id, so running the same input twice, or
+again after a crash, never creates a second asset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from greenloop.store.base import metadata
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("input_path", Text, nullable=False),
+    Column("input_sha256", String(64), nullable=False),
+    Column("standard", String(8), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("manifest", Text),
+)
+
+green_assets = Table(
+    "green_assets",
+    metadata,
+    Column("purchase_id", String(200), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("user_key", String(64)),
+    Column("merchant_id", String(200)),
+    Column("category", String(40), nullable=False),
+    Column("standard_id", String(80), nullable=False),
+    Column("standard_version", String(40), nullable=False),
+    Column("region", String(16)),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("periods", Integer, nullable=False),
+    Column("kg_co2e_per_year", Float),
+    Column("kg_co2e_lifetime", Float),
+    Column("verdict_digest", String(64), nullable=False),
+    Column("impact_digest", String(64)),
+    Column("record", Text, nullable=False),
+    Column("ledger_index", BigInteger, unique=True),
+    Column("reversed", Boolean, nullable=False, default=False),
+)
+
+ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {connection.dialect.name}")
+
+
+def record_run_start(engine: Engine, run: Mapping[str, Any]) -> None:
+    """Insert a run row with status `running`."""
+    with engine.begin() as connection:
+        connection.execute(runs.insert().values(**run, status="running"))
+
+
+def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) -> None:
+    """Mark a run finished with its manifest."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(
+                status=status,
+                finished_at=datetime.now(UTC),
+                manifest=json.dumps(manifest, sort_keys=True),
+            )
+        )
+
+
+def insert_assets(engine: Engine, assets: Sequence[Mapping[str, Any]]) -> int:
+    """Insert green assets, skipping purchase ids already stored; return how many were new."""
+    if not assets:
+        return 0
+    with engine.begin() as connection:
+        before = _count(connection)
+        statement = _insert(connection, green_assets).on_conflict_do_nothing(
+            index_elements=["purchase_id"]
+        )
+        for start in range(0, len(assets), 5_000):
+            connection.execute(statement, list(assets[start : start + 5_000]))
+        return _count(connection) - before
+
+
+def _count(connection: Connection) -> int:
+    from sqlalchemy import func
+
+    return int(
+        connection.execute(select(func.count()).select_from(green_assets)).scalar_one()
+    )
+
+
+def assets_without_ledger_index(engine: Engine) -> list[tuple[str, str]]:
+    """Return (purchase_id, record JSON) of assets not yet in the ledger, by purchase id."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(green_assets.c.purchase_id, green_assets.c.record)
+            .where(green_assets.c.ledger_index.is_(None))
+            .order_by(green_assets.c.purchase_id)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def set_ledger_indexes(engine: Engine, indexes: Iterable[tuple[str, int]]) -> None:
+    """Store the ledger index of each asset."""
+    from sqlalchemy import bindparam
+
+    statement = (
+        update(green_assets)
+        .where(green_assets.c.purchase_id == bindparam("key"))
+        .values(ledger_index=bindparam("index"))
+    )
+    parameters = [{"key": key, "index": index} for key, index in indexes]
+    if not parameters:
+        return
+    with engine.begin() as connection:
+        connection.execute(statement, parameters)
+
+
+def ledger_indexes(engine: Engine, purchase_ids: Iterable[str]) -> dict[str, int]:
+    """Return the ledger index of each given purchase id that has one."""
+    wanted = list(purchase_ids)
+    found: dict[str, int] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), 10_000):
+            chunk = wanted[start : start + 10_000]
+            rows = connection.execute(
+                select(green_assets.c.purchase_id, green_assets.c.ledger_index).where(
+                    green_assets.c.purchase_id.in_(chunk),
+                    green_assets.c.ledger_index.is_not(None),
+                )
+            )
+            found.update({row[0]: int(row[1]) for row in rows})
+    return found
+
+
+def asset_count(engine: Engine) -> int:
+    """Return how many green assets the store holds."""
+    with engine.connect() as connection:
+        return _count(connection)
