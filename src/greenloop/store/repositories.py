@@ -591,14 +591,9 @@ def list_confirmations(
     return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def mark_verdicts_for_review(
-    connection: Connection, *, certification_id: int, reason: str
-) -> list[str]:
-    """Turn green verdicts resting on a certification to needs_review.
-
-    Returns the purchase ids whose verdict changed.
-    """
-    affected = list(
+def purchases_resting_on(connection: Connection, *, certification_id: int) -> list[str]:
+    """Return the purchase ids whose green verdict rests on a certification."""
+    return list(
         connection.execute(
             select(checkout_confirmations.c.purchase_id).where(
                 and_(
@@ -608,6 +603,16 @@ def mark_verdicts_for_review(
             )
         ).scalars()
     )
+
+
+def mark_verdicts_for_review(
+    connection: Connection, *, certification_id: int, reason: str
+) -> list[str]:
+    """Turn green verdicts resting on a certification to needs_review.
+
+    Returns the purchase ids whose verdict changed.
+    """
+    affected = purchases_resting_on(connection, certification_id=certification_id)
     if affected:
         rows = connection.execute(
             select(checkout_confirmations.c.id, checkout_confirmations.c.verdict).where(
@@ -629,3 +634,14 @@ def mark_verdicts_for_review(
                 )
             )
     return affected
+
+
+def set_confirmation_awards(
+    connection: Connection, confirmation_id: int, awards: list[dict[str, Any]]
+) -> None:
+    """Store the awards made for a confirmation."""
+    connection.execute(
+        update(checkout_confirmations)
+        .where(checkout_confirmations.c.id == confirmation_id)
+        .values(awards=awards)
+    )
