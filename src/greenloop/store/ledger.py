@@ -1,0 +1,661 @@
+"""The ledger in the database: entries, tiles, tree heads and checkpoints.
+
+Four tables on the shared metadata hold one or more logs, each named by its
+origin. An append of a batch is one transaction of a few bulk statements:
+one lookup of the batch's purchase ids, one multi-row insert of entries, one
+of tiles, and the update of the tree head. A proof reads O(log n) tiles in one
+query, and full tiles above level 0 are cached because they never change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from greenloop.ledger.audit import AuditReport, StoredCheckpoint, audit_log
+from greenloop.ledger.canonical import canonical_json
+from greenloop.ledger.checkpoint import Checkpoint, CheckpointError, sign_checkpoint
+from greenloop.ledger.merkle import (
+    EMPTY_ROOT,
+    Node,
+    ProofError,
+    consistency_proof_from,
+    inclusion_proof_from,
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+)
+from greenloop.ledger.note import Signer, Verifier, load_or_create_signer, verifier_path
+from greenloop.ledger.receipt import build_receipt
+from greenloop.ledger.tiles import (
+    TILE_WIDTH,
+    Tile,
+    TileKey,
+    extend_tiles,
+    locate,
+    read_nodes_from,
+    tail_keys,
+)
+from greenloop.store.base import metadata
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 255
+KEY_LOOKUP_CHUNK = 5_000
+TILE_CACHE_SIZE = 4_096
+STREAM_BATCH = 10_000
+
+ledger_logs = Table(
+    "ledger_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(255), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary(32), nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entry",
+    metadata,
+    Column("log_id", Integer, ForeignKey("ledger_log.id"), primary_key=True),
+    Column("entry_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("purchase_id", String(MAX_KEY_LENGTH), nullable=False),
+    Column("record", LargeBinary, nullable=False),
+    UniqueConstraint("log_id", "purchase_id"),
+)
+
+ledger_tiles = Table(
+    "ledger_tile",
+    metadata,
+    Column("log_id", Integer, ForeignKey("ledger_log.id"), primary_key=True),
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("tile_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("hashes", LargeBinary, nullable=False),
+    Column("inner_hashes", LargeBinary, nullable=False),
+)
+
+ledger_checkpoints = Table(
+    "ledger_checkpoint",
+    metadata,
+    Column("log_id", Integer, ForeignKey("ledger_log.id"), primary_key=True),
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+)
+
+LEDGER_TABLES = [ledger_logs, ledger_entries, ledger_tiles, ledger_checkpoints]
+
+
+class LedgerError(RuntimeError):
+    """The stored log is inconsistent, or an operation needs a step not yet taken."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where a purchase's entry is: its key, its index, and whether this call added it."""
+
+    key: str
+    index: int
+    created: bool
+
+
+class LedgerStore:
+    """An append-only Merkle log of green-asset records in SQLite or PostgreSQL.
+
+    Creates its tables if missing. The signing key lives in `key_dir` and is
+    created on the first checkpoint.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        origin: str = "greenloop.local/green-assets",
+        key_dir: Path = Path("keys"),
+    ) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.key_dir = Path(key_dir)
+        metadata.create_all(engine, tables=LEDGER_TABLES)
+        self.log_id = self._ensure_log()
+        self._signer: Signer | None = None
+        self._cache: OrderedDict[TileKey, Tile] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _ensure_log(self) -> int:
+        query = select(ledger_logs.c.id).where(ledger_logs.c.origin == self.origin)
+        with self.engine.begin() as connection:
+            found = connection.execute(query).scalar()
+            if found is not None:
+                return int(found)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(ledger_logs).values(
+                        origin=self.origin, size=0, root=EMPTY_ROOT
+                    )
+                )
+        except IntegrityError:
+            logger.debug("log %s was created by another process", self.origin)
+        with self.engine.begin() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    # Reading the tree head and tiles.
+
+    @property
+    def size(self) -> int:
+        """Number of entries in the log."""
+        with self.engine.connect() as connection:
+            return self._head(connection)[0]
+
+    def root(self, size: int | None = None) -> bytes:
+        """Return the root hash at `size` entries (default: the current size)."""
+        with self.engine.connect() as connection:
+            current, current_root = self._head(connection)
+            size = current if size is None else self._check_size(size, current)
+            if size == current:
+                return current_root
+            return root_hash(size, self._reader(connection))
+
+    def _head(self, connection: Connection) -> tuple[int, bytes]:
+        row = connection.execute(
+            select(ledger_logs.c.size, ledger_logs.c.root).where(
+                ledger_logs.c.id == self.log_id
+            )
+        ).one()
+        return int(row.size), bytes(row.root)
+
+    def _check_size(self, size: int, current: int) -> int:
+        if not 0 <= size <= current:
+            raise ValueError(
+                f"tree size {size} is outside 0..{current}, the log's size"
+            )
+        return size
+
+    def _reader(self, connection: Connection):  # type: ignore[no-untyped-def]
+        def read(nodes: Sequence[Node]) -> list[bytes]:
+            return read_nodes_from(self._load_tiles(connection, nodes), nodes)
+
+        return read
+
+    def _load_tiles(
+        self, connection: Connection, nodes: Sequence[Node]
+    ) -> dict[TileKey, Tile]:
+        needed: dict[TileKey, int] = {}
+        for node in nodes:
+            key, sub_height, first = locate(node)
+            needed[key] = max(needed.get(key, 0), first + (1 << sub_height))
+        tiles: dict[TileKey, Tile] = {}
+        missing = []
+        with self._cache_lock:
+            for key, width in needed.items():
+                cached = self._cache.get(key)
+                if cached is not None and cached.width >= width:
+                    self._cache.move_to_end(key)
+                    tiles[key] = cached
+                else:
+                    missing.append(key)
+        if missing:
+            for tile in self._select_tiles(connection, missing):
+                tiles[tile.key] = tile
+                if tile.level > 0:
+                    self._remember(tile)
+        return tiles
+
+    def _select_tiles(
+        self, connection: Connection, keys: Sequence[TileKey]
+    ) -> list[Tile]:
+        columns = ledger_tiles.c
+        condition = or_(
+            *(
+                and_(columns.level == key.level, columns.tile_index == key.index)
+                for key in keys
+            )
+        )
+        rows = connection.execute(
+            select(
+                columns.level, columns.tile_index, columns.hashes, columns.inner_hashes
+            )
+            .where(columns.log_id == self.log_id)
+            .where(condition)
+        )
+        return [
+            Tile(row.level, row.tile_index, bytes(row.hashes), bytes(row.inner_hashes))
+            for row in rows
+        ]
+
+    def _remember(self, tile: Tile) -> None:
+        with self._cache_lock:
+            self._cache[tile.key] = tile
+            self._cache.move_to_end(tile.key)
+            while len(self._cache) > TILE_CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    # Appending.
+
+    def append(
+        self, entries: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[AppendResult]:
+        """Append (purchase_id, record) pairs as one transaction.
+
+        A purchase id already in the log, or repeated within the batch, keeps
+        its first index and comes back with created=False. Records are stored
+        as RFC 8785 canonical JSON; a record with a personal-data key, or whose
+        own `purchase_id` differs from the key, raises ValueError and nothing
+        is written.
+        """
+        prepared = [_prepare(key, record) for key, record in entries]
+        if not prepared:
+            return []
+        with self.engine.begin() as connection:
+            self._lock_head(connection)
+            size, _ = self._head(connection)
+            existing = self._existing_indexes(connection, [key for key, _ in prepared])
+            results, new_entries = _assign_indexes(prepared, existing, size)
+            if new_entries:
+                self._write_batch(connection, size, new_entries)
+        if new_entries:
+            logger.info(
+                "appended %d entries to %s (size %d)",
+                len(new_entries),
+                self.origin,
+                size + len(new_entries),
+            )
+        return results
+
+    def _lock_head(self, connection: Connection) -> None:
+        # A no-op update takes the row lock on PostgreSQL and the write lock on
+        # SQLite before anything is read, so concurrent appends run in turn.
+        connection.execute(
+            update(ledger_logs)
+            .where(ledger_logs.c.id == self.log_id)
+            .values(size=ledger_logs.c.size)
+        )
+
+    def _existing_indexes(
+        self, connection: Connection, keys: Sequence[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(keys))
+        columns = ledger_entries.c
+        for start in range(0, len(unique), KEY_LOOKUP_CHUNK):
+            chunk = unique[start : start + KEY_LOOKUP_CHUNK]
+            rows = connection.execute(
+                select(columns.purchase_id, columns.entry_index)
+                .where(columns.log_id == self.log_id)
+                .where(columns.purchase_id.in_(chunk))
+            )
+            found.update((row.purchase_id, int(row.entry_index)) for row in rows)
+        return found
+
+    def _write_batch(
+        self,
+        connection: Connection,
+        size: int,
+        new_entries: Sequence[tuple[str, bytes]],
+    ) -> None:
+        leaves = [leaf_hash(entry) for _, entry in new_entries]
+        tails = self._select_tiles(connection, tail_keys(size)) if size else []
+        tail_map = {tile.key: tile for tile in tails}
+        changed = extend_tiles(size, tail_map, leaves)
+        new_size = size + len(new_entries)
+        known = {**tail_map, **{tile.key: tile for tile in changed}}
+        new_root = root_hash(new_size, lambda nodes: read_nodes_from(known, nodes))
+
+        connection.execute(
+            insert(ledger_entries),
+            [
+                {
+                    "log_id": self.log_id,
+                    "entry_index": size + offset,
+                    "purchase_id": key,
+                    "record": entry,
+                }
+                for offset, (key, entry) in enumerate(new_entries)
+            ],
+        )
+        self._replace_tiles(
+            connection, [tile for tile in changed if tile.key in tail_map], changed
+        )
+        connection.execute(
+            update(ledger_logs)
+            .where(ledger_logs.c.id == self.log_id)
+            .values(size=new_size, root=new_root)
+        )
+
+    def _replace_tiles(
+        self, connection: Connection, replaced: Sequence[Tile], changed: Sequence[Tile]
+    ) -> None:
+        columns = ledger_tiles.c
+        if replaced:
+            connection.execute(
+                delete(ledger_tiles)
+                .where(columns.log_id == self.log_id)
+                .where(
+                    or_(
+                        *(
+                            and_(
+                                columns.level == tile.level,
+                                columns.tile_index == tile.index,
+                            )
+                            for tile in replaced
+                        )
+                    )
+                )
+            )
+        connection.execute(
+            insert(ledger_tiles),
+            [
+                {
+                    "log_id": self.log_id,
+                    "level": tile.level,
+                    "tile_index": tile.index,
+                    "hashes": tile.hashes,
+                    "inner_hashes": tile.inner,
+                }
+                for tile in changed
+            ],
+        )
+
+    # Proofs.
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Return the RFC 9162 inclusion proof of entry `index` at `size` entries."""
+        with self.engine.connect() as connection:
+            current, _ = self._head(connection)
+            size = current if size is None else self._check_size(size, current)
+            return inclusion_proof_from(index, size, self._reader(connection))
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """Return the RFC 9162 consistency proof from `size1` to `size2` entries."""
+        with self.engine.connect() as connection:
+            current, _ = self._head(connection)
+            size2 = current if size2 is None else self._check_size(size2, current)
+            return consistency_proof_from(size1, size2, self._reader(connection))
+
+    def entry(self, key: str) -> tuple[int, bytes]:
+        """Return the index and canonical record bytes of purchase `key`."""
+        columns = ledger_entries.c
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(columns.entry_index, columns.record)
+                .where(columns.log_id == self.log_id)
+                .where(columns.purchase_id == key)
+            ).one_or_none()
+        if row is None:
+            raise KeyError(f"purchase {key!r} is not in the ledger {self.origin!r}")
+        return int(row.entry_index), bytes(row.record)
+
+    # Checkpoints and receipts.
+
+    @property
+    def signer(self) -> Signer:
+        """The log's Ed25519 note signer, created in `key_dir` on first use."""
+        if self._signer is None:
+            self._signer = load_or_create_signer(self.key_dir, self.origin)
+        return self._signer
+
+    @property
+    def verifier(self) -> Verifier:
+        """The public key that verifies this log's checkpoints."""
+        return self.signer.verifier
+
+    def checkpoint(self) -> str:
+        """Sign and store a checkpoint for the current size, and return the signed note.
+
+        Raises CheckpointError, and signs nothing, when the current tree does
+        not extend the latest checkpoint signed before.
+        """
+        signer = self.signer
+        with self.engine.begin() as connection:
+            self._lock_head(connection)
+            size, root = self._head(connection)
+            latest = self._latest_checkpoint(connection)
+            if latest is not None:
+                if latest.size == size and latest.root == root:
+                    return str(latest.note)
+                self._check_extends(
+                    connection, int(latest.size), bytes(latest.root), size, root
+                )
+            note = sign_checkpoint(signer, Checkpoint(self.origin, size, root))
+            connection.execute(
+                insert(ledger_checkpoints).values(
+                    log_id=self.log_id,
+                    size=size,
+                    root=root,
+                    note=note,
+                    signed_at=datetime.now(UTC),
+                )
+            )
+        logger.info("signed checkpoint of %s at size %d", self.origin, size)
+        return note
+
+    def _check_extends(
+        self,
+        connection: Connection,
+        old_size: int,
+        old_root: bytes,
+        size: int,
+        root: bytes,
+    ) -> None:
+        refusal = f"refusing to sign size {size}: "
+        if old_size > size:
+            raise CheckpointError(
+                refusal
+                + f"a checkpoint for the larger size {old_size} was signed before"
+            )
+        if old_size == size:
+            raise CheckpointError(
+                refusal + "a different root was signed for this size before"
+            )
+        if old_size == 0:
+            return
+        try:
+            proof = consistency_proof_from(old_size, size, self._reader(connection))
+            verify_consistency(old_size, size, proof, old_root, root)
+        except (ProofError, ValueError) as error:
+            raise CheckpointError(
+                refusal + f"the tree does not extend the checkpoint at size {old_size} "
+                f"({error}); run `greenloop ledger audit`"
+            ) from error
+
+    def _latest_checkpoint(self, connection: Connection) -> Any:
+        columns = ledger_checkpoints.c
+        return connection.execute(
+            select(columns.size, columns.root, columns.note)
+            .where(columns.log_id == self.log_id)
+            .order_by(columns.size.desc())
+            .limit(1)
+        ).one_or_none()
+
+    def latest_checkpoint(self) -> str | None:
+        """Return the latest signed checkpoint note, or None before the first one."""
+        with self.engine.connect() as connection:
+            row = self._latest_checkpoint(connection)
+        return None if row is None else str(row.note)
+
+    def receipt(self, key: str) -> dict[str, Any]:
+        """Return the offline receipt of purchase `key` against the latest checkpoint.
+
+        Raises KeyError for an unknown purchase and LedgerError when no
+        checkpoint covers the entry yet.
+        """
+        index, entry = self.entry(key)
+        with self.engine.connect() as connection:
+            latest = self._latest_checkpoint(connection)
+            if latest is None or int(latest.size) <= index:
+                raise LedgerError(
+                    f"entry {index} ({key!r}) is not covered by a signed checkpoint yet; "
+                    "call checkpoint() or run `greenloop ledger checkpoint` first"
+                )
+            proof = inclusion_proof_from(
+                index, int(latest.size), self._reader(connection)
+            )
+        return build_receipt(key, entry, index, proof, str(latest.note))
+
+    # Audit.
+
+    def audit(self) -> AuditReport:
+        """Recompute the tree from the stored entries and report every difference."""
+        with self.engine.connect() as connection:
+            size, root = self._head(connection)
+            checkpoints = self._stored_checkpoints(connection)
+            upper = {
+                tile.key: tile for tile in self._stream_tiles(connection, upper=True)
+            }
+            report = audit_log(
+                size,
+                root,
+                self._stream_entries(connection),
+                self._stream_tiles(connection, upper=False),
+                upper,
+                checkpoints,
+            )
+        self._check_checkpoint_signatures(report)
+        return report
+
+    def _stored_checkpoints(self, connection: Connection) -> list[StoredCheckpoint]:
+        columns = ledger_checkpoints.c
+        rows = connection.execute(
+            select(columns.size, columns.root)
+            .where(columns.log_id == self.log_id)
+            .order_by(columns.size)
+        )
+        return [StoredCheckpoint(int(row.size), bytes(row.root)) for row in rows]
+
+    def _stream_entries(self, connection: Connection) -> Iterator[tuple[int, bytes]]:
+        columns = ledger_entries.c
+        rows = connection.execution_options(yield_per=STREAM_BATCH).execute(
+            select(columns.entry_index, columns.record)
+            .where(columns.log_id == self.log_id)
+            .order_by(columns.entry_index)
+        )
+        for row in rows:
+            yield int(row.entry_index), bytes(row.record)
+
+    def _stream_tiles(self, connection: Connection, upper: bool) -> Iterator[Tile]:
+        columns = ledger_tiles.c
+        level_condition = columns.level > 0 if upper else columns.level == 0
+        rows = connection.execution_options(yield_per=1_000).execute(
+            select(
+                columns.level, columns.tile_index, columns.hashes, columns.inner_hashes
+            )
+            .where(columns.log_id == self.log_id)
+            .where(level_condition)
+            .order_by(columns.level, columns.tile_index)
+        )
+        for row in rows:
+            yield Tile(
+                int(row.level),
+                int(row.tile_index),
+                bytes(row.hashes),
+                bytes(row.inner_hashes),
+            )
+
+    def _check_checkpoint_signatures(self, report: AuditReport) -> None:
+        from greenloop.ledger.audit import CHECKPOINT_MISMATCH, Finding
+        from greenloop.ledger.checkpoint import open_checkpoint
+
+        path = verifier_path(self.key_dir, self.origin)
+        if not path.exists():
+            return
+        verifier = Verifier.parse(path.read_text(encoding="utf-8"))
+        columns = ledger_checkpoints.c
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(columns.size, columns.root, columns.note)
+                .where(columns.log_id == self.log_id)
+                .order_by(columns.size)
+            ).all()
+        for row in rows:
+            try:
+                checkpoint = open_checkpoint(str(row.note), verifier, self.origin)
+            except CheckpointError as error:
+                report.add(
+                    Finding(
+                        CHECKPOINT_MISMATCH,
+                        int(row.size),
+                        f"checkpoint for size {row.size}: {error}",
+                    )
+                )
+                continue
+            if checkpoint.size != int(row.size) or checkpoint.root != bytes(row.root):
+                report.add(
+                    Finding(
+                        CHECKPOINT_MISMATCH,
+                        int(row.size),
+                        f"checkpoint note for size {row.size} signs another tree head",
+                    )
+                )
+
+
+def _prepare(key: str, record: Mapping[str, Any]) -> tuple[str, bytes]:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(
+            f"purchase id {key!r} must be a non-empty string of at most "
+            f"{MAX_KEY_LENGTH} characters"
+        )
+    stated = record.get("purchase_id", key)
+    if stated != key:
+        raise ValueError(
+            f"record for purchase {key!r} has purchase_id {stated!r}; they must be equal"
+        )
+    return key, canonical_json(record)
+
+
+def _assign_indexes(
+    prepared: Sequence[tuple[str, bytes]], existing: dict[str, int], size: int
+) -> tuple[list[AppendResult], list[tuple[str, bytes]]]:
+    results = []
+    new_entries: list[tuple[str, bytes]] = []
+    for key, entry in prepared:
+        index = existing.get(key)
+        if index is not None:
+            results.append(AppendResult(key, index, False))
+            continue
+        index = size + len(new_entries)
+        existing[key] = index
+        new_entries.append((key, entry))
+        results.append(AppendResult(key, index, True))
+    return results, new_entries
+
+
+__all__ = [
+    "LEDGER_TABLES",
+    "TILE_WIDTH",
+    "AppendResult",
+    "LedgerError",
+    "LedgerStore",
+    "ledger_checkpoints",
+    "ledger_entries",
+    "ledger_logs",
+    "ledger_tiles",
+]
