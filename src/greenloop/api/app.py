@@ -77,16 +77,25 @@ def default_identifier_factory(settings: Settings) -> IdentifierFactory:
 
 
 def default_platform(settings: Settings, engine: Engine) -> Platform:
-    """Build the platform from the real domain packages."""
-    from greenloop.api.wiring import awards, impact_calculator, incentives
+    """Build the platform from the real domain packages and the finance store."""
+    from greenloop.api.wiring import (
+        CampaignIncentives,
+        FinanceAwards,
+        impact_calculator,
+    )
 
     return Platform(
         engine=engine,
         identifier_factory=default_identifier_factory(settings),
         fee_offers=FeeOffers(),
         impact_calculator=impact_calculator(),
-        incentives=incentives(engine),
-        awards=awards(engine),
+        incentives=CampaignIncentives(settings.campaigns_path),
+        awards=FinanceAwards(
+            engine,
+            facilities_path=settings.facilities_path,
+            campaigns_path=settings.campaigns_path,
+            key_dir=settings.key_dir,
+        ),
         check_interval_seconds=settings.certified_products_check_seconds,
     )
 

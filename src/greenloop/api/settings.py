@@ -9,6 +9,9 @@ from pathlib import Path
 from greenloop.store.base import database_url
 
 ENVIRONMENT_PREFIX = "GREENLOOP_"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_FACILITIES = PACKAGE_DIR / "funding" / "examples" / "facilities.yaml"
+DEFAULT_CAMPAIGNS = PACKAGE_DIR / "incentives" / "examples" / "campaigns.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,8 @@ class Settings:
 
     `rate_limit_per_minute` and `rate_limit_burst` bound each API key's requests
     with a token bucket; `max_body_bytes` bounds every request body.
+    `facilities_path` and `campaigns_path` are the YAML files the operator
+    manages; `key_dir` holds the secret that turns user ids into pseudonyms.
     `api_key_cache_seconds` is how long a verified key is trusted without a
     database read, so a revoked key works for at most that long.
     """
@@ -25,6 +30,9 @@ class Settings:
     jurisdiction: str = "cn"
     registry_dir: Path | None = None
     energy_star_files: tuple[Path, ...] = ()
+    key_dir: Path = Path("keys")
+    facilities_path: Path = DEFAULT_FACILITIES
+    campaigns_path: Path = DEFAULT_CAMPAIGNS
     max_body_bytes: int = 64 * 1024
     rate_limit_per_minute: int = 600
     rate_limit_burst: int = 60
@@ -53,9 +61,10 @@ class Settings:
                         f"{ENVIRONMENT_PREFIX}{name.upper()}={raw!r} is invalid; "
                         f"expected a {convert.__name__}"
                     ) from None
-        registry = os.environ.get(f"{ENVIRONMENT_PREFIX}REGISTRY_DIR")
-        if registry:
-            values["registry_dir"] = Path(registry)
+        for name in ("registry_dir", "key_dir", "facilities_path", "campaigns_path"):
+            raw_path = os.environ.get(f"{ENVIRONMENT_PREFIX}{name.upper()}")
+            if raw_path:
+                values[name] = Path(raw_path)
         energy_star = os.environ.get(f"{ENVIRONMENT_PREFIX}ENERGY_STAR_FILES")
         if energy_star:
             values["energy_star_files"] = tuple(

@@ -1,34 +1,194 @@
-"""Construction of the domain parts the platform calls.
+"""The real domain parts behind the platform: impact, incentives, awards.
 
-Each function builds one part from its package. A package that is not
-installed in this build makes the part absent, and the service logs a warning
-once at start: decisions then carry no impact, no incentives or no awards.
+Incentives and awards read the operator's facilities and campaigns files and
+write through the finance store, which keeps one loan and one award per
+purchase id, so calling them again for the same purchase changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from greenloop.api.platform import Offer, Purchase
+from greenloop.categories import Status
+from greenloop.identify.verdict import Verdict
+from greenloop.impact.calculator import ImpactCalculator
+from greenloop.impact.record import Impact
+from greenloop.incentives import CampaignsFile, ineligibility_reason, load_campaigns
+from greenloop.ledger.privacy import load_or_create_secret, pseudonym
+from greenloop.lending import yuan_to_fen
+from greenloop.lending.loans import GreenLoan
+
 logger = logging.getLogger(__name__)
 
+USER_SECRET_FILE = "user-hmac.key"
 
-def impact_calculator() -> Any:
-    """Return the impact calculator with its default factor sets, or None."""
-    from greenloop.impact.calculator import ImpactCalculator
 
+def impact_calculator() -> ImpactCalculator:
+    """Return the impact calculator with the packaged factor sets."""
     return ImpactCalculator.load()
 
 
-def incentives(engine: Engine) -> Any:
-    """Return the incentive catalogue backed by the store, or None."""
-    logger.warning("incentive catalogue not wired; decisions list no incentives")
-    return None
+def green_loan(
+    purchase: Purchase,
+    verdict: Verdict,
+    periods: int,
+    impact: Impact | None,
+    user_key: str,
+) -> GreenLoan:
+    """Return the loan a green purchase in `periods` installments would create."""
+    assert verdict.category is not None
+    return GreenLoan(
+        purchase_id=purchase.purchase_id or "decision",
+        user_key=user_key,
+        occurred_at=purchase.occurred_at or datetime.now(UTC),
+        principal_fen=int(yuan_to_fen(purchase.amount)),
+        periods=periods,
+        category=verdict.category.value,
+        region=purchase.region,
+        merchant_id=purchase.merchant_id,
+        kg_co2e_lifetime=impact.kg_co2e_lifetime if impact else None,
+    )
 
 
-def awards(engine: Engine) -> Any:
-    """Return the awarding of loans and incentives backed by the store, or None."""
-    logger.warning("finance store not wired; confirmations award nothing")
-    return None
+class CampaignIncentives:
+    """Lists the campaigns a purchase qualifies for, per offered period count."""
+
+    def __init__(self, campaigns_path: Path) -> None:
+        self.campaigns_path = campaigns_path
+        self._campaigns: CampaignsFile | None = None
+        self._modified: float | None = None
+
+    def campaigns(self) -> CampaignsFile:
+        """Return the campaigns file, read again when it changed on disk."""
+        modified = self.campaigns_path.stat().st_mtime
+        if self._campaigns is None or modified != self._modified:
+            self._campaigns = load_campaigns(self.campaigns_path)
+            self._modified = modified
+        return self._campaigns
+
+    def qualifying(
+        self, purchase: Purchase, verdict: Verdict, offers: Sequence[Offer]
+    ) -> list[dict[str, Any]]:
+        """Return each campaign with the installment counts it would reward."""
+        if verdict.status is not Status.GREEN or verdict.category is None:
+            return []
+        result = []
+        for campaign in self.campaigns().campaigns:
+            periods = [
+                offer.periods
+                for offer in offers
+                if ineligibility_reason(
+                    campaign, green_loan(purchase, verdict, offer.periods, None, "")
+                )
+                is None
+            ]
+            if periods:
+                result.append(
+                    {
+                        "campaign_id": campaign.id,
+                        "name": campaign.name,
+                        "benefit": campaign.benefit.kind,
+                        "periods": periods,
+                        "ends_on": campaign.ends_on.isoformat(),
+                    }
+                )
+        return result
+
+
+class FinanceAwards:
+    """Awards green loans and incentives through the finance store."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        facilities_path: Path,
+        campaigns_path: Path,
+        key_dir: Path,
+    ) -> None:
+        self.engine = engine
+        self.facilities_path = facilities_path
+        self.campaigns_path = campaigns_path
+        self.key_dir = key_dir
+        self._secret: bytes | None = None
+
+    def _user_key(self, user_id: str) -> str:
+        if self._secret is None:
+            self._secret = load_or_create_secret(self.key_dir / USER_SECRET_FILE)
+        return pseudonym(user_id, self._secret)
+
+    def award(
+        self,
+        purchase: Purchase,
+        verdict: Verdict,
+        offer: Offer | None,
+        impact: Impact | None,
+    ) -> list[dict[str, Any]]:
+        """Record the loan of a green installment purchase and award incentives.
+
+        A purchase paid at once, or not green, creates no loan and no award.
+        """
+        from greenloop.store.finance import process_green_loans
+
+        if offer is None or verdict.status is not Status.GREEN or not purchase.user_id:
+            return []
+        loan = green_loan(
+            purchase, verdict, offer.periods, impact, self._user_key(purchase.user_id)
+        )
+        outcome = process_green_loans(
+            self.engine,
+            [loan],
+            self.facilities_path,
+            self.campaigns_path,
+            as_of=loan.occurred_at.date(),
+        )
+        result = outcome.loans.get(loan.purchase_id)
+        if result is None:
+            return []
+        if result.error:
+            logger.warning(
+                "loan for purchase %s not recorded: %s", loan.purchase_id, result.error
+            )
+        awards: list[dict[str, Any]] = [
+            {
+                "kind": "green_loan",
+                "facility_id": result.facility_id,
+                "periods": loan.periods,
+                "principal": str(Decimal(loan.principal_fen) / 100),
+                "consumer_fee_waived": result.consumer_fee_waived,
+                "error": result.error,
+            }
+        ]
+        for item in result.awards:
+            awards.append(
+                {
+                    "kind": "incentive",
+                    "campaign_id": item.campaign_id,
+                    "benefit": item.benefit,
+                    "amount": str(Decimal(item.amount_fen) / 100),
+                    "status": item.status,
+                }
+            )
+        return awards
+
+    def revoke(self, purchase_ids: Sequence[str], reason: str) -> dict[str, Any]:
+        """Release the purchases' loans from facilities and substitute others."""
+        from greenloop.store.finance import revoke_loans
+
+        report = revoke_loans(
+            self.engine, list(purchase_ids), reason, datetime.now(UTC).date()
+        )
+        return {
+            "purchase_ids": list(report.purchase_ids),
+            "not_found": list(report.not_found),
+            "released": report.released,
+            "added": report.added,
+        }

@@ -131,11 +131,13 @@ def _upgrade_locked(connection: Connection, revision: str) -> None:
     if VERSION_TABLE in existing or not existing & known:
         before = current_revision(connection)
         command.upgrade(config, revision)
-        logger.info(
-            "database schema upgraded from %s to %s",
-            before or "empty",
-            current_revision(connection),
-        )
+        after = current_revision(connection)
+        if before == after:
+            logger.debug("database schema already at %s", after)
+        else:
+            logger.info(
+                "database schema upgraded from %s to %s", before or "empty", after
+            )
         return
     _stamp_created_tables(connection, config, sorted(existing & known))
 
