@@ -204,6 +204,11 @@ def appliance_grade_savings(
     standard = draft.use(set_id, f"{appliance_type}.standard")
     if baseline is None or worst is None or lifetime is None:
         return None
+    # A grade means nothing without its standard edition: grades under another
+    # edition than the one the factor set describes get no saving.
+    edition = verdict.attributes.get("energy_label_standard")
+    if edition is not None and (standard is None or standard.label != edition):
+        return None
     baseline_grade = int(baseline.value)
     worst_grade = int(worst.value)
     if not 1 <= grade <= worst_grade:
@@ -240,7 +245,7 @@ def appliance_grade_savings(
         }
     )
     if standard is not None and standard.label:
-        draft.extra["standard"] = standard.label
+        draft.extra["energy_label_standard"] = standard.label
     draft.assumptions.extend(
         [
             f"The buyer would otherwise have bought a grade-{baseline_grade} unit "
