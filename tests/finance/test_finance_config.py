@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from finance_helpers import campaign_dict, facility_dict, write_yaml
+
 from greenloop.funding import load_facilities
 from greenloop.incentives import load_campaigns
 from greenloop.lending.configfile import ConfigError

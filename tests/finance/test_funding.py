@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from finance_helpers import facility_dict
 
 from greenloop.funding import (
     FacilityConfig,
@@ -17,7 +18,6 @@ from greenloop.funding import (
     ineligibility_reason,
     reconcile,
 )
-from finance_helpers import facility_dict
 
 AS_OF = date(2026, 6, 30)
 

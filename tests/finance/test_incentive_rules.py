@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from finance_helpers import campaign_dict, make_loan
+
 from greenloop.incentives import (
     CampaignConfig,
     Spending,
