@@ -31,8 +31,12 @@ GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])GF\d{12}(?!\d)", re.IGNORECASE)
 LEGACY_GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])LB-\d{2}-\d{10}[12](?!\d)")
 ECOLABEL_CODE = re.compile(r"(?<![A-Z])[A-Z]{2}/\d{3}/\d{3,6}(?!\d)")
 
-_MODEL_SEPARATORS = re.compile(r"[\s\-._\u00a0]+")
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9*#+/()\-.]*[A-Za-z0-9*#)]|[A-Za-z0-9]")
+_NOT_MODEL_CHARACTER = re.compile(r"[^\w*#()/]|_")
+_DIGIT = re.compile(r"\d")
+# Latin letters (with diacritics) and digits; Chinese characters end a token,
+# so a model number written next to Chinese words is still found.
+_LATIN = "0-9A-Za-z\u00c0-\u024f"
+_TOKEN = re.compile(rf"[{_LATIN}][{_LATIN}*#+/()\-.€]*[{_LATIN}*#)€]|[{_LATIN}]")
 _NON_ALNUM = re.compile(r"[^0-9A-Z\u3400-\u9fff]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -107,9 +111,14 @@ def organic_code_year(code: str) -> int | None:
 
 
 def normalize_model(model: str) -> str:
-    """Return a model number in upper case without spaces, dashes, dots or underscores."""
+    """Return a model number in upper case with only letters, digits and `*#()/`.
+
+    Spaces, dashes, dots and other punctuation are dropped, so "RF 1820-FD" and
+    "rf1820fd" normalize alike; `*`, `#`, parentheses and `/` stay because
+    registries use them as wildcards and alternatives.
+    """
     folded = unicodedata.normalize("NFKC", model).upper()
-    return _MODEL_SEPARATORS.sub("", folded)
+    return _NOT_MODEL_CHARACTER.sub("", folded)
 
 
 def brand_key(brand: str) -> str:
@@ -136,28 +145,45 @@ def brand_in_text(brand: str, words: str, raw_text: str) -> bool:
     return len(brand_words) > 2 and brand_words in words
 
 
-def model_candidates(text: str, max_joined: int = 3) -> list[str]:
-    """Return the normalized strings in `text` that could be a model number.
+@dataclass(frozen=True, slots=True)
+class ModelCandidates:
+    """Strings of a title that could be a model number, normalized.
 
-    A candidate is one token, or up to `max_joined` tokens that a single space
-    separates, because some model numbers are written with spaces ("RF 1820
-    FD"). Candidates without a digit or shorter than 3 characters are skipped.
+    `with_digits` holds single tokens and up to four space-separated tokens
+    joined, because some model numbers contain spaces ("RF 1820 FD").
+    `without_digits` holds single tokens of 4 or more characters without a
+    digit (IKEA writes names such as "FÄRSKHET"), checked only as exact keys.
     """
-    tokens = [(match.start(), match.end(), match.group(0)) for match in _TOKEN.finditer(text)]
-    candidates: list[str] = []
+
+    with_digits: tuple[str, ...]
+    without_digits: tuple[str, ...]
+
+
+def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
+    """Return the normalized strings in `text` that could be a model number."""
+    text = unicodedata.normalize("NFKC", text)
+    tokens = [
+        (match.start(), match.end(), normalize_model(match.group(0)))
+        for match in _TOKEN.finditer(text)
+    ]
+    with_digits: dict[str, None] = {}
+    without_digits: dict[str, None] = {}
     for index, (_, end, token) in enumerate(tokens):
+        if _DIGIT.search(token) is None:
+            if len(token) >= 4:
+                without_digits[token] = None
+        elif len(token) >= 3:
+            with_digits[token] = None
         joined = token
         previous_end = end
-        for count in range(max_joined):
-            if count:
-                if index + count >= len(tokens):
-                    break
-                start, end_next, next_token = tokens[index + count]
-                if start - previous_end != 1 or text[previous_end] != " ":
-                    break
-                joined = f"{joined} {next_token}"
-                previous_end = end_next
-            normalized = normalize_model(joined)
-            if len(normalized) >= 3 and any(char.isdigit() for char in normalized):
-                candidates.append(normalized)
-    return list(dict.fromkeys(candidates))
+        for offset in range(1, max_joined):
+            if index + offset >= len(tokens):
+                break
+            start, next_end, next_token = tokens[index + offset]
+            if start - previous_end != 1 or text[previous_end] != " ":
+                break
+            joined += next_token
+            previous_end = next_end
+            if _DIGIT.search(joined) is not None:
+                with_digits[joined] = None
+    return ModelCandidates(tuple(with_digits), tuple(without_digits))

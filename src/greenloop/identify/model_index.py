@@ -21,7 +21,8 @@ from greenloop.identify.evidence import normalize_model
 RecordT = TypeVar("RecordT")
 
 _WILDCARDS = "*#"
-_PREFIX_LENGTH = 3
+_MIN_PREFIX = 2
+_VARIABLE = frozenset("*#(/")
 _HINGE_ALTERNATIVE = re.compile(r"([A-Z0-9])/([A-Z0-9])$")
 
 
@@ -77,18 +78,30 @@ def _to_pattern(key: str) -> re.Pattern[str] | None:
 
 
 @dataclass
-class ModelIndex(Generic[RecordT]):
-    """Records indexed by normalized model number, literal keys in a dict.
+class _Pattern(Generic[RecordT]):
+    pattern: re.Pattern[str]
+    anchor: str
+    record: RecordT
 
-    Wildcard patterns are grouped by their first three characters, so a lookup
-    tries only the few patterns that share the candidate's prefix.
+
+@dataclass
+class ModelIndex(Generic[RecordT]):
+    """Records indexed by normalized model number.
+
+    Literal model numbers sit in a dict. A wildcard pattern is filed under its
+    literal prefix (the characters before the first wildcard), so a lookup tries
+    one dict key per distinct prefix length instead of every pattern. Patterns
+    whose prefix is shorter than two characters are checked for their longest
+    literal part first, with a substring test, before the regex runs.
     """
 
     exact: dict[str, list[RecordT]] = field(default_factory=lambda: defaultdict(list))
-    by_prefix: dict[str, list[tuple[re.Pattern[str], RecordT]]] = field(
+    by_prefix: dict[str, list[_Pattern[RecordT]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    wild_start: list[tuple[re.Pattern[str], RecordT]] = field(default_factory=list)
+    prefix_lengths: list[int] = field(default_factory=list)
+    prefix_starts: set[str] = field(default_factory=set)
+    wild_start: list[_Pattern[RecordT]] = field(default_factory=list)
     size: int = 0
 
     def add(self, model_number: str, record: RecordT) -> None:
@@ -98,30 +111,49 @@ class ModelIndex(Generic[RecordT]):
             self.exact[compiled.key].append(record)
             if compiled.pattern is None:
                 continue
-            prefix = compiled.key[:_PREFIX_LENGTH]
-            if len(prefix) == _PREFIX_LENGTH and not any(
-                char in prefix for char in _WILDCARDS + "(/"
-            ):
-                self.by_prefix[prefix].append((compiled.pattern, record))
+            prefix = _literal_prefix(compiled.key)
+            entry = _Pattern(compiled.pattern, _longest_literal(compiled.key), record)
+            if len(prefix) >= _MIN_PREFIX:
+                self.by_prefix[prefix].append(entry)
+                self.prefix_starts.add(prefix[:_MIN_PREFIX])
+                if len(prefix) not in self.prefix_lengths:
+                    self.prefix_lengths.append(len(prefix))
+                    self.prefix_lengths.sort()
             else:
-                self.wild_start.append((compiled.pattern, record))
+                self.wild_start.append(entry)
 
     def lookup(self, candidate: str) -> list[RecordT]:
         """Return the records whose model number matches a normalized candidate."""
         found = list(self.exact.get(candidate, ()))
-        for pattern, record in self.by_prefix.get(candidate[:_PREFIX_LENGTH], ()):
-            if pattern.fullmatch(candidate) and record not in found:
-                found.append(record)
-        for pattern, record in self.wild_start:
-            if pattern.fullmatch(candidate) and record not in found:
-                found.append(record)
+        if candidate[:_MIN_PREFIX] not in self.prefix_starts:
+            return self._lookup_wild_start(candidate, found)
+        for length in self.prefix_lengths:
+            if length > len(candidate):
+                break
+            for entry in self.by_prefix.get(candidate[:length], ()):
+                if entry.pattern.fullmatch(candidate) and entry.record not in found:
+                    found.append(entry.record)
+        return self._lookup_wild_start(candidate, found)
+
+    def _lookup_wild_start(self, candidate: str, found: list[RecordT]) -> list[RecordT]:
+        for entry in self.wild_start:
+            if entry.anchor in candidate and entry.pattern.fullmatch(candidate):
+                if entry.record not in found:
+                    found.append(entry.record)
         return found
 
-    def lookup_any(self, candidates: Iterable[str]) -> list[RecordT]:
-        """Return the records matching any of `candidates`, in candidate order."""
-        found: list[RecordT] = []
-        for candidate in candidates:
-            for record in self.lookup(candidate):
-                if record not in found:
-                    found.append(record)
-        return found
+    def lookup_exact(self, candidate: str) -> list[RecordT]:
+        """Return the records whose model number is exactly the candidate."""
+        return list(self.exact.get(candidate, ()))
+
+
+def _literal_prefix(key: str) -> str:
+    for index, char in enumerate(key):
+        if char in _VARIABLE:
+            return key[:index]
+    return key
+
+
+def _longest_literal(key: str) -> str:
+    parts = re.split(r"[*#()/]", key)
+    return max(parts, key=len)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from greenloop.identify.evidence import (
+    ModelCandidates,
     StatedGrade,
     find_certificate_codes,
     find_stated_grade,
@@ -14,7 +15,7 @@ from greenloop.identify.evidence import (
     padded_words,
 )
 from greenloop.identify.verdict import ClaimFinding, ProductQuery
-from greenloop.identify.vocabulary import Vocabulary
+from greenloop.identify.vocabulary import Vocabulary, word_phrases
 
 
 @dataclass
@@ -23,20 +24,21 @@ class ParsedQuery:
 
     query: ProductQuery
     words: str
+    phrases: frozenset[str]
     stated_grade: StatedGrade | None
     codes: tuple[str, ...]
     appliance_type: str | None
     accessory: bool
     vehicle_context: bool
     claims: tuple[ClaimFinding, ...]
-    _candidates: list[str] | None = field(default=None, repr=False)
+    _candidates: ModelCandidates | None = field(default=None, repr=False)
 
     @property
     def title(self) -> str:
         """The product title as given."""
         return self.query.title
 
-    def candidates(self) -> list[str]:
+    def candidates(self) -> ModelCandidates:
         """Return the model-number candidates of the title, computed on first use."""
         if self._candidates is None:
             self._candidates = model_candidates(self.query.title)
@@ -62,10 +64,12 @@ def parse_query(
 ) -> ParsedQuery:
     """Parse a query's title into grades, codes, product type words and claims."""
     title = query.title or ""
-    appliance_type = vocabulary.appliance_types.find(title)
+    words = padded_words(title)
+    title_phrases = word_phrases(words)
+    appliance_type = vocabulary.appliance_types.find(title_phrases, title)
     accessory = (
         appliance_type is not None
-        and vocabulary.appliance_exclusions.find(title) is not None
+        and vocabulary.appliance_exclusions.find(title_phrases, title) is not None
     )
     stated_grade = find_stated_grade(title)
     if stated_grade is not None and _needs_appliance_word(stated_grade) and (
@@ -78,12 +82,13 @@ def parse_query(
         codes.insert(0, normalize_code(query.certificate_id))
     return ParsedQuery(
         query=query,
-        words=padded_words(title),
+        words=words,
+        phrases=title_phrases,
         stated_grade=stated_grade,
         codes=tuple(dict.fromkeys(codes)),
         appliance_type=appliance_type,
         accessory=accessory,
-        vehicle_context=vocabulary.vehicle_terms.find(title) is not None,
+        vehicle_context=vocabulary.vehicle_terms.find(title_phrases, title) is not None,
         claims=claims,
     )
 

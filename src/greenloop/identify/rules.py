@@ -352,23 +352,30 @@ def _stated_grade(parsed: ParsedQuery) -> int | None:
 
 
 def _has_model_like(parsed: ParsedQuery) -> bool:
-    return any(len(candidate) >= 5 for candidate in parsed.candidates())
+    return any(len(candidate) >= 5 for candidate in parsed.candidates().with_digits)
 
 
 def _match_by_model(
     parsed: ParsedQuery, index: ModelIndex[Any], brand_of: Callable[[Any], str]
 ) -> Any:
     """Return the first record matching the model number whose brand is stated."""
+    candidates = parsed.candidates()
     stated = parsed.stated_model()
-    candidates = [stated] if stated else []
-    candidates.extend(parsed.candidates())
-    for record in index.lookup_any(candidates):
-        brand = brand_of(record)
-        if brand_matches(brand, parsed.query.brand) or brand_in_text(
-            brand, parsed.words, parsed.title
-        ):
-            return record
+    for candidate in ([stated] if stated else []) + list(candidates.with_digits):
+        for record in index.lookup(candidate):
+            if _brand_stated(parsed, brand_of(record)):
+                return record
+    for candidate in candidates.without_digits:
+        for record in index.lookup_exact(candidate):
+            if _brand_stated(parsed, brand_of(record)):
+                return record
     return None
+
+
+def _brand_stated(parsed: ParsedQuery, brand: str) -> bool:
+    return brand_matches(brand, parsed.query.brand) or brand_in_text(
+        brand, parsed.words, parsed.title
+    )
 
 
 def _energy_label_finding(record: Any, stated: int | None, context: RuleContext) -> Finding:
@@ -504,7 +511,7 @@ def energy_star_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
 
 
 def _energy_star_unmatched(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
-    product_type = context.vocabulary.energy_star_product_types.find(parsed.title)
+    product_type = context.vocabulary.energy_star_product_types.find(parsed.phrases, parsed.title)
     if product_type is None or parsed.accessory:
         return None
     snapshot = context.energy_star_snapshots.get(product_type)
@@ -616,7 +623,7 @@ def _mcc_evidence(mcc: int, category: Category, context: RuleContext) -> Evidenc
 
 def _item_kind(parsed: ParsedQuery, context: RuleContext) -> str:
     allowed = context.parameter(Category.SECOND_HAND, "item_kinds") or []
-    found = context.vocabulary.item_kinds.find_all(parsed.title)
+    found = context.vocabulary.item_kinds.find_all(parsed.phrases, parsed.title)
     kind = found[0] if found else "other"
     return kind if kind in allowed else "other"
 

@@ -7,7 +7,6 @@ Neither decides that an item is green.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -16,6 +15,8 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from greenloop.identify.evidence import padded_words
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -58,53 +59,61 @@ class TermsFile(BaseModel):
     item_kinds: dict[str, list[str]]
 
 
+MAX_PHRASE_WORDS = 3
+
+
 @dataclass(frozen=True)
 class TermMatcher:
-    """Words compiled into one regex whose named groups are the keys."""
+    """Terms grouped by key: Latin phrases in a dict, Chinese terms as substrings.
 
-    pattern: re.Pattern[str] | None
+    Latin terms match whole words in any case, by looking up the title's word
+    n-grams (see `phrases`), so "washer" does not match inside "dishwasher".
+    Chinese terms match as substrings because Chinese has no word spaces.
+    """
+
     keys: tuple[str, ...]
+    latin: dict[str, str]
+    chinese: tuple[tuple[str, str], ...]
 
-    def find(self, text: str) -> str | None:
-        """Return the key of the first term found in `text`, or None."""
-        if self.pattern is None:
-            return None
-        match = self.pattern.search(text)
-        if match is None:
-            return None
-        return self.keys[int(match.lastgroup[1:])] if match.lastgroup else None
-
-    def find_all(self, text: str) -> list[str]:
-        """Return the keys of every term found in `text`, in key order."""
-        if self.pattern is None:
-            return []
-        found = {
-            self.keys[int(match.lastgroup[1:])]
-            for match in self.pattern.finditer(text)
-            if match.lastgroup
-        }
+    def find_all(self, phrases: frozenset[str], text: str) -> list[str]:
+        """Return the keys with a term in the title, in key order."""
+        found = {self.latin[phrase] for phrase in phrases if phrase in self.latin}
+        if self.chinese and not text.isascii():
+            found.update(key for term, key in self.chinese if term in text)
         return [key for key in self.keys if key in found]
+
+    def find(self, phrases: frozenset[str], text: str) -> str | None:
+        """Return the first key, in key order, with a term in the title."""
+        found = self.find_all(phrases, text)
+        return found[0] if found else None
+
+
+def word_phrases(words: str) -> frozenset[str]:
+    """Return the word n-grams (1 to 3 words) of a title in `padded_words` form."""
+    tokens = words.split()
+    grams = set(tokens)
+    for size in range(2, MAX_PHRASE_WORDS + 1):
+        for start in range(len(tokens) - size + 1):
+            grams.add(" ".join(tokens[start : start + size]))
+    return frozenset(grams)
 
 
 def compile_terms(groups: dict[str, list[str]]) -> TermMatcher:
-    """Compile terms grouped by key; Latin terms match whole words, any case."""
-    keys = tuple(groups)
-    alternatives = []
-    for index, key in enumerate(keys):
-        terms = sorted(groups[key], key=len, reverse=True)
-        body = "|".join(_term_pattern(term) for term in terms)
-        if body:
-            alternatives.append(f"(?P<k{index}>{body})")
-    if not alternatives:
-        return TermMatcher(None, keys)
-    return TermMatcher(re.compile("|".join(alternatives), re.IGNORECASE), keys)
-
-
-def _term_pattern(term: str) -> str:
-    escaped = re.escape(term).replace(r"\ ", r"[\s\-]+")
-    if term.isascii():
-        return rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
-    return escaped
+    """Compile terms grouped by key into a `TermMatcher`."""
+    latin: dict[str, str] = {}
+    chinese: list[tuple[str, str]] = []
+    for key, terms in groups.items():
+        for term in terms:
+            if term.isascii():
+                phrase = padded_words(term).strip()
+                if len(phrase.split()) > MAX_PHRASE_WORDS:
+                    raise SettingsError(
+                        f"term {term!r} has more than {MAX_PHRASE_WORDS} words; shorten it"
+                    )
+                latin.setdefault(phrase, key)
+            else:
+                chinese.append((term, key))
+    return TermMatcher(tuple(groups), latin, tuple(chinese))
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ def load_standard_file(path: Path) -> Standard:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise StandardsError(f"{path}: cannot read the file ({error})") from error
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError) as error:
+        # PyYAML raises ValueError for a date-like key such as 2024-13-01.
         raise StandardsError(f"{path}: invalid YAML ({error})") from error
     if not isinstance(raw, dict):
         raise StandardsError(
@@ -248,7 +249,7 @@ def _describe_validation_error(path: Path, error: ValidationError) -> str:
 
 
 def _format_location(part: Any) -> str:
-    text = str(part)
+    text = part.isoformat() if isinstance(part, date) else str(part)
     return text if re.fullmatch(r"[\w-]+", text) else repr(text)
 
 
