@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 RECORD_TYPE = "greenloop.green_asset"
 RECORD_VERSION = 1
 LEDGER_BATCH = 10_000
+LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 20_000
 FINANCED_CURRENCY = "CNY"
 
@@ -160,8 +162,9 @@ def append_to_ledger(
     pending = run_store.assets_without_ledger_index(engine)
     progress.start("ledger", len(pending))
     appended = existing = 0
-    for start in range(0, len(pending), LEDGER_BATCH):
-        chunk = pending[start : start + LEDGER_BATCH]
+    batch = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
+    for start in range(0, len(pending), batch):
+        chunk = pending[start : start + batch]
         results = log.append([(key, json.loads(record)) for key, record in chunk])
         run_store.set_ledger_indexes(engine, [(r.key, r.index) for r in results])
         appended += sum(1 for r in results if r.created)

@@ -72,6 +72,7 @@ TRANSIT = (
     ("m-cdbus", "成都公交", 4131, "bus", (2, 2)),
     ("m-12306", "中国铁路12306", 4112, "rail", (54, 553)),
 )
+TRANSIT_WEIGHT = 24.0
 SECOND_HAND = (
     ("m-xianyu", "闲鱼", 5931, "second_hand_platform"),
     ("m-zhuanzhuan", "转转", 5931, "second_hand_platform"),
@@ -143,9 +144,13 @@ def build_catalogue(
             {"merchant_id": merchant_id, "merchant_name": name, "category": "public_transport",
              "kind": kind, "source": "demo operator list"}
         )  # fmt: skip
-        for fare in range(fares[0], fares[1] + 1):
-            catalogue.append(_product(f"{name} 乘车 {fare}元", mcc, merchant_id, name, price=fare,
-                                      weight=24.0 / 40, kind="transit"))  # fmt: skip
+        fare_values = range(fares[0], fares[1] + 1, max((fares[1] - fares[0]) // 12, 1))
+        share = TRANSIT_WEIGHT / len(TRANSIT) / len(fare_values)
+        if kind == "rail":
+            share /= 8  # intercity rail tickets are rarer than metro and bus rides
+        for fare in fare_values:
+            catalogue.append(_product(f"{name} 乘车 {fare}元", mcc, merchant_id, name,
+                                      price=fare, weight=share, kind="transit"))  # fmt: skip
     for merchant_id, name, mcc, kind in SECOND_HAND:
         registries["merchants"].append(
             {"merchant_id": merchant_id, "merchant_name": name, "category": "second_hand",

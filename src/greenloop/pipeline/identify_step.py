@@ -118,10 +118,10 @@ def identify_products(
 ) -> dict[str, Verdict]:
     """Identify every distinct product in `purchases` into the table `product_verdicts`."""
     columns = ", ".join(f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS)
-    products = connection.execute(
+    products = connection.sql(
         f"SELECT product_key, {columns} FROM purchases "
         f"GROUP BY product_key ORDER BY product_key"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     progress.start("identify", products.num_rows)
     verdicts: dict[str, Verdict] = {}
     empty = VERDICT_SCHEMA.empty_table()

@@ -212,6 +212,7 @@ def _connect(config: RunConfig) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect(":memory:")
     connection.execute(f"SET memory_limit = '{config.memory_limit}'")
     connection.execute("SET preserve_insertion_order = false")
+    connection.execute("SET enable_progress_bar = false")
     if config.threads:
         connection.execute(f"SET threads = {int(config.threads)}")
     return connection

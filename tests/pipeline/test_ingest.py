@@ -1,0 +1,217 @@
+"""Ingest: mapping, validation, quarantine and returns, on small written inputs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from greenloop.pipeline.ingest import ingest
+from greenloop.pipeline.mapping import MappingError, identity_mapping, load_mapping
+from greenloop.pipeline.sources import InputError, register_source
+
+RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
+HEADER = "purchase_id,occurred_at,user_id,title,quantity,amount,currency,installments"
+
+
+def _ingest(path: Path, mapping: str | None = None):
+    connection = duckdb.connect()
+    source = register_source(connection, path)
+    chosen = load_mapping(mapping) if mapping else identity_mapping(source.columns)
+    counts = ingest(connection, source, chosen, RUN_STARTED)
+    return connection, counts
+
+
+def _write(tmp_path: Path, lines: list[str], name: str = "purchases.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _reasons(connection: duckdb.DuckDBPyConnection) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for row, column, reason in connection.execute(
+        'SELECT row, "column", reason FROM quarantine ORDER BY row'
+    ).fetchall():
+        found.setdefault(row, []).append(f"{column}: {reason}")
+    return found
+
+
+def test_clean_rows_become_purchases(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "a1,2026-05-01 10:00:00,u1,美的 空调,1,3299.00,CNY,12",
+            "a2,2026-05-02T11:00:00,u2,Metro ride,2,8,cny,1",
+        ],
+    )
+    connection, counts = _ingest(path)
+    assert counts.rows_read == 2
+    assert counts.purchases == 2
+    assert counts.quarantined_rows == 0
+    rows = connection.execute(
+        "SELECT purchase_id, amount, currency FROM purchases ORDER BY 1"
+    ).fetchall()
+    assert str(rows[0][1]) == "3299.0000"
+    assert rows[1][2] == "CNY"
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "reason_start"),
+    [
+        (",2026-05-01,u1,t,1,10,CNY,1", "purchase_id", "missing purchase_id"),
+        ("b1,yesterday,u1,t,1,10,CNY,1", "occurred_at", "unparseable occurred_at"),
+        ("b1,2026-05-01,u1,t,1,12;3o,CNY,1", "amount", "unparseable amount"),
+        ("b1,2026-05-01,u1,t,1,10,RMB,1", "currency", "unknown currency"),
+        ("b1,2026-05-01,u1,t,0,10,CNY,1", "quantity", "impossible quantity"),
+        ("b1,2026-05-01,u1,t,1,0,CNY,1", "amount", "impossible amount 0"),
+        ("b1,2026-05-01,u1,t,1,-5,CNY,1", "amount", "impossible amount"),
+        ("b1,1970-05-01,u1,t,1,10,CNY,1", "occurred_at", "impossible date"),
+        ("b1,2031-05-01,u1,t,1,10,CNY,1", "occurred_at", "impossible date"),
+        ("b1,2026-05-01,u1,t,1,10,CNY,-3", "installments", "impossible installments"),
+        ("b1,2026-05-01,u1,,1,10,CNY,1", "title", "missing title"),
+    ],
+)
+def test_bad_row_is_quarantined(tmp_path, line, column, reason_start):
+    path = _write(tmp_path, [HEADER, "ok1,2026-05-01,u1,good,1,10,CNY,1", line])
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 1
+    assert counts.purchases == 1
+    reasons = _reasons(connection)[2]
+    assert any(r.startswith(f"{column}: {reason_start}") for r in reasons), reasons
+
+
+def test_duplicate_id_keeps_first_row(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "d1,2026-05-01,u1,first,1,10,CNY,1",
+            "d1,2026-05-02,u1,second,1,20,CNY,1",
+        ],
+    )
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert _reasons(connection)[2][0].startswith("purchase_id: duplicate purchase_id")
+    title = connection.execute("SELECT title FROM purchases").fetchall()[0][0]
+    assert title == "first"
+
+
+def test_quarantine_records_value(tmp_path):
+    path = _write(tmp_path, [HEADER, "v1,2026-05-01,u1,t,1,abc,CNY,1"])
+    connection, _ = _ingest(path)
+    value = connection.execute("SELECT value FROM quarantine").fetchall()[0][0]
+    assert value == "abc"
+
+
+def test_every_row_is_accounted_for(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            HEADER + ",returns_purchase_id",
+            "p1,2026-05-01,u1,t,2,10,CNY,1,",
+            "p2,2026-05-01,u1,t,1,10,XXX,1,",
+            "r1,2026-05-03,u1,t,-1,5,CNY,1,p1",
+            "p3,2026-05-01,u1,t,1,10,CNY,1,",
+        ],
+    )
+    _, counts = _ingest(path)
+    assert counts.purchases + counts.returns + counts.quarantined_rows == counts.rows_read
+
+
+def test_return_reduces_net_quantity(tmp_path):
+    path = _write(
+        tmp_path,
+        [
+            HEADER + ",returns_purchase_id",
+            "p1,2026-05-01,u1,t,2,10,CNY,1,",
+            "r1,2026-05-03,u1,t,-1,5,CNY,1,p1",
+        ],
+    )
+    connection, counts = _ingest(path)
+    assert counts.returns == 1
+    assert counts.returns_matched == 1
+    net_quantity, net_amount = connection.execute(
+        "SELECT net_quantity, net_amount FROM purchases"
+    ).fetchall()[0]
+    assert net_quantity == 1
+    assert str(net_amount) == "5.0000"
+
+
+def test_return_to_unknown_purchase_is_unmatched(tmp_path):
+    path = _write(
+        tmp_path,
+        [HEADER + ",returns_purchase_id", "r1,2026-05-03,u1,t,-1,5,CNY,1,missing"],
+    )
+    connection, counts = _ingest(path)
+    assert counts.returns_unmatched == 1
+    status = connection.execute("SELECT match_status FROM returns").fetchall()[0][0]
+    assert status.startswith("unmatched: purchase missing")
+
+
+def test_malformed_csv_record_quarantined(tmp_path):
+    path = _write(
+        tmp_path,
+        [HEADER, "m1,2026-05-01,u1,t,1,10,CNY,1", "m2,2026-05-01,u1,a,b,1,10,CNY,1"],
+    )
+    connection, counts = _ingest(path)
+    assert counts.rows_read == 2
+    assert counts.quarantined_rows == 1
+    assert "expected 8 fields, found 9" in _reasons(connection)[2][0]
+
+
+def test_jsonl_invalid_line_quarantined(tmp_path):
+    good = {
+        "purchase_id": "j1",
+        "occurred_at": "2026-05-01 10:00:00",
+        "title": "有机大米",
+        "quantity": 1,
+        "amount": 59.9,
+        "currency": "CNY",
+    }
+    path = tmp_path / "purchases.jsonl"
+    path.write_text(json.dumps(good, ensure_ascii=False) + "\n{not json\n", "utf-8")
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert _reasons(connection)[2][0].startswith("(record): invalid JSON")
+
+
+def test_missing_file_names_path(tmp_path):
+    with pytest.raises(InputError, match="nowhere.csv: file not found"):
+        register_source(duckdb.connect(), tmp_path / "nowhere.csv")
+
+
+def test_unknown_extension_is_rejected(tmp_path):
+    path = tmp_path / "purchases.xlsx"
+    path.write_bytes(b"PK\x03\x04")
+    with pytest.raises(InputError, match="unknown file type '.xlsx'"):
+        register_source(duckdb.connect(), path)
+
+
+def test_corrupt_parquet_is_rejected(tmp_path):
+    path = tmp_path / "purchases.parquet"
+    path.write_bytes(b"this is not parquet")
+    with pytest.raises(InputError, match="as Parquet"):
+        register_source(duckdb.connect(), path)
+
+
+def test_mapping_missing_column_is_named(tmp_path):
+    path = _write(tmp_path, ["a,b", "1,2"])
+    with pytest.raises(MappingError, match="has no column .*'InvoiceNo'"):
+        _ingest(path, "online-retail")
+
+
+def test_unknown_mapping_field_rejected(tmp_path):
+    mapping = tmp_path / "bad.yaml"
+    mapping.write_text("name: bad\ncolumns:\n  price_each: Price\n", "utf-8")
+    with pytest.raises(MappingError, match="unknown purchase field 'price_each'"):
+        load_mapping(mapping)
+
+
+def test_unknown_mapping_name_lists_shipped(tmp_path):
+    with pytest.raises(MappingError, match="bank-transactions"):
+        load_mapping("no-such-mapping")

@@ -1,0 +1,150 @@
+"""The main job end to end on the demo sample: outputs, idempotence, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from greenloop.pipeline.demo import DemoSample
+from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.store.runs import green_assets
+
+
+def _config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> RunConfig:
+    return RunConfig(
+        input_path=sample.purchases,
+        out_dir=tmp_path / "runs",
+        database_url=url,
+        key_dir=keys,
+        registry_dir=sample.registries,
+        as_of=sample.as_of,
+    )
+
+
+def _root(checkpoint: str) -> str:
+    return checkpoint.splitlines()[2]
+
+
+def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_url):
+    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    for name in ("manifest.json", "verdicts.parquet", "quarantine.csv", "report.json",
+                 "report.html", "returns.csv", "checkpoint.txt"):  # fmt: skip
+        assert (result.run_dir / name).is_file(), name
+    manifest = json.loads((result.run_dir / "manifest.json").read_text("utf-8"))
+    assert manifest["run_id"] == result.run_id
+    assert len(manifest["input"]["sha256"]) == 64
+    assert manifest["engine"]["name"] == "duckdb"
+    assert manifest["standard"]["versions"]
+    assert manifest["factor_versions"]
+    assert manifest["finished_at"] >= manifest["started_at"]
+
+
+def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url):
+    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    ingest = result.counts["ingest"]
+    total = ingest["purchases"] + ingest["returns"] + ingest["quarantined_rows"]
+    assert total == ingest["rows_read"]
+    verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
+    assert verdicts.num_rows == ingest["purchases"]
+    identify = result.counts["identify"]
+    statuses = identify["green"] + identify["needs_review"] + identify["not_green"]
+    assert statuses == ingest["purchases"]
+    quarantine_lines = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    assert len(quarantine_lines) - 1 == ingest["quarantine_problems"]
+
+
+def test_run_finds_green_purchases(demo_sample, tmp_path, user_secret_dir, sqlite_url):
+    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
+    assert result.counts["identify"]["green"] > 0
+    assert report["verdicts"]["green_without_evidence"] == 0
+    assert result.counts["impact"]["kg_co2e_per_year"] > 0
+    assert result.counts["ledger"]["entries_appended"] == result.counts["green_assets"][
+        "assets_new"
+    ]
+
+
+def test_rerun_adds_no_entries(demo_sample, tmp_path, user_secret_dir, sqlite_url):
+    first = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    second = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    assert second.counts["ledger"]["entries_appended"] == 0
+    assert second.counts["green_assets"]["assets_new"] == 0
+    assert second.counts["ledger"]["tree_size"] == first.counts["ledger"]["tree_size"]
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(green_assets))
+        assert stored.scalar_one() == first.counts["green_assets"]["assets_found"]
+
+
+@pytest.mark.postgres
+def test_run_on_postgresql(demo_sample, tmp_path, user_secret_dir, postgres_url):
+    first = run_job(_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
+    second = run_job(_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
+    assert first.counts["ledger"]["entries_appended"] > 0
+    assert second.counts["ledger"]["entries_appended"] == 0
+
+
+def _run_command(sample: DemoSample, out: Path, keys: Path, url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "greenloop.cli", "run", str(sample.purchases),
+        "--out", str(out), "--database", url, "--key-dir", str(keys),
+        "--registries", str(sample.registries),
+    ]  # fmt: skip
+
+
+def _ledger_rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM green_assets WHERE ledger_index IS NOT NULL")
+                ).scalar_one()
+            )
+    except Exception:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir):
+    clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
+    clean = run_job(_config(demo_sample, tmp_path, user_secret_dir, clean_url))
+
+    crash_keys = tmp_path / "crash-keys"
+    shutil.copytree(user_secret_dir, crash_keys)
+    crash_url = f"sqlite:///{tmp_path / 'crash.sqlite3'}"
+    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
+    command = _run_command(demo_sample, tmp_path / "crash-runs", crash_keys, crash_url)
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while _ledger_rows(crash_url) == 0 and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = _ledger_rows(crash_url)
+    assert killed_at < clean.counts["green_assets"]["assets_found"]
+
+    resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    engine = create_engine(crash_url)
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(green_assets))
+        assert stored.scalar_one() == clean.counts["green_assets"]["assets_found"]
+    crash_runs = sorted((tmp_path / "crash-runs").glob("*/checkpoint.txt"))
+    clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
+    assert _root(crash_runs[-1].read_text("utf-8")) == _root(clean_checkpoint)
