@@ -1505,10 +1505,12 @@ def _loan_results(
 def _insert_ignore(
     connection: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]
 ) -> int:
-    """Insert rows, skipping those whose `keys` already exist; return rows inserted.
+    """Insert rows, skipping those whose `keys` already exist.
 
-    The count is exact for a single row; for several rows it may be -1 on drivers
-    that do not report it.
+    For a single row, returns 1 when it was inserted and 0 when it existed; the
+    check reads the RETURNING row, because psycopg reports no reliable rowcount
+    for an INSERT that returns the generated key. For several rows the count is
+    the driver's and may be -1.
     """
     if not rows:
         return 0
@@ -1518,5 +1520,6 @@ def _insert_ignore(
     else:
         statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
     if len(rows) == 1:
-        return int(connection.execute(statement.values(rows[0])).rowcount)
+        returned = statement.values(rows[0]).returning(*(table.c[key] for key in keys))
+        return 0 if connection.execute(returned).first() is None else 1
     return int(connection.execute(statement, rows).rowcount)

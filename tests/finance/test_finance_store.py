@@ -1,0 +1,303 @@
+"""The finance store on SQLite and PostgreSQL: run, rerun, revoke, refund, draw."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from finance_helpers import campaign_dict, facility_dict, make_loan, write_yaml
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from greenloop.incentives.draws import new_seed, seed_digest, verify_record
+from greenloop.lending.configfile import ConfigError
+from greenloop.store import finance
+from greenloop.store.base import make_engine
+from greenloop.store.finance import (
+    GreenLoan,
+    commit_campaign_draw,
+    process_green_loans,
+    reconcile_facility,
+    refund_purchases,
+    reveal_campaign_draw,
+    revoke_loans,
+)
+
+AS_OF = date(2026, 6, 30)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    created = make_engine(database_url)
+    yield created
+    created.dispose()
+
+
+def write_configs(
+    tmp_path: Path,
+    facilities: list[dict[str, Any]] | None = None,
+    campaigns: list[dict[str, Any]] | None = None,
+) -> tuple[Path, Path]:
+    # A 2.5-point spread accrues about 69 yuan a day on the 10,000 yuan drawn,
+    # enough savings for the campaigns of these tests.
+    default = [facility_dict(facility_rate="0.005")]
+    facilities_path = write_yaml(
+        tmp_path / "facilities.yaml", {"facilities": facilities or default}
+    )
+    campaigns_path = write_yaml(
+        tmp_path / "campaigns.yaml", {"campaigns": campaigns or [campaign_dict()]}
+    )
+    return facilities_path, campaigns_path
+
+
+def run(
+    engine: Engine,
+    loans: list[GreenLoan],
+    paths: tuple[Path, Path],
+    as_of: date = AS_OF,
+) -> finance.FinanceOutcome:
+    return process_green_loans(engine, loans, paths[0], paths[1], as_of)
+
+
+def count(engine: Engine, table: Any) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(table)).scalar_one()
+        )
+
+
+def test_run_allocates_and_reconciles(engine: Engine, tmp_path: Path) -> None:
+    loans = [make_loan(index, principal_fen=400_000) for index in range(4)]
+    outcome = run(engine, loans, write_configs(tmp_path))
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    assert section["drawn_fen"] == 1_000_000
+    assert section["allocated_fen"] + section["unallocated_fen"] == 1_000_000
+    assert section["reconciled"] is True
+    assert section["pool_covers_drawn"] is True
+    assert section["allocated_per_category_fen"] == {"appliance": 1_000_000}
+
+
+def test_run_reports_plan_summary(engine: Engine, tmp_path: Path) -> None:
+    outcome = run(engine, [make_loan(1)], write_configs(tmp_path))
+    result = outcome.loans["p00001"]
+    assert result.fee_fen == 26_400
+    assert result.apr is not None
+    assert str(result.apr.quantize(result.apr.__class__("0.001"))) == "0.159"
+    assert result.facility_id == "test-facility"
+    assert [award.campaign_id for award in result.awards] == ["test-envelope"]
+
+
+def test_rerun_awards_and_allocates_nothing_twice(
+    engine: Engine, tmp_path: Path
+) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=400_000) for index in range(5)]
+    first = run(engine, loans, paths)
+    second = run(engine, loans, paths)
+    assert count(engine, finance.finance_awards) == 5
+    # Each loan owes 300,000 fen after three installments, so four loans cover
+    # the 1,000,000 fen drawn.
+    assert count(engine, finance.finance_allocations) == 4
+    assert second.incentive_report["spent_fen"] == first.incentive_report["spent_fen"]
+    assert second.incentive_report["campaigns"]["test-envelope"]["spent_fen"] == 5000
+    with engine.connect() as connection:
+        users = connection.execute(select(finance.finance_campaign_users)).all()
+    assert {row.awards for row in users} == {1}
+
+
+def test_budget_never_exceeded(engine: Engine, tmp_path: Path) -> None:
+    loans = [make_loan(index) for index in range(15)]
+    outcome = run(engine, loans, write_configs(tmp_path))
+    campaign = outcome.incentive_report["campaigns"]["test-envelope"]
+    assert campaign["spent_fen"] == 10_000
+    assert campaign["awards"] == 10
+    assert campaign["remaining_fen"] == 0
+
+
+def test_per_user_award_cap_holds(engine: Engine, tmp_path: Path) -> None:
+    capped = campaign_dict(budget={"total_yuan": "100", "per_user_awards": 2})
+    loans = [make_loan(index, user="same-user") for index in range(5)]
+    outcome = run(engine, loans, write_configs(tmp_path, campaigns=[capped]))
+    assert outcome.incentive_report["campaigns"]["test-envelope"]["awards"] == 2
+
+
+def test_daily_budget_holds(engine: Engine, tmp_path: Path) -> None:
+    daily = campaign_dict(budget={"total_yuan": "100", "per_day_yuan": "20"})
+    loans = [make_loan(index, day=1 + index % 2) for index in range(8)]
+    outcome = run(engine, loans, write_configs(tmp_path, campaigns=[daily]))
+    assert outcome.incentive_report["campaigns"]["test-envelope"]["spent_fen"] == 4000
+
+
+def test_savings_limit_awards(engine: Engine, tmp_path: Path) -> None:
+    # 1,000,000 fen drawn at a 0.5-point spread saves about 13.9 fen a day, so
+    # ten days of savings (139 fen) pay for one 1-yuan envelope only.
+    small = campaign_dict(
+        benefit={"kind": "fixed_red_envelope", "amount_yuan": "1"},
+        starts_on="2026-01-01",
+    )
+    loans = [make_loan(index, month=1, day=2) for index in range(3)]
+    paths = write_configs(tmp_path, [facility_dict()], [small])
+    outcome = run(engine, loans, paths, date(2026, 1, 10))
+    assert outcome.incentive_report["campaigns"]["test-envelope"]["awards"] == 1
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    assert section["savings_accrued_fen"] == 139
+    assert section["savings_spent_fen"] == 100
+
+
+def test_award_records_savings_that_paid(engine: Engine, tmp_path: Path) -> None:
+    run(engine, [make_loan(1)], write_configs(tmp_path))
+    with engine.connect() as connection:
+        row = connection.execute(select(finance.finance_awards)).one()
+    assert row.facility_id == "test-facility"
+    assert row.savings_fen == 1000
+    assert row.savings_balance_after_fen is not None
+
+
+def test_interest_free_award_waives_fee(engine: Engine, tmp_path: Path) -> None:
+    offer = campaign_dict(benefit={"kind": "interest_free", "max_periods": 12})
+    outcome = run(engine, [make_loan(1)], write_configs(tmp_path, campaigns=[offer]))
+    result = outcome.loans["p00001"]
+    assert result.consumer_fee_waived is True
+    assert result.fee_fen == 0
+    # 3,000 yuan over 12 months at the 0.5 % facility rate costs about 8 yuan.
+    assert result.awards[0].amount_fen == 811
+
+
+def test_revocation_substitutes_unallocated_loan(
+    engine: Engine, tmp_path: Path
+) -> None:
+    paths = write_configs(tmp_path)
+    # Each loan owes 450,000 fen on the report date: three cover the drawn
+    # amount and the fourth waits unallocated.
+    loans = [make_loan(index, principal_fen=600_000) for index in range(4)]
+    run(engine, loans, paths)
+    report = revoke_loans(engine, ["p00000", "missing"], "certificate revoked", AS_OF)
+    assert report.not_found == ("missing",)
+    assert set(report.released["test-facility"]) == {"p00000"}
+    assert set(report.added["test-facility"]) == {"p00003"}
+    assert report.pool_covers_drawn["test-facility"] is True
+    assert reconcile_facility(engine, "test-facility").balanced
+
+
+def test_revoked_loan_never_reallocated(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(3)]
+    run(engine, loans, paths)
+    revoke_loans(engine, ["p00000"], "certificate revoked", AS_OF)
+    outcome = run(engine, loans, paths)
+    assert outcome.loans["p00000"].facility_id is None
+
+
+def test_refund_returns_award_budget(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index) for index in range(10)]
+    run(engine, loans, paths)
+    report = refund_purchases(engine, ["p00003"], "goods returned", AS_OF)
+    assert report.awards_refunded == 1
+    outcome = run(engine, [*loans, make_loan(10)], paths)
+    campaign = outcome.incentive_report["campaigns"]["test-envelope"]
+    assert campaign["spent_fen"] == 10_000
+    assert campaign["refunded"] == 1
+    assert outcome.loans["p00010"].awards[0].status == "awarded"
+
+
+def test_refund_twice_returns_budget_once(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    run(engine, [make_loan(1)], paths)
+    refund_purchases(engine, ["p00001"], "goods returned", AS_OF)
+    second = refund_purchases(engine, ["p00001"], "goods returned", AS_OF)
+    assert second.awards_refunded == 0
+    with engine.connect() as connection:
+        spent = connection.execute(
+            select(finance.finance_campaigns.c.spent_fen)
+        ).scalar()
+    assert spent == 0
+
+
+def test_crash_mid_award_loses_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index) for index in range(4)]
+    original = finance._charge_savings
+    calls = {"count": 0}
+
+    def crash_on_third(*arguments: Any) -> int | None:
+        calls["count"] += 1
+        if calls["count"] == 3:
+            raise RuntimeError("process killed")
+        return original(*arguments)
+
+    monkeypatch.setattr(finance, "_charge_savings", crash_on_third)
+    with pytest.raises(RuntimeError, match="process killed"):
+        run(engine, loans, paths)
+    monkeypatch.setattr(finance, "_charge_savings", original)
+    outcome = run(engine, loans, paths)
+    campaign = outcome.incentive_report["campaigns"]["test-envelope"]
+    assert campaign["awards"] == 4
+    assert campaign["spent_fen"] == 4000
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    assert section["savings_spent_fen"] == 4000
+
+
+def test_unpriced_periods_reported(engine: Engine, tmp_path: Path) -> None:
+    outcome = run(engine, [make_loan(1, periods=24)], write_configs(tmp_path))
+    error = outcome.loans["p00001"].error
+    assert error is not None
+    assert "no fee rate for 24 periods" in error
+
+
+def test_unknown_funding_facility_rejected(engine: Engine, tmp_path: Path) -> None:
+    orphan = campaign_dict(funding={"facility_id": "nowhere"})
+    with pytest.raises(ConfigError, match=r"campaigns\[0\]\.funding\.facility_id"):
+        run(engine, [make_loan(1)], write_configs(tmp_path, campaigns=[orphan]))
+
+
+def test_lottery_draw_pays_winners_within_budget(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lottery = campaign_dict(
+        id="test-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "8", "winners": 3},
+        budget={"total_yuan": "20"},
+    )
+    loans = [make_loan(index) for index in range(10)]
+    paths = write_configs(tmp_path, campaigns=[lottery])
+    run(engine, loans, paths)
+    seed = new_seed()
+    commitment = commit_campaign_draw(engine, "test-lottery", seed_digest(seed), "r1")
+    assert commitment.entry_count == 10
+    record = reveal_campaign_draw(engine, commitment.draw_id, seed)
+    assert verify_record(record) == []
+    outcome = run(engine, loans, paths)
+    statuses = sorted(
+        award.status for result in outcome.loans.values() for award in result.awards
+    )
+    assert statuses.count("won") == 2
+    assert statuses.count("won_unpaid") == 1
+    assert statuses.count("lost") == 7
+    assert outcome.incentive_report["campaigns"]["test-lottery"]["spent_fen"] == 1600
+
+
+def test_second_reveal_pays_nothing(engine: Engine, tmp_path: Path) -> None:
+    lottery = campaign_dict(
+        id="test-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "1", "winners": 2},
+    )
+    run(
+        engine,
+        [make_loan(index) for index in range(4)],
+        write_configs(tmp_path, campaigns=[lottery]),
+    )
+    seed = new_seed()
+    commitment = commit_campaign_draw(engine, "test-lottery", seed_digest(seed))
+    reveal_campaign_draw(engine, commitment.draw_id, seed)
+    reveal_campaign_draw(engine, commitment.draw_id, seed)
+    with engine.connect() as connection:
+        spent = connection.execute(
+            select(finance.finance_campaigns.c.spent_fen)
+        ).scalar()
+    assert spent == 200
