@@ -1,0 +1,136 @@
+"""Concurrent awards and runs against PostgreSQL never exceed a budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from finance_helpers import campaign_dict, facility_dict, make_loan, write_yaml
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from greenloop.incentives import CampaignConfig
+from greenloop.store import finance
+from greenloop.store.base import make_engine
+
+pytestmark = pytest.mark.postgres
+
+THREADS = 24
+AS_OF = date(2026, 6, 30)
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    created = make_engine(postgres_url)
+    yield created
+    created.dispose()
+
+
+def prepare(
+    engine: Engine, tmp_path: Path, campaign: dict[str, object]
+) -> tuple[Path, Path]:
+    facilities = write_yaml(
+        tmp_path / "facilities.yaml",
+        {"facilities": [facility_dict(facility_rate="0.005")]},
+    )
+    campaigns = write_yaml(tmp_path / "campaigns.yaml", {"campaigns": [campaign]})
+    finance.process_green_loans(engine, [], facilities, campaigns, AS_OF)
+    return facilities, campaigns
+
+
+def scalar(engine: Engine, query: object) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())  # type: ignore[call-overload]
+
+
+def test_concurrent_awards_stay_within_budget(engine: Engine, tmp_path: Path) -> None:
+    payload = campaign_dict(budget={"total_yuan": "100"})
+    prepare(engine, tmp_path, payload)
+    campaign = CampaignConfig.model_validate(payload)
+    loans = [make_loan(index) for index in range(300)]
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        outcomes = list(
+            pool.map(
+                lambda loan: finance.award(engine, campaign, loan, Decimal(1000)), loans
+            )
+        )
+
+    assert outcomes.count("awarded") == 10
+    assert outcomes.count("campaign budget exhausted") == 290
+    spent = scalar(engine, select(finance.finance_campaigns.c.spent_fen))
+    assert spent == 10_000
+    paid = scalar(engine, select(func.sum(finance.finance_awards.c.amount_fen)))
+    assert paid == 10_000
+    savings = scalar(engine, select(finance.finance_facilities.c.savings_spent_fen))
+    assert savings == 10_000
+
+
+def test_concurrent_awards_respect_user_cap(engine: Engine, tmp_path: Path) -> None:
+    payload = campaign_dict(budget={"total_yuan": "100", "per_user_awards": 3})
+    prepare(engine, tmp_path, payload)
+    campaign = CampaignConfig.model_validate(payload)
+    loans = [make_loan(index, user="same-user") for index in range(96)]
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        outcomes = list(
+            pool.map(
+                lambda loan: finance.award(engine, campaign, loan, Decimal(100)), loans
+            )
+        )
+
+    assert outcomes.count("awarded") == 3
+    awards = scalar(engine, select(func.count()).select_from(finance.finance_awards))
+    assert awards == 3
+    spent = scalar(engine, select(finance.finance_campaigns.c.spent_fen))
+    assert spent == 300
+
+
+def test_concurrent_same_award_counted_once(engine: Engine, tmp_path: Path) -> None:
+    payload = campaign_dict()
+    prepare(engine, tmp_path, payload)
+    campaign = CampaignConfig.model_validate(payload)
+    loan = make_loan(1)
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        outcomes = list(
+            pool.map(
+                lambda _: finance.award(engine, campaign, loan, Decimal(1000)),
+                range(THREADS),
+            )
+        )
+
+    assert outcomes.count("awarded") == 1
+    assert outcomes.count("duplicate") == THREADS - 1
+    spent = scalar(engine, select(finance.finance_campaigns.c.spent_fen))
+    assert spent == 1000
+
+
+def test_parallel_runs_award_each_loan_once(engine: Engine, tmp_path: Path) -> None:
+    payload = campaign_dict(budget={"total_yuan": "50"})
+    facilities, campaigns = prepare(engine, tmp_path, payload)
+    loans = [make_loan(index, principal_fen=400_000) for index in range(40)]
+
+    def run_batch(_: int) -> None:
+        finance.process_green_loans(engine, loans, facilities, campaigns, AS_OF)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(run_batch, range(4)))
+
+    awards = scalar(engine, select(func.count()).select_from(finance.finance_awards))
+    assert awards == 5
+    spent = scalar(engine, select(finance.finance_campaigns.c.spent_fen))
+    assert spent == 5000
+    check = finance.reconcile_facility(engine, "test-facility")
+    assert check.balanced
+    active = scalar(
+        engine,
+        select(func.count())
+        .select_from(finance.finance_allocations)
+        .where(finance.finance_allocations.c.released_on.is_(None)),
+    )
+    assert active == 4
