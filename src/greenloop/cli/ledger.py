@@ -1,7 +1,272 @@
-"""Commands of the ledger area."""
+"""Commands of the ledger area: offline verification, checkpoints, receipts, audit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+from greenloop.cli.errors import fail
+
+if TYPE_CHECKING:
+    from greenloop.ledger import Verifier
+    from greenloop.store.ledger import LedgerStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ORIGIN = "greenloop.local/green-assets"
+
+ledger_app = typer.Typer(
+    help="The tamper-evident log of green assets: checkpoints, receipts, audit.",
+    no_args_is_help=True,
+)
+
+DATABASE_OPTION = typer.Option(
+    None,
+    "--database",
+    help="Database URL (default: GREENLOOP_DATABASE_URL or SQLite file).",
+)
+KEY_DIR_OPTION = typer.Option(
+    Path("keys"), "--key-dir", help="Folder with the log's signing and verifier keys."
+)
+ORIGIN_OPTION = typer.Option(
+    DEFAULT_ORIGIN, "--origin", help="Origin (name) of the log."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the application."""
+    app.command("verify")(verify)
+    app.add_typer(ledger_app, name="ledger")
+
+
+def _open_store(database: str | None, key_dir: Path, origin: str) -> LedgerStore:
+    from greenloop.store.base import database_url, make_engine
+    from greenloop.store.ledger import LedgerStore
+
+    return LedgerStore(
+        make_engine(database_url(database)), origin=origin, key_dir=key_dir
+    )
+
+
+def _load_verifier(key: str) -> Verifier:
+    """Read a verifier key given inline or as the path of a file holding it."""
+    from greenloop.ledger import NoteError, Verifier
+
+    path = Path(key)
+    text = key
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif "+" not in key:
+        fail(f"verifier key file {key} not found; pass the file or the key itself")
+    try:
+        return Verifier.parse(text)
+    except NoteError as error:
+        fail(str(error))
+
+
+def verify(
+    receipt: Path = typer.Argument(..., help="Receipt file: JSON or .tlog-proof text."),
+    key: str = typer.Option(
+        ..., "--key", help="Log verifier key, or a file holding it (from `ledger key`)."
+    ),
+) -> None:
+    """Verify a green-asset receipt offline, without any database."""
+    from greenloop.ledger import ReceiptError, verify_receipt
+
+    verifier = _load_verifier(key)
+    try:
+        content = receipt.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"cannot read receipt {receipt}: {error}")
+    document: dict[str, object] | str = content
+    if content.lstrip().startswith("{"):
+        try:
+            document = json.loads(content)
+        except json.JSONDecodeError as error:
+            fail(f"receipt {receipt} is not valid JSON: {error}")
+    try:
+        verified = verify_receipt(document, verifier)
+    except ReceiptError as error:
+        fail(f"receipt {receipt} is invalid: {error}")
+    purchase = verified.record.get("purchase_id", "(no purchase_id in the record)")
+    typer.echo(
+        f"verified: purchase {purchase} is entry {verified.index} of "
+        f"{verified.checkpoint.origin} at tree size {verified.checkpoint.size}; "
+        f"record SHA-256 {verified.record_digest}"
+    )
+
+
+@ledger_app.command("key")
+def key_command(
+    key_dir: Path = KEY_DIR_OPTION,
+    origin: str = ORIGIN_OPTION,
+) -> None:
+    """Print the log's verifier key (creating the key pair on first use)."""
+    from greenloop.ledger import KeyFileError, load_or_create_signer
+
+    try:
+        signer = load_or_create_signer(key_dir, origin)
+    except KeyFileError as error:
+        fail(str(error))
+    typer.echo(str(signer.verifier))
+
+
+@ledger_app.command("checkpoint")
+def checkpoint_command(
+    database: str | None = DATABASE_OPTION,
+    key_dir: Path = KEY_DIR_OPTION,
+    origin: str = ORIGIN_OPTION,
+    output: Path | None = typer.Option(
+        None, "--output", help="Also write the note here."
+    ),
+) -> None:
+    """Sign a checkpoint for the log's current size and print it."""
+    from greenloop.ledger import CheckpointError, KeyFileError
+
+    store = _open_store(database, key_dir, origin)
+    try:
+        note = store.checkpoint()
+    except (CheckpointError, KeyFileError) as error:
+        fail(str(error))
+    if output is not None:
+        output.write_text(note, encoding="utf-8")
+    typer.echo(note, nl=False)
+
+
+@ledger_app.command("receipt")
+def receipt_command(
+    purchase_id: str = typer.Argument(..., help="Purchase id of the green asset."),
+    database: str | None = DATABASE_OPTION,
+    key_dir: Path = KEY_DIR_OPTION,
+    origin: str = ORIGIN_OPTION,
+    tlog_proof: bool = typer.Option(
+        False, "--tlog-proof", help="Print the bare c2sp.org/tlog-proof text, not JSON."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Write the receipt here."
+    ),
+) -> None:
+    """Print the offline receipt of one green asset against the latest checkpoint."""
+    from greenloop.store.ledger import LedgerError
+
+    store = _open_store(database, key_dir, origin)
+    try:
+        receipt = store.receipt(purchase_id)
+    except KeyError as error:
+        fail(str(error.args[0]))
+    except LedgerError as error:
+        fail(str(error))
+    text = receipt["tlog_proof"] if tlog_proof else json.dumps(receipt, indent=2) + "\n"
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)
+
+
+@ledger_app.command("consistency")
+def consistency_command(
+    old: Path = typer.Argument(..., help="Earlier signed checkpoint file."),
+    new: Path = typer.Argument(..., help="Later signed checkpoint file."),
+    key: str | None = typer.Option(
+        None, "--key", help="Verifier key or its file (default: the key in --key-dir)."
+    ),
+    proof: Path | None = typer.Option(
+        None,
+        "--proof",
+        help="File with the consistency proof, one base64 hash a line; "
+        "without it the proof is read from the database.",
+    ),
+    database: str | None = DATABASE_OPTION,
+    key_dir: Path = KEY_DIR_OPTION,
+) -> None:
+    """Check that the NEW checkpoint extends the OLD one (nothing rewritten or removed)."""
+    from greenloop.ledger import (
+        CheckpointError,
+        ProofError,
+        open_checkpoint,
+        verify_consistency,
+    )
+
+    old_note, new_note = _read_text(old), _read_text(new)
+    verifier = _consistency_verifier(key, key_dir, old_note)
+    try:
+        first = open_checkpoint(old_note, verifier)
+        second = open_checkpoint(new_note, verifier)
+    except CheckpointError as error:
+        fail(str(error))
+    if proof is not None:
+        hashes = _read_proof(proof)
+    elif first.size == second.size or first.size == 0:
+        hashes = []
+    else:
+        store = _open_store(database, key_dir, first.origin)
+        hashes = store.consistency_proof(first.size, second.size)
+    try:
+        verify_consistency(first.size, second.size, hashes, first.root, second.root)
+    except ProofError as error:
+        fail(f"checkpoint {new} does not extend {old}: {error}")
+    typer.echo(
+        f"consistent: size {second.size} of {second.origin} extends size {first.size}"
+    )
+
+
+def _consistency_verifier(key: str | None, key_dir: Path, note: str) -> Verifier:
+    if key is not None:
+        return _load_verifier(key)
+    from greenloop.ledger.note import verifier_path
+
+    origin = note.split("\n", 1)[0]
+    path = verifier_path(key_dir, origin)
+    if not path.exists():
+        fail(f"no verifier key for {origin!r} at {path}; pass --key")
+    return _load_verifier(str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"cannot read {path}: {error}")
+
+
+def _read_proof(path: Path) -> list[bytes]:
+    hashes = []
+    for number, line in enumerate(_read_text(path).split(), start=1):
+        try:
+            hashes.append(base64.b64decode(line, validate=True))
+        except binascii.Error:
+            fail(f"line {number} of {path} is not a base64 hash")
+    return hashes
+
+
+@ledger_app.command("audit")
+def audit_command(
+    database: str | None = DATABASE_OPTION,
+    key_dir: Path = KEY_DIR_OPTION,
+    origin: str = ORIGIN_OPTION,
+) -> None:
+    """Recompute the tree from the stored entries; list every tampered entry or tile."""
+    store = _open_store(database, key_dir, origin)
+    report = store.audit()
+    for finding in report.findings:
+        where = "" if finding.index is None else f" index {finding.index}"
+        if finding.level is not None:
+            where = f" level {finding.level}{where}"
+        typer.echo(f"{finding.kind}{where}: {finding.message}")
+    for kind, count in report.suppressed.items():
+        typer.echo(f"{kind}: {count} more not listed")
+    if not report.ok:
+        fail(
+            f"audit of {origin} found {len(report.findings)} problems in "
+            f"{report.entries_checked} entries and {report.tiles_checked} tiles"
+        )
+    typer.echo(
+        f"audit ok: {report.entries_checked} entries and {report.tiles_checked} tiles "
+        f"match the root of size {report.size}"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from greenloop.ledger.merkle import (
     HASH_SIZE,
@@ -36,8 +37,7 @@ class TileError(ValueError):
     """A stored tile is missing, too narrow or malformed for the tree size."""
 
 
-@dataclass(frozen=True)
-class TileKey:
+class TileKey(NamedTuple):
     """The address of a tile: its level and its index within the level."""
 
     level: int
@@ -70,33 +70,41 @@ class Tile:
 
     def node(self, sub_height: int, first: int) -> bytes:
         """Return the hash of the node `sub_height` levels above base position `first`."""
-        layer_height = max(h for h in (0, *INNER_HEIGHTS) if h <= sub_height)
-        layer = self._layer(layer_height)
-        start = first >> layer_height
+        layer_height = _LAYER_FOR_SUB_HEIGHT[sub_height]
         count = 1 << (sub_height - layer_height)
-        offset = start * HASH_SIZE
-        end = offset + count * HASH_SIZE
-        if end > len(layer):
+        width = len(self.hashes) >> 5
+        if layer_height == 0:
+            data, offset, available = self.hashes, 0, width
+        else:
+            data, offset, available = (
+                self.inner,
+                _INNER_OFFSET[layer_height](width),
+                width >> layer_height,
+            )
+        start = first >> layer_height
+        if start + count > available:
             raise TileError(
-                f"tile level {self.level} index {self.index} has width {self.width}, "
+                f"tile level {self.level} index {self.index} has width {width}, "
                 f"too narrow for a node at base position {first} of height {sub_height}"
             )
-        chunk = layer[offset:end]
+        begin = offset + start * HASH_SIZE
+        if count == 1:
+            return data[begin : begin + HASH_SIZE]
+        chunk = data[begin : begin + count * HASH_SIZE]
         return perfect_root(
             [chunk[i : i + HASH_SIZE] for i in range(0, len(chunk), HASH_SIZE)]
         )
 
-    def _layer(self, height: int) -> bytes:
-        if height == 0:
-            return self.hashes
-        offset = 0
-        width = self.width
-        for inner_height in INNER_HEIGHTS:
-            length = (width >> inner_height) * HASH_SIZE
-            if inner_height == height:
-                return self.inner[offset : offset + length]
-            offset += length
-        raise ValueError(f"no inner layer of height {height}")
+
+# For each height above a tile's base (0 to 8), the stored layer to start
+# from: the base hashes or an inner layer. No node costs more than 3 hashes.
+_LAYER_FOR_SUB_HEIGHT = (0, 0, 2, 2, 4, 4, 6, 6, 6)
+# Byte offset of each inner layer within `Tile.inner`, given the tile width.
+_INNER_OFFSET = {
+    2: lambda width: 0,
+    4: lambda width: (width >> 2) * HASH_SIZE,
+    6: lambda width: ((width >> 2) + (width >> 4)) * HASH_SIZE,
+}
 
 
 def build_inner(hashes: bytes) -> bytes:
@@ -139,12 +147,15 @@ def read_nodes_from(
 ) -> list[bytes]:
     """Return the node hashes from a mapping of loaded tiles."""
     result = []
-    for node in nodes:
-        key, sub_height, first = locate(node)
-        tile = tiles.get(key)
+    for height, index in nodes:
+        level, sub_height = divmod(height, TILE_HEIGHT)
+        first = index << sub_height
+        tile = tiles.get(TileKey(level, first >> TILE_HEIGHT))
         if tile is None:
-            raise TileError(f"tile level {key.level} index {key.index} is missing")
-        result.append(tile.node(sub_height, first))
+            raise TileError(
+                f"tile level {level} index {first >> TILE_HEIGHT} is missing"
+            )
+        result.append(tile.node(sub_height, first & (TILE_WIDTH - 1)))
     return result
 
 

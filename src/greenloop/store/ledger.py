@@ -30,19 +30,27 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    and_,
-    delete,
     insert,
-    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from greenloop.ledger.audit import AuditReport, StoredCheckpoint, audit_log
+from greenloop.ledger.audit import (
+    CHECKPOINT_MISMATCH,
+    AuditReport,
+    Finding,
+    StoredCheckpoint,
+    audit_log,
+)
 from greenloop.ledger.canonical import canonical_json
-from greenloop.ledger.checkpoint import Checkpoint, CheckpointError, sign_checkpoint
+from greenloop.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    open_checkpoint,
+    sign_checkpoint,
+)
 from greenloop.ledger.merkle import (
     EMPTY_ROOT,
     Node,
@@ -56,11 +64,11 @@ from greenloop.ledger.merkle import (
 from greenloop.ledger.note import Signer, Verifier, load_or_create_signer, verifier_path
 from greenloop.ledger.receipt import build_receipt
 from greenloop.ledger.tiles import (
+    TILE_HEIGHT,
     TILE_WIDTH,
     Tile,
     TileKey,
     extend_tiles,
-    locate,
     read_nodes_from,
     tail_keys,
 )
@@ -113,6 +121,17 @@ ledger_checkpoints = Table(
 )
 
 LEDGER_TABLES = [ledger_logs, ledger_entries, ledger_tiles, ledger_checkpoints]
+
+
+def _driver_sql(connection: Connection, sql: str, parameters: Any = ()) -> Any:
+    """Run `sql` (with ? placeholders) on the driver, skipping statement compilation.
+
+    The append and proof paths run these statements thousands of times per
+    second, where building and compiling SQLAlchemy constructs would dominate.
+    """
+    if connection.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return connection.exec_driver_sql(sql, parameters)
 
 
 class LedgerError(RuntimeError):
@@ -186,12 +205,10 @@ class LedgerStore:
             return root_hash(size, self._reader(connection))
 
     def _head(self, connection: Connection) -> tuple[int, bytes]:
-        row = connection.execute(
-            select(ledger_logs.c.size, ledger_logs.c.root).where(
-                ledger_logs.c.id == self.log_id
-            )
+        row = _driver_sql(
+            connection, "SELECT size, root FROM ledger_log WHERE id = ?", (self.log_id,)
         ).one()
-        return int(row.size), bytes(row.root)
+        return int(row[0]), bytes(row[1])
 
     def _check_size(self, size: int, current: int) -> int:
         if not 0 <= size <= current:
@@ -210,9 +227,13 @@ class LedgerStore:
         self, connection: Connection, nodes: Sequence[Node]
     ) -> dict[TileKey, Tile]:
         needed: dict[TileKey, int] = {}
-        for node in nodes:
-            key, sub_height, first = locate(node)
-            needed[key] = max(needed.get(key, 0), first + (1 << sub_height))
+        for height, index in nodes:
+            level, sub_height = divmod(height, TILE_HEIGHT)
+            first = index << sub_height
+            key = TileKey(level, first >> TILE_HEIGHT)
+            width = (first & (TILE_WIDTH - 1)) + (1 << sub_height)
+            if needed.get(key, 0) < width:
+                needed[key] = width
         tiles: dict[TileKey, Tile] = {}
         missing = []
         with self._cache_lock:
@@ -233,23 +254,20 @@ class LedgerStore:
     def _select_tiles(
         self, connection: Connection, keys: Sequence[TileKey]
     ) -> list[Tile]:
-        columns = ledger_tiles.c
-        condition = or_(
-            *(
-                and_(columns.level == key.level, columns.tile_index == key.index)
-                for key in keys
-            )
-        )
-        rows = connection.execute(
-            select(
-                columns.level, columns.tile_index, columns.hashes, columns.inner_hashes
-            )
-            .where(columns.log_id == self.log_id)
-            .where(condition)
+        if not keys:
+            return []
+        condition = " OR ".join(["(level = ? AND tile_index = ?)"] * len(keys))
+        parameters: list[int] = [self.log_id]
+        for key in keys:
+            parameters.extend((key.level, key.index))
+        rows = _driver_sql(
+            connection,
+            "SELECT level, tile_index, hashes, inner_hashes FROM ledger_tile "
+            f"WHERE log_id = ? AND ({condition})",
+            tuple(parameters),
         )
         return [
-            Tile(row.level, row.tile_index, bytes(row.hashes), bytes(row.inner_hashes))
-            for row in rows
+            Tile(int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3])) for row in rows
         ]
 
     def _remember(self, tile: Tile) -> None:
@@ -305,15 +323,24 @@ class LedgerStore:
     ) -> dict[str, int]:
         found: dict[str, int] = {}
         unique = list(dict.fromkeys(keys))
-        columns = ledger_entries.c
         for start in range(0, len(unique), KEY_LOOKUP_CHUNK):
             chunk = unique[start : start + KEY_LOOKUP_CHUNK]
-            rows = connection.execute(
-                select(columns.purchase_id, columns.entry_index)
-                .where(columns.log_id == self.log_id)
-                .where(columns.purchase_id.in_(chunk))
-            )
-            found.update((row.purchase_id, int(row.entry_index)) for row in rows)
+            if connection.dialect.name == "postgresql":
+                rows = _driver_sql(
+                    connection,
+                    "SELECT purchase_id, entry_index FROM ledger_entry "
+                    "WHERE log_id = ? AND purchase_id = ANY(?)",
+                    (self.log_id, chunk),
+                )
+            else:
+                marks = ",".join("?" * len(chunk))
+                rows = _driver_sql(
+                    connection,
+                    "SELECT purchase_id, entry_index FROM ledger_entry "
+                    f"WHERE log_id = ? AND purchase_id IN ({marks})",
+                    (self.log_id, *chunk),
+                )
+            found.update((row[0], int(row[1])) for row in rows)
         return found
 
     def _write_batch(
@@ -330,15 +357,11 @@ class LedgerStore:
         known = {**tail_map, **{tile.key: tile for tile in changed}}
         new_root = root_hash(new_size, lambda nodes: read_nodes_from(known, nodes))
 
-        connection.execute(
-            insert(ledger_entries),
+        self._insert_rows(
+            connection,
+            "ledger_entry (log_id, entry_index, purchase_id, record)",
             [
-                {
-                    "log_id": self.log_id,
-                    "entry_index": size + offset,
-                    "purchase_id": key,
-                    "record": entry,
-                }
+                (self.log_id, size + offset, key, entry)
                 for offset, (key, entry) in enumerate(new_entries)
             ],
         )
@@ -354,36 +377,33 @@ class LedgerStore:
     def _replace_tiles(
         self, connection: Connection, replaced: Sequence[Tile], changed: Sequence[Tile]
     ) -> None:
-        columns = ledger_tiles.c
-        if replaced:
-            connection.execute(
-                delete(ledger_tiles)
-                .where(columns.log_id == self.log_id)
-                .where(
-                    or_(
-                        *(
-                            and_(
-                                columns.level == tile.level,
-                                columns.tile_index == tile.index,
-                            )
-                            for tile in replaced
-                        )
-                    )
-                )
+        for tile in replaced:
+            _driver_sql(
+                connection,
+                "DELETE FROM ledger_tile WHERE log_id = ? AND level = ? AND tile_index = ?",
+                (self.log_id, tile.level, tile.index),
             )
-        connection.execute(
-            insert(ledger_tiles),
+        self._insert_rows(
+            connection,
+            "ledger_tile (log_id, level, tile_index, hashes, inner_hashes)",
             [
-                {
-                    "log_id": self.log_id,
-                    "level": tile.level,
-                    "tile_index": tile.index,
-                    "hashes": tile.hashes,
-                    "inner_hashes": tile.inner,
-                }
+                (self.log_id, tile.level, tile.index, tile.hashes, tile.inner)
                 for tile in changed
             ],
         )
+
+    def _insert_rows(
+        self, connection: Connection, target: str, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Insert many rows: COPY on PostgreSQL, one prepared executemany on SQLite."""
+        if connection.dialect.name == "postgresql":
+            cursor = connection.connection.cursor()
+            with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ",".join("?" * len(rows[0]))
+        _driver_sql(connection, f"INSERT INTO {target} VALUES ({marks})", list(rows))
 
     # Proofs.
 
@@ -440,6 +460,7 @@ class LedgerStore:
             size, root = self._head(connection)
             latest = self._latest_checkpoint(connection)
             if latest is not None:
+                self._check_signed_by(signer, str(latest.note))
                 if latest.size == size and latest.root == root:
                     return str(latest.note)
                 self._check_extends(
@@ -457,6 +478,16 @@ class LedgerStore:
             )
         logger.info("signed checkpoint of %s at size %d", self.origin, size)
         return note
+
+    def _check_signed_by(self, signer: Signer, note: str) -> None:
+        try:
+            open_checkpoint(note, signer.verifier, self.origin)
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"refusing to sign: the latest checkpoint of {self.origin!r} does not "
+                f"verify with the key in {self.key_dir} ({error}); restore the key "
+                "directory that signed it"
+            ) from error
 
     def _check_extends(
         self,
@@ -581,9 +612,6 @@ class LedgerStore:
             )
 
     def _check_checkpoint_signatures(self, report: AuditReport) -> None:
-        from greenloop.ledger.audit import CHECKPOINT_MISMATCH, Finding
-        from greenloop.ledger.checkpoint import open_checkpoint
-
         path = verifier_path(self.key_dir, self.origin)
         if not path.exists():
             return
