@@ -27,9 +27,10 @@ lint: $(STAMP)
 
 # The report and dashboard tests drive Debian's Chromium through Playwright.
 browser:
-	@test -x /usr/bin/chromium || { \
+	@{ test -x /usr/bin/chromium && test -d /usr/share/fonts/opentype/noto; } || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium fonts-noto-cjk; \
 	  else echo "note: /usr/bin/chromium not found; browser tests will skip"; fi; }
 
 clean:

@@ -7,9 +7,10 @@ written last, so a run folder with a manifest is complete.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,7 +273,7 @@ def build_report(
     factor_use = {
         str(scope): int(n)
         for scope, n in connection.execute(
-            "SELECT coalesce(region_used, '(none)'), count(*) FROM results "
+            "SELECT coalesce(region_used, 'no grid factor'), count(*) FROM results "
             "WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
     }
@@ -310,19 +311,21 @@ def build_report(
 def _impact_rows(
     connection: duckdb.DuckDBPyConnection,
     unit_impacts: dict[tuple[str, str | None], Impact],
-) -> list[tuple[str | None, str | None, Impact]]:
-    quantities = connection.execute(
+) -> Iterator[tuple[str | None, str | None, Impact]]:
+    """Yield one (category, region, impact) row per purchase with an activity impact.
+
+    Purchases of the same product, region and quantity share one Impact object.
+    """
+    groups = connection.execute(
         """
-        SELECT product_key, region_code, category, sum(net_quantity)
+        SELECT product_key, region_code, category, net_quantity, count(*)
         FROM results WHERE kg_co2e_per_year IS NOT NULL AND net_quantity > 0
-        GROUP BY 1, 2, 3
+        GROUP BY 1, 2, 3, 4
         """
     ).fetchall()
-    rows = []
-    for product_key, region_code, category, quantity in quantities:
-        unit = unit_impacts[(product_key, region_code)]
-        rows.append((category, region_code, _scale(unit, float(quantity))))
-    return rows
+    for product_key, region_code, category, quantity, purchases in groups:
+        scaled = _scale(unit_impacts[(product_key, region_code)], float(quantity))
+        yield from itertools.repeat((category, region_code, scaled), int(purchases))
 
 
 def _scale(impact: Impact, quantity: float) -> Impact:

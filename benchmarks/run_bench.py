@@ -1,0 +1,151 @@
+"""Benchmark the main job: purchases per second per step, peak memory, and the
+ratio to a bare DuckDB query that reads the same file and groups it by product.
+
+    .venv/bin/python benchmarks/run_bench.py                 # Online Retail + 10M rows
+    .venv/bin/python benchmarks/run_bench.py --rows 1000000  # a smaller generated input
+
+Each run of the job is a separate process, so its peak resident memory is
+measured alone. Results go to benchmarks/out/run_bench.json and are printed as
+Markdown rows for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+ONLINE_RETAIL = ROOT / ".." / "shared" / "data" / "online-retail" / "online_retail.parquet"
+PRODUCT_COLUMNS = (
+    "title, mcc, merchant_id, merchant_name, brand, model_number, sku, "
+    "energy_label_grade, certificate_id"
+)
+
+
+def machine() -> dict[str, str]:
+    """Describe the machine: CPU model, cores, memory, load average."""
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as stream:
+        for line in stream:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as stream:
+        total_kib = int(stream.readline().split()[1])
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory_gib": f"{total_kib / 2**20:.1f}",
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "load_average": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+    }
+
+
+def run_job(input_path: Path, work: Path, extra: list[str]) -> dict:
+    """Run `greenloop run` in a child process; return its manifest, time and peak RSS."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "greenloop.cli", "run", str(input_path),
+        "--out", str(work / "runs"), "--database", f"sqlite:///{work / 'bench.sqlite3'}",
+        "--key-dir", str(work / "keys"), *extra,
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if completed.returncode != 0:
+        raise SystemExit(f"greenloop run failed:\n{completed.stderr[-3000:]}")
+    manifest_path = next((work / "runs").glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    return {
+        "seconds": elapsed,
+        "peak_rss_mib": max(peak_kib, before) / 1024,
+        "manifest": manifest,
+    }
+
+
+def bare_query_seconds(input_path: Path, repeats: int = 3) -> float:
+    """Return the median time of reading the file and grouping it by product key."""
+    times = []
+    for _ in range(repeats):
+        connection = duckdb.connect()
+        started = time.perf_counter()
+        connection.execute(
+            f"SELECT {PRODUCT_COLUMNS}, count(*), sum(amount) "
+            f"FROM read_parquet('{input_path}') GROUP BY ALL"
+        ).fetchall()
+        times.append(time.perf_counter() - started)
+        connection.close()
+    return sorted(times)[len(times) // 2]
+
+
+def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
+    """Summarise one benchmark: purchases per second overall and per step."""
+    steps = result["manifest"]["step_seconds"]
+    summary = {
+        "input": name,
+        "rows": rows,
+        "seconds": round(result["seconds"], 2),
+        "purchases_per_second": round(rows / result["seconds"]),
+        "peak_rss_mib": round(result["peak_rss_mib"]),
+        "steps": {
+            step: {"seconds": seconds, "purchases_per_second": round(rows / seconds) if seconds else None}
+            for step, seconds in steps.items()
+        },
+        "counts": result["manifest"]["counts"],
+    }
+    if bare is not None:
+        summary["bare_duckdb_seconds"] = round(bare, 3)
+        summary["ratio_to_bare_query"] = round(result["seconds"] / bare, 1)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="generated rows")
+    parser.add_argument("--products", type=int, default=200_000, help="distinct products")
+    parser.add_argument("--skip-online-retail", action="store_true")
+    arguments = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "runs": []}
+
+    if ONLINE_RETAIL.exists() and not arguments.skip_online_retail:
+        retail = run_job(ONLINE_RETAIL.resolve(), OUT / "online-retail", ["--mapping", "online-retail"])
+        rows = retail["manifest"]["counts"]["ingest"]["rows_read"]
+        bare = None
+        results["runs"].append(describe("UCI Online Retail", rows, retail, bare))
+        print(json.dumps(results["runs"][-1], indent=2))
+
+    from greenloop.pipeline.demo import write_benchmark_input
+
+    generated = OUT / f"generated-{arguments.rows}" / "purchases.parquet"
+    if not generated.exists():
+        generated.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        write_benchmark_input(generated, arguments.rows, arguments.products)
+        print(f"generated {generated} in {time.perf_counter() - started:.1f} s")
+    bare = bare_query_seconds(generated)
+    result = run_job(generated, OUT / "generated-run", ["--registries", str(generated.parent / "registries")])
+    results["runs"].append(describe(f"generated {arguments.rows:,} rows", arguments.rows, result, bare))
+    print(json.dumps(results["runs"][-1], indent=2))
+    results["machine"]["load_average_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    (OUT / "run_bench.json").write_text(json.dumps(results, indent=2), "utf-8")
+    print(json.dumps(results["machine"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
