@@ -4,13 +4,14 @@ A rule returns `green` only on verified evidence: a registry record, a
 certified product, a card-network merchant category code or a registered
 merchant. A registry that is missing or stale turns its rule's answer into
 `needs_review` with the reason "unverifiable". A `decisive` finding is a
-verified negative, such as a filing record of grade 3, which outranks claims.
+negative that outranks claims and the model: a filing record of grade 3, a taxi
+MCC, or a seller's own statement of a non-qualifying grade.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -333,6 +334,7 @@ def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | No
             Status.NOT_GREEN,
             Category.APPLIANCE,
             (f"The stated energy-label grade {stated} is worse than grade {max_grade}.",),
+            decisive=True,
         )
     return Finding(
         Status.NEEDS_REVIEW,
@@ -711,14 +713,35 @@ def _best(findings: list[Finding]) -> Finding | None:
 
 
 def pick_finding(findings: list[Finding]) -> Finding | None:
-    """Return the strongest finding: green, then a verified negative, then review."""
-    for wanted in (
+    """Return the strongest finding, with the reasons and evidence of the rest.
+
+    Green wins, then a decisive negative, then a needs_review finding with
+    verified evidence, then any needs_review finding. The other findings'
+    reasons and evidence are appended so a reviewer sees all of them.
+    """
+    order: list[Callable[[Finding], bool]] = [
         lambda item: item.status is Status.GREEN,
         lambda item: item.decisive,
+        lambda item: item.status is Status.NEEDS_REVIEW
+        and any(evidence.verified for evidence in item.evidence),
         lambda item: item.status is Status.NEEDS_REVIEW,
         lambda item: True,
-    ):
+    ]
+    for wanted in order:
         for finding in findings:
             if wanted(finding):
-                return finding
+                return _with_others(finding, findings)
     return None
+
+
+def _with_others(primary: Finding, findings: list[Finding]) -> Finding:
+    if primary.status is Status.GREEN or primary.decisive or len(findings) == 1:
+        return primary
+    reasons = list(primary.reasons)
+    evidence = list(primary.evidence)
+    for finding in findings:
+        if finding is primary:
+            continue
+        reasons.extend(reason for reason in finding.reasons if reason not in reasons)
+        evidence.extend(item for item in finding.evidence if item not in evidence)
+    return replace(primary, reasons=tuple(reasons), evidence=tuple(evidence))

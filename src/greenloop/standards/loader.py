@@ -150,7 +150,7 @@ def load_standard_file(path: Path) -> Standard:
             f"title, summary, evidence, parameters; found {type(raw).__name__}"
         )
     try:
-        parsed = StandardFile.model_validate(raw)
+        parsed = StandardFile.model_validate(_iso_date_keys(raw))
     except ValidationError as error:
         raise StandardsError(_describe_validation_error(path, error)) from error
 
@@ -248,8 +248,21 @@ def _describe_validation_error(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _iso_date_keys(value: Any) -> Any:
+    # PyYAML reads 2024-01-01 as a date; as a string it appears in error paths
+    # exactly as written, and pydantic still parses it into a date.
+    if isinstance(value, dict):
+        return {
+            (key.isoformat() if isinstance(key, date) else key): _iso_date_keys(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_iso_date_keys(item) for item in value]
+    return value
+
+
 def _format_location(part: Any) -> str:
-    text = part.isoformat() if isinstance(part, date) else str(part)
+    text = str(part)
     return text if re.fullmatch(r"[\w-]+", text) else repr(text)
 
 
