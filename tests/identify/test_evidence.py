@@ -50,7 +50,9 @@ def test_no_grade_in_plain_titles(title: str) -> None:
 
 
 def test_certificate_codes_found() -> None:
-    codes = find_certificate_codes("有机大米 12319012345678901 GF320102180123 FR/020/001")
+    codes = find_certificate_codes(
+        "有机大米 12319012345678901 GF320102180123 FR/020/001"
+    )
     assert "12319012345678901" in codes
     assert "GF320102180123" in codes
     assert "FR/020/001" in codes
@@ -146,11 +148,17 @@ def test_brand_in_text_whole_words() -> None:
     assert brand_in_text("海尔", padded_words("海尔冰箱"), "海尔冰箱")
 
 
-MODEL_TEXT = st.text(alphabet="ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=3, max_size=14)
+MODEL_TEXT = st.text(
+    alphabet="ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=3, max_size=14
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(MODEL_TEXT, st.lists(st.sampled_from([" ", "-", ".", "\u00a0"]), max_size=3), st.data())
+@given(
+    MODEL_TEXT,
+    st.lists(st.sampled_from([" ", "-", ".", "\u00a0"]), max_size=3),
+    st.data(),
+)
 def test_separators_do_not_change_model(
     model: str, separators: list[str], data: st.DataObject
 ) -> None:

@@ -20,13 +20,41 @@ AS_OF = date(2026, 12, 4)
 
 SNAPSHOT = """\
 registries:
-  energy_label: {file: energy_label.csv, snapshot_date: 2026-11-30, source: "China Energy Label filing records", max_age_days: 90}
-  organic: {file: organic.csv, snapshot_date: 2026-11-30, source: "Organic certificates", max_age_days: 90}
-  green_food: {file: green_food.csv, snapshot_date: 2026-11-30, source: "Green Food licences", max_age_days: 90}
-  green_product: {file: green_product.csv, snapshot_date: 2026-11-30, source: "Green product certificates", max_age_days: 90}
-  environmental_label: {file: environmental_label.csv, snapshot_date: 2026-11-30, source: "Environmental label certificates", max_age_days: 90}
-  nev_models: {file: nev_models.csv, snapshot_date: 2026-11-30, source: "MIIT catalogue", max_age_days: 120}
-  merchants: {file: merchants.csv, snapshot_date: 2026-11-30, source: "Operator list", max_age_days: 365}
+  energy_label:
+    file: energy_label.csv
+    snapshot_date: 2026-11-30
+    source: "China Energy Label filing records"
+    max_age_days: 90
+  organic:
+    file: organic.csv
+    snapshot_date: 2026-11-30
+    source: "Organic certificates"
+    max_age_days: 90
+  green_food:
+    file: green_food.csv
+    snapshot_date: 2026-11-30
+    source: "Green Food licences"
+    max_age_days: 90
+  green_product:
+    file: green_product.csv
+    snapshot_date: 2026-11-30
+    source: "Green product certificates"
+    max_age_days: 90
+  environmental_label:
+    file: environmental_label.csv
+    snapshot_date: 2026-11-30
+    source: "Environmental label certificates"
+    max_age_days: 90
+  nev_models:
+    file: nev_models.csv
+    snapshot_date: 2026-11-30
+    source: "MIIT catalogue"
+    max_age_days: 120
+  merchants:
+    file: merchants.csv
+    snapshot_date: 2026-11-30
+    source: "Operator list"
+    max_age_days: 365
 """
 
 FILES = {
@@ -44,7 +72,8 @@ FILES = {
     "green_product.csv": "code,product,holder,scope,valid_until\n"
     "CGP-2025-0001,实木地板,某木业,full,2028-01-01\n"
     "CGP-2025-0002,涂料,某涂料厂,energy_saving,2028-01-01\n",
-    "environmental_label.csv": "code,product,holder,valid_until\nCEC-2024-7788,打印纸,某纸业,2027-12-31\n",
+    "environmental_label.csv": "code,product,holder,valid_until\n"
+    "CEC-2024-7788,打印纸,某纸业,2027-12-31\n",
     "nev_models.csv": "brand,model,vehicle_kind,catalogue_batch,catalogue_date\n"
     "比亚迪,BYD7005BEVA,bev,75,2026-09-01\n",
     "merchants.csv": "merchant_id,merchant_name,category,kind,source\n"
@@ -95,7 +124,9 @@ def registry_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def identifier(registry_dir: Path) -> Identifier:
-    return Identifier.load("cn", registry_dir=registry_dir, as_of=AS_OF, model=FakeModel())
+    return Identifier.load(
+        "cn", registry_dir=registry_dir, as_of=AS_OF, model=FakeModel()
+    )
 
 
 @pytest.fixture
@@ -144,7 +175,9 @@ def test_stated_grade_unconfirmed_needs_review(identifier: Identifier) -> None:
 
 
 def test_grade_column_is_a_claim(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("某品牌洗衣机 ABC-9", energy_label_grade=1))
+    verdict = identifier.identify(
+        ProductQuery("某品牌洗衣机 ABC-9", energy_label_grade=1)
+    )
     assert verdict.status is Status.NEEDS_REVIEW
     assert any("a stated grade is a claim" in reason for reason in verdict.reasons)
 
@@ -161,7 +194,9 @@ def test_missing_registry_is_unverifiable(bare_identifier: Identifier) -> None:
 
 
 def test_stale_registry_is_unverifiable(registry_dir: Path) -> None:
-    identifier = Identifier.load("cn", registry_dir=registry_dir, as_of=date(2027, 6, 1), model=FakeModel())
+    identifier = Identifier.load(
+        "cn", registry_dir=registry_dir, as_of=date(2027, 6, 1), model=FakeModel()
+    )
     verdict = identifier.identify(ProductQuery("海尔冰箱 BCD-470WGHTD 新一级能效"))
     assert verdict.status is Status.NEEDS_REVIEW
     assert "unverifiable" in verdict.reasons[0]
@@ -169,7 +204,9 @@ def test_stale_registry_is_unverifiable(registry_dir: Path) -> None:
 
 
 def test_organic_code_in_registry(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("有机大米 5kg", certificate_id="12319012345678901"))
+    verdict = identifier.identify(
+        ProductQuery("有机大米 5kg", certificate_id="12319012345678901")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.category is Category.ORGANIC_FOOD
     assert verdict.evidence[0].attributes["valid_until"] == "2027-06-30"
@@ -181,19 +218,25 @@ def test_organic_code_in_title(identifier: Identifier) -> None:
 
 
 def test_expired_certificate_needs_review(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("有机茶", certificate_id="12318012345678902"))
+    verdict = identifier.identify(
+        ProductQuery("有机茶", certificate_id="12318012345678902")
+    )
     assert verdict.status is Status.NEEDS_REVIEW
     assert any("expired on 2025-06-30" in reason for reason in verdict.reasons)
 
 
 def test_unknown_organic_code_needs_review(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("有机大米", certificate_id="99999999999999999"))
+    verdict = identifier.identify(
+        ProductQuery("有机大米", certificate_id="99999999999999999")
+    )
     assert verdict.status is Status.NEEDS_REVIEW
     assert any("not in the organic registry" in reason for reason in verdict.reasons)
 
 
 def test_unverifiable_code_without_registry(bare_identifier: Identifier) -> None:
-    verdict = bare_identifier.identify(ProductQuery("有机大米", certificate_id="12319012345678901"))
+    verdict = bare_identifier.identify(
+        ProductQuery("有机大米", certificate_id="12319012345678901")
+    )
     assert verdict.status is Status.NEEDS_REVIEW
     assert verdict.reasons[0].startswith("unverifiable:")
 
@@ -212,26 +255,36 @@ def test_green_food_code_year_caps_expiry(identifier: Identifier) -> None:
 
 
 def test_full_green_product_certificate(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("实木地板", certificate_id="CGP-2025-0001"))
+    verdict = identifier.identify(
+        ProductQuery("实木地板", certificate_id="CGP-2025-0001")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.category is Category.GREEN_PRODUCT
     assert verdict.attributes["certification_scope"] == "full"
 
 
-def test_single_attribute_certificate_qualifies_attribute(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("内墙涂料", certificate_id="CGP-2025-0002"))
+def test_single_attribute_certificate_qualifies_attribute(
+    identifier: Identifier,
+) -> None:
+    verdict = identifier.identify(
+        ProductQuery("内墙涂料", certificate_id="CGP-2025-0002")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.attributes["certified_attribute"] == "energy_saving"
 
 
 def test_single_attribute_with_generic_claim(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("环保内墙涂料", certificate_id="CGP-2025-0002"))
+    verdict = identifier.identify(
+        ProductQuery("环保内墙涂料", certificate_id="CGP-2025-0002")
+    )
     assert verdict.status is Status.NEEDS_REVIEW
     assert any(claim.kind == "single_attribute" for claim in verdict.claims)
 
 
 def test_environmental_label_backs_generic_claim(identifier: Identifier) -> None:
-    verdict = identifier.identify(ProductQuery("环保打印纸", certificate_id="CEC-2024-7788"))
+    verdict = identifier.identify(
+        ProductQuery("环保打印纸", certificate_id="CEC-2024-7788")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.category is Category.ENVIRONMENTAL_LABEL
     assert not any(reason.startswith("Flagged") for reason in verdict.reasons)
@@ -268,7 +321,9 @@ def test_used_nev_is_green(identifier: Identifier) -> None:
     assert verdict.attributes["second_hand"] is True
 
 
-@pytest.mark.parametrize(("mcc", "mode"), [(4111, "metro"), (4112, "rail"), (4131, "bus")])
+@pytest.mark.parametrize(
+    ("mcc", "mode"), [(4111, "metro"), (4112, "rail"), (4131, "bus")]
+)
 def test_public_transport_mcc(bare_identifier: Identifier, mcc: int, mode: str) -> None:
     verdict = bare_identifier.identify(ProductQuery("fare", mcc=mcc))
     assert verdict.status is Status.GREEN
@@ -283,10 +338,17 @@ def test_taxi_is_not_public_transport(bare_identifier: Identifier) -> None:
 
 @pytest.mark.parametrize(
     ("title", "item_kind"),
-    [("二手 iPhone 13", "phone"), ("二手洗衣机", "appliance"), ("旧衣柜", "furniture"),
-     ("vintage dress", "clothing"), ("old vase", "other")],
+    [
+        ("二手 iPhone 13", "phone"),
+        ("二手洗衣机", "appliance"),
+        ("旧衣柜", "furniture"),
+        ("vintage dress", "clothing"),
+        ("old vase", "other"),
+    ],
 )
-def test_second_hand_mcc_item_kind(bare_identifier: Identifier, title: str, item_kind: str) -> None:
+def test_second_hand_mcc_item_kind(
+    bare_identifier: Identifier, title: str, item_kind: str
+) -> None:
     verdict = bare_identifier.identify(ProductQuery(title, mcc=5931))
     assert verdict.status is Status.GREEN
     assert verdict.attributes["item_kind"] == item_kind
@@ -299,27 +361,54 @@ def test_registered_merchant_is_green(identifier: Identifier) -> None:
 
 
 def test_certified_product_is_green(registry_dir: Path) -> None:
-    product = CertifiedProduct("shop-1", "sku-9", Category.APPLIANCE, "cert-77", date(2027, 1, 1),
-                               {"appliance_type": "refrigerator", "energy_label_grade": 1})
-    identifier = Identifier.load("cn", registry_dir=registry_dir, certified_products=[product],
-                                 as_of=AS_OF, model=FakeModel())
-    verdict = identifier.identify(ProductQuery("冰箱", merchant_id="shop-1", sku="sku-9"))
+    product = CertifiedProduct(
+        "shop-1",
+        "sku-9",
+        Category.APPLIANCE,
+        "cert-77",
+        date(2027, 1, 1),
+        {"appliance_type": "refrigerator", "energy_label_grade": 1},
+    )
+    identifier = Identifier.load(
+        "cn",
+        registry_dir=registry_dir,
+        certified_products=[product],
+        as_of=AS_OF,
+        model=FakeModel(),
+    )
+    verdict = identifier.identify(
+        ProductQuery("冰箱", merchant_id="shop-1", sku="sku-9")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.attributes["energy_label_grade"] == 1
 
 
 def test_expired_certified_product_reviewed(registry_dir: Path) -> None:
-    product = CertifiedProduct("shop-1", "sku-9", Category.APPLIANCE, "cert-77", date(2026, 1, 1), {})
-    identifier = Identifier.load("cn", registry_dir=registry_dir, certified_products=[product],
-                                 as_of=AS_OF, model=FakeModel())
-    verdict = identifier.identify(ProductQuery("lamp", merchant_id="shop-1", sku="sku-9"))
+    product = CertifiedProduct(
+        "shop-1", "sku-9", Category.APPLIANCE, "cert-77", date(2026, 1, 1), {}
+    )
+    identifier = Identifier.load(
+        "cn",
+        registry_dir=registry_dir,
+        certified_products=[product],
+        as_of=AS_OF,
+        model=FakeModel(),
+    )
+    verdict = identifier.identify(
+        ProductQuery("lamp", merchant_id="shop-1", sku="sku-9")
+    )
     assert verdict.status is Status.NEEDS_REVIEW
 
 
 @pytest.mark.parametrize(
     "title",
-    ["GREEN REGENCY TEACUP", "NATURAL SLATE HEART CHALKBOARD", "RECYCLING BAG",
-     "PARTY DECORATION SET", "绿色连衣裙"],
+    [
+        "GREEN REGENCY TEACUP",
+        "NATURAL SLATE HEART CHALKBOARD",
+        "RECYCLING BAG",
+        "PARTY DECORATION SET",
+        "绿色连衣裙",
+    ],
 )
 def test_traps_are_not_claims(bare_identifier: Identifier, title: str) -> None:
     verdict = bare_identifier.identify(ProductQuery(title))
@@ -354,7 +443,9 @@ def test_low_probability_not_routed(bare_identifier: Identifier) -> None:
 
 
 def test_model_skipped_on_evidence(bare_identifier: Identifier) -> None:
-    verdict = bare_identifier.identify(ProductQuery("fridge magnet bus ticket", mcc=4131))
+    verdict = bare_identifier.identify(
+        ProductQuery("fridge magnet bus ticket", mcc=4131)
+    )
     assert verdict.status is Status.GREEN
     assert verdict.model_score is None
 
@@ -367,12 +458,16 @@ def test_batch_matches_single_calls(identifier: Identifier) -> None:
         ProductQuery("fare", mcc=4111),
         ProductQuery("GREEN REGENCY TEACUP"),
     ]
-    assert identifier.identify_many(queries) == [identifier.identify(query) for query in queries]
+    assert identifier.identify_many(queries) == [
+        identifier.identify(query) for query in queries
+    ]
 
 
 def test_batch_calls_model_once(registry_dir: Path) -> None:
     model = FakeModel()
-    identifier = Identifier.load("cn", registry_dir=registry_dir, as_of=AS_OF, model=model)
+    identifier = Identifier.load(
+        "cn", registry_dir=registry_dir, as_of=AS_OF, model=model
+    )
     identifier.identify_many([ProductQuery(f"item {number}") for number in range(50)])
     assert model.calls == 1
 
@@ -386,7 +481,9 @@ def test_versions_list_standards_and_registries(identifier: Identifier) -> None:
 
 def test_energy_star_needs_us_standard(shared_data: Path) -> None:
     files = [shared_data / "energy-star" / "clothes-washers.csv"]
-    identifier = Identifier.load("cn", energy_star_files=files, as_of=AS_OF, model=FakeModel())
+    identifier = Identifier.load(
+        "cn", energy_star_files=files, as_of=AS_OF, model=FakeModel()
+    )
     verdict = identifier.identify(ProductQuery("GE GTW500ASNWS washer"))
     assert verdict.status is Status.NEEDS_REVIEW
     assert verdict.category is Category.ENERGY_STAR
@@ -394,7 +491,9 @@ def test_energy_star_needs_us_standard(shared_data: Path) -> None:
 
 def test_energy_star_stale_export(shared_data: Path) -> None:
     files = [shared_data / "energy-star" / "clothes-washers.csv"]
-    identifier = Identifier.load("us", energy_star_files=files, as_of=date(2031, 1, 1), model=FakeModel())
+    identifier = Identifier.load(
+        "us", energy_star_files=files, as_of=date(2031, 1, 1), model=FakeModel()
+    )
     verdict = identifier.identify(ProductQuery("GE GTW500ASNWS washer"))
     assert verdict.status is Status.NEEDS_REVIEW
     assert verdict.reasons[0].startswith("unverifiable:")
@@ -408,10 +507,19 @@ def test_energy_star_without_records_unverifiable() -> None:
 
 
 def test_every_energy_star_model_found(shared_data: Path) -> None:
-    files = [shared_data / "energy-star" / name for name in ("refrigerators.csv", "clothes-washers.csv")]
-    identifier = Identifier.load("us", energy_star_files=files, as_of=AS_OF, model=FakeModel())
-    records = [record for path in files for record in read_energy_star_file(path).records]
-    queries = [ProductQuery(f"{record.brand} {record.model_number}") for record in records]
+    files = [
+        shared_data / "energy-star" / name
+        for name in ("refrigerators.csv", "clothes-washers.csv")
+    ]
+    identifier = Identifier.load(
+        "us", energy_star_files=files, as_of=AS_OF, model=FakeModel()
+    )
+    records = [
+        record for path in files for record in read_energy_star_file(path).records
+    ]
+    queries = [
+        ProductQuery(f"{record.brand} {record.model_number}") for record in records
+    ]
     verdicts = identifier.identify_many(queries)
     missed = [
         f"{record.brand} {record.model_number}"
@@ -425,8 +533,12 @@ def test_every_energy_star_model_found(shared_data: Path) -> None:
 
 def test_energy_star_attributes_for_impact(shared_data: Path) -> None:
     files = [shared_data / "energy-star" / "refrigerators.csv"]
-    identifier = Identifier.load("us", energy_star_files=files, as_of=AS_OF, model=FakeModel())
-    verdict = identifier.identify(ProductQuery("fridge", brand="Absocold", model_number="ARD1033FW14R"))
+    identifier = Identifier.load(
+        "us", energy_star_files=files, as_of=AS_OF, model=FakeModel()
+    )
+    verdict = identifier.identify(
+        ProductQuery("fridge", brand="Absocold", model_number="ARD1033FW14R")
+    )
     assert verdict.status is Status.GREEN
     assert verdict.attributes["product_type"] == "refrigerator"
     assert verdict.attributes["annual_kwh"] == 297.0
@@ -436,7 +548,9 @@ def test_energy_star_attributes_for_impact(shared_data: Path) -> None:
 
 def test_brand_required_for_title_match(shared_data: Path) -> None:
     files = [shared_data / "energy-star" / "refrigerators.csv"]
-    identifier = Identifier.load("us", energy_star_files=files, as_of=AS_OF, model=FakeModel())
+    identifier = Identifier.load(
+        "us", energy_star_files=files, as_of=AS_OF, model=FakeModel()
+    )
     verdict = identifier.identify(ProductQuery("ARD1033FW14R spare shelf"))
     assert verdict.status is not Status.GREEN
 
@@ -444,8 +558,14 @@ def test_brand_required_for_title_match(shared_data: Path) -> None:
 def test_cli_prints_verdict_json(registry_dir: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["identify", "海尔冰箱 BCD-470WGHTD 新一级能效", "--registries", str(registry_dir),
-         "--as-of", "2026-12-04"],
+        [
+            "identify",
+            "海尔冰箱 BCD-470WGHTD 新一级能效",
+            "--registries",
+            str(registry_dir),
+            "--as-of",
+            "2026-12-04",
+        ],
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)

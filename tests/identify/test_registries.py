@@ -25,16 +25,33 @@ from greenloop.identify.registries import (
 
 SNAPSHOT = """\
 registries:
-  energy_label: {file: energy_label.csv, snapshot_date: 2026-11-30, source: "China Energy Label filing records", max_age_days: 90}
-  organic: {file: organic.csv, snapshot_date: 2026-11-30, source: "Organic certificates", max_age_days: 90}
-  green_food: {file: green_food.csv, snapshot_date: 2026-06-01, source: "Green Food licences", max_age_days: 90}
-  merchants: {file: merchants.csv, snapshot_date: 2026-11-30, source: "Operator list", max_age_days: 365}
+  energy_label:
+    file: energy_label.csv
+    snapshot_date: 2026-11-30
+    source: "China Energy Label filing records"
+    max_age_days: 90
+  organic:
+    file: organic.csv
+    snapshot_date: 2026-11-30
+    source: "Organic certificates"
+    max_age_days: 90
+  green_food:
+    file: green_food.csv
+    snapshot_date: 2026-06-01
+    source: "Green Food licences"
+    max_age_days: 90
+  merchants:
+    file: merchants.csv
+    snapshot_date: 2026-11-30
+    source: "Operator list"
+    max_age_days: 365
 """
 
 FILES = {
     "energy_label.csv": "brand,model_number,appliance_type,grade,valid_until\n"
     "海尔,BCD-470WGHTD,refrigerator,1,\n",
-    "organic.csv": "code,product,holder,valid_until\n12319012345678901,大米,某农场,2027-06-30\n",
+    "organic.csv": "code,product,holder,valid_until\n"
+    "12319012345678901,大米,某农场,2027-06-30\n",
     "green_food.csv": "code,product,holder,valid_from,valid_until\n"
     "GF320102250123,茶叶,某茶厂,2025-03-01,2028-02-28\n",
     "merchants.csv": "merchant_id,merchant_name,category,kind,source\n"
@@ -78,18 +95,24 @@ def test_versions_list_snapshot_dates(tmp_path: Path) -> None:
 
 
 def test_missing_snapshot_file_rejected(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="snapshot.yaml not found"):
+    with pytest.raises(RegistryError, match=r"snapshot\.yaml not found"):
         load_registries(tmp_path)
 
 
 def test_unknown_registry_rejected(tmp_path: Path) -> None:
-    snapshot = SNAPSHOT + '  fish: {file: fish.csv, snapshot_date: 2026-11-30, source: "x", max_age_days: 9}\n'
+    snapshot = (
+        SNAPSHOT
+        + "  fish:\n    file: fish.csv\n    snapshot_date: 2026-11-30\n"
+        + '    source: "x"\n    max_age_days: 9\n'
+    )
     with pytest.raises(RegistryError, match="unknown registry fish"):
         load_registries(write_folder(tmp_path, snapshot))
 
 
 def test_unknown_snapshot_key_rejected(tmp_path: Path) -> None:
-    snapshot = SNAPSHOT.replace("max_age_days: 90}", "max_age_days: 90, owner: me}", 1)
+    snapshot = SNAPSHOT.replace(
+        "max_age_days: 90\n", "max_age_days: 90\n    owner: me\n", 1
+    )
     with pytest.raises(RegistryError, match="owner"):
         load_registries(write_folder(tmp_path, snapshot))
 
@@ -103,7 +126,10 @@ def test_missing_column_names_header(tmp_path: Path) -> None:
 def test_bad_date_names_row_and_column(tmp_path: Path) -> None:
     folder = write_folder(
         tmp_path,
-        **{"organic.csv": "code,product,holder,valid_until\n12319012345678901,x,y,30/06/2027\n"},
+        **{
+            "organic.csv": "code,product,holder,valid_until\n"
+            "12319012345678901,x,y,30/06/2027\n"
+        },
     )
     with pytest.raises(RegistryError) as raised:
         load_registries(folder)
@@ -116,37 +142,56 @@ def test_bad_date_names_row_and_column(tmp_path: Path) -> None:
 def test_bad_grade_rejected(tmp_path: Path) -> None:
     folder = write_folder(
         tmp_path,
-        **{"energy_label.csv": "brand,model_number,appliance_type,grade,valid_until\nA,B1,refrigerator,6,\n"},
+        **{
+            "energy_label.csv": "brand,model_number,appliance_type,grade,valid_until\n"
+            "A,B1,refrigerator,6,\n"
+        },
     )
-    with pytest.raises(RegistryError, match="grade is '6'; expected a whole number from 1 to 5"):
+    with pytest.raises(
+        RegistryError, match="grade is '6'; expected a whole number from 1 to 5"
+    ):
         load_registries(folder)
 
 
 def test_bad_merchant_category_rejected(tmp_path: Path) -> None:
     folder = write_folder(
         tmp_path,
-        **{"merchants.csv": "merchant_id,merchant_name,category,kind,source\nm1,Shop,fashion,shop,x\n"},
+        **{
+            "merchants.csv": "merchant_id,merchant_name,category,kind,source\n"
+            "m1,Shop,fashion,shop,x\n"
+        },
     )
-    with pytest.raises(RegistryError, match="expected one of public_transport, second_hand"):
+    with pytest.raises(
+        RegistryError, match="expected one of public_transport, second_hand"
+    ):
         load_registries(folder)
 
 
 def test_label_credibility_table_loads(tmp_path: Path, shared_data: Path) -> None:
-    labels = (shared_data / "labels" / "label-credibility.csv").read_text(encoding="utf-8")
-    snapshot = SNAPSHOT + (
-        '  label_credibility: {file: labels.csv, snapshot_date: 2026-11-30, '
-        'source: "green-db label evaluation", max_age_days: 365}\n'
+    labels = (shared_data / "labels" / "label-credibility.csv").read_text(
+        encoding="utf-8"
     )
-    registries = load_registries(write_folder(tmp_path, snapshot, **{"labels.csv": labels}))
+    snapshot = SNAPSHOT + (
+        "  label_credibility:\n    file: labels.csv\n    snapshot_date: 2026-11-30\n"
+        '    source: "green-db label evaluation"\n    max_age_days: 365\n'
+    )
+    registries = load_registries(
+        write_folder(tmp_path, snapshot, **{"labels.csv": labels})
+    )
     assert len(registries.labels) == 100
-    unscored = [label for label in registries.labels.values() if label.credibility is None]
+    unscored = [
+        label for label in registries.labels.values() if label.credibility is None
+    ]
     assert len(unscored) == 46
     assert "certificate:CARBON_TRUST_REDUCING" in registries.labels
 
 
 @pytest.mark.parametrize(
     ("file_name", "product_type", "count"),
-    [("refrigerators.csv", "refrigerator", 2962), ("clothes-washers.csv", "clothes_washer", 260)],
+    [
+        ("refrigerators.csv", "refrigerator", 2962),
+        ("clothes-washers.csv", "clothes_washer", 260),
+    ],
 )
 def test_energy_star_export_imports(
     shared_data: Path, file_name: str, product_type: str, count: int
@@ -167,7 +212,9 @@ def test_refrigerator_keeps_federal_kwh(shared_data: Path) -> None:
 
 
 def test_washer_federal_kwh_is_estimate(shared_data: Path) -> None:
-    snapshot = read_energy_star_file(shared_data / "energy-star" / "clothes-washers.csv")
+    snapshot = read_energy_star_file(
+        shared_data / "energy-star" / "clothes-washers.csv"
+    )
     first = snapshot.records[0]
     assert first.model_number == "GTW500A*N***"
     assert first.federal_standard_kwh_basis == "imef_ratio_estimate"
@@ -176,7 +223,9 @@ def test_washer_federal_kwh_is_estimate(shared_data: Path) -> None:
 
 
 def test_snapshot_round_trip(shared_data: Path, tmp_path: Path) -> None:
-    original = read_energy_star_file(shared_data / "energy-star" / "clothes-washers.csv")
+    original = read_energy_star_file(
+        shared_data / "energy-star" / "clothes-washers.csv"
+    )
     path = write_snapshot(original, tmp_path, date(2026, 12, 1))
     reloaded = read_energy_star_file(path)
     assert path.name == "energy_star_clothes_washer_2026-12-01.csv"
@@ -186,7 +235,10 @@ def test_snapshot_round_trip(shared_data: Path, tmp_path: Path) -> None:
 
 def test_unknown_export_needs_type(tmp_path: Path) -> None:
     path = tmp_path / "dryers.csv"
-    path.write_text("Brand Name,Model Number,Annual Energy Use (kWh/yr)\nX,Y1,100\n", encoding="utf-8")
+    path.write_text(
+        "Brand Name,Model Number,Annual Energy Use (kWh/yr)\nX,Y1,100\n",
+        encoding="utf-8",
+    )
     with pytest.raises(EnergyStarImportError, match="pass the product type"):
         read_energy_star_file(path)
     snapshot = read_energy_star_file(path, product_type="clothes_dryer")
@@ -207,7 +259,9 @@ def test_quoted_line_breaks_kept(shared_data: Path) -> None:
     snapshot = read_energy_star_file(path)
     assert len(snapshot.records) == len(rows)
     models = {normalize_model(row["Model Number"]) for row in rows}
-    assert {normalize_model(record.model_number) for record in snapshot.records} == models
+    assert {
+        normalize_model(record.model_number) for record in snapshot.records
+    } == models
 
 
 def test_cli_import_writes_snapshot(shared_data: Path, tmp_path: Path) -> None:

@@ -26,22 +26,34 @@ def register(app: typer.Typer) -> None:
 
 
 def identify(
-    title: str = typer.Argument(..., metavar="TITLE", help="Product title as the merchant writes it."),
+    title: str = typer.Argument(
+        ..., metavar="TITLE", help="Product title as the merchant writes it."
+    ),
     mcc: int = typer.Option(None, "--mcc", help="Merchant category code (4 digits)."),
     brand: str = typer.Option(None, "--brand", help="Brand name."),
     model_number: str = typer.Option(None, "--model-number", help="Model number."),
     merchant_id: str = typer.Option(None, "--merchant-id", help="Merchant id."),
     sku: str = typer.Option(None, "--sku", help="Merchant's SKU."),
     grade: int = typer.Option(
-        None, "--grade", help="Energy-label grade from the purchase's own column (1 to 5)."
+        None,
+        "--grade",
+        help="Energy-label grade from the purchase's own column (1 to 5).",
     ),
-    certificate: str = typer.Option(None, "--certificate", help="Certificate or label code."),
+    certificate: str = typer.Option(
+        None, "--certificate", help="Certificate or label code."
+    ),
     label: list[str] = typer.Option(
-        [], "--label", help="Sustainability label code, for example certificate:EU_ECOLABEL; repeatable."
+        [],
+        "--label",
+        help="Sustainability label code, such as certificate:EU_ECOLABEL; repeatable.",
     ),
-    standard: str = typer.Option("cn", "--standard", help="Jurisdiction whose standards apply: cn, us or eu."),
+    standard: str = typer.Option(
+        "cn", "--standard", help="Jurisdiction whose standards apply: cn, us or eu."
+    ),
     registries: Path = typer.Option(
-        None, "--registries", help="Registry folder with snapshot.yaml (dated registries)."
+        None,
+        "--registries",
+        help="Registry folder with snapshot.yaml (dated registries).",
     ),
     energy_star: list[Path] = typer.Option(
         [], "--energy-star", help="ENERGY STAR export or snapshot CSV; repeatable."
@@ -57,7 +69,10 @@ def identify(
     from greenloop.standards import StandardsError
 
     if standard not in JURISDICTIONS:
-        fail(f"invalid --standard {standard!r}: expected one of {', '.join(JURISDICTIONS)}")
+        fail(
+            f"invalid --standard {standard!r}: expected one of "
+            f"{', '.join(JURISDICTIONS)}"
+        )
     if grade is not None and not 1 <= grade <= 5:
         fail(f"invalid --grade {grade}: expected a whole number from 1 to 5")
     try:
@@ -81,21 +96,31 @@ def identify(
         label_codes=tuple(label),
     )
     verdict = identifier.identify(query)
-    document = {**verdict.to_dict(), "jurisdiction": standard, "versions": identifier.versions()}
+    document = {
+        **verdict.to_dict(),
+        "jurisdiction": standard,
+        "versions": identifier.versions(),
+    }
     typer.echo(json.dumps(_jsonable(document), ensure_ascii=False, indent=2))
 
 
 @registry_app.command("import-energy-star")
 def import_energy_star(
-    source: Path = typer.Argument(..., metavar="FILE", help="ENERGY STAR certified-products export (CSV)."),
-    out: Path = typer.Option(..., "--out", help="Folder that receives the dated snapshot CSV."),
+    source: Path = typer.Argument(
+        ..., metavar="FILE", help="ENERGY STAR certified-products export (CSV)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder that receives the dated snapshot CSV."
+    ),
     product_type: str = typer.Option(
         None,
         "--product-type",
-        help="Product type id, for example refrigerator. Default: detected from the columns.",
+        help="Product type id, such as refrigerator. Default: detected from columns.",
     ),
     snapshot_date: str = typer.Option(
-        None, "--snapshot-date", help="Date the export was taken, ISO 8601. Default: today (UTC)."
+        None,
+        "--snapshot-date",
+        help="Date the export was taken, ISO 8601. Default: today (UTC).",
     ),
 ) -> None:
     """Write FILE's certified models as a dated snapshot the identifier can load."""

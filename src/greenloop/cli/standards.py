@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
 import typer
 
@@ -35,7 +37,9 @@ def list_standards(
         None, "--standard", help="Only this jurisdiction: cn, us or eu. Default: all."
     ),
     as_of: str = typer.Option(
-        None, "--as-of", help="Date whose values are shown, ISO 8601. Default: today (UTC)."
+        None,
+        "--as-of",
+        help="Date whose values are shown, ISO 8601. Default: today (UTC).",
     ),
 ) -> None:
     """Print one line per standard: id, version on the date, title and first source."""
@@ -64,9 +68,13 @@ def list_standards(
 
 @standards_app.command("show")
 def show_standard(
-    standard_id: str = typer.Argument(..., metavar="ID", help="Standard id, for example cn.appliance."),
+    standard_id: str = typer.Argument(
+        ..., metavar="ID", help="Standard id, for example cn.appliance."
+    ),
     as_of: str = typer.Option(
-        None, "--as-of", help="Date whose values are marked in force, ISO 8601. Default: today (UTC)."
+        None,
+        "--as-of",
+        help="Date whose values are marked in force, ISO 8601. Default: today (UTC).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
@@ -97,7 +105,9 @@ def show_standard(
                 "unit": parameter.unit,
                 "in_force": _in_force_date(parameter.values, day),
                 "values": {
-                    effective.isoformat(): dated.model_dump(mode="json", exclude_none=True)
+                    effective.isoformat(): dated.model_dump(
+                        mode="json", exclude_none=True
+                    )
                     for effective, dated in sorted(parameter.values.items())
                 },
             }
@@ -110,18 +120,16 @@ def show_standard(
     _print_text(document)
 
 
-def _in_force_date(values: dict[date, object], day: date) -> str | None:
+def _in_force_date(values: Mapping[date, object], day: date) -> str | None:
     in_force = [effective for effective in values if effective <= day]
     return max(in_force).isoformat() if in_force else None
 
 
-def _print_text(document: dict[str, object]) -> None:
+def _print_text(document: Mapping[str, Any]) -> None:
     typer.echo(f"{document['id']}  version {document['version'] or 'not in force'}")
     typer.echo(f"{document['title']}")
     typer.echo(f"{document['summary']}")
-    parameters = document["parameters"]
-    assert isinstance(parameters, dict)
-    for name, parameter in parameters.items():
+    for name, parameter in document["parameters"].items():
         typer.echo("")
         typer.echo(f"{name} ({parameter['unit']}): {parameter['description']}")
         for effective, dated in parameter["values"].items():

@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 BRAND_COLUMNS = ("Brand Name", "Brand")
 MODEL_COLUMNS = ("Model Number", "Model Name", "Model")
 ID_COLUMNS = ("ENERGY STAR Unique ID", "ENERGY STAR ID")
-ANNUAL_KWH_COLUMNS = ("Annual Energy Use (kWh/yr)", "Annual Energy Consumption (kWh/yr)")
+ANNUAL_KWH_COLUMNS = (
+    "Annual Energy Use (kWh/yr)",
+    "Annual Energy Consumption (kWh/yr)",
+)
 FEDERAL_KWH_COLUMNS = ("US Federal Standard (kWh/yr)",)
 DATE_CERTIFIED_COLUMNS = ("Date Certified",)
 IMEF_COLUMN = "Integrated Modified Energy Factor (IMEF)"
@@ -87,7 +90,9 @@ class EnergyStarSnapshot:
     records: tuple[EnergyStarRecord, ...]
 
 
-def read_energy_star_file(path: Path, product_type: str | None = None) -> EnergyStarSnapshot:
+def read_energy_star_file(
+    path: Path, product_type: str | None = None
+) -> EnergyStarSnapshot:
     """Read an EPA export or a greenloop snapshot of ENERGY STAR records.
 
     An EPA export carries no export date, so its snapshot date is the file's
@@ -107,7 +112,10 @@ def read_energy_star_file(path: Path, product_type: str | None = None) -> Energy
     modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
     logger.info(
         "read %d ENERGY STAR %s records from %s (sha256 %s)",
-        len(records), detected, path, digest[:12],
+        len(records),
+        detected,
+        path,
+        digest[:12],
     )
     return EnergyStarSnapshot(path, detected, modified, digest, records)
 
@@ -129,12 +137,16 @@ def write_snapshot(
 ) -> Path:
     """Write the records as a dated snapshot CSV in `out_dir` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"energy_star_{snapshot.product_type}_{snapshot_date.isoformat()}.csv"
+    target = (
+        out_dir / f"energy_star_{snapshot.product_type}_{snapshot_date.isoformat()}.csv"
+    )
     with target.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(SNAPSHOT_COLUMNS)
         for record in snapshot.records:
-            writer.writerow(_snapshot_row(record, snapshot_date, snapshot.source_sha256))
+            writer.writerow(
+                _snapshot_row(record, snapshot_date, snapshot.source_sha256)
+            )
     return target
 
 
@@ -142,7 +154,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        raise EnergyStarImportError(f"{path}: cannot read the file ({error})") from error
+        raise EnergyStarImportError(
+            f"{path}: cannot read the file ({error})"
+        ) from error
 
 
 def _pick(header: Sequence[str], names: Iterable[str], path: Path, what: str) -> str:
@@ -173,12 +187,16 @@ def _export_records(
         brand = (row.get(brand_column) or "").strip()
         model = (row.get(model_column) or "").strip()
         if not brand or not model:
-            logger.warning("%s record %d: skipped, brand or model number empty", path, row_number)
+            logger.warning(
+                "%s record %d: skipped, brand or model number empty", path, row_number
+            )
             continue
         annual = _decimal(row.get(kwh_column), path, row_number, kwh_column)
         federal, basis = None, None
         if federal_column:
-            federal = _decimal(row.get(federal_column), path, row_number, federal_column)
+            federal = _decimal(
+                row.get(federal_column), path, row_number, federal_column
+            )
             basis = "record" if federal is not None else None
         elif has_imef and annual is not None:
             federal = _federal_kwh_from_imef(row, annual, path, row_number)
@@ -201,20 +219,30 @@ def _federal_kwh_from_imef(
     # IMEF is cubic feet per kWh per cycle, so at equal capacity and cycles a
     # washer that just meets the federal IMEF uses annual * IMEF / federal IMEF.
     imef = _decimal(row.get(IMEF_COLUMN), path, row_number, IMEF_COLUMN)
-    federal_imef = _decimal(row.get(FEDERAL_IMEF_COLUMN), path, row_number, FEDERAL_IMEF_COLUMN)
+    federal_imef = _decimal(
+        row.get(FEDERAL_IMEF_COLUMN), path, row_number, FEDERAL_IMEF_COLUMN
+    )
     if imef is None or not federal_imef:
         return None
     return (annual * imef / federal_imef).quantize(Decimal("1"))
 
 
-def _decimal(value: str | None, path: Path, row_number: int, column: str) -> Decimal | None:
+def _decimal(
+    value: str | None, path: Path, row_number: int, column: str
+) -> Decimal | None:
     text = (value or "").strip().replace(",", "")
     if not text:
         return None
     try:
         return Decimal(text)
     except InvalidOperation:
-        logger.warning("%s record %d: %s is %r, not a number; left empty", path, row_number, column, value)
+        logger.warning(
+            "%s record %d: %s is %r, not a number; left empty",
+            path,
+            row_number,
+            column,
+            value,
+        )
         return None
 
 
@@ -228,7 +256,9 @@ def _us_date(value: str | None) -> date | None:
         return date.fromisoformat(text)
 
 
-def _read_snapshot(path: Path, rows: list[dict[str, str]], digest: str) -> EnergyStarSnapshot:
+def _read_snapshot(
+    path: Path, rows: list[dict[str, str]], digest: str
+) -> EnergyStarSnapshot:
     records: list[EnergyStarRecord] = []
     dates: set[date] = set()
     product_types: set[str] = set()
@@ -249,7 +279,10 @@ def _read_snapshot(path: Path, rows: list[dict[str, str]], digest: str) -> Energ
                 product_type=row["product_type"],
                 annual_kwh=_decimal(row["annual_kwh"], path, row_number, "annual_kwh"),
                 federal_standard_kwh=_decimal(
-                    row["federal_standard_kwh"], path, row_number, "federal_standard_kwh"
+                    row["federal_standard_kwh"],
+                    path,
+                    row_number,
+                    "federal_standard_kwh",
                 ),
                 federal_standard_kwh_basis=row["federal_standard_kwh_basis"] or None,
                 date_certified=_us_date(row["date_certified"]),
@@ -260,12 +293,18 @@ def _read_snapshot(path: Path, rows: list[dict[str, str]], digest: str) -> Energ
             f"{path}: a snapshot holds one product type and one snapshot date; "
             f"found types {sorted(product_types)} and dates {sorted(dates)}"
         )
-    snapshot_date = dates.pop() if dates else datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+    snapshot_date = (
+        dates.pop()
+        if dates
+        else datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+    )
     product_type = product_types.pop() if product_types else "unknown"
     return EnergyStarSnapshot(path, product_type, snapshot_date, digest, tuple(records))
 
 
-def _snapshot_row(record: EnergyStarRecord, snapshot_date: date, digest: str) -> list[str]:
+def _snapshot_row(
+    record: EnergyStarRecord, snapshot_date: date, digest: str
+) -> list[str]:
     return [
         record.energy_star_id,
         record.brand,

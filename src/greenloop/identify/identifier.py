@@ -24,7 +24,11 @@ from typing import Any, Protocol
 
 from greenloop.categories import Category, Jurisdiction, Status
 from greenloop.identify.certified import CertifiedProduct
-from greenloop.identify.energy_star import EnergyStarRecord, EnergyStarSnapshot, read_energy_star_file
+from greenloop.identify.energy_star import (
+    EnergyStarRecord,
+    EnergyStarSnapshot,
+    read_energy_star_file,
+)
 from greenloop.identify.model_index import ModelIndex
 from greenloop.identify.parsing import ParsedQuery, parse_query
 from greenloop.identify.registries import Registries, load_registries
@@ -35,7 +39,9 @@ from greenloop.standards import Standard, load_standards
 
 logger = logging.getLogger(__name__)
 
-FLAGGED_CLAIM_KINDS = frozenset({"generic", "neutrality_offset", "single_attribute", "future_pledge"})
+FLAGGED_CLAIM_KINDS = frozenset(
+    {"generic", "neutrality_offset", "single_attribute", "future_pledge"}
+)
 # Evidence categories whose certificate is an ISO 14024 Type I ecolabel and so
 # can back a generic claim, when their standard says so.
 TYPE_ONE_CATEGORIES = (Category.ENVIRONMENTAL_LABEL, Category.EU_ECOLABEL)
@@ -54,7 +60,7 @@ class _Proposal:
 
 
 class Identifier:
-    """Identify products against one jurisdiction's standards and the loaded registries."""
+    """Identify products against one jurisdiction's standards and registries."""
 
     def __init__(
         self,
@@ -112,13 +118,19 @@ class Identifier:
         return self._context.vocabulary
 
     def versions(self) -> dict[str, str]:
-        """Return each standard's version, registry snapshot dates and the model version."""
+        """Return standard versions, registry snapshot dates and the model version."""
         found: dict[str, str] = {}
-        for standard in sorted(self._context.standards.values(), key=lambda item: item.id):
+        for standard in sorted(
+            self._context.standards.values(), key=lambda item: item.id
+        ):
             found[standard.id] = standard.version(self.as_of) or "not in force"
         found.update(self._context.registries.versions())
-        for product_type, snapshot in sorted(self._context.energy_star_snapshots.items()):
-            found[f"registry.energy_star.{product_type}"] = snapshot.snapshot_date.isoformat()
+        for product_type, snapshot in sorted(
+            self._context.energy_star_snapshots.items()
+        ):
+            found[f"registry.energy_star.{product_type}"] = (
+                snapshot.snapshot_date.isoformat()
+            )
         found["model"] = self._model_version or "not loaded"
         return found
 
@@ -134,7 +146,8 @@ class Identifier:
         """Return one verdict per query, calling the model once for the batch."""
         evaluated = [self._evidence(query) for query in queries]
         pending = [
-            index for index, (parsed, finding) in enumerate(evaluated)
+            index
+            for index, (parsed, finding) in enumerate(evaluated)
             if _needs_model(parsed, finding)
         ]
         proposals: dict[int, _Proposal | None] = {}
@@ -164,16 +177,17 @@ class Identifier:
             return [None for _ in titles]
         proposals = self._model.propose(titles)
         return [
-            _Proposal(getattr(item, "category", None), float(getattr(item, "probability", 0.0)))
+            _Proposal(
+                getattr(item, "category", None),
+                float(getattr(item, "probability", 0.0)),
+            )
             for item in proposals
         ]
 
     def _verdict(
         self, parsed: ParsedQuery, finding: Finding | None, proposal: _Proposal | None
     ) -> Verdict:
-        if finding is not None and (
-            finding.status is Status.GREEN or finding.decisive
-        ):
+        if finding is not None and (finding.status is Status.GREEN or finding.decisive):
             return self._evidence_verdict(parsed, finding)
         return self._unevidenced_verdict(parsed, finding, proposal)
 
@@ -201,9 +215,12 @@ class Identifier:
         generic = [claim for claim in claims if claim.kind in FLAGGED_CLAIM_KINDS]
         if not generic:
             return []
-        backed = finding.category in TYPE_ONE_CATEGORIES and bool(
-            self._context.parameter(finding.category, "backs_generic_claims")
-        ) if finding.category else False
+        backed = (
+            finding.category in TYPE_ONE_CATEGORIES
+            and bool(self._context.parameter(finding.category, "backs_generic_claims"))
+            if finding.category
+            else False
+        )
         if backed:
             return []
         terms = ", ".join(f"'{claim.term}'" for claim in generic)
@@ -219,7 +236,9 @@ class Identifier:
         status = finding.status if finding else Status.NOT_GREEN
         category = finding.category if finding else None
         specific = [claim for claim in parsed.claims if claim.kind == "specific"]
-        flagged = [claim for claim in parsed.claims if claim.kind in FLAGGED_CLAIM_KINDS]
+        flagged = [
+            claim for claim in parsed.claims if claim.kind in FLAGGED_CLAIM_KINDS
+        ]
 
         if specific:
             terms = ", ".join(f"'{claim.term}'" for claim in specific)
@@ -231,7 +250,9 @@ class Identifier:
             category = category or _claim_category(specific[0])
         if flagged:
             terms = ", ".join(f"'{claim.term}' ({claim.kind})" for claim in flagged)
-            reasons.append(f"Flagged: the claim {terms} has no verified evidence behind it.")
+            reasons.append(
+                f"Flagged: the claim {terms} has no verified evidence behind it."
+            )
 
         model_category, model_score = None, None
         if proposal is not None:
@@ -270,8 +291,8 @@ class Identifier:
             return None
         return (
             f"The category model proposes {proposal.category} with probability "
-            f"{proposal.probability:.2f} (threshold {threshold:.2f}); a reviewer should "
-            "ask the merchant for evidence."
+            f"{proposal.probability:.2f} (threshold {threshold:.2f}); a reviewer "
+            "should ask the merchant for evidence."
         )
 
     def _standard(self, category: Category | None) -> Standard | None:
@@ -316,11 +337,19 @@ def _load_shipped_model() -> tuple[ProposesCategories | None, str | None]:
     try:
         from greenloop.identify.model import CategoryModel
     except ImportError as error:
-        logger.warning("category model not available (%s); items without evidence are not routed by it", error)
+        logger.warning(
+            "category model not available (%s); items without evidence are not "
+            "routed to review by it",
+            error,
+        )
         return None, None
     try:
         model = CategoryModel.load()
     except (OSError, ValueError) as error:
-        logger.warning("category model artifact could not be loaded (%s); items without evidence are not routed by it", error)
+        logger.warning(
+            "category model artifact could not be loaded (%s); items without "
+            "evidence are not routed to review by it",
+            error,
+        )
         return None, None
     return model, str(getattr(model, "version", "unknown"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -137,9 +136,9 @@ class ModelIndex(Generic[RecordT]):
 
     def _lookup_wild_start(self, candidate: str, found: list[RecordT]) -> list[RecordT]:
         for entry in self.wild_start:
-            if entry.anchor in candidate and entry.pattern.fullmatch(candidate):
-                if entry.record not in found:
-                    found.append(entry.record)
+            matched = entry.anchor in candidate and entry.pattern.fullmatch(candidate)
+            if matched and entry.record not in found:
+                found.append(entry.record)
         return found
 
     def lookup_exact(self, candidate: str) -> list[RecordT]:

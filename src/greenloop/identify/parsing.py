@@ -72,8 +72,10 @@ def parse_query(
         and vocabulary.appliance_exclusions.find(title_phrases, title) is not None
     )
     stated_grade = find_stated_grade(title)
-    if stated_grade is not None and _needs_appliance_word(stated_grade) and (
-        appliance_type is None or accessory
+    if (
+        stated_grade is not None
+        and _needs_appliance_word(stated_grade)
+        and (appliance_type is None or accessory)
     ):
         # "grade 1" in English names an energy grade only next to an appliance.
         stated_grade = None

@@ -44,7 +44,13 @@ REGISTRY_COLUMNS: dict[str, tuple[str, ...]] = {
     "green_product": ("code", "product", "holder", "scope", "valid_until"),
     "environmental_label": ("code", "product", "holder", "valid_until"),
     "eu_ecolabel": ("code", "product", "holder", "valid_until"),
-    "nev_models": ("brand", "model", "vehicle_kind", "catalogue_batch", "catalogue_date"),
+    "nev_models": (
+        "brand",
+        "model",
+        "vehicle_kind",
+        "catalogue_batch",
+        "catalogue_date",
+    ),
     "merchants": ("merchant_id", "merchant_name", "category", "kind", "source"),
     "label_credibility": ("id", "name", "cred:credibility"),
 }
@@ -203,7 +209,10 @@ def load_registries(folder: Path) -> Registries:
         count = loader(registries, name, path, rows)
         logger.info(
             "loaded %d %s records from %s (snapshot %s)",
-            count, name, path, spec.snapshot_date.isoformat(),
+            count,
+            name,
+            path,
+            spec.snapshot_date.isoformat(),
         )
     return registries
 
@@ -239,7 +248,9 @@ def _read_rows(path: Path, name: str) -> list[dict[str, str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
-        raise RegistryError(f"{path}: cannot read the {name} registry ({error})") from error
+        raise RegistryError(
+            f"{path}: cannot read the {name} registry ({error})"
+        ) from error
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [column.strip() for column in reader.fieldnames or ()]
     missing = [column for column in REGISTRY_COLUMNS[name] if column not in header]
@@ -254,7 +265,9 @@ def _read_rows(path: Path, name: str) -> list[dict[str, str]]:
     ]
 
 
-def _rows(path: Path, rows: list[dict[str, str]]) -> Iterator[tuple[_Row, dict[str, str]]]:
+def _rows(
+    path: Path, rows: list[dict[str, str]]
+) -> Iterator[tuple[_Row, dict[str, str]]]:
     for number, row in enumerate(rows, start=2):
         yield _Row(path, number, row), row
 
@@ -268,8 +281,8 @@ class _Row:
     def fail(self, column: str, expected: str) -> RegistryError:
         value = self.values.get(column, "")
         return RegistryError(
-            f"{self.path} row {self.number}: {column} is {value!r}; expected {expected}; "
-            "correct the row or remove it"
+            f"{self.path} row {self.number}: {column} is {value!r}; expected "
+            f"{expected}; correct the row or remove it"
         )
 
     def text(self, column: str) -> str:
@@ -294,7 +307,9 @@ class _Row:
         return value
 
 
-def _load_codes(registries: Registries, name: str, path: Path, rows: list[dict[str, str]]) -> int:
+def _load_codes(
+    registries: Registries, name: str, path: Path, rows: list[dict[str, str]]
+) -> int:
     records: dict[str, CertificateRecord] = {}
     for row, values in _rows(path, rows):
         code = normalize_code(row.text("code"))
@@ -366,7 +381,9 @@ def _load_label_credibility(
 ) -> int:
     for row, values in _rows(path, rows):
         label_id = row.text("id")
-        scores = [_score(row, column) for column in values if ":" in column and column != "id"]
+        scores = [
+            _score(row, column) for column in values if ":" in column and column != "id"
+        ]
         credibility = _score(row, "cred:credibility")
         # A label that is 0 in every score column was never scored.
         unscored = all(score == 0 for score in scores)

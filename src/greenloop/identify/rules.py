@@ -78,7 +78,9 @@ class RuleContext:
     def registry_source(self, name: str) -> str:
         """Return a registry's source line for evidence: name, date and origin."""
         spec = self.registries.specs[name]
-        return f"{name} registry snapshot {spec.snapshot_date.isoformat()} ({spec.source})"
+        return (
+            f"{name} registry snapshot {spec.snapshot_date.isoformat()} ({spec.source})"
+        )
 
 
 Rule = Callable[[ParsedQuery, RuleContext], "Finding | None"]
@@ -165,7 +167,8 @@ def _fullmatch(pattern: str, code: str) -> bool:
 def _check_code(code: str, parsed: ParsedQuery, context: RuleContext) -> Finding:
     names = _code_registries(code, context) or tuple(CODE_REGISTRIES)
     available = [
-        name for name in names
+        name
+        for name in names
         if context.registries.state(name, context.as_of) is RegistryState.AVAILABLE
     ]
     for name in available:
@@ -176,9 +179,12 @@ def _check_code(code: str, parsed: ParsedQuery, context: RuleContext) -> Finding
     unavailable = [name for name in names if name not in available]
     if unavailable:
         reasons = "; ".join(
-            context.registries.describe_state(name, context.as_of) for name in unavailable
+            context.registries.describe_state(name, context.as_of)
+            for name in unavailable
         )
-        return unverifiable(f"certificate {code} cannot be checked because {reasons}", guessed)
+        return unverifiable(
+            f"certificate {code} cannot be checked because {reasons}", guessed
+        )
     return Finding(
         Status.NEEDS_REVIEW,
         guessed,
@@ -213,8 +219,8 @@ def _certificate_finding(
             Status.NEEDS_REVIEW,
             category,
             (
-                f"Certificate {record.code} ({record.product}, {record.holder}) expired "
-                f"on {valid_until.isoformat()}.",
+                f"Certificate {record.code} ({record.product}, {record.holder}) "
+                f"expired on {valid_until.isoformat()}.",
             ),
             (evidence,),
         )
@@ -222,7 +228,10 @@ def _certificate_finding(
         return Finding(
             Status.NEEDS_REVIEW,
             category,
-            (f"Certificate {record.code} is valid only from {record.valid_from.isoformat()}.",),
+            (
+                f"Certificate {record.code} is valid only from "
+                f"{record.valid_from.isoformat()}.",
+            ),
             (evidence,),
         )
     if category not in context.standards:
@@ -276,7 +285,10 @@ def _green_product_finding(
             (evidence,),
             attributes={"certification_scope": "full"},
         )
-    attributes = {"certification_scope": "single_attribute", "certified_attribute": record.scope}
+    attributes = {
+        "certification_scope": "single_attribute",
+        "certified_attribute": record.scope,
+    }
     generic = [claim for claim in parsed.claims if claim.kind == "generic"]
     if generic:
         flag = ClaimFinding(
@@ -310,7 +322,10 @@ def _green_product_finding(
 
 def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
     """Confirm an appliance's energy-label grade in the China Energy Label filings."""
-    if Category.APPLIANCE not in context.standards or not parsed.has_appliance_context():
+    if (
+        Category.APPLIANCE not in context.standards
+        or not parsed.has_appliance_context()
+    ):
         return None
     state = context.registries.state("energy_label", context.as_of)
     stated = _stated_grade(parsed)
@@ -333,7 +348,10 @@ def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | No
         return Finding(
             Status.NOT_GREEN,
             Category.APPLIANCE,
-            (f"The stated energy-label grade {stated} is worse than grade {max_grade}.",),
+            (
+                f"The stated energy-label grade {stated} is worse than grade "
+                f"{max_grade}.",
+            ),
             decisive=True,
         )
     return Finding(
@@ -343,7 +361,11 @@ def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | No
             f"The title or grade column states energy-label grade {stated}, but no "
             "filing record matches the brand and model; a stated grade is a claim.",
         ),
-        (Evidence("energy_label", f"grade {stated}", "seller's statement", verified=False),),
+        (
+            Evidence(
+                "energy_label", f"grade {stated}", "seller's statement", verified=False
+            ),
+        ),
     )
 
 
@@ -380,7 +402,9 @@ def _brand_stated(parsed: ParsedQuery, brand: str) -> bool:
     )
 
 
-def _energy_label_finding(record: Any, stated: int | None, context: RuleContext) -> Finding:
+def _energy_label_finding(
+    record: Any, stated: int | None, context: RuleContext
+) -> Finding:
     max_grade = int(context.parameter(Category.APPLIANCE, "qualifying_max_grade"))
     top_grade = int(context.parameter(Category.APPLIANCE, "top_tier_grade"))
     covered = context.parameter(Category.APPLIANCE, "appliance_types") or []
@@ -406,20 +430,29 @@ def _energy_label_finding(record: Any, stated: int | None, context: RuleContext)
             f"{record.grade}; the filing record is used."
         )
     if record.valid_until is not None and record.valid_until < context.as_of:
-        reasons.append(f"The filing record of {record.model_number} expired on {valid_until}.")
-        return Finding(Status.NEEDS_REVIEW, Category.APPLIANCE, tuple(reasons), (evidence,))
+        reasons.append(
+            f"The filing record of {record.model_number} expired on {valid_until}."
+        )
+        return Finding(
+            Status.NEEDS_REVIEW, Category.APPLIANCE, tuple(reasons), (evidence,)
+        )
     if record.appliance_type not in covered:
         reasons.append(
             f"{record.appliance_type} is not one of the appliance classes the "
             f"{context.jurisdiction}.appliance standard covers."
         )
         return Finding(
-            Status.NOT_GREEN, Category.APPLIANCE, tuple(reasons), (evidence,), decisive=True
+            Status.NOT_GREEN,
+            Category.APPLIANCE,
+            tuple(reasons),
+            (evidence,),
+            decisive=True,
         )
     if record.grade > max_grade:
         reasons.append(
-            f"The filing record gives {record.brand} {record.model_number} energy-label "
-            f"grade {record.grade}, worse than the qualifying grade {max_grade}."
+            f"The filing record gives {record.brand} {record.model_number} "
+            f"energy-label grade {record.grade}, worse than the qualifying grade "
+            f"{max_grade}."
         )
         return Finding(
             Status.NOT_GREEN,
@@ -513,7 +546,9 @@ def energy_star_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
 
 
 def _energy_star_unmatched(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
-    product_type = context.vocabulary.energy_star_product_types.find(parsed.phrases, parsed.title)
+    product_type = context.vocabulary.energy_star_product_types.find(
+        parsed.phrases, parsed.title
+    )
     if product_type is None or parsed.accessory:
         return None
     snapshot = context.energy_star_snapshots.get(product_type)
@@ -543,14 +578,18 @@ def nev_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
         reason = context.registries.describe_state("nev_models", context.as_of)
         return unverifiable(reason, Category.NEW_ENERGY_VEHICLE)
 
-    record = _match_by_model(parsed, context.registries.nev_models, lambda item: item.brand)
+    record = _match_by_model(
+        parsed, context.registries.nev_models, lambda item: item.brand
+    )
     if record is None:
         if used_vehicle:
             return Finding(
                 Status.NOT_GREEN,
                 Category.NEW_ENERGY_VEHICLE,
-                ("A used vehicle qualifies only as a catalogued new-energy vehicle, and "
-                 "no catalogue entry matches the brand and model.",),
+                (
+                    "A used vehicle qualifies only as a catalogued new-energy "
+                    "vehicle, and no catalogue entry matches the brand and model.",
+                ),
             )
         return None
     attributes: dict[str, Any] = {"vehicle_kind": record.vehicle_kind}
@@ -638,12 +677,19 @@ def merchant_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
     record = context.registries.merchants.get(merchant_id)
     if record is None or record.category not in context.standards:
         return None
-    if context.registries.state("merchants", context.as_of) is not RegistryState.AVAILABLE:
+    if (
+        context.registries.state("merchants", context.as_of)
+        is not RegistryState.AVAILABLE
+    ):
         reason = context.registries.describe_state("merchants", context.as_of)
-        return unverifiable(f"merchant {merchant_id} is listed, but {reason}", record.category)
+        return unverifiable(
+            f"merchant {merchant_id} is listed, but {reason}", record.category
+        )
     attributes: dict[str, Any] = {"merchant_kind": record.kind}
     if record.category is Category.PUBLIC_TRANSPORT:
-        modes = set((context.parameter(Category.PUBLIC_TRANSPORT, "mcc_modes") or {}).values())
+        modes = set(
+            (context.parameter(Category.PUBLIC_TRANSPORT, "mcc_modes") or {}).values()
+        )
         attributes["mode"] = record.kind if record.kind in modes else "bus"
     else:
         attributes["item_kind"] = _item_kind(parsed, context)
@@ -670,7 +716,8 @@ def merchant_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
 def label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
     """Report the sustainability labels the seller states; they are claims."""
     labels = [
-        label.strip() for label in parsed.query.label_codes
+        label.strip()
+        for label in parsed.query.label_codes
         if label.strip() and not _code_registries(label.strip().upper(), context)
     ]
     if not labels:
@@ -681,7 +728,9 @@ def label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
     for label in labels:
         score = context.registries.labels.get(label)
         if score is None or score.credibility is None:
-            reasons.append(f"The seller states label {label}, whose credibility is unknown.")
+            reasons.append(
+                f"The seller states label {label}, whose credibility is unknown."
+            )
         elif score.credibility >= threshold:
             reasons.append(
                 f"The seller states label {score.name or label} (credibility "
@@ -689,10 +738,12 @@ def label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
             )
         else:
             reasons.append(
-                f"The seller states label {score.name or label}, whose credibility score "
-                f"{score.credibility} is below {threshold}."
+                f"The seller states label {score.name or label}, whose credibility "
+                f"score {score.credibility} is below {threshold}."
             )
-        evidence.append(Evidence("label", label, "seller's label_codes", verified=False))
+        evidence.append(
+            Evidence("label", label, "seller's label_codes", verified=False)
+        )
     return Finding(Status.NEEDS_REVIEW, None, tuple(reasons), tuple(evidence))
 
 
@@ -722,8 +773,10 @@ def pick_finding(findings: list[Finding]) -> Finding | None:
     order: list[Callable[[Finding], bool]] = [
         lambda item: item.status is Status.GREEN,
         lambda item: item.decisive,
-        lambda item: item.status is Status.NEEDS_REVIEW
-        and any(evidence.verified for evidence in item.evidence),
+        lambda item: (
+            item.status is Status.NEEDS_REVIEW
+            and any(evidence.verified for evidence in item.evidence)
+        ),
         lambda item: item.status is Status.NEEDS_REVIEW,
         lambda item: True,
     ]

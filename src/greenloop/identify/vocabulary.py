@@ -108,7 +108,8 @@ def compile_terms(groups: dict[str, list[str]]) -> TermMatcher:
                 phrase = padded_words(term).strip()
                 if len(phrase.split()) > MAX_PHRASE_WORDS:
                     raise SettingsError(
-                        f"term {term!r} has more than {MAX_PHRASE_WORDS} words; shorten it"
+                        f"term {term!r} has more than {MAX_PHRASE_WORDS} words; "
+                        "shorten it"
                     )
                 latin.setdefault(phrase, key)
             else:
