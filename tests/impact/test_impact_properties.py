@@ -160,7 +160,9 @@ def test_spend_estimate_linear_in_amount(
     year: int | None,
 ) -> None:
     unit = calculator.spend_estimate(Decimal(1), currency, 5722, None, "CN", year)
-    scaled = calculator.spend_estimate(amount * factor, currency, 5722, None, "CN", year)
+    scaled = calculator.spend_estimate(
+        amount * factor, currency, 5722, None, "CN", year
+    )
     assert unit is not None
     assert scaled is not None
     assert scaled.kg_co2e_per_year == pytest.approx(

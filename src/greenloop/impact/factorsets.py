@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PACKAGED_FACTORS = "greenloop.impact.factors"
 
+# libyaml's loader parses the larger derived sets about ten times faster.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class FactorSetError(ValueError):
     """A factor-set file is missing, malformed or asks for a value it lacks."""
@@ -149,7 +152,7 @@ def _format_validation_error(path: str, error: ValidationError) -> str:
 def parse_factor_set(text: str, path: str) -> LoadedFactorSet:
     """Parse and validate the YAML text of one factor set."""
     try:
-        raw: Any = yaml.safe_load(text)
+        raw: Any = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as error:
         raise FactorSetError(f"invalid YAML in factor set {path}: {error}") from error
     if not isinstance(raw, dict):
