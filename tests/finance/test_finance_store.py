@@ -22,6 +22,7 @@ from greenloop.store.finance import (
     process_green_loans,
     reconcile_facility,
     refund_purchases,
+    repay_loans,
     reveal_campaign_draw,
     revoke_loans,
 )
@@ -301,3 +302,42 @@ def test_second_reveal_pays_nothing(engine: Engine, tmp_path: Path) -> None:
             select(finance.finance_campaigns.c.spent_fen)
         ).scalar()
     assert spent == 200
+
+
+def test_entries_close_at_commitment(engine: Engine, tmp_path: Path) -> None:
+    lottery = campaign_dict(
+        id="test-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "1", "winners": 1},
+    )
+    paths = write_configs(tmp_path, campaigns=[lottery])
+    run(engine, [make_loan(1)], paths)
+    commit_campaign_draw(engine, "test-lottery", seed_digest(new_seed()))
+    outcome = run(engine, [make_loan(1), make_loan(2)], paths)
+    this_run = outcome.incentive_report["campaigns"]["test-lottery"]["this_run"]
+    assert this_run == {"draw already committed; entries are closed": 1}
+    assert outcome.loans["p00002"].awards == ()
+
+
+def test_repaid_loan_substituted(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(4)]
+    run(engine, loans, paths)
+    report = repay_loans(engine, ["p00001"], "repaid early", AS_OF)
+    assert set(report.released["test-facility"]) == {"p00001"}
+    assert set(report.added["test-facility"]) == {"p00003"}
+    assert reconcile_facility(engine, "test-facility").balanced
+
+
+def test_groups_count_each_loan_once(engine: Engine, tmp_path: Path) -> None:
+    second = campaign_dict(id="second-envelope")
+    paths = write_configs(tmp_path, campaigns=[campaign_dict(), second])
+    outcome = run(
+        engine, [make_loan(1), make_loan(2, category="new_energy_vehicle")], paths
+    )
+    report = outcome.incentive_report
+    assert report["groups"]["green_appliances"]["spent_fen"] == 2000
+    assert report["groups"]["green_appliances"]["kg_co2e_avoided"] == "500.0"
+    assert report["groups"]["other"]["spent_fen"] == 2000
+    assert report["kg_co2e_avoided"] == "1000.0"
+    # 40 yuan for one tonne.
+    assert report["yuan_per_tco2e"] == "40.00"

@@ -17,6 +17,7 @@ Money is stored as integer fen (BIGINT).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -92,6 +93,7 @@ __all__ = [
     "process_green_loans",
     "reconcile_facility",
     "refund_purchases",
+    "repay_loans",
     "reveal_campaign_draw",
     "revoke_loans",
 ]
@@ -330,11 +332,13 @@ def process_green_loans(
         _sync_facility(engine, facility, as_of)
     _sync_campaigns(engine, campaigns)
     valid = [loan for loan in loans if loan.purchase_id not in errors]
-    _award_incentives(engine, valid, campaigns, facilities)
+    run_outcomes = _award_incentives(engine, valid, campaigns, facilities)
 
     results = _loan_results(engine, loans, errors)
     allocation_report = build_allocation_report(engine, facilities, as_of)
     incentive_report = build_incentive_report(engine, campaigns)
+    for campaign_id, counts in run_outcomes.items():
+        incentive_report["campaigns"][campaign_id]["this_run"] = counts
     logger.info(
         "processed %d green loans (%d rejected) for %s",
         len(loans),
@@ -662,8 +666,12 @@ def _award_incentives(
     loans: Sequence[GreenLoan],
     campaigns: CampaignsFile,
     facilities: FacilitiesFile,
-) -> None:
-    """Offer every campaign to every loan, oldest purchase first."""
+) -> dict[str, dict[str, int]]:
+    """Offer every campaign to every loan, oldest purchase first.
+
+    Returns, per campaign, how many awards this run made and why others were
+    not made (budget limits, closed entries), so the report can show them.
+    """
     schedule = load_fee_schedules().get()
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
     with engine.connect() as connection:
@@ -672,24 +680,31 @@ def _award_incentives(
                 select(finance_loans.c.purchase_id, finance_loans.c.status)
             ).all()
         )
+        existing = set(
+            connection.execute(
+                select(finance_awards.c.campaign_id, finance_awards.c.purchase_id)
+            ).all()
+        )
+    outcomes: dict[str, Counter[str]] = {
+        item.id: Counter() for item in campaigns.campaigns
+    }
     for loan in ordered:
         if statuses.get(loan.purchase_id) != LoanStatus.ACTIVE.value:
             continue
         for campaign in campaigns.campaigns:
+            if (campaign.id, loan.purchase_id) in existing:
+                continue
             if ineligibility_reason(campaign, loan) is not None:
                 continue
             facility = facilities.get(campaign.funding.facility_id)
             cost = benefit_cost_fen(
                 campaign, loan, facility.facility_rate, schedule.fee_rate(loan.periods)
             )
-            outcome = award(engine, campaign, loan, cost)
-            if outcome not in (AWARDED, ENTERED, "duplicate", "already interest-free"):
-                logger.info(
-                    "campaign %s did not award loan %s: %s",
-                    campaign.id,
-                    loan.purchase_id,
-                    outcome,
-                )
+            outcomes[campaign.id][award(engine, campaign, loan, cost)] += 1
+    for campaign_id, counts in outcomes.items():
+        if counts:
+            logger.info("campaign %s this run: %s", campaign_id, dict(counts))
+    return {key: dict(counts) for key, counts in outcomes.items()}
 
 
 def award(
@@ -726,6 +741,8 @@ def _try_award(
 ) -> str:
     """Insert the award row, then charge each budget; any failure means rollback."""
     day = loan.occurred_at.date()
+    if is_entry and _draw_committed(connection, campaign.id):
+        return "draw already committed; entries are closed"
     inserted = _insert_ignore(
         connection,
         finance_awards,
@@ -782,6 +799,15 @@ def _try_award(
         .values(savings_balance_after_fen=balance)
     )
     return AWARDED
+
+
+def _draw_committed(connection: Connection, campaign_id: str) -> bool:
+    found = connection.execute(
+        select(finance_draws.c.draw_id).where(
+            finance_draws.c.campaign_id == campaign_id
+        )
+    ).first()
+    return found is not None
 
 
 def _charge_budgets(
@@ -949,6 +975,13 @@ def refund_purchases(
 ) -> SubstitutionReport:
     """Mark loans refunded, return their awards' budget and substitute in facilities."""
     return _end_loans(engine, purchase_ids, LoanStatus.REFUNDED, reason, as_of, True)
+
+
+def repay_loans(
+    engine: Engine, purchase_ids: Sequence[str], reason: str, as_of: date
+) -> SubstitutionReport:
+    """Mark loans repaid early and substitute them in facilities; awards stand."""
+    return _end_loans(engine, purchase_ids, LoanStatus.REPAID, reason, as_of, False)
 
 
 def _end_loans(
@@ -1346,11 +1379,17 @@ def _facility_section(
 
 
 def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str, Any]:
-    """Build budget use per campaign and per category group, and cost per tCO2e."""
+    """Build budget use per campaign and per category group, and cost per tCO2e.
+
+    Avoided emissions are the activity-based lifetime kgCO2e of the rewarded
+    loans. A loan rewarded by several campaigns counts in each campaign's
+    figure but only once in the group and overall figures.
+    """
     with engine.connect() as connection:
         rows = connection.execute(
             select(
                 finance_awards.c.campaign_id,
+                finance_awards.c.purchase_id,
                 finance_awards.c.category,
                 finance_awards.c.amount_fen,
                 finance_awards.c.status,
@@ -1364,49 +1403,34 @@ def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str
             row.campaign_id: row
             for row in connection.execute(select(finance_campaigns)).all()
         }
-    per_campaign: dict[str, dict[str, Any]] = {}
-    per_group: dict[str, int] = {}
-    total_fen = 0
-    total_kg = Decimal(0)
-    for campaign in campaigns.campaigns:
-        paid = [
-            row
-            for row in rows
-            if row.campaign_id == campaign.id and row.status in PAID_STATES
-        ]
-        spent = sum(int(row.amount_fen) for row in paid)
-        kg = _sum_kg(paid)
-        budget_row = budgets[campaign.id]
-        per_campaign[campaign.id] = {
-            "benefit": campaign.benefit.kind,
-            "facility_id": campaign.funding.facility_id,
-            "budget_fen": int(budget_row.total_fen),
-            "spent_fen": int(budget_row.spent_fen),
-            "remaining_fen": int(budget_row.total_fen) - int(budget_row.spent_fen),
-            "awards": len(paid),
-            "entries": sum(
-                1
-                for row in rows
-                if row.campaign_id == campaign.id and row.status == ENTERED
-            ),
-            "refunded": sum(
-                1
-                for row in rows
-                if row.campaign_id == campaign.id and row.status == REFUNDED
-            ),
+    configured = {campaign.id for campaign in campaigns.campaigns}
+    paid = [
+        row
+        for row in rows
+        if row.status in PAID_STATES and row.campaign_id in configured
+    ]
+    per_campaign = {
+        campaign.id: _campaign_section(campaign, budgets[campaign.id], rows, paid)
+        for campaign in campaigns.campaigns
+    }
+    groups = {}
+    for group in REPORT_GROUP_ORDER:
+        in_group = [row for row in paid if report_group(row.category) == group]
+        spent = sum(int(row.amount_fen) for row in in_group)
+        kg = _distinct_kg(in_group)
+        groups[group] = {
+            "spent_fen": spent,
+            "awards": len(in_group),
             "kg_co2e_avoided": str(kg),
             "yuan_per_tco2e": _cost_per_tonne(spent, kg),
         }
-        for row in paid:
-            group = report_group(row.category)
-            per_group[group] = per_group.get(group, 0) + int(row.amount_fen)
-        total_fen += spent
-        total_kg += kg
+    total_fen = sum(int(row.amount_fen) for row in paid)
+    total_kg = _distinct_kg(paid)
     return {
         "campaigns": per_campaign,
+        "groups": groups,
         "spent_per_group_fen": {
-            group: per_group.get(group, 0)
-            for group in ("public_transport", "green_food", "green_appliances", "other")
+            group: section["spent_fen"] for group, section in groups.items()
         },
         "spent_fen": total_fen,
         "kg_co2e_avoided": str(total_kg),
@@ -1414,13 +1438,38 @@ def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str
     }
 
 
-def _sum_kg(rows: Iterable[Any]) -> Decimal:
-    # Each loan counts once, even when several campaigns rewarded it, but the
-    # report keeps per-campaign sums apart so a loan appears in each campaign.
-    return sum(
-        (Decimal(str(row.kg_co2e_lifetime)) for row in rows if row.kg_co2e_lifetime),
-        Decimal(0),
-    )
+REPORT_GROUP_ORDER = ("public_transport", "green_food", "green_appliances", "other")
+
+
+def _campaign_section(
+    campaign: CampaignConfig, budget_row: Any, rows: Sequence[Any], paid: Sequence[Any]
+) -> dict[str, Any]:
+    mine = [row for row in rows if row.campaign_id == campaign.id]
+    mine_paid = [row for row in paid if row.campaign_id == campaign.id]
+    spent = sum(int(row.amount_fen) for row in mine_paid)
+    kg = _distinct_kg(mine_paid)
+    return {
+        "benefit": campaign.benefit.kind,
+        "facility_id": campaign.funding.facility_id,
+        "budget_fen": int(budget_row.total_fen),
+        "spent_fen": int(budget_row.spent_fen),
+        "remaining_fen": int(budget_row.total_fen) - int(budget_row.spent_fen),
+        "awards": len(mine_paid),
+        "entries": sum(1 for row in mine if row.status == ENTERED),
+        "refunded": sum(1 for row in mine if row.status == REFUNDED),
+        "kg_co2e_avoided": str(kg),
+        "yuan_per_tco2e": _cost_per_tonne(spent, kg),
+    }
+
+
+def _distinct_kg(rows: Iterable[Any]) -> Decimal:
+    """Sum the lifetime kgCO2e of the distinct loans among `rows`."""
+    per_loan = {
+        row.purchase_id: Decimal(str(row.kg_co2e_lifetime))
+        for row in rows
+        if row.kg_co2e_lifetime is not None
+    }
+    return sum(per_loan.values(), Decimal(0))
 
 
 def _cost_per_tonne(spent_fen: int, kg_co2e: Decimal) -> str | None:
