@@ -10,9 +10,10 @@ Factor values used below (all from the packaged factor sets):
 - US grid (eGRID2023, EPA Hub Jan 2025): 0.35164 kgCO2e/kWh; refrigerator
   lifetime 10 years (CHEAA, applied to US units).
 - Guangzhou metro: 0.5419 kgCO2 avoided per trip (substitution), 0.5155 (mean).
-- Petrol car 7.04 L/100 km x 2.3194 kgCO2/L (EPA 8.78 kg/gal); BEV 15.1 kWh/100 km
-  (CLTC limit), 12.1 (2021 average); 15,000 km a year for 10 years; charging
-  losses 10 % at the low end.
+- Petrol car: 7.04 L/100 km x 2.3194 kgCO2/L (EPA 8.78 kg/gal).
+- BEV: 15.1 kWh/100 km (CLTC limit), 12.1 at the high end (2021 average), and
+  10 % charging losses at the low end.
+- Vehicle use: 15,000 km a year for 10 years.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def impact(
 ) -> None:
     """Identify one product and print its Impact as JSON.
 
-    The output holds the verdict, the activity-based Impact (null when the
+    The output contains the verdict, the activity-based Impact (null when the
     product is not green or its category has no activity method) and, with
     --amount and --currency, the spend-based footprint estimate, kept apart.
     """

@@ -29,7 +29,7 @@ from greenloop.impact.spend import (
 logger = logging.getLogger(__name__)
 
 # Spend estimates for a purchase with no known region use China's factors,
-# because greenloop's purchases are Chinese unless they say otherwise.
+# because greenloop's purchases are Chinese unless their region states otherwise.
 DEFAULT_SPEND_COUNTRY = "CN"
 
 

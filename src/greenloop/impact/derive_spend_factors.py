@@ -59,7 +59,7 @@ SELECTED_COUNTRIES = ("CN", "HK", "MO", "US", "GB", "DE", "FR", "JP")
 
 # greenloop category -> COICOP code in bloom. Categories missing here
 # (green_product, environmental_label, eu_ecolabel, second_hand) span many COICOP
-# groups, so only their MCC says what was bought.
+# groups, so only their MCC identifies what was bought.
 CATEGORY_COICOP = {
     "appliance": "5.3",
     "energy_star": "5.3",

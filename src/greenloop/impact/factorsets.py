@@ -1,6 +1,6 @@
 """Emission-factor sets: dated, cited values loaded from YAML files.
 
-One YAML file holds one factor set. Every value carries its unit, year, source
+One YAML file contains one factor set. Every value carries its unit, year, source
 and the date someone last checked it against that source. Loading rejects
 unknown keys and duplicate ids, naming the file and the key, so a typo in a data
 file fails loudly instead of silently dropping a value.
@@ -26,7 +26,7 @@ _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class FactorSetError(ValueError):
-    """A factor-set file is missing, malformed or asks for a value it lacks."""
+    """A factor-set file is missing or malformed, or lacks a requested value."""
 
 
 class FactorStatus(StrEnum):

@@ -421,42 +421,54 @@ def nev_use_phase_savings(
 # --- public transport -----------------------------------------------------------
 
 
+def _bus_trip_scale(draft: _Draft, set_id: str) -> float | None:
+    """Return a bus trip's saving as a share of a metro trip's saving."""
+    to_bus = draft.use(set_id, "ratio.car_to_bus_per_passenger_km")
+    to_rail = draft.use(set_id, "ratio.car_to_rail_transit_per_passenger_km")
+    if to_bus is None or to_rail is None:
+        return None
+
+    # Saving per passenger-km is car x (1 - 1/ratio). So a bus trip as long as
+    # a metro trip saves (1 - 1/bus ratio) / (1 - 1/rail ratio) of its saving.
+    draft.assumptions.append(
+        "A bus trip is as long as the average metro trip and replaces the same "
+        "car trip. Its saving scales by the Beijing car-to-bus and "
+        "car-to-rail-transit emission ratios."
+    )
+    return (1 - 1 / to_bus.value) / (1 - 1 / to_rail.value)
+
+
 def public_transport_trip_savings(
     book: FactorBook, verdict: Verdict, region: str | None
 ) -> Impact | None:
     """Compute the CO2 one public-transport trip avoids."""
     mode = verdict.attributes.get("mode")
     if region is not None and not region.startswith("CN"):
-        # The per-trip values are Chinese measurements; no other country's yet.
+        # The per-trip values are Chinese measurements, and no other country has
+        # any yet.
         return None
     if mode not in ("metro", "bus", "rail"):
         # NOTE: ferries have no per-trip factor yet.
         return None
+
     draft = _Draft(PUBLIC_TRANSPORT_TRIP, book)
     set_id = "cn-public-transport"
     central = draft.use(set_id, "metro.kg_avoided_per_trip")
     low = draft.use(set_id, "metro.kg_avoided_per_trip_mean")
     if central is None or low is None:
         return None
-    scale = 1.0
+
+    scale: float | None = 1.0
     if mode == "bus":
-        to_bus = draft.use(set_id, "ratio.car_to_bus_per_passenger_km")
-        to_rail = draft.use(set_id, "ratio.car_to_rail_transit_per_passenger_km")
-        if to_bus is None or to_rail is None:
-            return None
-        # Saving per passenger-km is car x (1 - 1/ratio); a bus trip of the same
-        # length saves (1 - 1/bus ratio) / (1 - 1/rail ratio) of a metro trip.
-        scale = (1 - 1 / to_bus.value) / (1 - 1 / to_rail.value)
-        draft.assumptions.append(
-            "A bus trip is as long as the average metro trip and replaces the same "
-            "car trip; its saving scales by the Beijing car-to-bus and "
-            "car-to-rail-transit emission ratios."
-        )
+        scale = _bus_trip_scale(draft, set_id)
     elif mode == "rail":
         draft.assumptions.append(
-            "A rail trip counts like a metro trip; longer intercity trips are "
+            "A rail trip counts like a metro trip, so longer intercity trips are "
             "undercounted."
         )
+    if scale is None:
+        return None
+
     draft.assumptions.extend(
         [
             "Per-trip values measured for the Guangzhou metro (2015) apply to every "

@@ -1,6 +1,6 @@
 """Spend-based footprint estimates: amount x kgCO2e per EUR of a base year.
 
-An estimate says roughly how much CO2 the money spent is associated with. It
+An estimate gives roughly how much CO2 the money spent is associated with. It
 never expresses a saving and is never added to activity-based results.
 """
 
@@ -145,7 +145,8 @@ class SpendEstimator:
         if not candidates:
             return None
 
-        # The MCC factor comes first when both exist: it knows the merchant.
+        # The MCC factor comes first when both exist, because it reflects the merchant's
+        # trade.
         kg, factor_set, factor, conversion = candidates[0]
         values = [candidate[0] for candidate in candidates]
         refs = [self._ref(factor_set, factor), *conversion.factors]

@@ -1,8 +1,8 @@
 """Impact totals for run and impact reports, with an ICMA-shaped table.
 
-The ICMA Harmonised Framework for Impact Reporting names "annual GHG emissions
-reduced/avoided in tCO2e" as a core indicator; the table here reports it per
-category with the methods and factor sources behind each figure. Activity
+The impact table follows the ICMA impact-reporting metric "annual GHG emissions
+reduced/avoided (tCO2e)". It reports the metric per category, with the methods
+and factor sources behind each figure. Activity
 results and spend estimates are totalled apart and never summed together.
 """
 
