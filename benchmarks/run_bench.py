@@ -26,7 +26,9 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-ONLINE_RETAIL = ROOT / ".." / "shared" / "data" / "online-retail" / "online_retail.parquet"
+ONLINE_RETAIL = (
+    ROOT / ".." / "shared" / "data" / "online-retail" / "online_retail.parquet"
+)
 PRODUCT_COLUMNS = (
     "title, mcc, merchant_id, merchant_name, brand, model_number, sku, "
     "energy_label_grade, certificate_id"
@@ -54,12 +56,13 @@ def machine() -> dict[str, str]:
 
 
 def run_job(input_path: Path, work: Path, extra: list[str]) -> dict:
-    """Run `greenloop run` in a child process; return its manifest, time and peak RSS."""
+    """Run `greenloop run` in a child process; return manifest, time and peak RSS."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     command = [
         sys.executable, "-m", "greenloop.cli", "run", str(input_path),
-        "--out", str(work / "runs"), "--database", f"sqlite:///{work / 'bench.sqlite3'}",
+        "--out", str(work / "runs"),
+        "--database", f"sqlite:///{work / 'bench.sqlite3'}",
         "--key-dir", str(work / "keys"), *extra,
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -103,7 +106,10 @@ def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
         "purchases_per_second": round(rows / result["seconds"]),
         "peak_rss_mib": round(result["peak_rss_mib"]),
         "steps": {
-            step: {"seconds": seconds, "purchases_per_second": round(rows / seconds) if seconds else None}
+            step: {
+                "seconds": seconds,
+                "purchases_per_second": round(rows / seconds) if seconds else None,
+            }
             for step, seconds in steps.items()
         },
         "counts": result["manifest"]["counts"],
@@ -117,14 +123,20 @@ def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="generated rows")
-    parser.add_argument("--products", type=int, default=200_000, help="distinct products")
+    parser.add_argument(
+        "--products", type=int, default=200_000, help="distinct products"
+    )
     parser.add_argument("--skip-online-retail", action="store_true")
     arguments = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "runs": []}
 
     if ONLINE_RETAIL.exists() and not arguments.skip_online_retail:
-        retail = run_job(ONLINE_RETAIL.resolve(), OUT / "online-retail", ["--mapping", "online-retail"])
+        retail = run_job(
+            ONLINE_RETAIL.resolve(),
+            OUT / "online-retail",
+            ["--mapping", "online-retail"],
+        )
         rows = retail["manifest"]["counts"]["ingest"]["rows_read"]
         bare = None
         results["runs"].append(describe("UCI Online Retail", rows, retail, bare))
@@ -139,10 +151,18 @@ def main() -> None:
         write_benchmark_input(generated, arguments.rows, arguments.products)
         print(f"generated {generated} in {time.perf_counter() - started:.1f} s")
     bare = bare_query_seconds(generated)
-    result = run_job(generated, OUT / "generated-run", ["--registries", str(generated.parent / "registries")])
-    results["runs"].append(describe(f"generated {arguments.rows:,} rows", arguments.rows, result, bare))
+    result = run_job(
+        generated,
+        OUT / "generated-run",
+        ["--registries", str(generated.parent / "registries")],
+    )
+    results["runs"].append(
+        describe(f"generated {arguments.rows:,} rows", arguments.rows, result, bare)
+    )
     print(json.dumps(results["runs"][-1], indent=2))
-    results["machine"]["load_average_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    results["machine"]["load_average_after"] = " ".join(
+        f"{v:.2f}" for v in os.getloadavg()
+    )
     (OUT / "run_bench.json").write_text(json.dumps(results, indent=2), "utf-8")
     print(json.dumps(results["machine"], indent=2))
 

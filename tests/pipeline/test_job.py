@@ -37,8 +37,15 @@ def _root(checkpoint: str) -> str:
 
 def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_url):
     result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
-    for name in ("manifest.json", "verdicts.parquet", "quarantine.csv", "report.json",
-                 "report.html", "returns.csv", "checkpoint.txt"):  # fmt: skip
+    for name in (
+        "manifest.json",
+        "verdicts.parquet",
+        "quarantine.csv",
+        "report.json",
+        "report.html",
+        "returns.csv",
+        "checkpoint.txt",
+    ):
         assert (result.run_dir / name).is_file(), name
     manifest = json.loads((result.run_dir / "manifest.json").read_text("utf-8"))
     assert manifest["run_id"] == result.run_id
@@ -59,7 +66,9 @@ def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url
     identify = result.counts["identify"]
     statuses = identify["green"] + identify["needs_review"] + identify["not_green"]
     assert statuses == ingest["purchases"]
-    quarantine_lines = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    quarantine_lines = (
+        (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    )
     assert len(quarantine_lines) - 1 == ingest["quarantine_problems"]
 
 
@@ -69,9 +78,10 @@ def test_run_finds_green_purchases(demo_sample, tmp_path, user_secret_dir, sqlit
     assert result.counts["identify"]["green"] > 0
     assert report["verdicts"]["green_without_evidence"] == 0
     assert result.counts["impact"]["kg_co2e_per_year"] > 0
-    assert result.counts["ledger"]["entries_appended"] == result.counts["green_assets"][
-        "assets_new"
-    ]
+    assert (
+        result.counts["ledger"]["entries_appended"]
+        == result.counts["green_assets"]["assets_new"]
+    )
 
 
 def test_rerun_adds_no_entries(demo_sample, tmp_path, user_secret_dir, sqlite_url):
@@ -96,10 +106,20 @@ def test_run_on_postgresql(demo_sample, tmp_path, user_secret_dir, postgres_url)
 
 def _run_command(sample: DemoSample, out: Path, keys: Path, url: str) -> list[str]:
     return [
-        sys.executable, "-m", "greenloop.cli", "run", str(sample.purchases),
-        "--out", str(out), "--database", url, "--key-dir", str(keys),
-        "--registries", str(sample.registries),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "greenloop.cli",
+        "run",
+        str(sample.purchases),
+        "--out",
+        str(out),
+        "--database",
+        url,
+        "--key-dir",
+        str(keys),
+        "--registries",
+        str(sample.registries),
+    ]
 
 
 def _ledger_rows(url: str) -> int:
@@ -108,7 +128,10 @@ def _ledger_rows(url: str) -> int:
         with engine.connect() as connection:
             return int(
                 connection.execute(
-                    text("SELECT count(*) FROM green_assets WHERE ledger_index IS NOT NULL")
+                    text(
+                        "SELECT count(*) FROM green_assets "
+                        "WHERE ledger_index IS NOT NULL"
+                    )
                 ).scalar_one()
             )
     except Exception:

@@ -48,7 +48,9 @@ def test_online_retail_purchases(online_retail_run):
 
 
 def test_online_retail_distinct_products(online_retail_run):
-    assert online_retail_run.counts["identify"]["distinct_products"] == DISTINCT_PRODUCTS
+    assert (
+        online_retail_run.counts["identify"]["distinct_products"] == DISTINCT_PRODUCTS
+    )
 
 
 def test_online_retail_no_green_verdicts(online_retail_run):
@@ -63,5 +65,7 @@ def test_online_retail_statuses_cover_purchases(online_retail_run):
 
 def test_online_retail_quarantine_reasons(online_retail_run):
     report = json.loads((online_retail_run.run_dir / "report.json").read_text("utf-8"))
-    reasons = {item["reason"].split(":")[0] for item in report["quarantine"]["by_reason"]}
+    reasons = {
+        item["reason"].split(":")[0] for item in report["quarantine"]["by_reason"]
+    }
     assert reasons == {"impossible amount 0", "impossible amount"}

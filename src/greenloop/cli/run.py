@@ -131,8 +131,8 @@ def demo(
 
 def _execute(config: object) -> None:
     from greenloop.identify.verdict import Verdict  # noqa: F401  (fail early if missing)
-    from greenloop.pipeline.mapping import MappingError
     from greenloop.pipeline.job import RunConfig, run_job
+    from greenloop.pipeline.mapping import MappingError
     from greenloop.pipeline.sources import InputError
 
     assert isinstance(config, RunConfig)
@@ -148,13 +148,16 @@ def _execute(config: object) -> None:
     identify = counts["identify"]
     typer.echo(f"run {result.run_id} → {result.run_dir}")
     typer.echo(
-        f"rows read {ingest['rows_read']:,}, quarantined {ingest['quarantined_rows']:,}, "
+        f"rows read {ingest['rows_read']:,}, "
+        f"quarantined {ingest['quarantined_rows']:,}, "
         f"returns {ingest['returns']:,}, purchases {ingest['purchases']:,}, "
         f"distinct products {identify['distinct_products']:,}"
     )
     typer.echo(
-        f"verdicts: green {identify['green']:,}, needs_review {identify['needs_review']:,}, "
-        f"not_green {identify['not_green']:,}; ledger +{counts['ledger']['entries_appended']:,} "
+        f"verdicts: green {identify['green']:,}, "
+        f"needs_review {identify['needs_review']:,}, "
+        f"not_green {identify['not_green']:,}; "
+        f"ledger +{counts['ledger']['entries_appended']:,} "
         f"entries (size {counts['ledger']['tree_size']:,})"
     )
     typer.echo(f"report: {result.run_dir / 'report.html'}")

@@ -85,9 +85,23 @@ def build_assets(
     ).fetchall()
     assets = []
     for row in rows:
-        (purchase_id, occurred_at, user_id, merchant_id, category, standard_id,
-         standard_version, region_code, net_amount, currency, periods,
-         kg_year, kg_lifetime, verdict_digest, impact_json) = row  # fmt: skip
+        (
+            purchase_id,
+            occurred_at,
+            user_id,
+            merchant_id,
+            category,
+            standard_id,
+            standard_version,
+            region_code,
+            net_amount,
+            currency,
+            periods,
+            kg_year,
+            kg_lifetime,
+            verdict_digest,
+            impact_json,
+        ) = row
         impact_digest = (
             hashlib.sha256(impact_json.encode("utf-8")).hexdigest()
             if impact_json
@@ -155,7 +169,7 @@ def append_to_ledger(
     receipts_path: Path,
     progress: ProgressSink,
 ) -> LedgerCounts:
-    """Append every stored asset without a ledger index, sign a checkpoint, write receipts."""
+    """Append assets missing from the ledger, sign a checkpoint, write receipts."""
     from greenloop.store.ledger import LedgerStore
 
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
@@ -203,7 +217,10 @@ def finance_loans(
     campaigns_path: Path,
     as_of: date,
 ) -> Any:
-    """Allocate this run's financed green assets and award incentives; return the outcome."""
+    """Allocate this run's financed green assets and award incentives.
+
+    Only loans in CNY with two or more installments are financed.
+    """
     from greenloop.store.finance import GreenLoan, process_green_loans
 
     loans = [

@@ -25,20 +25,40 @@ import yaml
 
 DEMO_AS_OF = date(2026, 11, 30)
 
-# Province code, Chinese name, relative population weight (rounded 2020 census, millions).
+# Province code, Chinese name, population in millions (2020 census, rounded).
 PROVINCES = (
-    ("CN-GD", "广东省", 126), ("CN-SD", "山东省", 102), ("CN-HA", "河南省", 99),
-    ("CN-JS", "江苏省", 85), ("CN-SC", "四川省", 84), ("CN-HE", "河北省", 75),
-    ("CN-HN", "湖南省", 66), ("CN-ZJ", "浙江省", 65), ("CN-AH", "安徽省", 61),
-    ("CN-HB", "湖北省", 58), ("CN-GX", "广西壮族自治区", 50), ("CN-YN", "云南省", 47),
-    ("CN-JX", "江西省", 45), ("CN-LN", "辽宁省", 43), ("CN-FJ", "福建省", 41),
-    ("CN-SN", "陕西省", 40), ("CN-GZ", "贵州省", 38), ("CN-SX", "山西省", 35),
-    ("CN-CQ", "重庆市", 32), ("CN-HL", "黑龙江省", 32), ("CN-XJ", "新疆维吾尔自治区", 26),
-    ("CN-SH", "上海市", 25), ("CN-GS", "甘肃省", 25), ("CN-NM", "内蒙古自治区", 24),
-    ("CN-JL", "吉林省", 24), ("CN-BJ", "北京市", 22), ("CN-TJ", "天津市", 14),
-    ("CN-HI", "海南省", 10), ("CN-NX", "宁夏回族自治区", 7), ("CN-QH", "青海省", 6),
+    ("CN-GD", "广东省", 126),
+    ("CN-SD", "山东省", 102),
+    ("CN-HA", "河南省", 99),
+    ("CN-JS", "江苏省", 85),
+    ("CN-SC", "四川省", 84),
+    ("CN-HE", "河北省", 75),
+    ("CN-HN", "湖南省", 66),
+    ("CN-ZJ", "浙江省", 65),
+    ("CN-AH", "安徽省", 61),
+    ("CN-HB", "湖北省", 58),
+    ("CN-GX", "广西壮族自治区", 50),
+    ("CN-YN", "云南省", 47),
+    ("CN-JX", "江西省", 45),
+    ("CN-LN", "辽宁省", 43),
+    ("CN-FJ", "福建省", 41),
+    ("CN-SN", "陕西省", 40),
+    ("CN-GZ", "贵州省", 38),
+    ("CN-SX", "山西省", 35),
+    ("CN-CQ", "重庆市", 32),
+    ("CN-HL", "黑龙江省", 32),
+    ("CN-XJ", "新疆维吾尔自治区", 26),
+    ("CN-SH", "上海市", 25),
+    ("CN-GS", "甘肃省", 25),
+    ("CN-NM", "内蒙古自治区", 24),
+    ("CN-JL", "吉林省", 24),
+    ("CN-BJ", "北京市", 22),
+    ("CN-TJ", "天津市", 14),
+    ("CN-HI", "海南省", 10),
+    ("CN-NX", "宁夏回族自治区", 7),
+    ("CN-QH", "青海省", 6),
     ("CN-XZ", "西藏自治区", 4),
-)  # fmt: skip
+)
 
 APPLIANCES = (
     # type id, Chinese name, model prefix, price range in CNY, grade weights 1..3
@@ -56,11 +76,15 @@ GRADE_TEXT = {1: "新一级能效", 2: "二级能效", 3: "三级能效"}
 
 NEV_MODELS = (
     # brand, model, kind, price in CNY
-    ("比亚迪", "秦PLUS DM-i", "phev", 99800), ("比亚迪", "海豚", "bev", 116800),
-    ("特斯拉", "Model 3", "bev", 235500), ("蔚来", "ET5", "bev", 298000),
-    ("理想", "L7", "phev", 301800), ("五菱", "宏光MINIEV", "bev", 32800),
-    ("小鹏", "MONA M03", "bev", 119800), ("吉利", "银河E5", "bev", 109800),
-)  # fmt: skip
+    ("比亚迪", "秦PLUS DM-i", "phev", 99800),
+    ("比亚迪", "海豚", "bev", 116800),
+    ("特斯拉", "Model 3", "bev", 235500),
+    ("蔚来", "ET5", "bev", 298000),
+    ("理想", "L7", "phev", 301800),
+    ("五菱", "宏光MINIEV", "bev", 32800),
+    ("小鹏", "MONA M03", "bev", 119800),
+    ("吉利", "银河E5", "bev", 109800),
+)
 PETROL_CARS = (("大众", "朗逸 1.5L", 115900), ("丰田", "卡罗拉 1.2T", 119800))
 
 TRANSIT = (
@@ -87,9 +111,11 @@ SECOND_HAND_ITEMS = (
     ("旧书 三体 全集", "book", (30, 80)),
 )
 ORGANIC_FOODS = (
-    ("有机大米 5kg", (69, 129)), ("有机纯牛奶 250ml×12", (59, 99)),
-    ("有机鸡蛋 30枚", (39, 79)), ("有机蔬菜礼盒", (88, 198)),
-)  # fmt: skip
+    ("有机大米 5kg", (69, 129)),
+    ("有机纯牛奶 250ml×12", (59, 99)),
+    ("有机鸡蛋 30枚", (39, 79)),
+    ("有机蔬菜礼盒", (88, 198)),
+)
 GREEN_FOODS = (("绿色食品 东北大米 10kg", (59, 99)), ("绿色食品 苹果 5斤", (29, 59)))
 ORDINARY = (
     # title, MCC, price range; several carry words that look green but are not claims
@@ -132,48 +158,109 @@ def alipay_mcc_description(mcc: int) -> str:
 def build_catalogue(
     rng: np.random.Generator, products: int
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Return products with purchase weights, and the registry rows that confirm some."""
+    """Return products with purchase weights and the registry rows that confirm some."""
     registries: dict[str, list[dict[str, Any]]] = {
         name: []
-        for name in ("energy_label", "organic", "green_food", "nev_models", "merchants",
-                     "green_product", "environmental_label")
-    }  # fmt: skip
+        for name in (
+            "energy_label",
+            "organic",
+            "green_food",
+            "nev_models",
+            "merchants",
+            "green_product",
+            "environmental_label",
+        )
+    }
     catalogue: list[dict[str, Any]] = []
     for merchant_id, name, mcc, kind, fares in TRANSIT:
         registries["merchants"].append(
-            {"merchant_id": merchant_id, "merchant_name": name, "category": "public_transport",
-             "kind": kind, "source": "demo operator list"}
-        )  # fmt: skip
+            {
+                "merchant_id": merchant_id,
+                "merchant_name": name,
+                "category": "public_transport",
+                "kind": kind,
+                "source": "demo operator list",
+            }
+        )
         fare_values = range(fares[0], fares[1] + 1, max((fares[1] - fares[0]) // 12, 1))
         share = TRANSIT_WEIGHT / len(TRANSIT) / len(fare_values)
         if kind == "rail":
             share /= 8  # intercity rail tickets are rarer than metro and bus rides
         for fare in fare_values:
-            catalogue.append(_product(f"{name} 乘车 {fare}元", mcc, merchant_id, name,
-                                      price=fare, weight=share, kind="transit"))  # fmt: skip
-    for merchant_id, name, mcc, kind in SECOND_HAND:
+            catalogue.append(
+                _product(
+                    f"{name} 乘车 {fare}元",
+                    mcc,
+                    merchant_id,
+                    name,
+                    price=fare,
+                    weight=share,
+                    kind="transit",
+                )
+            )
+    for merchant_id, name, _, kind in SECOND_HAND:
         registries["merchants"].append(
-            {"merchant_id": merchant_id, "merchant_name": name, "category": "second_hand",
-             "kind": kind, "source": "demo operator list"}
-        )  # fmt: skip
+            {
+                "merchant_id": merchant_id,
+                "merchant_name": name,
+                "category": "second_hand",
+                "kind": kind,
+                "source": "demo operator list",
+            }
+        )
     for brand, model, kind, price in NEV_MODELS:
         registries["nev_models"].append(
-            {"brand": brand, "model": model, "vehicle_kind": kind, "catalogue_batch": "17",
-             "catalogue_date": "2025-06-30"}
-        )  # fmt: skip
-        catalogue.append(_product(f"{brand} {model} 新能源汽车", 5511, "m-autohome", "汽车之家",
-                                  brand=brand, model=model, price=price, weight=0.06,
-                                  kind="vehicle"))  # fmt: skip
+            {
+                "brand": brand,
+                "model": model,
+                "vehicle_kind": kind,
+                "catalogue_batch": "17",
+                "catalogue_date": "2025-06-30",
+            }
+        )
+        catalogue.append(
+            _product(
+                f"{brand} {model} 新能源汽车",
+                5511,
+                "m-autohome",
+                "汽车之家",
+                brand=brand,
+                model=model,
+                price=price,
+                weight=0.06,
+                kind="vehicle",
+            )
+        )
     for brand, model, price in PETROL_CARS:
-        catalogue.append(_product(f"{brand} {model} 燃油车", 5511, "m-autohome", "汽车之家",
-                                  brand=brand, model=model, price=price, weight=0.04,
-                                  kind="vehicle"))  # fmt: skip
+        catalogue.append(
+            _product(
+                f"{brand} {model} 燃油车",
+                5511,
+                "m-autohome",
+                "汽车之家",
+                brand=brand,
+                model=model,
+                price=price,
+                weight=0.04,
+                kind="vehicle",
+            )
+        )
 
     remaining = max(products - len(catalogue), 200)
-    shares = {"appliance": 0.2, "organic": 0.1, "green_food": 0.05, "second_hand": 0.1,
-              "ordinary": 0.55}  # fmt: skip
-    weights = {"appliance": 8.0, "organic": 5.0, "green_food": 3.0, "second_hand": 3.0,
-               "ordinary": 55.0}  # fmt: skip
+    shares = {
+        "appliance": 0.2,
+        "organic": 0.1,
+        "green_food": 0.05,
+        "second_hand": 0.1,
+        "ordinary": 0.55,
+    }
+    weights = {
+        "appliance": 8.0,
+        "organic": 5.0,
+        "green_food": 3.0,
+        "second_hand": 3.0,
+        "ordinary": 55.0,
+    }
     for kind, share in shares.items():
         count = max(int(remaining * share), 5)
         for index in range(count):
@@ -181,16 +268,41 @@ def build_catalogue(
     return catalogue, registries
 
 
-def _product(title: str, mcc: int, merchant_id: str, merchant_name: str, *, price: float,
-             weight: float, kind: str, **extra: Any) -> dict[str, Any]:  # fmt: skip
-    return {"title": title, "mcc": mcc, "merchant_id": merchant_id,
-            "merchant_name": merchant_name, "price": float(price), "weight": weight,
-            "kind": kind, "brand": None, "model": None, "grade": None,
-            "certificate_id": None, "sku": None, **extra}  # fmt: skip
+def _product(
+    title: str,
+    mcc: int,
+    merchant_id: str,
+    merchant_name: str,
+    *,
+    price: float,
+    weight: float,
+    kind: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "title": title,
+        "mcc": mcc,
+        "merchant_id": merchant_id,
+        "merchant_name": merchant_name,
+        "price": float(price),
+        "weight": weight,
+        "kind": kind,
+        "brand": None,
+        "model": None,
+        "grade": None,
+        "certificate_id": None,
+        "sku": None,
+        **extra,
+    }
 
 
-def _make(kind: str, index: int, rng: np.random.Generator,
-          registries: dict[str, list[dict[str, Any]]], weight: float) -> dict[str, Any]:  # fmt: skip
+def _make(
+    kind: str,
+    index: int,
+    rng: np.random.Generator,
+    registries: dict[str, list[dict[str, Any]]],
+    weight: float,
+) -> dict[str, Any]:
     if kind == "appliance":
         type_id, name, prefix, (low, high) = APPLIANCES[index % len(APPLIANCES)]
         brand = APPLIANCE_BRANDS[(index // len(APPLIANCES)) % len(APPLIANCE_BRANDS)]
@@ -200,54 +312,113 @@ def _make(kind: str, index: int, rng: np.random.Generator,
         roll = rng.random()
         if roll < 0.8:
             registries["energy_label"].append(
-                {"brand": brand, "model_number": model, "appliance_type": type_id,
-                 "grade": grade, "valid_until": ""}
-            )  # fmt: skip
+                {
+                    "brand": brand,
+                    "model_number": model,
+                    "appliance_type": type_id,
+                    "grade": grade,
+                    "valid_until": "",
+                }
+            )
         elif roll < 0.9:
             stated = 1  # the title claims grade 1 and no registry confirms it
         title = f"{brand} {name} {GRADE_TEXT.get(stated, '')} {model}".strip()
-        return _product(title, 5722, "m-suning", "苏宁易购", brand=brand, model=model,
-                        grade=stated, price=rng.integers(low, high), weight=weight,
-                        kind=kind, sku=f"SN{index:07d}")  # fmt: skip
+        return _product(
+            title,
+            5722,
+            "m-suning",
+            "苏宁易购",
+            brand=brand,
+            model=model,
+            grade=stated,
+            price=float(rng.integers(low, high)),
+            weight=weight,
+            kind=kind,
+            sku=f"SN{index:07d}",
+        )
     if kind == "organic":
         name, (low, high) = ORGANIC_FOODS[index % len(ORGANIC_FOODS)]
-        code = f"{rng.integers(100, 999)}{rng.integers(21, 26)}{rng.integers(10**11, 10**12)}"
+        certifier, year = rng.integers(100, 999), rng.integers(21, 26)
+        code = f"{certifier}{year}{rng.integers(10**11, 10**12)}"
         if rng.random() < 0.9:
             registries["organic"].append(
-                {"code": code, "product": name, "holder": f"农场{index}", "valid_until":
-                 (DEMO_AS_OF + timedelta(days=int(rng.integers(30, 700)))).isoformat()}
-            )  # fmt: skip
+                {
+                    "code": code,
+                    "product": name,
+                    "holder": f"农场{index}",
+                    "valid_until": (
+                        DEMO_AS_OF + timedelta(days=int(rng.integers(30, 700)))
+                    ).isoformat(),
+                }
+            )
         merchant_id, merchant_name = GROCERY_MERCHANTS[index % len(GROCERY_MERCHANTS)]
-        return _product(f"{name} 批次{index}", 5499, merchant_id, merchant_name,
-                        certificate_id=code, price=rng.integers(low, high), weight=weight,
-                        kind=kind, sku=f"OG{index:07d}")  # fmt: skip
+        return _product(
+            f"{name} 批次{index}",
+            5499,
+            merchant_id,
+            merchant_name,
+            certificate_id=code,
+            price=float(rng.integers(low, high)),
+            weight=weight,
+            kind=kind,
+            sku=f"OG{index:07d}",
+        )
     if kind == "green_food":
         name, (low, high) = GREEN_FOODS[index % len(GREEN_FOODS)]
         year = int(rng.choice([21, 23, 24, 25]))
         code = f"GF{rng.integers(110000, 659999)}{year}{rng.integers(1000, 9999)}"
         registries["green_food"].append(
-            {"code": code, "product": name, "holder": f"合作社{index}",
-             "valid_from": f"20{year}-01-01", "valid_until": f"20{year + 3}-01-01"}
-        )  # fmt: skip
+            {
+                "code": code,
+                "product": name,
+                "holder": f"合作社{index}",
+                "valid_from": f"20{year}-01-01",
+                "valid_until": f"20{year + 3}-01-01",
+            }
+        )
         merchant_id, merchant_name = GROCERY_MERCHANTS[index % len(GROCERY_MERCHANTS)]
-        return _product(f"{name} 规格{index}", 5411, merchant_id, merchant_name,
-                        certificate_id=code, price=rng.integers(low, high), weight=weight,
-                        kind=kind, sku=f"GF{index:07d}")  # fmt: skip
+        return _product(
+            f"{name} 规格{index}",
+            5411,
+            merchant_id,
+            merchant_name,
+            certificate_id=code,
+            price=float(rng.integers(low, high)),
+            weight=weight,
+            kind=kind,
+            sku=f"GF{index:07d}",
+        )
     if kind == "second_hand":
         merchant_id, merchant_name, mcc, _ = SECOND_HAND[index % len(SECOND_HAND)]
         name, item_kind, (low, high) = SECOND_HAND_ITEMS[index % len(SECOND_HAND_ITEMS)]
-        return _product(f"{name} #{index}", mcc, merchant_id, merchant_name,
-                        price=rng.integers(low, high), weight=weight, kind=kind,
-                        item_kind=item_kind, sku=f"SH{index:07d}")  # fmt: skip
+        return _product(
+            f"{name} #{index}",
+            mcc,
+            merchant_id,
+            merchant_name,
+            price=float(rng.integers(low, high)),
+            weight=weight,
+            kind=kind,
+            item_kind=item_kind,
+            sku=f"SH{index:07d}",
+        )
     name, mcc, (low, high) = ORDINARY[index % len(ORDINARY)]
     variant = index // len(ORDINARY)
-    return _product(f"{name} 款式{variant}" if variant else name, mcc, "m-taobao", "淘宝",
-                    price=rng.integers(low, high), weight=weight, kind=kind,
-                    sku=f"TB{index:07d}")  # fmt: skip
+    return _product(
+        f"{name} 款式{variant}" if variant else name,
+        mcc,
+        "m-taobao",
+        "淘宝",
+        price=float(rng.integers(low, high)),
+        weight=weight,
+        kind=kind,
+        sku=f"TB{index:07d}",
+    )
 
 
-def generate_purchases(rows: int, products: int = 2_000, seed: int = 7,
-                       as_of: date = DEMO_AS_OF) -> tuple[pa.Table, dict[str, list[dict[str, Any]]]]:  # fmt: skip
+def generate_purchases(
+    rows: int, products: int = 2_000, seed: int = 7, as_of: date = DEMO_AS_OF
+) -> tuple[pa.Table, dict[str, list[dict[str, Any]]]]:
     """Return `rows` purchases (typed Arrow columns) and the registries for them."""
     rng = np.random.default_rng(seed)
     catalogue, registries = build_catalogue(rng, products)
@@ -266,8 +437,11 @@ def generate_purchases(rows: int, products: int = 2_000, seed: int = 7,
 
     kinds = column("kind")
     price = np.array([item["price"] for item in catalogue])[picks]
-    quantity = np.where(np.isin(kinds, ["organic", "green_food", "ordinary"]),
-                        rng.integers(1, 4, size=rows), 1)  # fmt: skip
+    quantity = np.where(
+        np.isin(kinds, ["organic", "green_food", "ordinary"]),
+        rng.integers(1, 4, size=rows),
+        1,
+    )
     amount = np.round(price * quantity, 2)
     installments = np.ones(rows, dtype=np.int32)
     installments[kinds == "appliance"] = rng.choice(
@@ -341,17 +515,22 @@ def add_returns_and_faults(table: pa.Table, seed: int) -> pa.Table:
         )
         text_rows.append(refund)
     faults = (
-        ("amount", "12,3o"), ("occurred_at", "2026-13-45"), ("currency", "RMB"),
-        ("purchase_id", ""), ("quantity", "0"), ("energy_label_grade", "7"),
-        ("installments", "-3"), ("amount", "-15.00"),
-    )  # fmt: skip
+        ("amount", "12,3o"),
+        ("occurred_at", "2026-13-45"),
+        ("currency", "RMB"),
+        ("purchase_id", ""),
+        ("quantity", "0"),
+        ("energy_label_grade", "7"),
+        ("installments", "-3"),
+        ("amount", "-15.00"),
+    )
     for number in range(max(len(rows) // 250, len(faults))):
         column, value = faults[number % len(faults)]
         faulty = dict(text_rows[int(rng.integers(0, len(rows)))])
         faulty["purchase_id"] = f"F{number:07d}"
         faulty[column] = value
         text_rows.append(faulty)
-    for number in range(max(len(rows) // 1000, 2)):
+    for _ in range(max(len(rows) // 1000, 2)):
         text_rows.append(
             dict(text_rows[int(rng.integers(0, len(rows)))])
         )  # a duplicate id
@@ -428,7 +607,7 @@ def write_demo(
 
 
 def write_benchmark_input(path: Path, rows: int, products: int, seed: int = 11) -> Path:
-    """Write a large typed Parquet input for benchmarks, with its registries beside it."""
+    """Write a large typed Parquet input for benchmarks, with its registries."""
     table, registries = generate_purchases(rows, products=products, seed=seed)
     pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
     write_registries(path.parent / "registries", registries, DEMO_AS_OF)

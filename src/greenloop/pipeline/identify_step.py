@@ -116,7 +116,7 @@ def identify_products(
     identifier: Identifier,
     progress: ProgressSink,
 ) -> dict[str, Verdict]:
-    """Identify every distinct product in `purchases` into the table `product_verdicts`."""
+    """Identify each distinct product of `purchases` into `product_verdicts`."""
     columns = ", ".join(f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS)
     products = connection.sql(
         f"SELECT product_key, {columns} FROM purchases "

@@ -62,7 +62,8 @@ def ingest(
     """Create the tables `quarantine`, `purchases` and `returns` from `raw`."""
     _check_mapping(source, mapping)
     _create_currency_table(connection)
-    connection.execute(_staging_sql(mapping, run_started_at))
+    text_fields = _text_fields(mapping, source.column_types)
+    connection.execute(_staging_sql(mapping, run_started_at, text_fields))
     _create_quarantine(connection, source)
     _create_returns(connection, mapping)
     _create_purchases(connection)
@@ -139,14 +140,39 @@ def _template_sql(template: str) -> str:
     return " || ".join(parts) if parts else "''"
 
 
-def _typed_expression(field: str, raw: str, spec: ColumnSpec | None) -> str:
+def _text_fields(mapping: ColumnMapping, column_types: dict[str, str]) -> set[str]:
+    """Return the fields whose source value is text, which parsing must trim first."""
+    fields = set()
+    for field in PURCHASE_FIELDS:
+        if field in mapping.constants:
+            if isinstance(mapping.constants[field], str):
+                fields.add(field)
+            continue
+        spec = mapping.spec(field)
+        if spec is None:
+            continue
+        source_type = column_types.get(spec.column or "", "VARCHAR")
+        if spec.template is not None or spec.integer_text or source_type == "VARCHAR":
+            fields.add(field)
+    return fields
+
+
+def _blank(raw: str, is_text: bool) -> str:
+    """Return SQL that is true when a source value is missing or blank."""
+    return f"NULLIF(trim({raw}), '') IS NULL" if is_text else f"{raw} IS NULL"
+
+
+def _typed_expression(
+    field: str, raw: str, spec: ColumnSpec | None, is_text: bool
+) -> str:
     kind = PURCHASE_FIELDS[field]
     if kind == "VARCHAR":
-        return f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+        return f"NULLIF(trim({raw}), '')" if is_text else f"CAST({raw} AS VARCHAR)"
     if kind == "TIMESTAMP" and spec is not None and spec.date_format:
         return f"try_strptime(CAST({raw} AS VARCHAR), {_literal(spec.date_format)})"
     if kind.startswith("DECIMAL") or kind in ("DOUBLE", "INTEGER"):
-        text = f"replace(trim(CAST({raw} AS VARCHAR)), ' ', '')"
+        # Text may group thousands with spaces, as in "-1 300.00".
+        text = f"replace(trim({raw}), ' ', '')" if is_text else raw
         typed = f"TRY_CAST({text} AS {kind})"
         if spec is not None and spec.negate:
             typed = f"(-{typed})"
@@ -154,7 +180,9 @@ def _typed_expression(field: str, raw: str, spec: ColumnSpec | None) -> str:
     return f"TRY_CAST({raw} AS {kind})"
 
 
-def _staging_sql(mapping: ColumnMapping, run_started_at: datetime) -> str:
+def _staging_sql(
+    mapping: ColumnMapping, run_started_at: datetime, text_fields: set[str]
+) -> str:
     raw_columns = [
         f"{_raw_expression(f, mapping)} AS {_quote('raw_' + f)}"
         for f in PURCHASE_FIELDS
@@ -178,14 +206,18 @@ def _staging_sql(mapping: ColumnMapping, run_started_at: datetime) -> str:
     typed_columns = []
     for field in PURCHASE_FIELDS:
         raw = _quote("raw_" + field)
-        typed_columns.append(
-            f"{_typed_expression(field, raw, mapping.spec(field))} AS {field}"
-        )
+        typed = _typed_expression(field, raw, mapping.spec(field), field in text_fields)
+        typed_columns.append(f"{typed} AS {field}")
     latest = run_started_at.replace(tzinfo=None).isoformat(sep=" ")
     amount_from_price = (
         "amount" not in mapping.columns and "amount" not in mapping.constants
     )
-    problems = _problem_sql(amount_from_price, latest)
+    amount_sql = (
+        "CAST(CAST(abs(quantity) AS DECIMAL(18,4)) * unit_price AS DECIMAL(18,4))"
+        if amount_from_price
+        else "amount"
+    )
+    problems = _problem_sql(amount_from_price, latest, text_fields)
     return f"""
 CREATE OR REPLACE TABLE staged AS
 WITH source AS (
@@ -195,13 +227,14 @@ WITH source AS (
 ), numbered AS (
     SELECT * REPLACE ({id_sql} AS raw_purchase_id) FROM source
 ), typed AS (
-    SELECT {ROW_NUMBER_COLUMN}, prefix_return, numbered.* EXCLUDE ({ROW_NUMBER_COLUMN}, prefix_return),
+    SELECT {ROW_NUMBER_COLUMN}, prefix_return,
+           numbered.* EXCLUDE ({ROW_NUMBER_COLUMN}, prefix_return),
            {", ".join(typed_columns)}
     FROM numbered
 ), computed AS (
     SELECT * REPLACE (
         upper(currency) AS currency,
-        {"CAST(CAST(abs(quantity) AS DECIMAL(18,4)) * unit_price AS DECIMAL(18,4))" if amount_from_price else "amount"} AS amount
+        {amount_sql} AS amount
     ),
     prefix_return OR quantity < 0 OR returns_purchase_id IS NOT NULL AS is_return,
     min({ROW_NUMBER_COLUMN}) OVER (PARTITION BY purchase_id) AS first_row
@@ -219,13 +252,13 @@ def _problem(condition: str, column: str, value: str, reason: str) -> str:
     )
 
 
-def _problem_sql(amount_from_price: bool, latest: str) -> str:
+def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) -> str:
     checks: list[str] = []
     for field in REQUIRED_FIELDS:
         raw = _quote("raw_" + field)
         checks.append(
             _problem(
-                f"NULLIF(trim(CAST({raw} AS VARCHAR)), '') IS NULL",
+                _blank(raw, field in text_fields),
                 field,
                 raw,
                 f"missing {field}: every purchase needs one",
@@ -234,7 +267,7 @@ def _problem_sql(amount_from_price: bool, latest: str) -> str:
     money_field = "unit_price" if amount_from_price else "amount"
     checks.append(
         _problem(
-            f"NULLIF(trim(CAST(raw_{money_field} AS VARCHAR)), '') IS NULL",
+            _blank(f"raw_{money_field}", money_field in text_fields),
             money_field,
             f"raw_{money_field}",
             f"missing {money_field}: every purchase needs one",
@@ -246,8 +279,7 @@ def _problem_sql(amount_from_price: bool, latest: str) -> str:
         raw = _quote("raw_" + field)
         checks.append(
             _problem(
-                f"NULLIF(trim(CAST({raw} AS VARCHAR)), '') IS NOT NULL "
-                f"AND {field} IS NULL",
+                f"NOT ({_blank(raw, field in text_fields)}) AND {field} IS NULL",
                 field,
                 raw,
                 f"unparseable {field}: expected {EXPECTED_FORMS[kind]}",
@@ -257,7 +289,8 @@ def _problem_sql(amount_from_price: bool, latest: str) -> str:
     low_mcc, high_mcc = MCC_RANGE
     checks += [
         _problem(
-            "currency IS NOT NULL AND currency NOT IN (SELECT code FROM currency_codes)",
+            "currency IS NOT NULL "
+            "AND currency NOT IN (SELECT code FROM currency_codes)",
             "currency",
             "raw_currency",
             "unknown currency: expected an ISO 4217 code such as CNY, GBP or USD",
@@ -360,17 +393,20 @@ def _create_returns(
             FROM rows r JOIN candidates c ON r.returns_purchase_id = c.purchase_id
         ), by_match AS (
             SELECT r.row, p.purchase_id AS matched_id
-            FROM (SELECT * FROM rows WHERE returns_purchase_id IS NULL AND {keys_present}) r
+            FROM (SELECT * FROM rows
+                  WHERE returns_purchase_id IS NULL AND {keys_present}) r
             ASOF JOIN candidates p ON {key_join} AND r.occurred_at >= p.occurred_at
         )
         SELECT rows.row, rows.return_id, rows.occurred_at, rows.user_id, rows.sku,
                rows.title, rows.quantity, rows.amount,
-               coalesce(by_reference.matched_id, by_match.matched_id) AS returns_purchase_id,
+               coalesce(by_reference.matched_id, by_match.matched_id)
+                   AS returns_purchase_id,
                CASE
                  WHEN coalesce(by_reference.matched_id, by_match.matched_id) IS NOT NULL
                    THEN 'matched'
                  WHEN rows.returns_purchase_id IS NOT NULL
-                   THEN 'unmatched: purchase ' || rows.returns_purchase_id || ' is not in this input'
+                   THEN 'unmatched: purchase ' || rows.returns_purchase_id
+                        || ' is not in this input'
                  ELSE 'unmatched: no earlier purchase with the same {", ".join(keys)}'
                END AS match_status
         FROM rows

@@ -104,9 +104,13 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     connection.execute(f"SET temp_directory = '{_sql_path(run_dir / '.spill')}'")
     logger.info(
         "run %s started: input %s (sha256 %s), standard %s, greenloop %s, duckdb %s",
-        run_id, config.input_path, source.sha256, config.standard,
-        greenloop.__version__, duckdb.__version__,
-    )  # fmt: skip
+        run_id,
+        config.input_path,
+        source.sha256,
+        config.standard,
+        greenloop.__version__,
+        duckdb.__version__,
+    )
 
     engine = make_engine(config.database_url)
     upgrade(engine)
@@ -161,21 +165,26 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         timings,
         "ledger",
         lambda: asset_step.append_to_ledger(
-            engine, config.key_dir, config.origin, purchase_ids,
-            run_dir / "receipts.jsonl", sink,
+            engine,
+            config.key_dir,
+            config.origin,
+            purchase_ids,
+            run_dir / "receipts.jsonl",
+            sink,
         ),
-    )  # fmt: skip
+    )
     counts["ledger"] = {
         k: v for k, v in vars(ledger_counts).items() if k != "checkpoint"
     }
 
     finance = None
-    if config.facilities_path and config.campaigns_path:
+    facilities, campaigns = config.facilities_path, config.campaigns_path
+    if facilities and campaigns:
         finance = _timed(
             timings,
             "finance",
             lambda: asset_step.finance_loans(
-                engine, assets, config.facilities_path, config.campaigns_path, as_of
+                engine, assets, facilities, campaigns, as_of
             ),
         )
         counts["finance"] = {"loans": len(finance.loans)}

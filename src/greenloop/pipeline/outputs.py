@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from greenloop.pipeline.job import RunConfig
 
 VERDICT_COLUMNS = (
-    "row, purchase_id, occurred_at, merchant_id, merchant_name, mcc, title, sku, brand, "
+    "row, purchase_id, occurred_at, merchant_id, merchant_name, mcc, title, sku, "
+    "brand, "
     "model_number, region, region_code, quantity, returned_quantity, net_quantity, "
     "amount, net_amount, currency, installments, energy_label_grade, certificate_id, "
     "label_codes, product_key, status, category, standard_id, standard_version, "
@@ -43,7 +44,7 @@ VERDICT_COLUMNS = (
 TOP_REASONS = 12
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     write(temporary)
     os.replace(temporary, path)
@@ -100,7 +101,8 @@ def write_outputs(
         run_dir / "returns.csv",
         _copy_to(
             connection,
-            "SELECT row, return_id, occurred_at, sku, title, quantity, amount, returns_purchase_id, match_status FROM returns ORDER BY row",
+            "SELECT row, return_id, occurred_at, sku, title, quantity, amount, "
+            "returns_purchase_id, match_status FROM returns ORDER BY row",
             "HEADER, DELIMITER ','",
         ),
     )
@@ -181,7 +183,8 @@ def _attach_ledger_indexes(
     green_ids = [
         row[0]
         for row in connection.execute(
-            "SELECT purchase_id FROM results WHERE status = 'green' AND net_quantity > 0"
+            "SELECT purchase_id FROM results "
+            "WHERE status = 'green' AND net_quantity > 0"
         ).fetchall()
     ]
     indexes = run_store.ledger_indexes(engine, green_ids)
@@ -229,7 +232,8 @@ def build_report(
     quarantine_reasons = [
         {"column": column, "reason": reason, "rows": int(n)}
         for column, reason, n in connection.execute(
-            'SELECT "column", reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC'
+            'SELECT "column", reason, count(*) FROM quarantine '
+            "GROUP BY 1, 2 ORDER BY 3 DESC"
         ).fetchall()
     ]
     claims = dict(

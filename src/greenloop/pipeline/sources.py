@@ -59,6 +59,7 @@ class Source:
     sha256: str
     columns: list[str]
     malformed: list[MalformedRecord] = field(default_factory=list)
+    column_types: dict[str, str] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -106,14 +107,13 @@ def _register_parquet(
             f"{ROW_NUMBER_COLUMN}, * EXCLUDE (file_row_number) "
             f"FROM read_parquet('{quoted}', file_row_number = true)"
         )
-        columns = [row[0] for row in connection.execute("DESCRIBE raw").fetchall()]
+        described = connection.execute("DESCRIBE raw").fetchall()
     except duckdb.Error as error:
         raise InputError(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
-    return Source(
-        path, "parquet", sha256, [c for c in columns if c != ROW_NUMBER_COLUMN]
-    )
+    types = {row[0]: str(row[1]) for row in described if row[0] != ROW_NUMBER_COLUMN}
+    return Source(path, "parquet", sha256, list(types), column_types=types)
 
 
 @dataclass
@@ -152,7 +152,8 @@ def _register_batches(
             f"cannot read {path}: no record could be read (row {first.row}: "
             f"{first.reason}); expected {EXPECTED_FORMS}"
         )
-    return Source(path, kind, sha256, batches.columns, batches.malformed)
+    types = dict.fromkeys(batches.columns, "VARCHAR")
+    return Source(path, kind, sha256, batches.columns, batches.malformed, types)
 
 
 def _csv_batches(path: Path) -> _Batches:
@@ -166,7 +167,7 @@ def _csv_batches(path: Path) -> _Batches:
     except StopIteration:
         raise InputError(
             f"cannot read {path}: the file is empty; expected {EXPECTED_FORMS}"
-        )
+        ) from None
     except csv.Error as error:
         raise InputError(f"cannot read {path} as CSV: {error}") from error
     header = [name.strip() for name in header]
@@ -285,7 +286,8 @@ def _open_text(path: Path) -> io.TextIOWrapper:
         if error.start < len(head) - 4:  # not just a character cut at the sample's end
             raw.close()
             raise InputError(
-                f"cannot read {path}: not UTF-8 text at byte {error.start}; convert the "
+                f"cannot read {path}: not UTF-8 text at byte {error.start}; "
+                f"convert the "
                 f"file to UTF-8 or give Parquet; expected {EXPECTED_FORMS}"
             ) from error
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")

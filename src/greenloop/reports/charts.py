@@ -42,7 +42,8 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float]], unit: str = "") -> 
         parts.append(
             f'<text x="{LABEL_WIDTH - 6}" y="{y + 14}" text-anchor="end" '
             f'class="label">{escape(_shorten(label))}</text>'
-            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{length:.1f}" height="{ROW_HEIGHT - 6}" '
+            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{length:.1f}" '
+            f'height="{ROW_HEIGHT - 6}" '
             f'fill="{SERIES_COLOURS[0]}"><title>{escape(label)}: {_format(value)} '
             f"{escape(unit)}</title></rect>"
             f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + 14}" class="value">'
@@ -69,10 +70,10 @@ def stacked_bar_chart(
     ]
     for index, name in enumerate(series):
         colour = PALETTE.get(name, SERIES_COLOURS[index % len(SERIES_COLOURS)])
-        x = LABEL_WIDTH + index * 130
+        legend_x = LABEL_WIDTH + index * 130
         parts.append(
-            f'<rect x="{x}" y="22" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{x + 16}" y="32" class="legend">{escape(name)}</text>'
+            f'<rect x="{legend_x}" y="22" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{legend_x + 16}" y="32" class="legend">{escape(name)}</text>'
         )
     for index, (label, values) in enumerate(rows):
         y = 44 + index * ROW_HEIGHT

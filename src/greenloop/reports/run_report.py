@@ -75,7 +75,8 @@ def value_table(value: Any, depth: int = 0) -> Markup:
         if not value:
             return Markup("<em>none</em>")
         cells = "".join(
-            f"<tr><th>{escape(str(key))}</th><td>{value_table(item, depth + 1)}</td></tr>"
+            f"<tr><th>{escape(str(key))}</th>"
+            f"<td>{value_table(item, depth + 1)}</td></tr>"
             for key, item in value.items()
         )
         return Markup(f'<table class="values">{cells}</table>')

@@ -98,7 +98,10 @@ def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) 
 
 
 def insert_assets(engine: Engine, assets: Sequence[Mapping[str, Any]]) -> int:
-    """Insert green assets, skipping purchase ids already stored; return how many were new."""
+    """Insert green assets and return how many were new.
+
+    A purchase id already stored keeps its first record.
+    """
     if not assets:
         return 0
     with engine.begin() as connection:
@@ -120,7 +123,7 @@ def _count(connection: Connection) -> int:
 
 
 def assets_without_ledger_index(engine: Engine) -> list[tuple[str, str]]:
-    """Return (purchase_id, record JSON) of assets not yet in the ledger, by purchase id."""
+    """Return (purchase_id, record JSON) of assets not yet in the ledger, sorted."""
     with engine.connect() as connection:
         rows = connection.execute(
             select(green_assets.c.purchase_id, green_assets.c.record)
