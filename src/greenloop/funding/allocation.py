@@ -31,7 +31,7 @@ class LoanStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LoanPosition:
-    """A green loan as the allocation sees it on one date."""
+    """A green loan's position on one date, as input to the allocation."""
 
     purchase_id: str
     category: str
@@ -99,19 +99,19 @@ def allocate(
     """Re-measure current allocations on `as_of`, release and substitute loans.
 
     `current` maps purchase ids to their allocated amount before this pass;
-    `loans` holds the position of every known loan; `taken_elsewhere` lists loans
+    `loans` contains the position of every known loan; `taken_elsewhere` lists loans
     allocated to other facilities, which are never allocated twice.
     """
     drawn = facility.drawn_fen(as_of)
     released: dict[str, str] = {}
-    kept: list[LoanPosition] = []
+    retained: list[LoanPosition] = []
     for purchase_id in current:
         loan = loans.get(purchase_id)
         reason = (
             "loan not found" if loan is None else ineligibility_reason(facility, loan)
         )
         if reason is None and loan is not None:
-            kept.append(loan)
+            retained.append(loan)
         else:
             released[purchase_id] = reason or "loan not found"
 
@@ -121,7 +121,7 @@ def allocate(
         for purchase_id, loan in loans.items()
         if purchase_id not in excluded and ineligibility_reason(facility, loan) is None
     ]
-    ordered = sorted(kept, key=_age_order) + sorted(candidates, key=_age_order)
+    ordered = sorted(retained, key=_age_order) + sorted(candidates, key=_age_order)
 
     allocations: dict[str, Decimal] = {}
     pool = ZERO

@@ -112,7 +112,7 @@ class FacilityConfig(BaseModel):
         return min(item.value_date for item in self.drawdowns)
 
     def drawn_fen(self, on: date) -> Decimal:
-        """The amount drawn and not repaid at the end of `on`, in fen."""
+        """Return the amount drawn and not repaid at the end of `on`, in fen."""
         drawn = sum(
             (
                 yuan_to_fen(item.amount_yuan)

@@ -19,7 +19,7 @@ class _Strict(BaseModel):
 
 
 class Eligibility(_Strict):
-    """Which loans a campaign rewards; an empty or missing list means any."""
+    """Eligibility rules of a campaign. A missing list means any value qualifies."""
 
     categories: list[Category] = Field(
         min_length=1, description="category ids such as appliance, green_food"
@@ -43,7 +43,7 @@ class InterestFree(_Strict):
 
     kind: Literal["interest_free"]
     max_periods: int = Field(
-        ge=1, le=36, description="the most periods waived, 1 to 36"
+        ge=1, le=36, description="the maximum periods waived, 1 to 36"
     )
     cost_basis: Literal["funding_cost", "forgone_fee"] = Field(
         default="funding_cost",
@@ -89,13 +89,15 @@ class Budget(_Strict):
 
     total_yuan: Decimal = Field(gt=0, description="the whole budget in yuan")
     per_user_yuan: Decimal | None = Field(
-        default=None, gt=0, description="the most one user may receive, in yuan"
+        default=None, gt=0, description="the maximum one user may receive, in yuan"
     )
     per_user_awards: int | None = Field(
-        default=None, ge=1, description="the most awards one user may receive"
+        default=None, ge=1, description="the maximum number of awards per user"
     )
     per_day_yuan: Decimal | None = Field(
-        default=None, gt=0, description="the most spent on one purchase date, in yuan"
+        default=None,
+        gt=0,
+        description="the maximum spent on one purchase date, in yuan",
     )
 
     @property

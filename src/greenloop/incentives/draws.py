@@ -34,7 +34,7 @@ class DrawError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DrawCommitment:
-    """What is published before the draw."""
+    """The data published before the draw."""
 
     draw_id: str
     seed_sha256: str
@@ -47,7 +47,7 @@ class DrawCommitment:
 
 @dataclass(frozen=True, slots=True)
 class DrawRecord:
-    """What is published after the draw: commitment, seed, entries and winners."""
+    """The published result of a draw: commitment, seed, entries and winners."""
 
     commitment: DrawCommitment
     seed_hex: str

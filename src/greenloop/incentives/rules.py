@@ -86,7 +86,7 @@ def benefit_cost_fen(
 
 @dataclass(frozen=True, slots=True)
 class Spending:
-    """What a campaign has spent so far, in total, for one user and on one day."""
+    """A campaign's spending so far: in total, for one user and on one day."""
 
     total_fen: Decimal
     user_fen: Decimal

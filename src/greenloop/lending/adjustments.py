@@ -18,7 +18,7 @@ from greenloop.lending.plans import (
 
 
 class UnearnedFeePolicy(StrEnum):
-    """What happens to the fee of installments not yet due when a plan ends early."""
+    """Treatment of the fee of installments not yet due when a plan ends early."""
 
     CHARGE = "charge"  # the consumer still pays the whole fee
     WAIVE = "waive"  # the fee of installments not yet due is dropped
@@ -53,12 +53,12 @@ def repay_early(
     of later installments when `fee_policy` is CHARGE. Interest stops accruing.
     """
     _check_paid(plan, paid_installments)
-    kept = plan.installments[:paid_installments]
+    paid_part = plan.installments[:paid_installments]
     later = plan.installments[paid_installments:]
-    principal_left = kept[-1].balance_fen
+    principal_left = paid_part[-1].balance_fen
     fee_left = sum((item.fee_fen for item in later), ZERO)
     fee_charged = fee_left if fee_policy is UnearnedFeePolicy.CHARGE else ZERO
-    last = kept[-1]
+    last = paid_part[-1]
     merged = Installment(
         number=last.number,
         principal_fen=last.principal_fen + principal_left,
@@ -70,7 +70,7 @@ def repay_early(
     new_plan = InstallmentPlan(
         kind=plan.kind,
         principal_fen=plan.principal_fen,
-        installments=(*kept[:-1], merged),
+        installments=(*paid_part[:-1], merged),
         fee_rate=plan.fee_rate,
         interest_rate=plan.interest_rate,
         start=plan.start,
@@ -100,10 +100,10 @@ def apply_refund(
             f"invalid paid installments {paid_installments}: expected 0 to"
             f" {plan.periods}"
         )
-    kept = plan.installments[:paid_installments]
+    paid_part = plan.installments[:paid_installments]
     later = plan.installments[paid_installments:]
-    paid_total = sum((item.amount_fen for item in kept), ZERO)
-    paid_fee = sum((item.fee_fen for item in kept), ZERO)
+    paid_total = sum((item.amount_fen for item in paid_part), ZERO)
+    paid_fee = sum((item.fee_fen for item in paid_part), ZERO)
     if refund_fen >= plan.principal_fen:
         return Refund(
             plan=None,
@@ -112,13 +112,13 @@ def apply_refund(
             fee_refunded_fen=paid_fee,
             fee_waived_fen=sum((item.fee_fen for item in later), ZERO),
         )
-    outstanding = kept[-1].balance_fen if kept else plan.principal_fen
+    outstanding = paid_part[-1].balance_fen if paid_part else plan.principal_fen
     reduction = min(refund_fen, outstanding)
     cash_back = refund_fen - reduction
     remaining = outstanding - reduction
     if not later or remaining == 0:
         return Refund(
-            plan=_replace_tail(plan, kept, (), reduction),
+            plan=_replace_tail(plan, paid_part, (), reduction),
             principal_reduction_fen=reduction,
             cash_back_fen=cash_back,
             fee_refunded_fen=ZERO,
@@ -128,7 +128,7 @@ def apply_refund(
     fee_before = sum((item.fee_fen for item in later), ZERO)
     fee_after = sum((item.fee_fen for item in tail), ZERO)
     return Refund(
-        plan=_replace_tail(plan, kept, tail, reduction),
+        plan=_replace_tail(plan, paid_part, tail, reduction),
         principal_reduction_fen=reduction,
         cash_back_fen=cash_back,
         fee_refunded_fen=ZERO,
@@ -184,7 +184,7 @@ def _rebuild_tail(
 
 def _replace_tail(
     plan: InstallmentPlan,
-    kept: tuple[Installment, ...],
+    paid_part: tuple[Installment, ...],
     tail: tuple[Installment, ...],
     reduction: Decimal,
 ) -> InstallmentPlan:
@@ -193,7 +193,7 @@ def _replace_tail(
     return InstallmentPlan(
         kind=plan.kind,
         principal_fen=plan.principal_fen - reduction,
-        installments=(*kept, *tail),
+        installments=(*paid_part, *tail),
         fee_rate=plan.fee_rate,
         interest_rate=plan.interest_rate,
         start=plan.start,

@@ -21,7 +21,7 @@ MONTHS_PER_YEAR = 12
 
 
 class PlanKind(StrEnum):
-    """How the consumer pays for the credit."""
+    """The pricing of the credit for the consumer."""
 
     FEE = "fee"
     INTEREST = "interest"
@@ -29,7 +29,7 @@ class PlanKind(StrEnum):
 
 
 class Amortization(StrEnum):
-    """How an interest-bearing plan repays principal."""
+    """The repayment profile of an interest-bearing plan."""
 
     EQUAL_INSTALLMENT = "equal_installment"
     EQUAL_PRINCIPAL = "equal_principal"

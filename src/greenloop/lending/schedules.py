@@ -71,12 +71,12 @@ class FeeScheduleFile(BaseModel):
 
     def get(self, schedule_id: str | None = None) -> FeeSchedule:
         """Return the schedule `schedule_id`, or the default one."""
-        wanted = schedule_id or self.default_schedule
+        requested = schedule_id or self.default_schedule
         for schedule in self.schedules:
-            if schedule.id == wanted:
+            if schedule.id == requested:
                 return schedule
         known = ", ".join(item.id for item in self.schedules)
-        raise KeyError(f"unknown fee schedule {wanted!r}; expected one of {known}")
+        raise KeyError(f"unknown fee schedule {requested!r}; expected one of {known}")
 
 
 @cache

@@ -25,7 +25,7 @@ MONTHS_PER_YEAR = 12
 
 @dataclass(frozen=True, slots=True)
 class InterestFreeCost:
-    """What an interest-free plan costs the lender, in fen, at its funding rate."""
+    """The cost of an interest-free plan to the lender at its funding rate, in fen."""
 
     plan: InstallmentPlan
     funding_rate: Decimal

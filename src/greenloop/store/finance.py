@@ -290,7 +290,7 @@ class FinanceOutcome:
 
 @dataclass(frozen=True, slots=True)
 class SubstitutionReport:
-    """What a revocation or refund released from facilities and what replaced it."""
+    """Allocations released when loans end early, and the loans that replaced them."""
 
     purchase_ids: tuple[str, ...]
     not_found: tuple[str, ...]
@@ -767,6 +767,7 @@ def _try_award(
         return "duplicate"
     if is_entry:
         return ENTERED
+
     if isinstance(campaign.benefit, InterestFree):
         waived = connection.execute(
             update(finance_loans)
@@ -780,6 +781,7 @@ def _try_award(
         )
         if waived.rowcount != 1:
             return "already interest-free"
+
     rejection = _charge_budgets(
         connection, campaign, loan.user_key, day, amount, count_award=True
     )
@@ -788,6 +790,7 @@ def _try_award(
     balance = _charge_savings(connection, campaign.funding.facility_id, amount)
     if balance is None:
         return "facility savings exhausted"
+
     connection.execute(
         update(finance_awards)
         .where(
@@ -918,12 +921,14 @@ def _release_award(connection: Connection, award_row: Any, now: datetime) -> boo
     )
     if marked.rowcount != 1:
         return False
+
     amount = int(award_row.amount_fen)
     connection.execute(
         update(finance_campaigns)
         .where(finance_campaigns.c.campaign_id == award_row.campaign_id)
         .values(spent_fen=finance_campaigns.c.spent_fen - amount)
     )
+
     users = finance_campaign_users.c
     connection.execute(
         update(finance_campaign_users)
@@ -935,6 +940,7 @@ def _release_award(connection: Connection, award_row: Any, now: datetime) -> boo
         )
         .values(spent_fen=users.spent_fen - amount, awards=users.awards - 1)
     )
+
     days = finance_campaign_days.c
     connection.execute(
         update(finance_campaign_days)
@@ -943,6 +949,7 @@ def _release_award(connection: Connection, award_row: Any, now: datetime) -> boo
         )
         .values(spent_fen=days.spent_fen - amount)
     )
+
     columns = finance_facilities.c
     connection.execute(
         update(finance_facilities)
@@ -993,12 +1000,12 @@ def _end_loans(
     refund_awards: bool,
 ) -> SubstitutionReport:
     create_finance_tables(engine)
-    wanted = tuple(dict.fromkeys(purchase_ids))
+    requested = tuple(dict.fromkeys(purchase_ids))
     with engine.begin() as connection:
         found = set(
             connection.execute(
                 select(finance_loans.c.purchase_id).where(
-                    finance_loans.c.purchase_id.in_(wanted)
+                    finance_loans.c.purchase_id.in_(requested)
                 )
             ).scalars()
         )
@@ -1032,8 +1039,8 @@ def _end_loans(
             .distinct()
         ).scalars()
         report = SubstitutionReport(
-            purchase_ids=wanted,
-            not_found=tuple(key for key in wanted if key not in found),
+            purchase_ids=requested,
+            not_found=tuple(key for key in requested if key not in found),
             awards_refunded=refunded,
         )
         for facility_id in sorted(facility_ids):
@@ -1556,10 +1563,10 @@ def _insert_ignore(
 ) -> int:
     """Insert rows, skipping those whose `keys` already exist.
 
-    For a single row, returns 1 when it was inserted and 0 when it existed; the
-    check reads the RETURNING row, because psycopg reports no reliable rowcount
-    for an INSERT that returns the generated key. For several rows the count is
-    the driver's and may be -1.
+    For a single row, return 1 when it was inserted and 0 when it existed. The
+    check reads the RETURNING row, because psycopg reports no usable rowcount for
+    an INSERT that returns the generated key. For several rows the count comes
+    from the driver and may be -1.
     """
     if not rows:
         return 0
