@@ -232,3 +232,14 @@ def test_online_retail_traps_under_two_percent(shared_data: Path) -> None:
         group = [text for text in group if "RECYCLED" not in text]
         flagged = [text for text in group if find_claims(text)]
         assert len(flagged) <= 0.02 * len(group), (name, flagged)
+
+
+def test_patterns_without_triggers_rejected() -> None:
+    text = MINIMAL_LEXICON.replace("terms: [eco]", "patterns: ['eco\\\\s+bag']")
+    with pytest.raises(LexiconError, match="no triggers"):
+        parse_lexicon(text, "broken.yaml")
+
+
+def test_title_without_triggers_skipped() -> None:
+    lexicon = parse_lexicon(MINIMAL_LEXICON, "test.yaml")
+    assert lexicon.triggers == frozenset({"eco"})

@@ -39,7 +39,7 @@ LEXICON_FILES = ("en.yaml", "zh.yaml")
 _TOP_KEYS = frozenset({"language", "last_checked", "sources", "claims", "exceptions"})
 _SOURCE_KEYS = frozenset({"title", "url", "document"})
 _CLAIM_KEYS = frozenset(
-    {"rule", "kind", "source", "message", "category", "terms", "patterns"}
+    {"rule", "kind", "source", "message", "category", "terms", "patterns", "triggers"}
 )
 _EXCEPTION_KEYS = frozenset({"kind", "source", "note", "terms", "patterns"})
 
@@ -49,6 +49,10 @@ _EXCEPTION_KEYS = frozenset({"kind", "source", "note", "terms", "patterns"})
 _LATIN_WORD_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _LATIN_AFTER = r"(?![a-z0-9])"
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
+# A Latin word is compared with the triggers by its first letters only, so
+# "ecofriendly" passes the check that "eco-friendly" needs.
+_TRIGGER_PREFIX_LENGTH = 3
+_LATIN_WORD = re.compile(r"[a-z0-9]+")
 # Separators and apostrophes are optional inside terms, so term lookup ignores them.
 _TERM_KEY_DROP = re.compile(r"[\s\-'’]+")
 # A space or hyphen inside a Latin term also matches a hyphen, spaces or nothing.
@@ -84,6 +88,7 @@ class Lexicon:
     pattern_rules: tuple[tuple[re.Pattern[str], ClaimRule], ...]
     term_pattern: re.Pattern[str] | None
     exception_pattern: re.Pattern[str] | None
+    triggers: frozenset[str]
 
     @property
     def is_latin(self) -> bool:
@@ -162,6 +167,7 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
     term_rules: dict[str, ClaimRule] = {}
     claim_terms: list[tuple[str, ...]] = []
     pattern_rules: list[tuple[re.Pattern[str], ClaimRule]] = []
+    triggers: set[str] = set()
     for index, entry in enumerate(_list_of_mappings(document, "claims", path)):
         where = f"claims[{index}]"
         rule = _parse_claim_rule(entry, sources, path, where)
@@ -169,6 +175,7 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
             raise LexiconError(f"{path}: {where}: duplicate rule id {rule.rule!r}")
         rules[rule.rule] = rule
         terms, patterns = _terms_and_patterns(entry, is_latin, path, where)
+        triggers.update(_rule_triggers(entry, terms, patterns, is_latin, path, where))
         for pattern in patterns:
             pattern_rules.append((_compile_alternatives([pattern], is_latin), rule))
         for term in terms:
@@ -211,12 +218,20 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
         pattern_rules=tuple(pattern_rules),
         term_pattern=term_pattern,
         exception_pattern=exception_pattern,
+        triggers=frozenset(triggers),
     )
 
 
 def _scan(lexicon: Lexicon, text: str, masked: str) -> Iterable[ClaimFinding]:
     if lexicon.is_latin:
         masked = _lower_same_length(masked)
+        prefixes = {
+            word[:_TRIGGER_PREFIX_LENGTH] for word in _LATIN_WORD.findall(masked)
+        }
+        if lexicon.triggers.isdisjoint(prefixes):
+            return
+    elif lexicon.triggers.isdisjoint(masked):
+        return
     if lexicon.exception_pattern is not None:
         for match in _matches(lexicon.exception_pattern, masked, lexicon.is_latin):
             start, end = match.span()
@@ -314,6 +329,33 @@ def _compile_alternatives(
     if is_latin:
         body = f"(?:{body}){_LATIN_AFTER}"
     return re.compile(body)
+
+
+def _rule_triggers(
+    entry: Mapping[str, Any],
+    terms: Sequence[str],
+    patterns: Sequence[str],
+    is_latin: bool,
+    path: str,
+    where: str,
+) -> set[str]:
+    """Return what a text must contain for this rule to match anything in it.
+
+    For Latin text that is the first letters of a word; for Chinese text, one
+    character. Terms give their own first word or character; patterns cannot,
+    so a rule with patterns must list triggers.
+    """
+    declared = _string_list(entry, "triggers", path, where)
+    if patterns and not declared:
+        raise LexiconError(
+            f"{path}: {where}: has patterns but no triggers; list the words one of "
+            "which every match contains"
+        )
+    starts = [*terms, *declared]
+    if is_latin:
+        words = [_LATIN_WORD.findall(start.lower()) for start in starts]
+        return {found[0][:_TRIGGER_PREFIX_LENGTH] for found in words if found}
+    return {start.strip()[0] for start in starts}
 
 
 def _term_key(term: str) -> str:
