@@ -187,7 +187,7 @@ def test_concurrent_retries_confirm_once(
         stored_keys = connection.execute(
             select(func.count()).select_from(idempotency_keys)
         ).scalar()
-    assert statuses.count(201) == 1
-    assert set(statuses) <= {200, 201}
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201}, statuses
     assert confirmations == 1
     assert stored_keys == 1

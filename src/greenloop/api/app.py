@@ -16,7 +16,15 @@ from greenloop.api import problems
 from greenloop.api.auth import KeyCache
 from greenloop.api.limits import BodySizeLimit, RateLimiter
 from greenloop.api.platform import FeeOffers, IdentifierFactory, Platform
-from greenloop.api.routes import checkout, consumer, merchant, operator, review
+from greenloop.api.routes import (
+    checkout,
+    configuration,
+    consumer,
+    funder,
+    merchant,
+    operator,
+    review,
+)
 from greenloop.api.settings import Settings
 from greenloop.certify import Identifies
 from greenloop.store.base import make_engine
@@ -139,7 +147,9 @@ def create_app(
         review.reviewer_router,
         review.lender_router,
         consumer.router,
+        funder.router,
         operator.router,
+        configuration.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=resolved.max_body_bytes)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from greenloop.api.platform import Offer, Purchase
+from greenloop.api.serialize import json_ready
 from greenloop.categories import Status
 from greenloop.identify.verdict import Verdict
 from greenloop.impact.calculator import ImpactCalculator
@@ -29,6 +30,8 @@ from greenloop.lending.loans import GreenLoan
 logger = logging.getLogger(__name__)
 
 USER_SECRET_FILE = "user-hmac.key"
+# The batch run's default log origin, so run and service share one log.
+LEDGER_ORIGIN = "greenloop.local/green-assets"
 
 
 def impact_calculator() -> ImpactCalculator:
@@ -113,12 +116,15 @@ class FinanceAwards:
         facilities_path: Path,
         campaigns_path: Path,
         key_dir: Path,
+        origin: str = LEDGER_ORIGIN,
     ) -> None:
         self.engine = engine
         self.facilities_path = facilities_path
         self.campaigns_path = campaigns_path
         self.key_dir = key_dir
+        self.origin = origin
         self._secret: bytes | None = None
+        self._ledger: Any = None
 
     def _user_key(self, user_id: str) -> str:
         if self._secret is None:
@@ -157,9 +163,11 @@ class FinanceAwards:
             logger.warning(
                 "loan for purchase %s not recorded: %s", loan.purchase_id, result.error
             )
+        ledger_index = self._append_to_ledger(loan, purchase, verdict, impact)
         awards: list[dict[str, Any]] = [
             {
                 "kind": "green_loan",
+                "ledger_index": ledger_index,
                 "facility_id": result.facility_id,
                 "periods": loan.periods,
                 "principal": str(Decimal(loan.principal_fen) / 100),
@@ -178,6 +186,48 @@ class FinanceAwards:
                 }
             )
         return awards
+
+    def _append_to_ledger(
+        self,
+        loan: GreenLoan,
+        purchase: Purchase,
+        verdict: Verdict,
+        impact: Impact | None,
+    ) -> int:
+        """Append the green asset record; a logged purchase id keeps its index."""
+        from greenloop.ledger import record_digest
+        from greenloop.pipeline.assets import RECORD_TYPE, RECORD_VERSION
+        from greenloop.store.ledger import LedgerStore
+
+        if self._ledger is None:
+            self._ledger = LedgerStore(
+                self.engine, origin=self.origin, key_dir=self.key_dir
+            )
+        impact_json = json_ready(impact.to_dict()) if impact else None
+        record = {
+            "type": RECORD_TYPE,
+            "version": RECORD_VERSION,
+            "purchase_id": loan.purchase_id,
+            "occurred_at": loan.occurred_at.astimezone(UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "user": loan.user_key,
+            "merchant_id": loan.merchant_id,
+            "category": loan.category,
+            "standard_id": verdict.standard_id,
+            "standard_version": verdict.standard_version,
+            "region": loan.region,
+            "amount_minor_units": loan.principal_fen,
+            "currency": purchase.currency,
+            "periods": loan.periods,
+            "g_co2e_lifetime": (
+                round(impact.kg_co2e_lifetime * 1000) if impact else None
+            ),
+            "verdict_digest": record_digest(json_ready(verdict.to_dict())),
+            "impact_digest": record_digest(impact_json) if impact_json else None,
+        }
+        (result,) = self._ledger.append([(loan.purchase_id, record)])
+        return int(result.index)
 
     def revoke(self, purchase_ids: Sequence[str], reason: str) -> dict[str, Any]:
         """Release the purchases' loans from facilities and substitute others."""
