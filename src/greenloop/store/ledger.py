@@ -54,6 +54,7 @@ from greenloop.ledger.checkpoint import (
 from greenloop.ledger.merkle import (
     EMPTY_ROOT,
     Node,
+    NodeReader,
     ProofError,
     consistency_proof_from,
     inclusion_proof_from,
@@ -217,14 +218,16 @@ class LedgerStore:
             )
         return size
 
-    def _reader(self, connection: Connection):  # type: ignore[no-untyped-def]
+    def _reader(self, connection: Connection, cached: bool = True) -> NodeReader:
+        """Return a node reader on `connection`; `cached=False` reads every tile afresh."""
+
         def read(nodes: Sequence[Node]) -> list[bytes]:
-            return read_nodes_from(self._load_tiles(connection, nodes), nodes)
+            return read_nodes_from(self._load_tiles(connection, nodes, cached), nodes)
 
         return read
 
     def _load_tiles(
-        self, connection: Connection, nodes: Sequence[Node]
+        self, connection: Connection, nodes: Sequence[Node], cached: bool = True
     ) -> dict[TileKey, Tile]:
         needed: dict[TileKey, int] = {}
         for height, index in nodes:
@@ -238,10 +241,10 @@ class LedgerStore:
         missing = []
         with self._cache_lock:
             for key, width in needed.items():
-                cached = self._cache.get(key)
-                if cached is not None and cached.width >= width:
+                hit = self._cache.get(key) if cached else None
+                if hit is not None and hit.width >= width:
                     self._cache.move_to_end(key)
-                    tiles[key] = cached
+                    tiles[key] = hit
                 else:
                     missing.append(key)
         if missing:
@@ -510,7 +513,9 @@ class LedgerStore:
         if old_size == 0:
             return
         try:
-            proof = consistency_proof_from(old_size, size, self._reader(connection))
+            # Tiles are read afresh so a cached copy cannot hide a changed tile.
+            reader = self._reader(connection, cached=False)
+            proof = consistency_proof_from(old_size, size, reader)
             verify_consistency(old_size, size, proof, old_root, root)
         except (ProofError, ValueError) as error:
             raise CheckpointError(

@@ -1,0 +1,179 @@
+"""The database-backed log on SQLite and PostgreSQL: appends, proofs, checkpoints, receipts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ledger_helpers import asset, reference_root
+from sqlalchemy import text
+
+from greenloop.ledger import (
+    CheckpointError,
+    ReceiptError,
+    leaf_hash,
+    open_checkpoint,
+    verify_consistency,
+    verify_inclusion,
+    verify_receipt,
+)
+from greenloop.store.base import make_engine
+from greenloop.store.ledger import AppendResult, LedgerError, LedgerStore
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def log(database_url: str, tmp_path: Path) -> LedgerStore:
+    return LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+
+
+def _entries(store: LedgerStore) -> list[bytes]:
+    return [store.entry(asset(index)[0])[1] for index in range(store.size)]
+
+
+def test_append_assigns_consecutive_indexes(log: LedgerStore) -> None:
+    results = log.append([asset(index) for index in range(3)])
+    assert results == [
+        AppendResult("purchase-000000", 0, True),
+        AppendResult("purchase-000001", 1, True),
+        AppendResult("purchase-000002", 2, True),
+    ]
+
+
+def test_known_purchase_not_added_again(log: LedgerStore) -> None:
+    log.append([asset(0), asset(1)])
+    results = log.append([asset(1), asset(2), asset(2)])
+    assert results == [
+        AppendResult("purchase-000001", 1, False),
+        AppendResult("purchase-000002", 2, True),
+        AppendResult("purchase-000002", 2, False),
+    ]
+    assert log.size == 3
+
+
+def test_personal_data_batch_rejected_whole(log: LedgerStore) -> None:
+    key, record = asset(1, email="someone@example.org")
+    with pytest.raises(ValueError, match="email"):
+        log.append([asset(0), (key, record)])
+    assert log.size == 0
+
+
+def test_mismatched_purchase_id_rejected(log: LedgerStore) -> None:
+    with pytest.raises(ValueError, match="must be equal"):
+        log.append([("purchase-x", {"purchase_id": "purchase-y"})])
+
+
+def test_root_matches_reference_tree(log: LedgerStore) -> None:
+    for start, end in [(0, 200), (200, 300), (300, 700)]:
+        log.append([asset(index) for index in range(start, end)])
+    assert log.root() == reference_root(_entries(log))
+    assert log.root(257) == reference_root(_entries(log)[:257])
+
+
+def test_proofs_from_storage_verify(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(600)])
+    log.append([asset(index) for index in range(600, 1100)])
+    entries = _entries(log)
+    root = log.root()
+    for index in (0, 255, 256, 599, 1099):
+        proof = log.inclusion_proof(index)
+        assert (
+            verify_inclusion(leaf_hash(entries[index]), index, 1100, proof, root)
+            is None
+        )
+    for old in (1, 256, 600, 1000):
+        proof = log.consistency_proof(old, 1100)
+        assert verify_consistency(old, 1100, proof, log.root(old), root) is None
+
+
+def test_checkpoint_signs_current_head(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(10)])
+    checkpoint = open_checkpoint(log.checkpoint(), log.verifier)
+    assert (checkpoint.size, checkpoint.root) == (10, log.root())
+
+
+def test_checkpoint_refused_after_head_rewrite(
+    log: LedgerStore, database_url: str
+) -> None:
+    log.append([asset(index) for index in range(300)])
+    log.checkpoint()
+    log.append([asset(index) for index in range(300, 600)])
+    with make_engine(database_url).begin() as connection:
+        connection.execute(
+            text("UPDATE ledger_log SET root = :root"), {"root": bytes(32)}
+        )
+    with pytest.raises(CheckpointError, match="does not extend"):
+        log.checkpoint()
+
+
+def test_checkpoint_refused_after_tile_rewrite(
+    log: LedgerStore, database_url: str
+) -> None:
+    log.append([asset(index) for index in range(300)])
+    log.checkpoint()
+    log.append([asset(index) for index in range(300, 600)])
+    fresh = LedgerStore(make_engine(database_url), key_dir=log.key_dir)
+    with make_engine(database_url).begin() as connection:
+        hashes = connection.execute(
+            text("SELECT hashes FROM ledger_tile WHERE level = 1 AND tile_index = 0")
+        ).scalar_one()
+        connection.execute(
+            text(
+                "UPDATE ledger_tile SET hashes = :hashes WHERE level = 1 AND tile_index = 0"
+            ),
+            {"hashes": bytes(32) + bytes(hashes)[32:]},
+        )
+    with pytest.raises(CheckpointError, match="does not extend"):
+        fresh.checkpoint()
+
+
+def test_checkpoint_refused_with_other_key(
+    log: LedgerStore, database_url: str, tmp_path: Path
+) -> None:
+    log.append([asset(0)])
+    log.checkpoint()
+    other = LedgerStore(make_engine(database_url), key_dir=tmp_path / "other-keys")
+    with pytest.raises(CheckpointError, match="restore the key"):
+        other.checkpoint()
+
+
+def test_receipt_verifies_offline(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(300)])
+    log.checkpoint()
+    receipt = log.receipt("purchase-000123")
+    verified = verify_receipt(receipt, log.verifier)
+    assert verified.index == 123
+    assert verified.record["purchase_id"] == "purchase-000123"
+    assert verify_receipt(receipt["tlog_proof"], log.verifier).index == 123
+
+
+def test_receipt_with_changed_record_rejected(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(5)])
+    log.checkpoint()
+    receipt = log.receipt("purchase-000003")
+    receipt["record"]["amount"] = "1.00"
+    with pytest.raises(ReceiptError, match="record"):
+        verify_receipt(receipt, log.verifier)
+
+
+def test_receipt_needs_covering_checkpoint(log: LedgerStore) -> None:
+    log.append([asset(0)])
+    log.checkpoint()
+    log.append([asset(1)])
+    with pytest.raises(LedgerError, match="not covered"):
+        log.receipt("purchase-000001")
+
+
+def test_unknown_purchase_receipt_raises(log: LedgerStore) -> None:
+    with pytest.raises(KeyError, match="not in the ledger"):
+        log.receipt("purchase-missing")
+
+
+def test_two_origins_share_tables(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url)
+    first = LedgerStore(engine, origin="example.org/a", key_dir=tmp_path)
+    second = LedgerStore(engine, origin="example.org/b", key_dir=tmp_path)
+    first.append([asset(0), asset(1)])
+    second.append([asset(0)])
+    assert (first.size, second.size) == (2, 1)
