@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -58,13 +60,26 @@ class ServiceState:
 
 
 def default_identifier_factory(settings: Settings) -> IdentifierFactory:
-    """Return a factory loading the real Identifier with certified products."""
+    """Return a factory of Identifiers that share one load of the reference data.
+
+    Standards, registries, ENERGY STAR files and the category model load once;
+    each call builds an identifier with the given certified products and
+    today's date.
+    """
+    from greenloop.identify import CertifiedProduct, Identifier
+
+    base: Identifier | None = None
 
     def build(certified: Sequence[CertifiedProductRow]) -> Identifies:
-        from greenloop.identify import CertifiedProduct, Identifier
-
-        products = tuple(
-            CertifiedProduct(
+        nonlocal base
+        if base is None:
+            base = Identifier.load(
+                jurisdiction=settings.jurisdiction,
+                registry_dir=settings.registry_dir,
+                energy_star_files=settings.energy_star_files,
+            )
+        products = {
+            (row.merchant_id, row.sku): CertifiedProduct(
                 merchant_id=row.merchant_id,
                 sku=row.sku,
                 category=row.category,
@@ -73,13 +88,14 @@ def default_identifier_factory(settings: Settings) -> IdentifierFactory:
                 attributes=row.attributes,
             )
             for row in certified
+        }
+        # NOTE: Identifier has no public way to swap its certified products, so
+        # this rebuilds it from its loaded context; keep in step with
+        # greenloop.identify.identifier.Identifier.__init__.
+        context = dataclasses.replace(
+            base._context, certified=products, as_of=datetime.now(UTC).date()
         )
-        return Identifier.load(
-            jurisdiction=settings.jurisdiction,
-            registry_dir=settings.registry_dir,
-            energy_star_files=settings.energy_star_files,
-            certified_products=products,
-        )
+        return Identifier(context, base._model, base._model_version)
 
     return build
 
@@ -140,6 +156,8 @@ def create_app(
         ),
     )
     app.state.service = state
+    # Load the identifier now, so the first request does not wait for it.
+    state.platform.identifier()
     problems.install(app)
     for router in (
         checkout.router,

@@ -191,7 +191,12 @@ class Platform:
             ):
                 return self._identifier
             with self.engine.connect() as connection:
-                fingerprint = repositories.certifications_version(connection)
+                # The date is part of the fingerprint, so expiry and registry
+                # staleness move on at midnight UTC.
+                fingerprint = (
+                    repositories.certifications_version(connection),
+                    today_utc(),
+                )
                 if self._identifier is None or fingerprint != self._fingerprint:
                     certified = repositories.certified_products(
                         connection, as_of=datetime.now(UTC).date()
