@@ -29,6 +29,15 @@ CLAIM_CASES = [
     ("CO2-neutral shipping", "neutrality_offset", "CO2-neutral"),
     ("Net zero by 2040 bottled water", "future_pledge", "Net zero by 2040"),
     ("committed to net zero tea", "future_pledge", "committed to net zero"),
+    ("NETZERO BY 2035 CUP", "future_pledge", "NETZERO BY 2035"),
+    ("100% recyclable by 2030 bottle", "future_pledge", "100% recyclable by 2030"),
+    ("50% plant-based bottle", "single_attribute", "50% plant-based"),
+    ("plasticfree packaging soap", "single_attribute", "plasticfree packaging"),
+    (
+        "packaging made from recycled card",
+        "single_attribute",
+        "packaging made from recycled",
+    ),
     ("35% organic cotton jeans", "single_attribute", "35% organic"),
     ("t-shirt in recycled packaging", "single_attribute", "recycled packaging"),
     ("organic rolled oats", "specific", "organic"),
@@ -243,3 +252,24 @@ def test_patterns_without_triggers_rejected() -> None:
 def test_title_without_triggers_skipped() -> None:
     lexicon = parse_lexicon(MINIMAL_LEXICON, "test.yaml")
     assert lexicon.triggers == frozenset({"eco"})
+
+
+def _lexicon_terms(language: str) -> list[str]:
+    import yaml
+
+    folder = Path(__file__).resolve().parents[2] / "src/greenloop/identify/lexicons"
+    document = yaml.safe_load((folder / f"{language}.yaml").read_text("utf-8"))
+    return [term for rule in document["claims"] for term in rule.get("terms", [])]
+
+
+@pytest.mark.parametrize("term", _lexicon_terms("en"))
+def test_every_english_term_found(term: str) -> None:
+    for separator in (" ", "-", ""):
+        written = re.sub(r"[ -]", separator, term)
+        findings = find_claims(f"box {written.upper()} set")
+        assert findings, f"{written!r} not found"
+
+
+@pytest.mark.parametrize("term", _lexicon_terms("zh"))
+def test_every_chinese_term_found(term: str) -> None:
+    assert find_claims(f"家用 {term} 套装"), term

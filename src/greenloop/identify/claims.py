@@ -16,6 +16,7 @@ title is scanned in microseconds.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,9 +50,6 @@ _EXCEPTION_KEYS = frozenset({"kind", "source", "note", "terms", "patterns"})
 _LATIN_WORD_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _LATIN_AFTER = r"(?![a-z0-9])"
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
-# A Latin word is compared with the triggers by its first letters only, so
-# "ecofriendly" passes the check that "eco-friendly" needs.
-_TRIGGER_PREFIX_LENGTH = 3
 _LATIN_WORD = re.compile(r"[a-z0-9]+")
 # Separators and apostrophes are optional inside terms, so term lookup ignores them.
 _TERM_KEY_DROP = re.compile(r"[\s\-'’]+")
@@ -225,10 +223,7 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
 def _scan(lexicon: Lexicon, text: str, masked: str) -> Iterable[ClaimFinding]:
     if lexicon.is_latin:
         masked = _lower_same_length(masked)
-        prefixes = {
-            word[:_TRIGGER_PREFIX_LENGTH] for word in _LATIN_WORD.findall(masked)
-        }
-        if lexicon.triggers.isdisjoint(prefixes):
+        if lexicon.triggers.isdisjoint(_latin_tokens(masked)):
             return
     elif lexicon.triggers.isdisjoint(masked):
         return
@@ -339,11 +334,15 @@ def _rule_triggers(
     path: str,
     where: str,
 ) -> set[str]:
-    """Return what a text must contain for this rule to match anything in it.
+    """Return the tokens one of which a text must contain for this rule to match.
 
-    For Latin text that is the first letters of a word; for Chinese text, one
-    character. Terms give their own first word or character; patterns cannot,
-    so a rule with patterns must list triggers.
+    Latin tokens are the text's words and each pair of adjacent words written
+    together, so "eco friendly", "eco-friendly" and "ecofriendly" all yield
+    "ecofriendly". A one-word term is its own trigger. A longer term has every
+    run of its first two or more words written together, because a match begins
+    either with such a run as one word or with the first word followed by the
+    next. Chinese triggers are single characters: each term's first character.
+    Patterns cannot be read this way, so a rule with patterns must list triggers.
     """
     declared = _string_list(entry, "triggers", path, where)
     if patterns and not declared:
@@ -351,11 +350,23 @@ def _rule_triggers(
             f"{path}: {where}: has patterns but no triggers; list the words one of "
             "which every match contains"
         )
-    starts = [*terms, *declared]
-    if is_latin:
-        words = [_LATIN_WORD.findall(start.lower()) for start in starts]
-        return {found[0][:_TRIGGER_PREFIX_LENGTH] for found in words if found}
-    return {start.strip()[0] for start in starts}
+    if not is_latin:
+        return {start.strip()[0] for start in [*terms, *declared]}
+    found: set[str] = set()
+    for start in [*terms, *declared]:
+        words = _LATIN_WORD.findall(start.lower())
+        if len(words) == 1:
+            found.add(words[0])
+        for end in range(2, len(words) + 1):
+            found.add("".join(words[:end]))
+    return found
+
+
+def _latin_tokens(lowered: str) -> set[str]:
+    words = _LATIN_WORD.findall(lowered)
+    tokens = set(words)
+    tokens.update(first + second for first, second in itertools.pairwise(words))
+    return tokens
 
 
 def _term_key(term: str) -> str:
