@@ -15,12 +15,12 @@ from decimal import Decimal, localcontext
 
 MONTHS_PER_YEAR = 12
 RATE_PLACES = Decimal("0.000001")
-# Bisection bounds for the monthly rate: -99 % to +100 % a month covers every
-# plan whose payments are positive, including refunds that return more than the
-# fee paid.
+# Bounds for the monthly rate: -99 % to +100 % a month covers every plan whose
+# payments are positive, including refunds that return more than the fee paid.
 _LOW_MONTHLY_RATE = Decimal("-0.99")
 _HIGH_MONTHLY_RATE = Decimal(1)
 _ITERATIONS = 90
+_TOLERANCE = Decimal("1e-18")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +59,55 @@ def internal_rate_of_return(
         raise ValueError("invalid payments: expected at least one, each at month >= 1")
     with localcontext() as context:
         context.prec = 34
-        low, high = _LOW_MONTHLY_RATE, _HIGH_MONTHLY_RATE
-        # The present value falls as the rate rises, because all payments are
-        # positive, so bisection converges on the one root.
-        if _present_value(payments, low) < principal_fen:
+        if _present_value(payments, _LOW_MONTHLY_RATE) < principal_fen:
             raise ValueError("no internal rate of return: payments are too small")
-        if _present_value(payments, high) > principal_fen:
+        if _present_value(payments, _HIGH_MONTHLY_RATE) > principal_fen:
             raise ValueError("no internal rate of return: payments are too large")
-        for _ in range(_ITERATIONS):
-            middle = (low + high) / 2
-            if _present_value(payments, middle) > principal_fen:
-                low = middle
-            else:
-                high = middle
-        return (low + high) / 2
+        rate = _newton(principal_fen, payments)
+        if rate is None:
+            rate = _bisection(principal_fen, payments)
+        return rate
+
+
+def _newton(
+    principal_fen: Decimal, payments: Sequence[tuple[int, Decimal]]
+) -> Decimal | None:
+    """Solve by Newton's method from rate 0; None if it fails to converge.
+
+    With positive payments the present value is a convex, falling function of
+    the rate, so every step after the first approaches the root from below.
+    """
+    rate = Decimal(0)
+    for _ in range(_ITERATIONS):
+        value = -principal_fen
+        slope = Decimal(0)
+        factor = 1 / (1 + rate)
+        for month, amount in payments:
+            discounted = amount * factor**month
+            value += discounted
+            slope -= month * discounted * factor
+        if slope == 0:
+            return None
+        step = value / slope
+        rate -= step
+        if not _LOW_MONTHLY_RATE < rate < _HIGH_MONTHLY_RATE:
+            return None
+        if abs(step) < _TOLERANCE:
+            return rate
+    return None
+
+
+def _bisection(
+    principal_fen: Decimal, payments: Sequence[tuple[int, Decimal]]
+) -> Decimal:
+    low, high = _LOW_MONTHLY_RATE, _HIGH_MONTHLY_RATE
+    for _ in range(_ITERATIONS):
+        middle = (low + high) / 2
+        if _present_value(payments, middle) > principal_fen:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
 
 
 def _present_value(payments: Sequence[tuple[int, Decimal]], rate: Decimal) -> Decimal:

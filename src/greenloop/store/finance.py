@@ -837,53 +837,78 @@ def _charge_budgets(
         return "campaign budget exhausted"
 
     users = finance_campaign_users.c
-    _insert_ignore(
+    user_limits = []
+    if budget.per_user_fen is not None:
+        user_limits.append(users.spent_fen + amount <= int(budget.per_user_fen))
+    if budget.per_user_awards is not None and count_award:
+        user_limits.append(users.awards + 1 <= budget.per_user_awards)
+    first_fits = budget.per_user_fen is None or amount <= budget.per_user_fen
+    charged = _add_to_counter(
         connection,
         finance_campaign_users,
-        [
-            {
-                "campaign_id": campaign.id,
-                "user_key": user_key,
-                "spent_fen": 0,
-                "awards": 0,
-            }
-        ],
-        ["campaign_id", "user_key"],
+        {"campaign_id": campaign.id, "user_key": user_key},
+        {"spent_fen": amount, "awards": 1 if count_award else 0},
+        user_limits,
+        first_fits,
     )
-    conditions = [users.campaign_id == campaign.id, users.user_key == user_key]
-    if budget.per_user_fen is not None:
-        conditions.append(users.spent_fen + amount <= int(budget.per_user_fen))
-    if budget.per_user_awards is not None and count_award:
-        conditions.append(users.awards + 1 <= budget.per_user_awards)
-    per_user = connection.execute(
-        update(finance_campaign_users)
-        .where(and_(*conditions))
-        .values(
-            spent_fen=users.spent_fen + amount,
-            awards=users.awards + (1 if count_award else 0),
-        )
-    )
-    if per_user.rowcount != 1:
+    if not charged:
         return "per-user limit reached"
 
     days = finance_campaign_days.c
-    _insert_ignore(
+    day_limits = []
+    if budget.per_day_fen is not None:
+        day_limits.append(days.spent_fen + amount <= int(budget.per_day_fen))
+    first_fits = budget.per_day_fen is None or amount <= budget.per_day_fen
+    charged = _add_to_counter(
         connection,
         finance_campaign_days,
-        [{"campaign_id": campaign.id, "day": day, "spent_fen": 0}],
-        ["campaign_id", "day"],
+        {"campaign_id": campaign.id, "day": day},
+        {"spent_fen": amount},
+        day_limits,
+        first_fits,
     )
-    day_conditions = [days.campaign_id == campaign.id, days.day == day]
-    if budget.per_day_fen is not None:
-        day_conditions.append(days.spent_fen + amount <= int(budget.per_day_fen))
-    per_day = connection.execute(
-        update(finance_campaign_days)
-        .where(and_(*day_conditions))
-        .values(spent_fen=days.spent_fen + amount)
-    )
-    if per_day.rowcount != 1:
+    if not charged:
         return "daily budget reached"
     return None
+
+
+def _add_to_counter(
+    connection: Connection,
+    table: Table,
+    key: dict[str, Any],
+    increments: dict[str, int],
+    limits: list[Any],
+    first_fits: bool,
+) -> bool:
+    """Add `increments` to the counter row at `key` if `limits` still hold.
+
+    One INSERT ... ON CONFLICT DO UPDATE ... WHERE creates the row or updates
+    it under a row lock, so concurrent charges cannot both pass a limit. A new
+    row is created only when `first_fits` says the first charge is within the
+    limits. Returns whether the counter was charged.
+    """
+    if connection.dialect.name == "postgresql":
+        statement: Any = postgresql_insert(table)
+    else:
+        statement = sqlite_insert(table)
+    if not first_fits:
+        exists = connection.execute(
+            select(*(table.c[name] for name in key)).where(
+                and_(*(table.c[name] == value for name, value in key.items()))
+            )
+        ).first()
+        if exists is None:
+            return False
+    upsert = (
+        statement.values({**key, **increments})
+        .on_conflict_do_update(
+            index_elements=list(key),
+            set_={name: table.c[name] + value for name, value in increments.items()},
+            where=and_(*limits) if limits else None,
+        )
+        .returning(*(table.c[name] for name in key))
+    )
+    return connection.execute(upsert).first() is not None
 
 
 def _charge_savings(
