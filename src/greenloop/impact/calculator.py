@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
+from typing import Any
 
 from greenloop.categories import Category, Status
 from greenloop.identify.verdict import Verdict
@@ -28,6 +30,11 @@ from greenloop.impact.spend import (
 
 logger = logging.getLogger(__name__)
 
+# Distinct (category, attributes, region) results kept for reuse. A batch run
+# calls impact() once per distinct product and region, so this bounds memory
+# for very large catalogues rather than sizing a working set.
+UNIT_IMPACT_CACHE_SIZE = 65_536
+
 # Spend estimates for a purchase with no known region use China's factors,
 # because greenloop's purchases are Chinese unless their region states otherwise.
 DEFAULT_SPEND_COUNTRY = "CN"
@@ -36,7 +43,7 @@ DEFAULT_SPEND_COUNTRY = "CN"
 def scale_impact(impact: Impact, quantity: float) -> Impact:
     """Return `impact` with every kgCO2e value multiplied by `quantity`."""
     if quantity == 1.0:
-        return impact
+        return replace(impact, extra=dict(impact.extra))
     return replace(
         impact,
         kg_co2e_per_year=impact.kg_co2e_per_year * quantity,
@@ -68,6 +75,9 @@ class ImpactCalculator:
         self.book = FactorBook(method_sets, grid)
         self.spend = SpendEstimator(
             self.sets[MCC_SET], self.sets[CATEGORY_SET], self.sets[CONVERSION_SET]
+        )
+        self._cached_unit_impact = lru_cache(maxsize=UNIT_IMPACT_CACHE_SIZE)(
+            self._unit_impact
         )
 
     @classmethod
@@ -121,10 +131,34 @@ class ImpactCalculator:
                 "book returns as their own rows"
             )
         region_code = normalize_region(region) if region is not None else None
-        unit_impact = method(self.book, verdict, region_code)
+        attributes = tuple(sorted(verdict.attributes.items()))
+        try:
+            unit_impact = self._cached_unit_impact(
+                verdict.category, attributes, region_code
+            )
+        except TypeError:
+            # An unhashable attribute value (a list, say) cannot key the cache.
+            unit_impact = method(self.book, verdict, region_code)
         if unit_impact is None:
             return None
         return scale_impact(unit_impact, quantity)
+
+    def _unit_impact(
+        self,
+        category: Category,
+        attributes: tuple[tuple[str, Any], ...],
+        region_code: str | None,
+    ) -> Impact | None:
+        """Compute the Impact of one unit; methods read only the attributes."""
+        method = ACTIVITY_METHODS[Category(category)]
+        verdict = Verdict(
+            status=Status.GREEN,
+            category=Category(category),
+            standard_id=None,
+            standard_version=None,
+            attributes=dict(attributes),
+        )
+        return method(self.book, verdict, region_code)
 
     def spend_estimate(
         self,

@@ -76,13 +76,24 @@ class FactorBook:
     def __init__(self, sets: Mapping[str, LoadedFactorSet], grid: GridSelector):
         self.sets = dict(sets)
         self.grid = grid
+        # Every factor with its reference, built once so methods only look up.
+        self._entries: dict[tuple[str, str], tuple[Factor, FactorRef]] = {
+            (set_id, factor.id): (
+                factor,
+                FactorRef(set_id, factor.id, factor_set.version, factor.year),
+            )
+            for set_id, factor_set in self.sets.items()
+            for factor in factor_set.spec.factors
+        }
+
+    def entry(self, set_id: str, factor_id: str) -> tuple[Factor, FactorRef] | None:
+        """Return a factor and its reference, or None when the set lacks it."""
+        return self._entries.get((set_id, factor_id))
 
     def find(self, set_id: str, factor_id: str) -> Factor | None:
-        factor_set = self.sets.get(set_id)
-        return factor_set.find(factor_id) if factor_set is not None else None
-
-    def ref(self, set_id: str, factor: Factor) -> FactorRef:
-        return FactorRef(set_id, factor.id, self.sets[set_id].version, factor.year)
+        """Return a factor, or None when the set lacks it."""
+        found = self._entries.get((set_id, factor_id))
+        return found[0] if found is not None else None
 
 
 @dataclass
@@ -91,21 +102,21 @@ class _Draft:
 
     method: MethodSpec
     book: FactorBook
-    factors: list[FactorRef] = field(default_factory=list)
+    # A dict keeps the order of first use and drops repeats.
+    factors: dict[FactorRef, None] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def use(self, set_id: str, factor_id: str) -> Factor | None:
-        factor = self.book.find(set_id, factor_id)
-        if factor is not None:
-            ref = self.book.ref(set_id, factor)
-            if ref not in self.factors:
-                self.factors.append(ref)
+        found = self.book.entry(set_id, factor_id)
+        if found is None:
+            return None
+        factor, ref = found
+        self.factors[ref] = None
         return factor
 
     def use_grid(self, choice: GridChoice) -> None:
-        if choice.ref not in self.factors:
-            self.factors.append(choice.ref)
+        self.factors[choice.ref] = None
 
     def finish(
         self,

@@ -126,6 +126,7 @@ def _lookup_country(value: str) -> str | None:
     return str(country.alpha_2)
 
 
+@lru_cache(maxsize=4096)
 def normalize_region(value: str | None) -> str | None:
     """Return the region code for a province or country name or code.
 

@@ -43,6 +43,10 @@ class SpendEstimator:
         self.conversion_set = conversion_set
         self.currencies = self._currencies()
         self._inflation = self._inflation_by_currency()
+        # Conversions depend only on (currency, base year, purchase year), and a
+        # batch has few distinct ones, so each is computed once.
+        self._conversions: dict[tuple[str, int, int | None], PriceConversion | None]
+        self._conversions = {}
 
     def _currencies(self) -> frozenset[str]:
         currencies = {BASE_CURRENCY}
@@ -64,6 +68,14 @@ class SpendEstimator:
         self, currency: str, base_year: int, purchase_year: int | None
     ) -> PriceConversion | None:
         """Return base-year EUR per currency unit, or None for an unknown currency."""
+        key = (currency, base_year, purchase_year)
+        if key not in self._conversions:
+            self._conversions[key] = self._convert(currency, base_year, purchase_year)
+        return self._conversions[key]
+
+    def _convert(
+        self, currency: str, base_year: int, purchase_year: int | None
+    ) -> PriceConversion | None:
         refs: list[FactorRef] = []
         assumptions: list[str] = []
         if currency == BASE_CURRENCY:
