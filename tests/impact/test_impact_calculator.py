@@ -10,6 +10,7 @@ from impact_helpers import green
 from greenloop.categories import Category, Status
 from greenloop.identify.verdict import Verdict
 from greenloop.impact import Basis, ImpactCalculator
+from greenloop.impact.regions import PROVINCE_CODES
 
 AC = {"appliance_type": "room_air_conditioner", "energy_label_grade": 1}
 
@@ -191,3 +192,22 @@ def test_spend_dollars_deflated(calculator: ImpactCalculator) -> None:
     )
     assert estimate is not None
     assert estimate.kg_co2e_per_year == pytest.approx(99.6961 * 0.22396, rel=1e-5)
+
+
+def test_spend_missing_currency_none(calculator: ImpactCalculator) -> None:
+    assert calculator.spend_estimate(Decimal(5), "", 5722, None, "CN", 2020) is None
+
+
+@pytest.mark.parametrize("as_of_year", [2022, 2023])
+def test_every_province_has_grid(
+    calculator: ImpactCalculator, calculator_2022: ImpactCalculator, as_of_year: int
+) -> None:
+    chosen = calculator if as_of_year == 2023 else calculator_2022
+    verdict = green(Category.APPLIANCE, **AC)
+    for province in sorted(PROVINCE_CODES):
+        impact = chosen.impact(verdict, 1.0, province)
+        assert impact is not None, province
+        assert impact.grid_level in ("provincial", "regional"), province
+        # 167.125 kWh saved a year times whichever factor was chosen
+        grid = impact.extra["grid_kg_co2_per_kwh"]
+        assert impact.kg_co2e_per_year == pytest.approx(167.125 * grid), province

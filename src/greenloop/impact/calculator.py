@@ -149,7 +149,7 @@ class ImpactCalculator:
         attributes: tuple[tuple[str, Any], ...],
         region_code: str | None,
     ) -> Impact | None:
-        """Compute the Impact of one unit; methods read only the attributes."""
+        """Compute the Impact of one unit, since methods read only the attributes."""
         method = ACTIVITY_METHODS[Category(category)]
         verdict = Verdict(
             status=Status.GREEN,
@@ -172,9 +172,11 @@ class ImpactCalculator:
         """Estimate a purchase's footprint from its amount (basis spend_estimate).
 
         The MCC factor applies when the merchant's country has one, else the
-        category factor. Returns None when neither exists or the currency has no
-        exchange rate; `currencies` lists the supported ones.
+        category factor. Returns None when neither exists, or when the currency is
+        missing or has no exchange rate (`currencies` lists the supported ones).
         """
+        if not currency:
+            return None
         region_code = normalize_region(region) if region is not None else None
         country = country_of(region_code) if region_code else DEFAULT_SPEND_COUNTRY
         estimate = self.spend.estimate(

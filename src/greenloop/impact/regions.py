@@ -72,7 +72,7 @@ COUNTRY_ALIASES = {
     "eire": "IE",
 }
 
-# ISO 3166-2 lists Hong Kong, Macao and Taiwan under CN; greenloop keys them by
+# ISO 3166-2 lists Hong Kong, Macao and Taiwan under CN, but greenloop keys them by
 # their ISO 3166-1 codes, as the purchase convention does for every non-province.
 _CN_SUBDIVISIONS_AS_COUNTRIES = {"CN-HK": "HK", "CN-MO": "MO", "CN-TW": "TW"}
 

@@ -144,7 +144,7 @@ class SpendEstimator:
         country: str,
         year: int | None,
     ) -> Impact | None:
-        """Estimate a purchase's footprint; None when no factor or rate applies."""
+        """Estimate a purchase's footprint, or None when no factor or rate applies."""
         candidates = []
         for factor_set, factor in self._spend_factor(mcc, category, country):
             if factor.year is None:
