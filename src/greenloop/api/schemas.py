@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from greenloop.categories import Category, Status
+
+
+def _as_utc(value: datetime) -> datetime:
+    # The store writes UTC; SQLite returns it without a zone, so add it back.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 Identifier = Annotated[
     str,
@@ -69,7 +77,7 @@ class ConfirmationRequest(CheckoutRequest):
     ]
     user_id: Identifier
     installments: Annotated[int, Field(ge=0, le=36)] = 0
-    occurred_at: datetime | None = None
+    occurred_at: UtcDatetime | None = None
 
 
 class EvidenceOut(BaseModel):
@@ -166,7 +174,7 @@ class ConfirmationOut(BaseModel):
     offer: OfferOut | None
     impact: ImpactOut | None
     awards: list[dict[str, Any]]
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ProductIn(Closed):
@@ -189,7 +197,7 @@ class ProductOut(BaseModel):
     brand: str | None
     model_number: str | None
     mcc: int | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class DocumentIn(Closed):
@@ -219,7 +227,7 @@ class TransitionOut(BaseModel):
     actor_role: str
     actor_id: str
     reason: str
-    occurred_at: datetime
+    occurred_at: UtcDatetime
 
 
 class CertificationOut(BaseModel):
@@ -233,8 +241,8 @@ class CertificationOut(BaseModel):
     evidence: dict[str, Any]
     auto_check: dict[str, Any] | None
     valid_until: date | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
     transitions: list[TransitionOut] = []
 
 
@@ -256,7 +264,7 @@ class RecordEntry(BaseModel):
     category: Category | None
     kg_co2e_lifetime: float | None
     installments: int
-    occurred_at: datetime
+    occurred_at: UtcDatetime
 
 
 class ConsumerImpactOut(BaseModel):
@@ -301,6 +309,6 @@ class ApiKeyOut(BaseModel):
     role: str
     tenant_id: str
     label: str
-    created_at: datetime
-    revoked_at: datetime | None = None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None
     api_key: str | None = None

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from greenloop.api.auth import Principal, require
 from greenloop.api.problems import ProblemError, problem_responses
+from greenloop.api.schemas import UtcDatetime
 from greenloop.api.settings import DEFAULT_CAMPAIGNS, DEFAULT_FACILITIES
 from greenloop.certify import Role
 from greenloop.funding import FacilitiesFile, load_facilities
@@ -148,8 +149,8 @@ class RunOut(BaseModel):
     status: str
     input_path: str
     standard: str
-    started_at: datetime
-    finished_at: datetime | None = None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
 
 
 class RunStarted(BaseModel):
