@@ -125,3 +125,23 @@ def test_impact_bad_input(
     result = runner.invoke(app, ["impact", "some product", *arguments])
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+def test_impact_energy_star_file(runner: CliRunner, shared_data: Path) -> None:
+    # Absocold ARD104AB14R/L (ID 2221127): federal standard 269 kWh/yr, use 242.
+    # 27 kWh x 0.35164 (US grid, eGRID2023) = 9.49428 kg a year, x 10 years
+    result = runner.invoke(
+        app,
+        [
+            "impact", "Absocold refrigerator ARD104AB14R/L", "--brand", "Absocold",
+            "--model-number", "ARD104AB14R/L", "--standard", "us", "--region", "US",
+            "--energy-star", str(shared_data / "energy-star" / "refrigerators.csv"),
+            "--as-of", AS_OF,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["verdict"]["category"] == "energy_star"
+    assert document["impact"]["method"] == "energy-star-savings"
+    assert document["impact"]["kg_co2e_per_year"] == pytest.approx(9.49428)
+    assert document["impact"]["kg_co2e_lifetime"] == pytest.approx(94.9428)
