@@ -4,7 +4,7 @@ The reference data may not be copied into the repository, so the labelled sets
 drawn from it are stored here as keys plus labels and joined with the data at
 run time:
 
-- `online-retail-green-words.csv` holds the hand-checked labels of every
+- `online-retail-green-words.csv` contains the hand-checked labels of every
   distinct Online Retail description with a green-sounding word, keyed by
   StockCode and the first 16 hex digits of the description's SHA-256.
 - The full Online Retail set is every distinct description. Rows of the

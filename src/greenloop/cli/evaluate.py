@@ -40,7 +40,9 @@ def evaluate(
         None, "--registries", help="Registry folder with snapshot.yaml."
     ),
     energy_star: list[Path] = typer.Option(
-        [], "--energy-star", help="ENERGY STAR export or snapshot CSV; repeatable."
+        [],
+        "--energy-star",
+        help="ENERGY STAR export or snapshot CSV. Repeat the option for more files.",
     ),
     as_of: str = typer.Option(
         None, "--as-of", help="Identification date, ISO 8601. Default: today (UTC)."

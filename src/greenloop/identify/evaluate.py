@@ -1,11 +1,12 @@
 """Score the identifier against a labelled file of products.
 
 A labels file is UTF-8 CSV with a header row. `title` and `expected_status` are
-required. Optional columns fill the product query (`mcc`, `brand`,
-`model_number`, `merchant_id`, `merchant_name`, `sku`, `energy_label_grade`,
-`certificate_id`, `label_codes` separated by semicolons) or describe the row
-(`expected_category`, empty for "no category"; `trap`, one of colour, material,
-function, substring or brand, for a text that must not count as a claim; `note`).
+required. The optional columns `mcc`, `brand`, `model_number`, `merchant_id`,
+`merchant_name`, `sku`, `energy_label_grade`, `certificate_id` and `label_codes`
+(separated by semicolons) fill the product query. The optional columns
+`expected_category` (empty for "no category"), `trap` and `note` describe the
+row. `trap` is colour, material, function, substring or brand, for a text that
+must not count as a claim.
 
 The report gives precision, recall and F1 per status and per category, both
 confusion matrices, the share of trap rows flagged as claims, and the number of
@@ -241,38 +242,25 @@ def format_report(report: EvaluationReport) -> str:
 
 def _parse_row(row: dict[str, str | None], line: int, path: Path) -> LabelledItem:
     values = {key: (value or "").strip() for key, value in row.items() if key}
-    title = values["title"]
-    if not title:
+    if not values["title"]:
         raise LabelsFileError(
             f"{path}: row {line}: title is empty; every row needs one"
         )
-    status_text = values["expected_status"]
-    try:
-        status = Status(status_text)
-    except ValueError as error:
-        raise LabelsFileError(
-            f"{path}: row {line}: expected_status {status_text!r} is invalid; "
-            f"expected one of {list(STATUS_LABELS)}"
-        ) from error
-    category_text = values.get("expected_category", "")
-    category = None
-    if category_text and category_text != NO_CATEGORY:
-        try:
-            category = Category(category_text)
-        except ValueError as error:
-            raise LabelsFileError(
-                f"{path}: row {line}: expected_category {category_text!r} is "
-                f"invalid; expected empty, {NO_CATEGORY!r} or one of "
-                f"{[member.value for member in Category]}"
-            ) from error
-    trap = values.get("trap") or None
-    if trap is not None and trap not in TRAP_KINDS:
-        raise LabelsFileError(
-            f"{path}: row {line}: trap {trap!r} is invalid; expected empty or one "
-            f"of {list(TRAP_KINDS)}"
-        )
-    query = ProductQuery(
-        title=title,
+    where = f"{path}: row {line}"
+    return LabelledItem(
+        row=line,
+        query=_parse_query(values, line, path),
+        expected_status=_parse_status(values["expected_status"], where),
+        expected_category=_parse_category(values.get("expected_category", ""), where),
+        trap=_parse_trap(values.get("trap", ""), where),
+        note=values.get("note", ""),
+    )
+
+
+def _parse_query(values: dict[str, str], line: int, path: Path) -> ProductQuery:
+    label_codes = values.get("label_codes", "").split(";")
+    return ProductQuery(
+        title=values["title"],
         mcc=_optional_int(values, "mcc", line, path),
         merchant_id=values.get("merchant_id") or None,
         merchant_name=values.get("merchant_name") or None,
@@ -281,20 +269,41 @@ def _parse_row(row: dict[str, str | None], line: int, path: Path) -> LabelledIte
         sku=values.get("sku") or None,
         energy_label_grade=_optional_int(values, "energy_label_grade", line, path),
         certificate_id=values.get("certificate_id") or None,
-        label_codes=tuple(
-            code.strip()
-            for code in values.get("label_codes", "").split(";")
-            if code.strip()
-        ),
+        label_codes=tuple(code.strip() for code in label_codes if code.strip()),
     )
-    return LabelledItem(
-        row=line,
-        query=query,
-        expected_status=status,
-        expected_category=category,
-        trap=trap,
-        note=values.get("note", ""),
-    )
+
+
+def _parse_status(text: str, where: str) -> Status:
+    try:
+        return Status(text)
+    except ValueError as error:
+        raise LabelsFileError(
+            f"{where}: expected_status {text!r} is invalid; "
+            f"expected one of {list(STATUS_LABELS)}"
+        ) from error
+
+
+def _parse_category(text: str, where: str) -> Category | None:
+    if not text or text == NO_CATEGORY:
+        return None
+    try:
+        return Category(text)
+    except ValueError as error:
+        raise LabelsFileError(
+            f"{where}: expected_category {text!r} is invalid; expected empty, "
+            f"{NO_CATEGORY!r} or one of {[member.value for member in Category]}"
+        ) from error
+
+
+def _parse_trap(text: str, where: str) -> str | None:
+    if not text:
+        return None
+    if text not in TRAP_KINDS:
+        raise LabelsFileError(
+            f"{where}: trap {text!r} is invalid; expected empty or one of "
+            f"{list(TRAP_KINDS)}"
+        )
+    return text
 
 
 def _optional_int(

@@ -99,9 +99,9 @@ def describe_code(code: int) -> str:
 class CategoryModel:
     """A TF-IDF character n-gram model with multinomial logistic-regression weights.
 
-    `ngrams` is the sorted array of n-gram codes the model knows; `idf` holds the
-    inverse document frequency of each; `coef` has one row per class and one
-    column per n-gram. TF is sublinear (1 + log count) and each row is
+    `ngrams` is the sorted array of n-gram codes in the vocabulary, and `idf`
+    contains the inverse document frequency of each. `coef` has one row per
+    class and one column per n-gram. TF is sublinear (1 + log count) and each row is
     L2-normalised, as scikit-learn's `TfidfVectorizer(sublinear_tf=True)` does.
     """
 
@@ -135,7 +135,7 @@ class CategoryModel:
 
     @property
     def ngrams(self) -> np.ndarray:
-        """The sorted n-gram codes the model knows."""
+        """The sorted n-gram codes of the vocabulary."""
         return self._ngrams
 
     @property

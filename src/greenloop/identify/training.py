@@ -16,7 +16,7 @@ column, not from reading the title.
   templates, labelled as written.
 
 A title that two sources label differently is dropped. The set is split 80/20,
-stratified by class with a fixed seed; the model is trained on the 80 % and
+stratified by class with a fixed seed. The model is trained on the 80 % and
 scored on the 20 %, and those scores go into the card.
 """
 
@@ -50,13 +50,14 @@ logger = logging.getLogger(__name__)
 HANDWRITTEN_NAME = "handwritten-titles.yaml"
 SEED = 20261204
 HELD_OUT_FRACTION = 0.2
-# Keep the artifact small: the most frequent n-grams only.
+# The artifact keeps only the n-grams found in the most titles, so it stays small.
 MAX_FEATURES = 30_000
 MIN_DOCUMENT_FREQUENCY = 2
-# Inverse of the L2 penalty; chosen on the held-out split of the first build.
+# Inverse of the L2 penalty strength (scikit-learn's C).
+# NOTE: not tuned; a search over C on a validation split may score better.
 REGULARISATION_C = 10.0
-# Bank descriptions of rail operators; other "Transport" rows are taxis, parking
-# and car tracking, which are not public transport.
+# Bank descriptions of rail operators. The other "Transport" rows are taxis,
+# parking and car tracking, which are not public transport.
 PUBLIC_TRANSPORT_OPERATORS = ("gautrain",)
 ORGANIC_LABEL_TAGS = ("en:organic", "en:eu-organic", "fr:ab-agriculture-biologique")
 FRIDGE_FILE = Path("energy-star") / "refrigerators.csv"
