@@ -50,6 +50,8 @@ def configure(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 for _module_name in COMMAND_MODULES:

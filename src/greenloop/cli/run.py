@@ -130,7 +130,6 @@ def demo(
 
 
 def _execute(config: object) -> None:
-    from greenloop.identify.verdict import Verdict  # noqa: F401  (fail early if missing)
     from greenloop.pipeline.job import RunConfig, run_job
     from greenloop.pipeline.mapping import MappingError
     from greenloop.pipeline.sources import InputError
@@ -143,6 +142,14 @@ def _execute(config: object) -> None:
         fail(str(error))
     except OSError as error:
         fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+    except Exception as error:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fail(
+            f"{type(error).__name__}: {first_line} (run with --verbose for the "
+            f"full trace)"
+        )
     counts = result.counts
     ingest = counts["ingest"]
     identify = counts["identify"]

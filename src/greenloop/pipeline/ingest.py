@@ -15,6 +15,7 @@ import duckdb
 import pycountry
 
 from greenloop.pipeline.mapping import (
+    IDENTITY_MAPPING_NAME,
     ROW_NUMBER_COLUMN,
     TEMPLATE_FIELD,
     ColumnMapping,
@@ -80,6 +81,12 @@ def _check_mapping(source: Source, mapping: ColumnMapping) -> None:
         )
     mapped = set(mapping.columns) | set(mapping.constants)
     for field in REQUIRED_FIELDS:
+        if field not in mapped and mapping.name == IDENTITY_MAPPING_NAME:
+            raise MappingError(
+                f"{source.path} has no column {field!r} (its columns are "
+                f"{', '.join(source.columns)}); name the columns as purchase fields "
+                f"or give --mapping FILE (shipped: online-retail, bank-transactions)"
+            )
         if field not in mapped:
             raise MappingError(
                 f"mapping {mapping.name!r} does not provide the required field "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+from sqlalchemy.engine import Engine
 
 import greenloop
 from greenloop.pipeline import assets as asset_step
@@ -30,7 +31,7 @@ from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
 from greenloop.pipeline.outputs import write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
-from greenloop.pipeline.sources import register_source
+from greenloop.pipeline.sources import Source, register_source
 from greenloop.store.base import make_engine
 
 logger = logging.getLogger(__name__)
@@ -80,10 +81,10 @@ def new_run_id(started_at: datetime, input_sha256: str) -> str:
 
 
 def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResult:
-    """Run the main job on one input file and write `runs/<run-id>/`."""
-    from greenloop.identify import Identifier
-    from greenloop.impact import ImpactCalculator
-    from greenloop.ledger import load_or_create_secret
+    """Run the main job on one input file and write `runs/<run-id>/`.
+
+    The run is recorded in the store as running, then as succeeded or failed.
+    """
     from greenloop.store import runs as run_store
     from greenloop.store.schema import upgrade
 
@@ -125,96 +126,152 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         },
     )
 
-    ingest_counts = _timed(
-        timings, "ingest", lambda: ingest(connection, source, mapping, started_at)
-    )
-    counts["ingest"] = vars(ingest_counts)
-
-    identifier = Identifier.load(
-        jurisdiction=config.standard,
-        registry_dir=config.registry_dir,
-        energy_star_files=config.energy_star_files,
-        as_of=as_of,
-    )
-    verdicts = _timed(
-        timings, "identify", lambda: identify_products(connection, identifier, sink)
-    )
-    counts["identify"] = _verdict_counts(connection, len(verdicts))
-
-    calculator = ImpactCalculator.load(as_of=as_of)
-    region_counts = normalize_regions(connection)
-    unit_impacts = _timed(
-        timings,
-        "impact",
-        lambda: compute_impacts(connection, calculator, verdicts, sink),
-    )
-    create_purchase_results(connection)
-    counts["impact"] = {**region_counts, **_impact_counts(connection)}
-
-    secret = load_or_create_secret(config.key_dir / "user-hmac.key")
-    assets = asset_step.build_assets(connection, run_id, secret)
-    asset_counts = _timed(
-        timings,
-        "green_assets",
-        lambda: asset_step.store_assets(engine, assets, counts["identify"]["green"]),
-    )
-    counts["green_assets"] = vars(asset_counts)
-
-    purchase_ids = [asset["purchase_id"] for asset in assets]
-    ledger_counts = _timed(
-        timings,
-        "ledger",
-        lambda: asset_step.append_to_ledger(
-            engine,
-            config.key_dir,
-            config.origin,
-            purchase_ids,
-            run_dir / "receipts.jsonl",
-            sink,
-        ),
-    )
-    counts["ledger"] = {
-        k: v for k, v in vars(ledger_counts).items() if k != "checkpoint"
-    }
-
-    finance = None
-    facilities, campaigns = config.facilities_path, config.campaigns_path
-    if facilities and campaigns:
-        finance = _timed(
-            timings,
-            "finance",
-            lambda: asset_step.finance_loans(
-                engine, assets, facilities, campaigns, as_of
-            ),
+    try:
+        manifest = _run_steps(
+            _Run(
+                config,
+                sink,
+                connection,
+                source,
+                mapping,
+                engine,
+                run_id,
+                run_dir,
+                started_at,
+                as_of,
+                timings,
+                counts,
+            )
         )
-        counts["finance"] = {"loans": len(finance.loans)}
-
-    manifest = _timed(
-        timings,
-        "report",
-        lambda: write_outputs(
-            connection=connection,
-            run_dir=run_dir,
-            run_id=run_id,
-            config=config,
-            source=source,
-            mapping=mapping,
-            started_at=started_at,
-            counts=counts,
-            timings=timings,
-            identifier_versions=identifier.versions(),
-            factor_versions=calculator.versions(),
-            unit_impacts=unit_impacts,
-            ledger=ledger_counts,
-            finance=finance,
-            engine=engine,
-        ),
-    )
+    except Exception as error:
+        run_store.record_run_end(
+            engine, run_id, "failed", {"error": f"{type(error).__name__}: {error}"}
+        )
+        logger.error("run %s failed: %s", run_id, error)
+        raise
     run_store.record_run_end(engine, run_id, "succeeded", manifest)
     connection.close()
     shutil.rmtree(run_dir / ".spill", ignore_errors=True)
     logger.info("run %s finished in %.1f s", run_id, sum(timings.values()))
     return RunResult(run_id, run_dir, manifest, counts)
+
+
+@dataclass
+class _Run:
+    """The state the steps of one run share."""
+
+    config: RunConfig
+    sink: ProgressSink
+    connection: duckdb.DuckDBPyConnection
+    source: Source
+    mapping: ColumnMapping
+    engine: Engine
+    run_id: str
+    run_dir: Path
+    started_at: datetime
+    as_of: date
+    timings: dict[str, float]
+    counts: dict[str, dict[str, Any]]
+
+
+def _run_steps(run: _Run) -> dict[str, Any]:
+    """Run every step after the input is registered; return the manifest."""
+    from greenloop.identify import Identifier
+    from greenloop.impact import ImpactCalculator
+    from greenloop.ledger import load_or_create_secret
+
+    ingest_counts = _timed(
+        run.timings,
+        "ingest",
+        lambda: ingest(run.connection, run.source, run.mapping, run.started_at),
+    )
+    run.counts["ingest"] = vars(ingest_counts)
+
+    identifier = Identifier.load(
+        jurisdiction=run.config.standard,
+        registry_dir=run.config.registry_dir,
+        energy_star_files=run.config.energy_star_files,
+        as_of=run.as_of,
+    )
+    verdicts = _timed(
+        run.timings,
+        "identify",
+        lambda: identify_products(run.connection, identifier, run.sink),
+    )
+    run.counts["identify"] = _verdict_counts(run.connection, len(verdicts))
+
+    calculator = ImpactCalculator.load(as_of=run.as_of)
+    region_counts = normalize_regions(run.connection)
+    unit_impacts = _timed(
+        run.timings,
+        "impact",
+        lambda: compute_impacts(run.connection, calculator, verdicts, run.sink),
+    )
+    create_purchase_results(run.connection)
+    run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
+
+    secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
+    assets = asset_step.build_assets(run.connection, run.run_id, secret)
+    asset_counts = _timed(
+        run.timings,
+        "green_assets",
+        lambda: asset_step.store_assets(
+            run.engine, assets, run.counts["identify"]["green"]
+        ),
+    )
+    run.counts["green_assets"] = vars(asset_counts)
+
+    purchase_ids = [asset["purchase_id"] for asset in assets]
+    ledger_counts = _timed(
+        run.timings,
+        "ledger",
+        lambda: asset_step.append_to_ledger(
+            run.engine,
+            run.config.key_dir,
+            run.config.origin,
+            purchase_ids,
+            run.run_dir / "receipts.jsonl",
+            run.sink,
+        ),
+    )
+    run.counts["ledger"] = {
+        k: v for k, v in vars(ledger_counts).items() if k != "checkpoint"
+    }
+
+    finance = None
+    facilities, campaigns = run.config.facilities_path, run.config.campaigns_path
+    if facilities and campaigns:
+        finance = _timed(
+            run.timings,
+            "finance",
+            lambda: asset_step.finance_loans(
+                run.engine, assets, facilities, campaigns, run.as_of
+            ),
+        )
+        run.counts["finance"] = {"loans": len(finance.loans)}
+
+    manifest = _timed(
+        run.timings,
+        "report",
+        lambda: write_outputs(
+            connection=run.connection,
+            run_dir=run.run_dir,
+            run_id=run.run_id,
+            config=run.config,
+            source=run.source,
+            mapping=run.mapping,
+            started_at=run.started_at,
+            counts=run.counts,
+            timings=run.timings,
+            identifier_versions=identifier.versions(),
+            factor_versions=calculator.versions(),
+            unit_impacts=unit_impacts,
+            ledger=ledger_counts,
+            finance=finance,
+            engine=run.engine,
+        ),
+    )
+    return manifest
 
 
 def _connect(config: RunConfig) -> duckdb.DuckDBPyConnection:

@@ -34,6 +34,7 @@ from greenloop.pipeline.schema import PURCHASE_FIELDS
 SHIPPED_MAPPINGS = Path(__file__).parent / "mappings"
 TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
 ROW_NUMBER_COLUMN = "__row__"
+IDENTITY_MAPPING_NAME = "purchase-fields"
 
 
 class MappingError(ValueError):
@@ -136,7 +137,7 @@ class ColumnMapping(BaseModel):
 def identity_mapping(columns: list[str]) -> ColumnMapping:
     """Return the mapping for an input whose columns already carry field names."""
     mapped = {name: name for name in columns if name in PURCHASE_FIELDS}
-    return ColumnMapping(name="purchase-fields", columns=dict(mapped))
+    return ColumnMapping(name=IDENTITY_MAPPING_NAME, columns=dict(mapped))
 
 
 def load_mapping(name_or_path: str | Path) -> ColumnMapping:
