@@ -29,7 +29,11 @@ def log(database_url: str, tmp_path: Path) -> LedgerStore:
 
 
 def _entries(store: LedgerStore) -> list[bytes]:
-    return [store.entry(asset(index)[0])[1] for index in range(store.size)]
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT record FROM ledger_entry ORDER BY entry_index")
+        ).all()
+    return [bytes(row[0]) for row in rows]
 
 
 def test_append_assigns_consecutive_indexes(log: LedgerStore) -> None:

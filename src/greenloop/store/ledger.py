@@ -124,15 +124,27 @@ ledger_checkpoints = Table(
 LEDGER_TABLES = [ledger_logs, ledger_entries, ledger_tiles, ledger_checkpoints]
 
 
-def _driver_sql(connection: Connection, sql: str, parameters: Any = ()) -> Any:
-    """Run `sql` (with ? placeholders) on the driver, skipping statement compilation.
+def _driver_sql(
+    connection: Connection, sql: str, parameters: Any = ()
+) -> list[tuple[Any, ...]]:
+    """Run `sql` (with ? placeholders) on the DBAPI cursor and return all rows.
 
     The append and proof paths run these statements thousands of times per
-    second, where building and compiling SQLAlchemy constructs would dominate.
+    second, where SQLAlchemy's statement compilation and result processing
+    would dominate. The cursor belongs to `connection`, so the statement
+    joins its transaction. A list of parameter tuples runs as executemany.
     """
     if connection.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
-    return connection.exec_driver_sql(sql, parameters)
+    cursor = connection.connection.cursor()
+    try:
+        if isinstance(parameters, list):
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
 
 
 class LedgerError(RuntimeError):
@@ -206,9 +218,9 @@ class LedgerStore:
             return root_hash(size, self._reader(connection))
 
     def _head(self, connection: Connection) -> tuple[int, bytes]:
-        row = _driver_sql(
+        (row,) = _driver_sql(
             connection, "SELECT size, root FROM ledger_log WHERE id = ?", (self.log_id,)
-        ).one()
+        )
         return int(row[0]), bytes(row[1])
 
     def _check_size(self, size: int, current: int) -> int:
