@@ -204,3 +204,63 @@ def test_campaigns_validate_checks_facility_ids(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "funding.facility_id: unknown facility" in result.output
+
+
+def test_draw_on_stored_campaign(tmp_path: Path) -> None:
+    from datetime import date
+
+    from finance_helpers import campaign_dict, make_loan
+
+    from greenloop.store.base import make_engine
+    from greenloop.store.finance import process_green_loans
+
+    database = f"sqlite:///{tmp_path / 'finance.sqlite3'}"
+    lottery = campaign_dict(
+        id="cli-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "1", "winners": 2},
+    )
+    facilities = write_yaml(
+        tmp_path / "f.yaml", {"facilities": [facility_dict(facility_rate="0.005")]}
+    )
+    campaigns = write_yaml(tmp_path / "c.yaml", {"campaigns": [lottery]})
+    engine = make_engine(database)
+    loans = [make_loan(index) for index in range(6)]
+    process_green_loans(engine, loans, facilities, campaigns, date(2026, 6, 30))
+    engine.dispose()
+    seed, commitment, record = (tmp_path / name for name in ("s", "c.json", "d.json"))
+
+    committed = runner.invoke(
+        app,
+        [
+            "draw",
+            "commit",
+            "--campaign",
+            "cli-lottery",
+            "--database",
+            database,
+            "--seed-file",
+            str(seed),
+            "--out",
+            str(commitment),
+        ],
+    )
+    assert committed.exit_code == 0, committed.output
+    assert json.loads(commitment.read_text())["entry_count"] == 6
+    revealed = runner.invoke(
+        app,
+        [
+            "draw",
+            "reveal",
+            "--draw-id",
+            "cli-lottery-draw",
+            "--database",
+            database,
+            "--seed-file",
+            str(seed),
+            "--out",
+            str(record),
+        ],
+    )
+    assert revealed.exit_code == 0, revealed.output
+    verified = runner.invoke(app, ["verify-draw", str(record)])
+    assert verified.exit_code == 0, verified.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -131,3 +133,18 @@ def test_report_groups() -> None:
     assert report_group("energy_star") == "green_appliances"
     assert report_group("public_transport") == "public_transport"
     assert report_group("second_hand") == "other"
+
+
+def test_purchase_date_uses_campaign_timezone() -> None:
+    offer = campaign(starts_on="2026-03-02")
+    late_evening_utc = replace(
+        make_loan(1), occurred_at=datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+    )
+    assert ineligibility_reason(offer, late_evening_utc) is None
+    utc_offer = campaign(starts_on="2026-03-02", timezone="UTC")
+    assert ineligibility_reason(utc_offer, late_evening_utc) is not None
+
+
+def test_unknown_timezone_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown timezone 'Mars/Olympus'"):
+        campaign(timezone="Mars/Olympus")

@@ -185,18 +185,23 @@ def _print_table(payload: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{payload['kind']} plan, {payload['periods']} installments")
-    for heading in ("No.", "Due", "Payment", "Principal", "Fee", "Interest", "Balance"):
+    dated = any(item["due_on"] for item in payload["installments"])
+    headings = ["No.", "Due"] if dated else ["No."]
+    headings += ["Payment", "Principal", "Fee", "Interest", "Balance"]
+    for heading in headings:
         table.add_column(heading, justify="right")
     for item in payload["installments"]:
-        table.add_row(
-            str(item["number"]),
-            item["due_on"] or "",
+        cells = [str(item["number"])]
+        if dated:
+            cells.append(item["due_on"])
+        cells += [
             item["amount_yuan"],
             item["principal_yuan"],
             item["fee_yuan"],
             item["interest_yuan"],
             item["balance_yuan"],
-        )
+        ]
+        table.add_row(*cells)
     console = Console()
     console.print(table)
     console.print(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -132,6 +133,10 @@ class CampaignConfig(_Strict):
     name: str = Field(description="a short display name")
     starts_on: date = Field(description="an ISO date, the first purchase date rewarded")
     ends_on: date = Field(description="an ISO date, the last purchase date rewarded")
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="an IANA time zone such as Asia/Shanghai, for purchase dates",
+    )
     eligibility: Eligibility = Field(description="a mapping with categories and limits")
     benefit: Benefit = Field(
         description="a mapping whose kind is interest_free, fixed_red_envelope,"
@@ -149,7 +154,22 @@ class CampaignConfig(_Strict):
             raise ValueError(
                 f"ends_on {self.ends_on} is before starts_on {self.starts_on}"
             )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"unknown timezone {self.timezone!r}; expected an IANA name such as"
+                " Asia/Shanghai"
+            ) from error
         return self
+
+    def purchase_date(self, occurred_at: datetime) -> date:
+        """Return the calendar date of a purchase in the campaign's time zone.
+
+        A timestamp without a time zone is taken as UTC, as purchase rows are.
+        """
+        moment = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
+        return moment.astimezone(ZoneInfo(self.timezone)).date()
 
 
 class CampaignsFile(_Strict):

@@ -37,7 +37,7 @@ def report_group(category: str) -> str:
 def ineligibility_reason(campaign: CampaignConfig, loan: GreenLoan) -> str | None:
     """Return why `loan` does not qualify for `campaign`, or None when it does."""
     rules = campaign.eligibility
-    purchase_day = loan.occurred_at.date()
+    purchase_day = campaign.purchase_date(loan.occurred_at)
     if not campaign.starts_on <= purchase_day <= campaign.ends_on:
         return f"purchase date {purchase_day} is outside the campaign dates"
     if loan.category not in rules.categories:
@@ -78,6 +78,8 @@ def benefit_cost_fen(
             return cost.forgone_fee_fen
         return cost.funding_cost_fen
     if isinstance(benefit, FixedRedEnvelope | Coupon):
+        # NOTE: a coupon is charged at face value when issued and stays charged
+        # even if it expires unredeemed; redemption is not tracked yet.
         return yuan_to_fen(benefit.amount_yuan)
     if isinstance(benefit, LotteryRedEnvelope):
         return ZERO

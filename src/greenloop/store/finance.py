@@ -740,7 +740,7 @@ def _try_award(
     is_entry: bool,
 ) -> str:
     """Insert the award row, then charge each budget; any failure means rollback."""
-    day = loan.occurred_at.date()
+    day = campaign.purchase_date(loan.occurred_at)
     if is_entry and _draw_committed(connection, campaign.id):
         return "draw already committed; entries are closed"
     inserted = _insert_ignore(
