@@ -273,3 +273,8 @@ def test_every_english_term_found(term: str) -> None:
 @pytest.mark.parametrize("term", _lexicon_terms("zh"))
 def test_every_chinese_term_found(term: str) -> None:
     assert find_claims(f"家用 {term} 套装"), term
+
+
+def test_mixed_languages_in_text_order() -> None:
+    terms = [finding.term for finding in find_claims("环保 eco bottle 有机")]
+    assert terms == ["环保", "eco", "有机"]

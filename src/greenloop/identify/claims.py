@@ -75,7 +75,7 @@ class ClaimRule:
 
 @dataclass(frozen=True, slots=True)
 class Lexicon:
-    """A loaded lexicon: its rules, its sources and the two compiled expressions."""
+    """A loaded lexicon: its rules, sources, triggers and compiled expressions."""
 
     language: str
     last_checked: date
@@ -98,22 +98,24 @@ def find_claims(text: str, *, brand: str | None = None) -> tuple[ClaimFinding, .
     """Find the green claims in a product text.
 
     `brand` is the product's own brand, when known: a claim word inside it is
-    not reported, because brand names are checked against certificates elsewhere.
+    not reported, because it names the maker rather than describing the product.
     Returns one finding per distinct rule and matched term, in text order.
     """
-    lexicons = default_lexicons()
     masked = _mask_brand(text, brand)
+    located: list[tuple[int, ClaimFinding]] = []
+    has_non_ascii = not text.isascii()
+    for lexicon in default_lexicons():
+        if lexicon.is_latin or has_non_ascii:
+            located.extend(_scan(lexicon, text, masked))
+    if len(located) > 1:
+        located.sort(key=lambda item: item[0])
     findings: list[ClaimFinding] = []
     seen: set[tuple[str, str]] = set()
-    has_non_ascii = not text.isascii()
-    for lexicon in lexicons:
-        if not lexicon.is_latin and not has_non_ascii:
-            continue
-        for finding in _scan(lexicon, text, masked):
-            key = (finding.rule, finding.term.casefold())
-            if key not in seen:
-                seen.add(key)
-                findings.append(finding)
+    for _, finding in located:
+        key = (finding.rule, finding.term.casefold())
+        if key not in seen:
+            seen.add(key)
+            findings.append(finding)
     return tuple(findings)
 
 
@@ -220,7 +222,9 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
     )
 
 
-def _scan(lexicon: Lexicon, text: str, masked: str) -> Iterable[ClaimFinding]:
+def _scan(
+    lexicon: Lexicon, text: str, masked: str
+) -> Iterable[tuple[int, ClaimFinding]]:
     if lexicon.is_latin:
         masked = _lower_same_length(masked)
         if lexicon.triggers.isdisjoint(_latin_tokens(masked)):
@@ -232,12 +236,13 @@ def _scan(lexicon: Lexicon, text: str, masked: str) -> Iterable[ClaimFinding]:
             start, end = match.span()
             masked = masked[:start] + " " * (end - start) + masked[end:]
     for start, end, rule in _resolve_overlaps(_candidates(lexicon, masked)):
-        yield ClaimFinding(
+        finding = ClaimFinding(
             rule=rule.rule,
             kind=rule.kind,
             term=text[start:end],
             message=rule.message,
         )
+        yield start, finding
 
 
 def _candidates(lexicon: Lexicon, masked: str) -> list[tuple[int, int, int, ClaimRule]]:
