@@ -56,6 +56,22 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert manifest["finished_at"] >= manifest["started_at"]
 
 
+def test_run_receipt_verifies_offline(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    receipts = sorted((result.run_dir / "receipts").glob("*.json"))
+    assert len(receipts) == result.counts["ledger"]["receipts_written"]
+    verified = subprocess.run(
+        [sys.executable, "-m", "greenloop.cli", "verify", str(receipts[0]),
+         "--key", str(result.run_dir / "verifier-key.txt")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("verified:")
+
+
 def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url):
     result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     ingest = result.counts["ingest"]

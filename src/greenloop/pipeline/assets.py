@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -53,6 +54,7 @@ class LedgerCounts:
     tree_size: int
     checkpoint: str
     receipts_written: int
+    verifier_key: str
 
 
 def to_minor_units(amount: Decimal) -> int:
@@ -166,7 +168,7 @@ def append_to_ledger(
     key_dir: Path,
     origin: str,
     run_purchase_ids: Sequence[str],
-    receipts_path: Path,
+    receipts_folder: Path,
     progress: ProgressSink,
 ) -> LedgerCounts:
     """Append assets missing from the ledger, sign a checkpoint, write receipts."""
@@ -186,11 +188,14 @@ def append_to_ledger(
         progress.advance(len(chunk))
     checkpoint = log.checkpoint()
     progress.finish()
-    receipts = _write_receipts(log, run_purchase_ids, receipts_path)
-    return LedgerCounts(appended, existing, log.size, checkpoint, receipts)
+    receipts = _write_receipts(log, run_purchase_ids, receipts_folder)
+    return LedgerCounts(
+        appended, existing, log.size, checkpoint, receipts, str(log.verifier)
+    )
 
 
-def _write_receipts(log: Any, purchase_ids: Sequence[str], path: Path) -> int:
+def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:
+    """Write one receipt file per asset, named after its purchase id."""
     if len(purchase_ids) > MAX_RECEIPTS_PER_RUN:
         logger.info(
             "skipped writing %d receipts (more than %d); get one with "
@@ -199,15 +204,24 @@ def _write_receipts(log: Any, purchase_ids: Sequence[str], path: Path) -> int:
             MAX_RECEIPTS_PER_RUN,
         )
         return 0
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="utf-8") as stream:
-        for purchase_id in purchase_ids:
-            receipt = log.receipt(purchase_id)
-            stream.write(
-                json.dumps({"purchase_id": purchase_id, "receipt": receipt}) + "\n"
-            )
-    temporary.replace(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for purchase_id in purchase_ids:
+        path = folder / f"{receipt_file_stem(purchase_id)}.json"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(log.receipt(purchase_id), indent=2), "utf-8")
+        temporary.replace(path)
     return len(purchase_ids)
+
+
+def receipt_file_stem(purchase_id: str) -> str:
+    """Return a file name for a purchase id, safe on every file system.
+
+    Unsafe characters become `_`, and a digest suffix keeps such names distinct.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", purchase_id)
+    if safe != purchase_id:
+        safe += "-" + hashlib.sha256(purchase_id.encode("utf-8")).hexdigest()[:8]
+    return safe
 
 
 def finance_loans(

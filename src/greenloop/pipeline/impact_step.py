@@ -91,8 +91,15 @@ def compute_impacts(
     progress.start("impact", len(pairs))
     rows: list[dict[str, Any]] = []
     unit_impacts: dict[tuple[str, str | None], Impact] = {}
+    # Products with the same verified facts in the same region have the same
+    # impact, so the calculator runs once per distinct (facts, region).
+    memo: dict[tuple[str, str | None], Impact | None] = {}
     for product_key, region_code in pairs:
-        impact = calculator.impact(verdicts[product_key], 1.0, region_code)
+        verdict = verdicts[product_key]
+        facts = (_facts_key(verdict), region_code)
+        if facts not in memo:
+            memo[facts] = calculator.impact(verdict, 1.0, region_code)
+        impact = memo[facts]
         if impact is not None:
             unit_impacts[(product_key, region_code)] = impact
             rows.append(_unit_row(product_key, region_code, impact))
@@ -103,6 +110,22 @@ def compute_impacts(
     _spend_factors(connection, calculator)
     progress.finish()
     return unit_impacts
+
+
+def _facts_key(verdict: Verdict) -> str:
+    """Return a key of everything in a verdict that an impact method may read."""
+    return json.dumps(
+        [
+            str(verdict.status),
+            verdict.category,
+            verdict.standard_id,
+            verdict.standard_version,
+            verdict.top_tier,
+            verdict.attributes,
+        ],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _unit_row(

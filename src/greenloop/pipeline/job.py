@@ -230,12 +230,14 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             run.config.key_dir,
             run.config.origin,
             purchase_ids,
-            run.run_dir / "receipts.jsonl",
+            run.run_dir / "receipts",
             run.sink,
         ),
     )
     run.counts["ledger"] = {
-        k: v for k, v in vars(ledger_counts).items() if k != "checkpoint"
+        key: value
+        for key, value in vars(ledger_counts).items()
+        if key not in ("checkpoint", "verifier_key")
     }
 
     finance = None

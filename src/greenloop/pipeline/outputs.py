@@ -136,7 +136,8 @@ def write_outputs(
             "report.json",
             "report.html",
         ]
-        + (["receipts.jsonl"] if ledger.receipts_written else []),
+        + ["checkpoint.txt", "verifier-key.txt"]
+        + (["receipts/"] if ledger.receipts_written else []),
     }
     report["run"] = {
         key: manifest[key]
@@ -158,6 +159,7 @@ def write_outputs(
         lambda p: p.write_text(render_html(report), encoding="utf-8"),
     )
     (run_dir / "checkpoint.txt").write_text(ledger.checkpoint, encoding="utf-8")
+    (run_dir / "verifier-key.txt").write_text(ledger.verifier_key + "\n", "utf-8")
     _write_atomically(
         run_dir / "manifest.json",
         lambda p: p.write_text(_json(manifest), encoding="utf-8"),
