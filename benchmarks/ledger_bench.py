@@ -1,4 +1,4 @@
-"""Benchmark the ledger: batched appends, proofs from storage, verification, bytes per entry.
+"""Benchmark the ledger: appends, proofs from storage, verification, bytes per entry.
 
 Usage (from the project root):
 
@@ -78,7 +78,7 @@ def batches(
 
 
 def storage_bytes(engine: Engine, database_path: Path | None) -> int:
-    """Return the bytes the ledger occupies: the SQLite files, or the PostgreSQL tables."""
+    """Return the ledger's bytes: the SQLite files, or the PostgreSQL tables."""
     if database_path is not None:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -249,7 +249,7 @@ print(json.dumps({
 
 
 def run_pymerkle(arguments: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run pymerkle's SQLite tree on the same records in a throwaway virtual environment."""
+    """Run pymerkle's SQLite tree on the same records in a throwaway venv."""
     work = Path(tempfile.mkdtemp(prefix="greenloop-pymerkle-", dir=arguments.work_dir))
     environment = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True)

@@ -35,13 +35,15 @@ def _shift(connection: Connection, start: int, offset: int) -> None:
     # Two steps through negative indexes, so no row collides on the key midway.
     connection.execute(
         text(
-            "UPDATE ledger_entry SET entry_index = -entry_index - 1 WHERE entry_index >= :s"
+            "UPDATE ledger_entry SET entry_index = -entry_index - 1 "
+            "WHERE entry_index >= :s"
         ),
         {"s": start},
     )
     connection.execute(
         text(
-            "UPDATE ledger_entry SET entry_index = -entry_index - 1 + :o WHERE entry_index < 0"
+            "UPDATE ledger_entry SET entry_index = -entry_index - 1 + :o "
+            "WHERE entry_index < 0"
         ),
         {"o": offset},
     )

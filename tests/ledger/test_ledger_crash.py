@@ -1,4 +1,4 @@
-"""Crash safety: a batch cut off mid-transaction leaves a log that audits clean and resumes."""
+"""Crash safety: a batch cut off mid-transaction leaves a clean, resumable log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Merkle tree, tiles and proofs: reference roots, known hashes and Hypothesis properties."""
+"""Merkle tree, tiles and proofs: reference roots, known hashes, properties."""
 
 from __future__ import annotations
 

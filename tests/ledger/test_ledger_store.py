@@ -1,4 +1,4 @@
-"""The database-backed log on SQLite and PostgreSQL: appends, proofs, checkpoints, receipts."""
+"""The log in SQLite and PostgreSQL: appends, proofs, checkpoints, receipts."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def test_checkpoint_refused_after_tile_rewrite(
         ).scalar_one()
         connection.execute(
             text(
-                "UPDATE ledger_tile SET hashes = :hashes WHERE level = 1 AND tile_index = 0"
+                "UPDATE ledger_tile SET hashes = :hashes "
+                "WHERE level = 1 AND tile_index = 0"
             ),
             {"hashes": bytes(32) + bytes(hashes)[32:]},
         )

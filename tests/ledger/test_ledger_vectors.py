@@ -1,4 +1,4 @@
-"""The transparency-dev/merkle test vectors: happy paths verify, every other case raises."""
+"""The transparency-dev/merkle vectors: happy paths verify, every other case raises."""
 
 from __future__ import annotations
 

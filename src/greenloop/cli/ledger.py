@@ -185,7 +185,7 @@ def consistency_command(
     database: str | None = DATABASE_OPTION,
     key_dir: Path = KEY_DIR_OPTION,
 ) -> None:
-    """Check that the NEW checkpoint extends the OLD one (nothing rewritten or removed)."""
+    """Check that the NEW checkpoint extends the OLD one, with nothing rewritten."""
     from greenloop.ledger import (
         CheckpointError,
         ProofError,

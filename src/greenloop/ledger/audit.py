@@ -9,7 +9,7 @@ or out of place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from greenloop.ledger.merkle import CompactRange, leaf_hash
@@ -245,7 +245,7 @@ class _TileChecker:
 
 
 class _LeafTileCursor:
-    """Walks the level-0 tiles in step with the entries, checking each tile it passes."""
+    """Walks the level-0 tiles in step with the entries and checks each tile."""
 
     def __init__(self, tiles: Iterator[Tile], checker: _TileChecker) -> None:
         self.tiles = tiles
@@ -362,8 +362,11 @@ def _entry(mismatches: Mapping[int, tuple[bytes, bytes]], index: int) -> bytes |
 
 
 def _run(
-    start: int, mismatches: Mapping[int, tuple[bytes, bytes]], shifted
-) -> list[int]:  # type: ignore[no-untyped-def]
+    start: int,
+    mismatches: Mapping[int, tuple[bytes, bytes]],
+    shifted: Callable[[int], bool],
+) -> list[int]:
+    """Return the indexes of a run of entries that moved by one, starting at `start`."""
     run = [start]
     index = start + 1
     while index in mismatches and shifted(index):

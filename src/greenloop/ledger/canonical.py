@@ -35,7 +35,7 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _REPR_SAFE_LOW = 1e-4
 _REPR_SAFE_HIGH = 1e16
 
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring
 _ORJSON_OPTIONS = (
     orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
 )

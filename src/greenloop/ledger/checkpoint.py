@@ -45,14 +45,16 @@ class Checkpoint:
         lines = text[:-1].split("\n")
         if len(lines) < 3:
             raise CheckpointError(
-                f"checkpoint has {len(lines)} lines; it needs origin, tree size and root"
+                f"checkpoint has {len(lines)} lines; it needs origin, tree size "
+                "and root"
             )
         origin, size_text, root_text, *extensions = lines
         if not origin:
             raise CheckpointError("checkpoint origin line is empty")
         if not _DECIMAL.fullmatch(size_text):
             raise CheckpointError(
-                f"checkpoint tree size {size_text!r} is not a decimal without leading zeros"
+                f"checkpoint tree size {size_text!r} is not a decimal without "
+                "leading zeros"
             )
         try:
             root = base64.b64decode(root_text, validate=True)
@@ -90,6 +92,7 @@ def open_checkpoint(
     expected = verifier.name if origin is None else origin
     if checkpoint.origin != expected:
         raise CheckpointError(
-            f"checkpoint origin {checkpoint.origin!r} is not the expected log {expected!r}"
+            f"checkpoint origin {checkpoint.origin!r} is not the expected log "
+            f"{expected!r}"
         )
     return checkpoint

@@ -29,7 +29,8 @@ class Node(NamedTuple):
     """A perfect subtree: `height` levels above the leaves, `index` from the left."""
 
     height: int
-    index: int
+    # The field shadows tuple.index, which nothing here calls.
+    index: int  # type: ignore[assignment]
 
 
 NodeReader = Callable[[Sequence[Node]], list[bytes]]

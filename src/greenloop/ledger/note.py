@@ -75,7 +75,8 @@ class Verifier:
         if len(parts) != 3:
             raise NoteError(
                 f"verifier key {text.strip()!r} must have the form "
-                "<name>+<8 hex digits>+<base64 key>; print one with `greenloop ledger key`"
+                "<name>+<8 hex digits>+<base64 key>; print one with "
+                "`greenloop ledger key`"
             )
         name, id_hex, encoded = parts
         check_key_name(name)
@@ -160,7 +161,7 @@ class Signer:
         return f"Signer({self.verifier})"
 
     def sign(self, text: str) -> str:
-        """Return the signed note: `text`, a blank line and this key's signature line."""
+        """Return the signed note: `text`, a blank line and this key's signature."""
         body = _check_text(text)
         signature = self._private_key.sign(body.encode("utf-8"))
         encoded = base64.b64encode(self.verifier.key_id + signature).decode()

@@ -1,7 +1,8 @@
-"""Pseudonyms: users enter the ledger only as a keyed hash the operator can recompute."""
+"""Pseudonyms: users enter the ledger only as a keyed hash the operator holds."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -34,7 +35,7 @@ def pseudonym(user_id: str, secret: bytes) -> str:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """Return the secret stored at `path`, creating 32 random bytes with mode 0600 first.
+    """Return the secret at `path`, first creating 32 random bytes with mode 0600.
 
     Raises KeyFileError when the file is readable by group or others, or is
     too short to be a secret this function wrote.
@@ -47,7 +48,8 @@ def load_or_create_secret(path: Path) -> bytes:
     if len(secret) < SECRET_BYTES:
         raise KeyFileError(
             f"secret file {path} holds {len(secret)} bytes, expected at least "
-            f"{SECRET_BYTES}; restore it from backup (a new secret changes every pseudonym)"
+            f"{SECRET_BYTES}; restore it from backup, because a new secret changes "
+            "every pseudonym"
         )
     return secret
 
@@ -62,7 +64,7 @@ def check_private_mode(path: Path) -> None:
 
 
 def write_private_file(path: Path, content: bytes) -> None:
-    """Create `path` with mode 0600 holding `content`, unless another process won the race.
+    """Create `path` with mode 0600 holding `content`, unless it already exists.
 
     The content goes to a temporary file first and is then hard-linked into
     place, so a reader never sees a half-written secret.
@@ -78,9 +80,8 @@ def write_private_file(path: Path, content: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, PRIVATE_FILE_MODE)
-        try:
+        with contextlib.suppress(FileExistsError):
+            # Another process created the file first; its content stays.
             os.link(temporary, path)
-        except FileExistsError:
-            pass
     finally:
         temporary.unlink(missing_ok=True)

@@ -33,7 +33,7 @@ class ReceiptError(ValueError):
 
 @dataclass(frozen=True)
 class TlogProof:
-    """The parts of a tlog-proof: entry index, inclusion proof, checkpoint note, extra data."""
+    """The parts of a tlog-proof: index, inclusion proof, checkpoint and extra data."""
 
     index: int
     proof: tuple[bytes, ...]
@@ -118,7 +118,7 @@ def build_receipt(
 
 @dataclass(frozen=True)
 class VerifiedReceipt:
-    """What a receipt proves once verified: the record, where it is, and the tree head."""
+    """What a verified receipt proves: the record, its index and the tree head."""
 
     record: dict[str, Any]
     record_digest: str
@@ -207,10 +207,12 @@ def _check_fields(receipt: Mapping[str, Any], verified: VerifiedReceipt) -> None
     for field, value in expected.items():
         if receipt.get(field) != value:
             raise ReceiptError(
-                f"receipt field {field!r} is {receipt.get(field)!r}, but the proof says {value!r}"
+                f"receipt field {field!r} is {receipt.get(field)!r}, but the proof "
+                f"says {value!r}"
             )
     stated = verified.record.get("purchase_id")
     if stated is not None and receipt.get("purchase_id") != stated:
         raise ReceiptError(
-            f"receipt purchase_id {receipt.get('purchase_id')!r} differs from the record's {stated!r}"
+            f"receipt purchase_id {receipt.get('purchase_id')!r} differs from the "
+            f"record's {stated!r}"
         )

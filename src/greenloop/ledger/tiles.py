@@ -41,7 +41,8 @@ class TileKey(NamedTuple):
     """The address of a tile: its level and its index within the level."""
 
     level: int
-    index: int
+    # The field shadows tuple.index, which nothing here calls.
+    index: int  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Tile:
         return self.hashes[offset : offset + HASH_SIZE]
 
     def node(self, sub_height: int, first: int) -> bytes:
-        """Return the hash of the node `sub_height` levels above base position `first`."""
+        """Return the node `sub_height` levels above base position `first`."""
         layer_height = _LAYER_FOR_SUB_HEIGHT[sub_height]
         count = 1 << (sub_height - layer_height)
         width = len(self.hashes) >> 5
@@ -131,7 +132,7 @@ def tile_root(tile: Tile) -> bytes:
 
 
 def locate(node: Node) -> tuple[TileKey, int, int]:
-    """Return the tile holding `node`, its height above the tile base, and its first position."""
+    """Return the tile holding `node`, its height in the tile and its first position."""
     level, sub_height = divmod(node.height, TILE_HEIGHT)
     first = node.index << sub_height
     return TileKey(level, first >> TILE_HEIGHT), sub_height, first & (TILE_WIDTH - 1)

@@ -153,7 +153,7 @@ class LedgerError(RuntimeError):
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Where a purchase's entry is: its key, its index, and whether this call added it."""
+    """A purchase's entry: its key, its index, and whether this call added it."""
 
     key: str
     index: int
@@ -231,7 +231,7 @@ class LedgerStore:
         return size
 
     def _reader(self, connection: Connection, cached: bool = True) -> NodeReader:
-        """Return a node reader on `connection`; `cached=False` reads every tile afresh."""
+        """Return a node reader; with `cached=False` it reads every tile afresh."""
 
         def read(nodes: Sequence[Node]) -> list[bytes]:
             return read_nodes_from(self._load_tiles(connection, nodes, cached), nodes)
@@ -395,7 +395,8 @@ class LedgerStore:
         for tile in replaced:
             _driver_sql(
                 connection,
-                "DELETE FROM ledger_tile WHERE log_id = ? AND level = ? AND tile_index = ?",
+                "DELETE FROM ledger_tile "
+                "WHERE log_id = ? AND level = ? AND tile_index = ?",
                 (self.log_id, tile.level, tile.index),
             )
         self._insert_rows(
@@ -413,7 +414,7 @@ class LedgerStore:
         """Insert many rows: COPY on PostgreSQL, one prepared executemany on SQLite."""
         if connection.dialect.name == "postgresql":
             cursor = connection.connection.cursor()
-            with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY {target} FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             return
@@ -561,7 +562,8 @@ class LedgerStore:
             latest = self._latest_checkpoint(connection)
             if latest is None or int(latest.size) <= index:
                 raise LedgerError(
-                    f"entry {index} ({key!r}) is not covered by a signed checkpoint yet; "
+                    f"entry {index} ({key!r}) is not covered by a signed checkpoint "
+                    "yet; "
                     "call checkpoint() or run `greenloop ledger checkpoint` first"
                 )
             proof = inclusion_proof_from(
@@ -671,7 +673,8 @@ def _prepare(key: str, record: Mapping[str, Any]) -> tuple[str, bytes]:
     stated = record.get("purchase_id", key)
     if stated != key:
         raise ValueError(
-            f"record for purchase {key!r} has purchase_id {stated!r}; they must be equal"
+            f"record for purchase {key!r} has purchase_id {stated!r}; the two "
+            "must be equal"
         )
     return key, canonical_json(record)
 
