@@ -196,3 +196,11 @@ def test_retrain_reproduces_training_set(shared_data: Path, tmp_path: Path) -> N
     assert card["data_procedure"]["training_set_sha256"] == rebuilt.digest()
     assert result.scores["macro_f1"] > 0.9
     assert (tmp_path / "model.json").is_file()
+
+
+def test_nul_in_title_keeps_rows(shipped: CategoryModel) -> None:
+    titles = ["冰箱\0一级能效", "red dress", "二手 手机"]
+    alone = shipped.probabilities(titles[1:])
+    together = shipped.probabilities(titles)
+    assert together.shape == (3, len(shipped.classes))
+    assert np.allclose(together[1:], alone, atol=1e-6)

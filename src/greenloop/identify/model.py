@@ -63,8 +63,11 @@ def ngram_codes(titles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     with absent positions zero, so codes of different n-grams never collide.
     """
     texts = [" " + " ".join(title.lower().split()) + " " for title in titles]
-    # NUL separates titles; n-grams that contain it are discarded below.
+    # NUL separates titles; n-grams that contain it are discarded below. A NUL
+    # inside a title would shift every later title, so it becomes a space.
     joined = "\0".join(texts)
+    if joined.count("\0") != len(texts) - 1:
+        joined = "\0".join(text.replace("\0", " ") for text in texts)
     points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
     title_of_point = np.cumsum(points == 0)
     present = points != 0
