@@ -30,9 +30,21 @@ ORGANIC_CODE = re.compile(r"(?<!\d)\d{17}(?!\d)")
 GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])GF\d{12}(?!\d)", re.IGNORECASE)
 LEGACY_GREEN_FOOD_CODE = re.compile(r"(?<![A-Z0-9])LB-\d{2}-\d{10}[12](?!\d)")
 ECOLABEL_CODE = re.compile(r"(?<![A-Z])[A-Z]{2}/\d{3}/\d{3,6}(?!\d)")
+_ANY_CODE = re.compile(
+    "|".join(
+        pattern.pattern
+        for pattern in (
+            ORGANIC_CODE,
+            re.compile(r"(?<![A-Z0-9])GF\d{12}(?!\d)"),
+            LEGACY_GREEN_FOOD_CODE,
+            ECOLABEL_CODE,
+        )
+    )
+)
 
 _NOT_MODEL_CHARACTER = re.compile(r"[^\w*#()/]|_")
 _DIGIT = re.compile(r"\d")
+_THREE_DIGITS = re.compile(r"\d{3}")
 # Latin letters (with diacritics) and digits; Chinese characters end a token,
 # so a model number written next to Chinese words is still found.
 _LATIN = "0-9A-Za-z\u00c0-\u024f"
@@ -60,13 +72,13 @@ class CodeDate:
 
 def find_stated_grade(text: str) -> StatedGrade | None:
     """Return the first energy-label grade stated in `text`, or None."""
-    match = _CHINESE_GRADE.search(text)
+    match = _CHINESE_GRADE.search(text) if "级" in text else None
     if match:
         new_marker = match.group(1) or match.group(3)
         digit = match.group(2) or match.group(4)
         grade = _CHINESE_DIGITS.get(digit) or int(digit)
         return StatedGrade(grade, match.group(0), new_edition=bool(new_marker))
-    match = _ENGLISH_GRADE.search(text)
+    match = _ENGLISH_GRADE.search(text) if "grade" in text.lower() else None
     if match:
         digit = match.group(1) or match.group(2)
         return StatedGrade(int(digit), match.group(0), new_edition=False)
@@ -75,10 +87,10 @@ def find_stated_grade(text: str) -> StatedGrade | None:
 
 def find_certificate_codes(text: str) -> tuple[str, ...]:
     """Return the organic, Green Food and EU Ecolabel codes written in `text`."""
-    codes: list[str] = []
-    for pattern in (ORGANIC_CODE, GREEN_FOOD_CODE, LEGACY_GREEN_FOOD_CODE):
-        codes.extend(match.group(0).upper() for match in pattern.finditer(text))
-    codes.extend(match.group(0) for match in ECOLABEL_CODE.finditer(text.upper()))
+    # Every code form has at least three digits in a row.
+    if _THREE_DIGITS.search(text) is None:
+        return ()
+    codes = [match.group(0) for match in _ANY_CODE.finditer(text.upper())]
     return tuple(dict.fromkeys(codes))
 
 
@@ -161,29 +173,46 @@ class ModelCandidates:
 
 def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
     """Return the normalized strings in `text` that could be a model number."""
-    text = unicodedata.normalize("NFKC", text)
-    tokens = [
-        (match.start(), match.end(), normalize_model(match.group(0)))
-        for match in _TOKEN.finditer(text)
-    ]
+    chunks = unicodedata.normalize("NFKC", text).upper().split()
+    # Each whitespace-separated chunk gives its Latin tokens; a chunk that is one
+    # token may join the next such chunks, because some models contain spaces.
+    # Plain string methods stand in for regexes where they can: this runs once
+    # per title in batch identification.
+    tokens: list[tuple[str, bool]] = []
     with_digits: dict[str, None] = {}
     without_digits: dict[str, None] = {}
-    for index, (_, end, token) in enumerate(tokens):
-        if _DIGIT.search(token) is None:
-            if len(token) >= 4:
-                without_digits[token] = None
-        elif len(token) >= 3:
-            with_digits[token] = None
+    for chunk in chunks:
+        if chunk.isascii() and chunk.isalnum():
+            found, whole = [chunk], True
+        else:
+            found = _TOKEN.findall(chunk)
+            whole = len(found) == 1 and found[0] == chunk
+        for token in found:
+            normalized = token if whole and token.isalnum() else _clean_model(token)
+            if not _has_digit(normalized):
+                if len(normalized) >= 4:
+                    without_digits[normalized] = None
+            elif len(normalized) >= 3:
+                with_digits[normalized] = None
+        tokens.append((_clean_model(chunk) if whole else "", whole))
+    for index, (token, whole) in enumerate(tokens):
+        if not whole:
+            continue
         joined = token
-        previous_end = end
         for offset in range(1, max_joined):
-            if index + offset >= len(tokens):
+            if index + offset >= len(tokens) or not tokens[index + offset][1]:
                 break
-            start, next_end, next_token = tokens[index + offset]
-            if start - previous_end != 1 or text[previous_end] != " ":
-                break
-            joined += next_token
-            previous_end = next_end
-            if _DIGIT.search(joined) is not None:
+            joined += tokens[index + offset][0]
+            if _has_digit(joined):
                 with_digits[joined] = None
     return ModelCandidates(tuple(with_digits), tuple(without_digits))
+
+
+def _clean_model(token: str) -> str:
+    if token.isascii() and token.isalnum():
+        return token
+    return _NOT_MODEL_CHARACTER.sub("", token)
+
+
+def _has_digit(text: str) -> bool:
+    return not text.isalpha() and any(char.isdigit() for char in text)

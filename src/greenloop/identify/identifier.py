@@ -8,9 +8,10 @@ Decision order for one product:
 2. Without a verified finding, claims decide: a specific claim goes to review;
    generic, offset-neutrality, single-attribute and future-pledge claims are
    flagged and the item is not green.
-3. Otherwise the category model's proposal, when its probability reaches the
-   threshold in `data/settings.yaml`, routes the item to review. The model
-   never makes an item green.
+3. Otherwise, for an item with no finding and no claim, the category model's
+   proposal routes it to review when its probability reaches the threshold in
+   `data/settings.yaml`. The model never makes an item green, and it is not
+   called for items whose status evidence or claims already set.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from greenloop.identify.energy_star import (
     EnergyStarSnapshot,
     read_energy_star_file,
 )
+from greenloop.identify.evidence import padded_words
 from greenloop.identify.model_index import ModelIndex
 from greenloop.identify.parsing import ParsedQuery, parse_query
 from greenloop.identify.registries import Registries, load_registries
@@ -71,6 +73,7 @@ class Identifier:
         self._context = context
         self._model = model
         self._model_version = model_version
+        self._versions: dict[str, str | None] = {}
 
     @classmethod
     def load(
@@ -101,6 +104,7 @@ class Identifier:
             certified=certified,
             vocabulary=shipped_vocabulary(),
             as_of=as_of or datetime.now(UTC).date(),
+            energy_star_brands=_brands_by_first_word(snapshots.values()),
         )
         if model is not None:
             return cls(context, model, getattr(model, "version", "supplied"))
@@ -201,7 +205,7 @@ class Identifier:
             status=finding.status,
             category=finding.category,
             standard_id=standard.id if standard else None,
-            standard_version=standard.version(self.as_of) if standard else None,
+            standard_version=self._version(standard),
             evidence=finding.evidence,
             claims=claims,
             reasons=tuple(reasons),
@@ -268,7 +272,7 @@ class Identifier:
             status=status,
             category=category,
             standard_id=standard.id if standard else None,
-            standard_version=standard.version(self.as_of) if standard else None,
+            standard_version=self._version(standard),
             evidence=finding.evidence if finding else (),
             claims=parsed.claims + (finding.flags if finding else ()),
             model_category=model_category,
@@ -295,6 +299,13 @@ class Identifier:
             "should ask the merchant for evidence."
         )
 
+    def _version(self, standard: Standard | None) -> str | None:
+        if standard is None:
+            return None
+        if standard.id not in self._versions:
+            self._versions[standard.id] = standard.version(self.as_of)
+        return self._versions[standard.id]
+
     def _standard(self, category: Category | None) -> Standard | None:
         if category is None:
             return None
@@ -302,7 +313,14 @@ class Identifier:
 
 
 def _needs_model(parsed: ParsedQuery, finding: Finding | None) -> bool:
-    return finding is None or not (finding.status is Status.GREEN or finding.decisive)
+    # The model can only move a not_green item without claims to review, so it
+    # is not called when evidence or a claim has already set the status. Its
+    # per-call cost dominates a single identification.
+    if finding is not None and finding.status is not Status.NOT_GREEN:
+        return False
+    if finding is not None and finding.decisive:
+        return False
+    return not parsed.claims
 
 
 def _find_claims(text: str, brand: str | None) -> tuple[ClaimFinding, ...]:
@@ -331,6 +349,20 @@ def _load_energy_star(
         for record in snapshot.records:
             index.add(record.model_number, record)
     return index, snapshots
+
+
+def _brands_by_first_word(
+    snapshots: Iterable[EnergyStarSnapshot],
+) -> dict[str, tuple[str, ...]]:
+    """Return each brand's words, padded with spaces, keyed by its first word."""
+    brands: dict[str, set[str]] = {}
+    for snapshot in snapshots:
+        for record in snapshot.records:
+            brand_words = padded_words(record.brand)
+            if brand_words.strip():
+                first = brand_words.split()[0]
+                brands.setdefault(first, set()).add(brand_words)
+    return {first: tuple(sorted(group)) for first, group in brands.items()}
 
 
 def _load_shipped_model() -> tuple[ProposesCategories | None, str | None]:

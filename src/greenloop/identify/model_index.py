@@ -98,10 +98,10 @@ class ModelIndex(Generic[RecordT]):
     by_prefix: dict[str, list[_Pattern[RecordT]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    prefix_lengths: list[int] = field(default_factory=list)
-    prefix_starts: set[str] = field(default_factory=set)
+    prefix_closure: set[str] = field(default_factory=set)
     wild_start: list[_Pattern[RecordT]] = field(default_factory=list)
     size: int = 0
+    _wild_start_union: re.Pattern[str] | None = None
 
     def add(self, model_number: str, record: RecordT) -> None:
         """Index `record` under every alternative of `model_number`."""
@@ -114,27 +114,37 @@ class ModelIndex(Generic[RecordT]):
             entry = _Pattern(compiled.pattern, _longest_literal(compiled.key), record)
             if len(prefix) >= _MIN_PREFIX:
                 self.by_prefix[prefix].append(entry)
-                self.prefix_starts.add(prefix[:_MIN_PREFIX])
-                if len(prefix) not in self.prefix_lengths:
-                    self.prefix_lengths.append(len(prefix))
-                    self.prefix_lengths.sort()
+                self.prefix_closure.update(
+                    prefix[:length] for length in range(_MIN_PREFIX, len(prefix) + 1)
+                )
             else:
                 self.wild_start.append(entry)
+                self._wild_start_union = None
 
     def lookup(self, candidate: str) -> list[RecordT]:
         """Return the records whose model number matches a normalized candidate."""
         found = list(self.exact.get(candidate, ()))
-        if candidate[:_MIN_PREFIX] not in self.prefix_starts:
-            return self._lookup_wild_start(candidate, found)
-        for length in self.prefix_lengths:
-            if length > len(candidate):
+        # Walk the candidate's prefixes while some pattern prefix still starts
+        # with them; most candidates leave the closure after two characters.
+        for length in range(_MIN_PREFIX, len(candidate) + 1):
+            prefix = candidate[:length]
+            if prefix not in self.prefix_closure:
                 break
-            for entry in self.by_prefix.get(candidate[:length], ()):
+            for entry in self.by_prefix.get(prefix, ()):
                 if entry.pattern.fullmatch(candidate) and entry.record not in found:
                     found.append(entry.record)
         return self._lookup_wild_start(candidate, found)
 
     def _lookup_wild_start(self, candidate: str, found: list[RecordT]) -> list[RecordT]:
+        if not self.wild_start:
+            return found
+        if self._wild_start_union is None:
+            # One regex for all patterns rejects most candidates in one call.
+            self._wild_start_union = re.compile(
+                "|".join(f"(?:{entry.pattern.pattern})" for entry in self.wild_start)
+            )
+        if self._wild_start_union.fullmatch(candidate) is None:
+            return found
         for entry in self.wild_start:
             matched = entry.anchor in candidate and entry.pattern.fullmatch(candidate)
             if matched and entry.record not in found:

@@ -15,7 +15,7 @@ from greenloop.identify.evidence import (
     padded_words,
 )
 from greenloop.identify.verdict import ClaimFinding, ProductQuery
-from greenloop.identify.vocabulary import Vocabulary, word_phrases
+from greenloop.identify.vocabulary import Vocabulary
 
 
 @dataclass
@@ -65,7 +65,7 @@ def parse_query(
     """Parse a query's title into grades, codes, product type words and claims."""
     title = query.title or ""
     words = padded_words(title)
-    title_phrases = word_phrases(words)
+    title_phrases = vocabulary.phrases(words)
     appliance_type = vocabulary.appliance_types.find(title_phrases, title)
     accessory = (
         appliance_type is not None

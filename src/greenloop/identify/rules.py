@@ -67,13 +67,22 @@ class RuleContext:
     certified: dict[tuple[str, str], CertifiedProduct]
     vocabulary: Vocabulary
     as_of: date
+    energy_star_brands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _parameters: dict[tuple[Category, str], Any] = field(default_factory=dict)
 
     def parameter(self, category: Category, name: str) -> Any:
-        """Return a parameter of this jurisdiction's standard, or None without one."""
-        standard = self.standards.get(category)
-        if standard is None or not standard.in_force(self.as_of):
-            return None
-        return standard.value(name, self.as_of)
+        """Return a parameter of this jurisdiction's standard, or None without one.
+
+        Values are cached, because `as_of` is fixed for the context's lifetime.
+        """
+        key = (category, name)
+        if key not in self._parameters:
+            standard = self.standards.get(category)
+            in_force = standard is not None and standard.in_force(self.as_of)
+            self._parameters[key] = (
+                standard.value(name, self.as_of) if standard and in_force else None
+            )
+        return self._parameters[key]
 
     def registry_source(self, name: str) -> str:
         """Return a registry's source line for evidence: name, date and origin."""
@@ -481,9 +490,14 @@ def _energy_label_finding(
 def energy_star_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
     """Match the brand and model number against the loaded ENERGY STAR records."""
     accepted = Category.ENERGY_STAR in context.standards
+    # A title match needs the brand, so titles that name no ENERGY STAR brand
+    # skip the model-number search.
+    brand_possible = bool(parsed.query.brand) or _names_brand(
+        parsed, context.energy_star_brands
+    )
     record = (
         _match_by_model(parsed, context.energy_star, lambda item: item.brand)
-        if context.energy_star.size
+        if context.energy_star.size and brand_possible
         else None
     )
     if record is None:
@@ -543,6 +557,14 @@ def energy_star_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
         (evidence,),
         attributes=attributes,
     )
+
+
+def _names_brand(parsed: ParsedQuery, brands: dict[str, tuple[str, ...]]) -> bool:
+    for word in parsed.phrases:
+        for brand_words in brands.get(word, ()):
+            if brand_words in parsed.words:
+                return True
+    return False
 
 
 def _energy_star_unmatched(parsed: ParsedQuery, context: RuleContext) -> Finding | None:

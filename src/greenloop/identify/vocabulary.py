@@ -74,12 +74,15 @@ class TermMatcher:
     keys: tuple[str, ...]
     latin: dict[str, str]
     chinese: tuple[tuple[str, str], ...]
+    latin_phrases: frozenset[str] = frozenset()
 
     def find_all(self, phrases: frozenset[str], text: str) -> list[str]:
         """Return the keys with a term in the title, in key order."""
-        found = {self.latin[phrase] for phrase in phrases if phrase in self.latin}
+        found = {self.latin[phrase] for phrase in phrases & self.latin_phrases}
         if self.chinese and not text.isascii():
             found.update(key for term, key in self.chinese if term in text)
+        if not found:
+            return []
         return [key for key in self.keys if key in found]
 
     def find(self, phrases: frozenset[str], text: str) -> str | None:
@@ -88,12 +91,20 @@ class TermMatcher:
         return found[0] if found else None
 
 
-def word_phrases(words: str) -> frozenset[str]:
-    """Return the word n-grams (1 to 3 words) of a title in `padded_words` form."""
+def word_phrases(words: str, starts: frozenset[str] | None = None) -> frozenset[str]:
+    """Return the word n-grams (1 to 3 words) of a title in `padded_words` form.
+
+    With `starts`, longer n-grams are built only from words in it (the first
+    words of multi-word terms), which keeps the set small.
+    """
     tokens = words.split()
     grams = set(tokens)
-    for size in range(2, MAX_PHRASE_WORDS + 1):
-        for start in range(len(tokens) - size + 1):
+    for start, token in enumerate(tokens):
+        if starts is not None and token not in starts:
+            continue
+        for size in range(2, MAX_PHRASE_WORDS + 1):
+            if start + size > len(tokens):
+                break
             grams.add(" ".join(tokens[start : start + size]))
     return frozenset(grams)
 
@@ -114,7 +125,7 @@ def compile_terms(groups: dict[str, list[str]]) -> TermMatcher:
                 latin.setdefault(phrase, key)
             else:
                 chinese.append((term, key))
-    return TermMatcher(tuple(groups), latin, tuple(chinese))
+    return TermMatcher(tuple(groups), latin, tuple(chinese), frozenset(latin))
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,11 @@ class Vocabulary:
     model_review_min_probability: float
     energy_star_max_age_days: int
     label_min_credibility: int
+    phrase_starts: frozenset[str] = frozenset()
+
+    def phrases(self, words: str) -> frozenset[str]:
+        """Return the n-grams of a title that the term matchers can match."""
+        return word_phrases(words, self.phrase_starts)
 
 
 @cache
@@ -143,6 +159,18 @@ def load_vocabulary(folder: Path) -> Vocabulary:
     terms = _parse(folder / "terms.yaml", TermsFile)
     assert isinstance(settings, SettingsFile)
     assert isinstance(terms, TermsFile)
+    all_terms = [
+        *(term for group in terms.appliance_types.values() for term in group),
+        *terms.appliance_exclusions,
+        *(term for group in terms.energy_star_product_types.values() for term in group),
+        *terms.vehicle_terms,
+        *(term for group in terms.item_kinds.values() for term in group),
+    ]
+    starts = frozenset(
+        padded_words(term).split()[0]
+        for term in all_terms
+        if term.isascii() and len(padded_words(term).split()) > 1
+    )
     return Vocabulary(
         appliance_types=compile_terms(terms.appliance_types),
         appliance_exclusions=compile_terms({"excluded": terms.appliance_exclusions}),
@@ -152,6 +180,7 @@ def load_vocabulary(folder: Path) -> Vocabulary:
         model_review_min_probability=settings.model_review_min_probability.value,
         energy_star_max_age_days=int(settings.energy_star_max_age_days.value),
         label_min_credibility=int(settings.label_min_credibility.value),
+        phrase_starts=starts,
     )
 
 
