@@ -18,6 +18,7 @@ from greenloop.store import finance
 from greenloop.store.base import make_engine
 from greenloop.store.finance import (
     GreenLoan,
+    apply_partial_refund,
     commit_campaign_draw,
     process_green_loans,
     reconcile_facility,
@@ -341,3 +342,41 @@ def test_groups_count_each_loan_once(engine: Engine, tmp_path: Path) -> None:
     assert report["kg_co2e_avoided"] == "1000.0"
     # 40 yuan for one tonne.
     assert report["yuan_per_tco2e"] == "40.00"
+
+
+def allocated_fen(engine: Engine, purchase_id: str) -> int:
+    allocations = finance.finance_allocations
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(allocations.c.allocated_fen).where(
+                    allocations.c.purchase_id == purchase_id
+                )
+            ).scalar_one()
+        )
+
+
+def test_partial_refund_shrinks_allocation(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(4)]
+    run(engine, loans, paths)
+    assert allocated_fen(engine, "p00000") == 450_000
+    report = apply_partial_refund(engine, "p00000", 300_000, AS_OF)
+    assert report.pool_covers_drawn["test-facility"] is True
+    assert allocated_fen(engine, "p00000") == 150_000
+    assert allocated_fen(engine, "p00002") == 400_000
+    assert reconcile_facility(engine, "test-facility").balanced
+    outcome = run(engine, loans, paths)
+    # The fee still to come (9 of 12 parts of 52,800 fen) falls by two thirds.
+    assert outcome.loans["p00000"].fee_fen == 13_200 + 13_200
+
+
+def test_partial_refunds_reaching_principal(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    run(engine, [make_loan(1)], paths)
+    apply_partial_refund(engine, "p00001", 200_000, AS_OF)
+    report = apply_partial_refund(engine, "p00001", 100_000, AS_OF)
+    assert report.awards_refunded == 1
+    with engine.connect() as connection:
+        status = connection.execute(select(finance.finance_loans.c.status)).scalar()
+    assert status == "refunded"

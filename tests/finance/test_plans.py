@@ -227,3 +227,11 @@ def test_fee_schedule_file_loads() -> None:
 def test_fee_schedule_names_missing_periods() -> None:
     with pytest.raises(KeyError, match="no fee rate for 24 periods"):
         load_fee_schedules().get().fee_rate(24)
+
+
+def test_outstanding_counts_refund_at_once() -> None:
+    plan = fee_plan(Decimal(120000), 12, Decimal("0.12"), start=date(2026, 1, 10))
+    refund = apply_refund(plan, Decimal(40000), paid_installments=2)
+    assert refund.plan is not None
+    assert refund.plan.outstanding_fen(date(2026, 3, 10)) == 60000
+    assert refund.plan.outstanding_fen(date(2027, 1, 10)) == 0

@@ -94,14 +94,22 @@ class InstallmentPlan:
         )
 
     def outstanding_fen(self, on: date) -> Decimal:
-        """Return the principal outstanding on `on`, after installments due by then."""
+        """Return the principal outstanding on `on`, after installments due by then.
+
+        Computed from the principal parts rather than the stored balances, so a
+        refund that lowered `principal_fen` mid-plan counts from its date on.
+        """
         if self.start is None:
             raise ValueError("the plan has no start date, so it has no due dates")
-        outstanding = self.principal_fen
-        for item in self.installments:
-            if item.due_on is not None and item.due_on <= on:
-                outstanding = item.balance_fen
-        return outstanding
+        repaid = sum(
+            (
+                item.principal_fen
+                for item in self.installments
+                if item.due_on is not None and item.due_on <= on
+            ),
+            ZERO,
+        )
+        return self.principal_fen - repaid
 
 
 def fee_plan(

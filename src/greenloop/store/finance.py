@@ -75,6 +75,7 @@ from greenloop.incentives.rules import (
     ineligibility_reason,
     report_group,
 )
+from greenloop.lending.adjustments import apply_refund
 from greenloop.lending.configfile import ConfigError
 from greenloop.lending.loans import GreenLoan
 from greenloop.lending.money import ZERO, fen_to_yuan, yuan_to_fen
@@ -88,6 +89,7 @@ __all__ = [
     "GreenLoan",
     "LoanResult",
     "SubstitutionReport",
+    "apply_partial_refund",
     "commit_campaign_draw",
     "create_finance_tables",
     "process_green_loans",
@@ -120,6 +122,8 @@ finance_loans = Table(
     Column("status", String(16), nullable=False, default=LoanStatus.ACTIVE.value),
     Column("status_reason", Text, nullable=True),
     Column("status_on", Date, nullable=True),
+    # Partial refunds in the order applied: [{"on": ISO date, "fen": amount}].
+    Column("partial_refunds", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -418,11 +422,23 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
 
 
 def _plan_of(row: Any) -> InstallmentPlan:
-    """Rebuild the stored loan's plan; a waived fee makes it interest-free."""
+    """Rebuild the stored loan's plan, with its waived fee and partial refunds."""
     fee_rate = ZERO if row.consumer_fee_waived else Decimal(row.fee_rate)
-    return fee_plan(
+    plan = fee_plan(
         Decimal(row.principal_fen), row.periods, fee_rate, _as_date(row.occurred_at)
     )
+    for refund in row.partial_refunds or ():
+        refunded_on = date.fromisoformat(refund["on"])
+        paid = sum(
+            1
+            for item in plan.installments
+            if item.due_on is not None and item.due_on <= refunded_on
+        )
+        adjusted = apply_refund(plan, Decimal(refund["fen"]), paid).plan
+        if adjusted is None:
+            break
+        plan = adjusted
+    return plan
 
 
 def _position_of(row: Any, as_of: date) -> LoanPosition:
@@ -1053,31 +1069,12 @@ def _end_loans(
                 )
             ).all()
             refunded = sum(1 for row in rows if _release_award(connection, row, now))
-        facility_ids = connection.execute(
-            select(finance_allocations.c.facility_id)
-            .where(
-                and_(
-                    finance_allocations.c.purchase_id.in_(list(found)),
-                    finance_allocations.c.released_on.is_(None),
-                )
-            )
-            .distinct()
-        ).scalars()
         report = SubstitutionReport(
             purchase_ids=requested,
             not_found=tuple(key for key in requested if key not in found),
             awards_refunded=refunded,
         )
-        for facility_id in sorted(facility_ids):
-            row = _lock_facility(connection, facility_id)
-            facility = FacilityConfig.model_validate(row.config)
-            released, added = _reallocate(connection, facility, as_of)
-            after = _lock_facility(connection, facility_id)
-            report.released[facility_id] = released
-            report.added[facility_id] = added
-            report.unallocated_fen[facility_id] = int(after.unallocated_fen)
-            pool = _pool_fen(connection, facility_id)
-            report.pool_covers_drawn[facility_id] = pool >= int(after.drawn_fen)
+        _reallocate_holders(connection, found, as_of, report)
     logger.info(
         "%s %d loans (%d not found): %s",
         status.value,
@@ -1086,6 +1083,84 @@ def _end_loans(
         reason,
     )
     return report
+
+
+def apply_partial_refund(
+    engine: Engine, purchase_id: str, refund_fen: int, refunded_on: date
+) -> SubstitutionReport:
+    """Reduce a loan by a merchant's partial refund and re-measure its facility.
+
+    The outstanding principal falls by the refund and the fee still to come falls
+    in proportion. A refund that reaches the principal refunds the whole loan,
+    returning its awards' budget. Partial refunds leave awards in place.
+    """
+    if refund_fen <= 0:
+        raise ValueError(f"invalid refund {refund_fen} fen: expected > 0")
+    create_finance_tables(engine)
+    with engine.begin() as connection:
+        query = select(finance_loans).where(finance_loans.c.purchase_id == purchase_id)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = connection.execute(query).one_or_none()
+        if row is None:
+            return SubstitutionReport(
+                purchase_ids=(purchase_id,), not_found=(purchase_id,)
+            )
+        refunds = [
+            *(row.partial_refunds or ()),
+            {"on": refunded_on.isoformat(), "fen": refund_fen},
+        ]
+        total = sum(int(item["fen"]) for item in refunds)
+        if total < int(row.principal_fen):
+            connection.execute(
+                update(finance_loans)
+                .where(finance_loans.c.purchase_id == purchase_id)
+                .values(partial_refunds=refunds)
+            )
+            report = SubstitutionReport(purchase_ids=(purchase_id,), not_found=())
+            _reallocate_holders(connection, {purchase_id}, refunded_on, report)
+            logger.info(
+                "partial refund of %d fen on loan %s (%d fen refunded in all)",
+                refund_fen,
+                purchase_id,
+                total,
+            )
+            return report
+    return refund_purchases(
+        engine,
+        [purchase_id],
+        f"refunds of {total} fen reach the principal",
+        refunded_on,
+    )
+
+
+def _reallocate_holders(
+    connection: Connection,
+    purchase_ids: set[str],
+    as_of: date,
+    report: SubstitutionReport,
+) -> None:
+    """Re-run the allocation of every facility that holds one of `purchase_ids`."""
+    facility_ids = connection.execute(
+        select(finance_allocations.c.facility_id)
+        .where(
+            and_(
+                finance_allocations.c.purchase_id.in_(list(purchase_ids)),
+                finance_allocations.c.released_on.is_(None),
+            )
+        )
+        .distinct()
+    ).scalars()
+    for facility_id in sorted(facility_ids):
+        row = _lock_facility(connection, facility_id)
+        facility = FacilityConfig.model_validate(row.config)
+        released, added = _reallocate(connection, facility, as_of)
+        after = _lock_facility(connection, facility_id)
+        report.released[facility_id] = released
+        report.added[facility_id] = added
+        report.unallocated_fen[facility_id] = int(after.unallocated_fen)
+        pool = _pool_fen(connection, facility_id)
+        report.pool_covers_drawn[facility_id] = pool >= int(after.drawn_fen)
 
 
 def _pool_fen(connection: Connection, facility_id: str) -> int:
