@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from greenloop.impact.factorsets import (
     load_packaged_factor_sets,
     parse_factor_set,
 )
+from greenloop.impact.grid import GridSelector
 
 VALID_SET = """
 id: test-set
@@ -136,3 +138,33 @@ def test_spend_sets_carry_licence() -> None:
     assert sets["spend-mcc"].spec.licence == "CC BY-SA 4.0"
     assert "memobank" in (sets["spend-mcc"].spec.attribution or "")
     assert sets["spend-category"].spec.licence.startswith("MIT")
+
+
+def _packaged_grid_text() -> str:
+    packaged = resources.files("greenloop.impact.factors").joinpath("cn_grid.yaml")
+    return packaged.read_text(encoding="utf-8")
+
+
+def _grid_selector(text: str) -> GridSelector:
+    return GridSelector(parse_factor_set(text, "cn_grid.yaml"), None, date(2026, 12, 1))
+
+
+def test_grid_unit_checked() -> None:
+    text = _packaged_grid_text().replace(
+        "    value: 0.5306\n    unit: kgCO2/kWh",
+        "    value: 0.5306\n    unit: tCO2/MWh",
+    )
+    with pytest.raises(FactorSetError, match="has unit 'tCO2/MWh'"):
+        _grid_selector(text)
+
+
+def test_grid_group_unknown_code() -> None:
+    text = _packaged_grid_text().replace("CN-LN, CN-JL", "CN-LN, CN-XX")
+    with pytest.raises(FactorSetError, match="lists 'CN-XX'"):
+        _grid_selector(text)
+
+
+def test_grid_group_duplicate_code() -> None:
+    text = _packaged_grid_text().replace("CN-LN, CN-JL", "CN-LN, CN-GD")
+    with pytest.raises(FactorSetError, match="CN-GD is in both"):
+        _grid_selector(text)

@@ -15,6 +15,7 @@ from greenloop.impact.regions import PROVINCE_CODES
 
 CN_GRID_SET = "cn-grid"
 US_GRID_SET = "us-grid"
+GRID_UNITS = frozenset({"kgCO2/kWh", "kgCO2e/kWh"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,30 @@ class GridChoice:
 
 def _ref(factor_set: LoadedFactorSet, factor: Factor) -> FactorRef:
     return FactorRef(factor_set.id, factor.id, factor_set.version, factor.year)
+
+
+def check_grid_set(factor_set: LoadedFactorSet) -> None:
+    """Raise FactorSetError when a grid set has a bad unit or province grouping."""
+    for factor in factor_set.spec.factors:
+        if factor.unit not in GRID_UNITS:
+            raise FactorSetError(
+                f"factor {factor.id!r} in {factor_set.path} has unit {factor.unit!r}; "
+                f"grid factors must be in {' or '.join(sorted(GRID_UNITS))}"
+            )
+    seen: dict[str, str] = {}
+    for group, members in factor_set.spec.region_groups.items():
+        for code in members:
+            if code not in PROVINCE_CODES:
+                raise FactorSetError(
+                    f"region_groups.{group} in {factor_set.path} lists {code!r}, "
+                    "which is not a Chinese province code such as CN-GD"
+                )
+            if code in seen:
+                raise FactorSetError(
+                    f"{code} is in both region_groups.{seen[code]} and "
+                    f"region_groups.{group} in {factor_set.path}; keep it in one"
+                )
+            seen[code] = group
 
 
 def latest_published_year(
@@ -54,6 +79,9 @@ class GridSelector:
         self, cn_grid: LoadedFactorSet, us_grid: LoadedFactorSet | None, as_of: date
     ) -> None:
         self.as_of = as_of
+        check_grid_set(cn_grid)
+        if us_grid is not None:
+            check_grid_set(us_grid)
         year = latest_published_year(cn_grid, "national", as_of)
         if year is None:
             raise FactorSetError(
