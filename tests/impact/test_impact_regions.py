@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from greenloop.impact import normalize_region
 from greenloop.impact.regions import CHINA_PROVINCES, PROVINCE_CODES
@@ -56,3 +58,13 @@ def test_every_province_round_trips() -> None:
         assert normalize_region(short_name) == code
         for roman in roman_names:
             assert normalize_region(roman) == code
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.none(), st.text(max_size=30)))
+def test_normalize_region_idempotent(value: str | None) -> None:
+    code = normalize_region(value)
+    if code is None:
+        return
+    assert normalize_region(code) == code
+    assert code in PROVINCE_CODES or len(code) == 2
