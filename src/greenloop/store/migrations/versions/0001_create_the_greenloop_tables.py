@@ -217,6 +217,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
         sa.Column("status_on", sa.Date(), nullable=True),
+        sa.Column("partial_refunds", sa.JSON(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("purchase_id", name=op.f("pk_finance_loans")),
     )
