@@ -6,10 +6,10 @@ Usage (from the project root):
     .venv/bin/python benchmarks/ledger_bench.py --backend postgresql --sizes 100000
 
 The log grows from one size to the next in the same database, and each size
-gets its own measurements. Results are printed as a Markdown table and
-appended as JSON lines to `--output`. With `--pymerkle-sizes`, pymerkle 7's
-SQLite tree runs the same workload in a throwaway virtual environment under
-/tmp; pymerkle is GPL-3.0 and never becomes a project dependency.
+gets its own measurements. Each result is printed as one JSON line and, with
+`--output`, appended to that file. With `--pymerkle-sizes`, pymerkle 7's SQLite
+tree runs the same workload in a throwaway virtual environment under /tmp.
+pymerkle is GPL-3.0, so it never becomes a project dependency.
 """
 
 from __future__ import annotations
@@ -230,12 +230,12 @@ append_seconds = time.perf_counter() - started
 generator = random.Random(size)
 indexes = [generator.randrange(1, size + 1) for _ in range(proofs)]
 started = time.perf_counter()
-made = [tree.prove_inclusion(index) for index in indexes]
+generated = [tree.prove_inclusion(index) for index in indexes]
 proof_seconds = time.perf_counter() - started
 root = tree.get_state()
 leaves = [tree.get_leaf(index) for index in indexes]
 started = time.perf_counter()
-for leaf, proof in zip(leaves, made):
+for leaf, proof in zip(leaves, generated):
     verify_inclusion(leaf, root, proof)
 verify_seconds = time.perf_counter() - started
 tree.close()
@@ -325,6 +325,7 @@ def describe_machine() -> dict[str, Any]:
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+
     parser.add_argument(
         "--sizes",
         type=int,
@@ -354,6 +355,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="sizes for the pymerkle comparison (none by default)",
     )
+
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--work-dir", default=None, help="folder for temporary files")
     parser.add_argument(
@@ -362,6 +364,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the databases afterwards"
     )
+
     arguments = parser.parse_args(argv)
     if arguments.sizes != sorted(arguments.sizes):
         parser.error(f"--sizes must be ascending, got {arguments.sizes}")

@@ -70,8 +70,8 @@ class AuditReport:
 
     def add(self, finding: Finding) -> None:
         """Record a finding, keeping at most MAX_FINDINGS_PER_KIND of each kind."""
-        shown = sum(1 for existing in self.findings if existing.kind == finding.kind)
-        if shown >= MAX_FINDINGS_PER_KIND:
+        listed = sum(1 for existing in self.findings if existing.kind == finding.kind)
+        if listed >= MAX_FINDINGS_PER_KIND:
             self.suppressed[finding.kind] = self.suppressed.get(finding.kind, 0) + 1
             return
         self.findings.append(finding)
@@ -88,7 +88,7 @@ def audit_log(
     """Audit a log of `size` entries against its tiles, root and checkpoints.
 
     `entries` yields (index, canonical entry bytes) and `leaf_tiles` yields the
-    level-0 tiles, both in ascending index order; `upper_tiles` holds every
+    level-0 tiles, both in ascending index order; `upper_tiles` contains every
     tile of level 1 and above.
     """
     report = AuditReport(size)
@@ -121,9 +121,9 @@ def _scan_entries(
     report: AuditReport,
 ) -> _Scan:
     scan = _Scan()
-    wanted_sizes = {checkpoint.size for checkpoint in checkpoints} | {size}
+    checkpoint_sizes = {checkpoint.size for checkpoint in checkpoints} | {size}
     accumulator = CompactRange()
-    if 0 in wanted_sizes:
+    if 0 in checkpoint_sizes:
         scan.roots[0] = accumulator.root()
     expected = 0
     for index, entry in entries:
@@ -142,7 +142,7 @@ def _scan_entries(
             scan.mismatches[index] = (entry_hash, stored or b"")
         if scan.complete:
             accumulator.append(entry_hash)
-            if accumulator.size in wanted_sizes:
+            if accumulator.size in checkpoint_sizes:
                 scan.roots[accumulator.size] = accumulator.root()
     while expected < size:
         scan.gaps.append(expected)
@@ -212,7 +212,7 @@ class _TileChecker:
                 self._bad(
                     tile.key,
                     TILE_REORDERED,
-                    f"{where} holds the hashes of tile index {moved_from}",
+                    f"{where} contains the hashes of tile index {moved_from}",
                 )
                 return
         self._bad(
@@ -330,7 +330,7 @@ def _classify(scan: _Scan, bad_tiles: set[TileKey], report: AuditReport) -> None
                 Finding(
                     ENTRY_REORDERED,
                     index,
-                    f"entry {index} holds the record logged at index {other}",
+                    f"entry {index} contains the record logged at index {other}",
                 )
             )
             continue

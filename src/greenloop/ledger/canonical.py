@@ -1,6 +1,6 @@
 """Canonical JSON (RFC 8785, the JSON Canonicalization Scheme) for ledger entries.
 
-A leaf holds the canonical bytes of a record, so the same record always hashes
+A leaf contains the canonical bytes of a record, so the same record always hashes
 the same way. Values map to JSON as follows: `Decimal` becomes its string form,
 because RFC 8785 numbers are IEEE doubles and cannot hold money exactly; `date`
 and `datetime` become ISO 8601 strings; an `Enum` becomes its value; tuples
@@ -73,7 +73,7 @@ def check_key(key: object, path: str) -> str:
 
 
 def _fast_path_ok(value: Any, path: str) -> bool:
-    """Validate `value` and say whether orjson gives its RFC 8785 bytes.
+    """Validate `value` and return whether orjson gives its RFC 8785 bytes.
 
     orjson (3.13) matches RFC 8785 when every key is ASCII, so that code-point
     and UTF-16 order agree, and every float prints the same in Python and

@@ -22,7 +22,7 @@ _sha256 = hashlib.sha256
 
 
 class ProofError(ValueError):
-    """A Merkle proof, root or tree size failed verification; the message says why."""
+    """A Merkle proof, root or tree size failed verification, for the reason given."""
 
 
 class Node(NamedTuple):
@@ -72,7 +72,7 @@ def range_nodes(start: int, end: int) -> list[Node]:
     """Split the leaf range [start, end) into the perfect subtrees RFC 9162 hashes.
 
     The range must be one that the RFC's recursive split produces, so `start`
-    is a multiple of the first subtree's width; a ValueError says otherwise.
+    is a multiple of the first subtree's width; otherwise it raises ValueError.
     """
     nodes: list[Node] = []
     while start < end:
@@ -146,8 +146,8 @@ def hash_ranges(
 ) -> list[bytes]:
     """Return the root of each leaf range, reading every perfect subtree once."""
     layouts = [range_nodes(start, end) for start, end in ranges]
-    wanted = sorted({node for nodes in layouts for node in nodes})
-    known = dict(zip(wanted, read_nodes(wanted), strict=True))
+    needed = sorted({node for nodes in layouts for node in nodes})
+    known = dict(zip(needed, read_nodes(needed), strict=True))
     return [fold_right([known[node] for node in nodes]) for nodes in layouts]
 
 

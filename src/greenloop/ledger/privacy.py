@@ -47,7 +47,7 @@ def load_or_create_secret(path: Path) -> bytes:
     secret = path.read_bytes()
     if len(secret) < SECRET_BYTES:
         raise KeyFileError(
-            f"secret file {path} holds {len(secret)} bytes, expected at least "
+            f"secret file {path} contains {len(secret)} bytes, expected at least "
             f"{SECRET_BYTES}; restore it from backup, because a new secret changes "
             "every pseudonym"
         )

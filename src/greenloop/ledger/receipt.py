@@ -1,7 +1,7 @@
 """Offline receipts in the c2sp.org/tlog-proof@v1 layout.
 
 A receipt proves that one green-asset record is entry `index` of the log
-whose signed checkpoint it carries. The `extra` line holds the record's
+whose signed checkpoint it carries. The `extra` line contains the record's
 canonical JSON in base64, so the text file alone suffices to recompute the
 leaf hash: no database and no network are needed to verify it.
 """
@@ -28,7 +28,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 class ReceiptError(ValueError):
-    """A receipt is malformed or does not verify; the message says which part failed."""
+    """A receipt is malformed or does not verify; the message names the failed part."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,11 @@ def build_receipt(
 
 @dataclass(frozen=True)
 class VerifiedReceipt:
-    """What a verified receipt proves: the record, its index and the tree head."""
+    """The facts a verified receipt proves: the record, its index and the tree head."""
 
     record: dict[str, Any]
     record_digest: str
+    leaf_hash: bytes
     index: int
     checkpoint: Checkpoint
 
@@ -146,9 +147,10 @@ def verify_receipt(
             "tlog-proof has no `extra` line with the record; it cannot be checked"
         )
     record = _canonical_record(proof.extra)
+    entry_hash = leaf_hash(proof.extra)
     try:
         verify_inclusion(
-            leaf_hash(proof.extra),
+            entry_hash,
             proof.index,
             checkpoint.size,
             proof.proof,
@@ -157,7 +159,11 @@ def verify_receipt(
     except ProofError as error:
         raise ReceiptError(f"inclusion proof failed: {error}") from error
     verified = VerifiedReceipt(
-        record, hashlib.sha256(proof.extra).hexdigest(), proof.index, checkpoint
+        record,
+        hashlib.sha256(proof.extra).hexdigest(),
+        entry_hash,
+        proof.index,
+        checkpoint,
     )
     if not isinstance(receipt, str):
         _check_fields(receipt, verified)
@@ -203,6 +209,7 @@ def _check_fields(receipt: Mapping[str, Any], verified: VerifiedReceipt) -> None
         "root": base64.b64encode(verified.checkpoint.root).decode(),
         "record": verified.record,
         "record_digest": verified.record_digest,
+        "leaf_hash": base64.b64encode(verified.leaf_hash).decode(),
     }
     for field, value in expected.items():
         if receipt.get(field) != value:

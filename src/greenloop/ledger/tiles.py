@@ -1,7 +1,7 @@
 """Tiles: the tree stored as rows of 256 node hashes (the c2sp.org/tlog-tiles layout).
 
-A tile at level L holds the hashes of consecutive nodes of height 8L; tile N
-of level L starts at node 256N. Level 0 holds leaf hashes. A tile is full
+A tile at level L contains the hashes of consecutive nodes of height 8L; tile N
+of level L starts at node 256N. Level 0 contains leaf hashes. A tile is full
 (256 hashes) or, only at the right edge, partial. Appending never changes a
 hash already stored, so a tile that has grown still serves every older tree
 size from its prefix.

@@ -500,8 +500,8 @@ class LedgerStore:
             open_checkpoint(note, signer.verifier, self.origin)
         except CheckpointError as error:
             raise CheckpointError(
-                f"refusing to sign: the latest checkpoint of {self.origin!r} does not "
-                f"verify with the key in {self.key_dir} ({error}); restore the key "
+                f"checkpoint rejected: the latest checkpoint of {self.origin!r} does "
+                f"not verify with the key in {self.key_dir} ({error}); restore the key "
                 "directory that signed it"
             ) from error
 
@@ -513,15 +513,15 @@ class LedgerStore:
         size: int,
         root: bytes,
     ) -> None:
-        refusal = f"refusing to sign size {size}: "
+        prefix = f"checkpoint for size {size} rejected: "
         if old_size > size:
             raise CheckpointError(
-                refusal
+                prefix
                 + f"a checkpoint for the larger size {old_size} was signed before"
             )
         if old_size == size:
             raise CheckpointError(
-                refusal + "a different root was signed for this size before"
+                prefix + "a different root was signed for this size before"
             )
         if old_size == 0:
             return
@@ -532,7 +532,7 @@ class LedgerStore:
             verify_consistency(old_size, size, proof, old_root, root)
         except (ProofError, ValueError) as error:
             raise CheckpointError(
-                refusal + f"the tree does not extend the checkpoint at size {old_size} "
+                prefix + f"the tree does not extend the checkpoint at size {old_size} "
                 f"({error}); run `greenloop ledger audit`"
             ) from error
 
