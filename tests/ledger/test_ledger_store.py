@@ -182,3 +182,13 @@ def test_two_origins_share_tables(database_url: str, tmp_path: Path) -> None:
     first.append([asset(0), asset(1)])
     second.append([asset(0)])
     assert (first.size, second.size) == (2, 1)
+
+
+def test_receipts_for_whole_batch(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(300)])
+    log.checkpoint()
+    keys = [asset(index)[0] for index in (299, 0, 150)]
+    receipts = log.receipts(keys)
+    assert [receipt["index"] for receipt in receipts] == [299, 0, 150]
+    for receipt in receipts:
+        assert verify_receipt(receipt, log.verifier).checkpoint.size == 300

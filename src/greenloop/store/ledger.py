@@ -557,19 +557,54 @@ class LedgerStore:
         Raises KeyError for an unknown purchase and LedgerError when no
         checkpoint covers the entry yet.
         """
-        index, entry = self.entry(key)
+        return self.receipts([key])[0]
+
+    def receipts(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Return the receipts of many purchases, in order, over one connection.
+
+        Raises like `receipt` for the first purchase that is unknown or not
+        yet covered by a checkpoint.
+        """
         with self.engine.connect() as connection:
+            found = self._entries_by_key(connection, keys)
             latest = self._latest_checkpoint(connection)
-            if latest is None or int(latest.size) <= index:
-                raise LedgerError(
-                    f"entry {index} ({key!r}) is not covered by a signed checkpoint "
-                    "yet; "
-                    "call checkpoint() or run `greenloop ledger checkpoint` first"
+            reader = self._reader(connection)
+            receipts = []
+            for key in keys:
+                if key not in found:
+                    raise KeyError(
+                        f"purchase {key!r} is not in the ledger {self.origin!r}"
+                    )
+                index, entry = found[key]
+                if latest is None or int(latest.size) <= index:
+                    raise LedgerError(
+                        f"entry {index} ({key!r}) is not covered by a signed "
+                        "checkpoint yet; call checkpoint() or run "
+                        "`greenloop ledger checkpoint` first"
+                    )
+                size = int(latest.size)
+                proof = inclusion_proof_from(index, size, reader)
+                receipts.append(
+                    build_receipt(key, entry, index, proof, str(latest.note))
                 )
-            proof = inclusion_proof_from(
-                index, int(latest.size), self._reader(connection)
+        return receipts
+
+    def _entries_by_key(
+        self, connection: Connection, keys: Sequence[str]
+    ) -> dict[str, tuple[int, bytes]]:
+        found: dict[str, tuple[int, bytes]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), KEY_LOOKUP_CHUNK):
+            chunk = unique[start : start + KEY_LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = _driver_sql(
+                connection,
+                "SELECT purchase_id, entry_index, record FROM ledger_entry "
+                f"WHERE log_id = ? AND purchase_id IN ({marks})",
+                (self.log_id, *chunk),
             )
-        return build_receipt(key, entry, index, proof, str(latest.note))
+            found.update((row[0], (int(row[1]), bytes(row[2]))) for row in rows)
+        return found
 
     # Audit.
 
