@@ -32,7 +32,12 @@ from greenloop.identify.energy_star import (
 )
 from greenloop.identify.evidence import padded_words
 from greenloop.identify.model_index import ModelIndex
-from greenloop.identify.parsing import ParsedQuery, parse_query
+from greenloop.identify.parsing import (
+    ParsedQuery,
+    TitleFacts,
+    parse_query,
+    parse_title,
+)
 from greenloop.identify.registries import Registries, load_registries
 from greenloop.identify.rules import EVIDENCE_RULES, Finding, RuleContext, pick_finding
 from greenloop.identify.verdict import ClaimFinding, ProductQuery, Verdict
@@ -44,6 +49,9 @@ logger = logging.getLogger(__name__)
 FLAGGED_CLAIM_KINDS = frozenset(
     {"generic", "neutrality_offset", "single_attribute", "future_pledge"}
 )
+# Entries kept per identifier for titles seen in single calls, and per batch; a
+# cache that reaches this size is emptied (about 1 KB per title).
+TITLE_CACHE_SIZE = 20_000
 # Evidence categories whose certificate is an ISO 14024 Type I ecolabel and so
 # can back a generic claim, when their standard says so.
 TYPE_ONE_CATEGORIES = (Category.ENVIRONMENTAL_LABEL, Category.EU_ECOLABEL)
@@ -74,6 +82,9 @@ class Identifier:
         self._model = model
         self._model_version = model_version
         self._versions: dict[str, str | None] = {}
+        # Single calls reuse the parse and proposal of a title seen before.
+        self._title_cache: dict[tuple[str, str | None], TitleFacts] = {}
+        self._proposal_cache: dict[str, _Proposal | None] = {}
 
     @classmethod
     def load(
@@ -140,15 +151,20 @@ class Identifier:
 
     def identify(self, query: ProductQuery) -> Verdict:
         """Return the verdict for one product."""
-        parsed, finding = self._evidence(query)
+        parsed, finding = self._evidence(query, self._title_cache)
         proposal = None
         if _needs_model(parsed, finding):
-            proposal = self._propose([query.title])[0]
+            proposal = self._proposals([query.title], self._proposal_cache)[0]
         return self._verdict(parsed, finding, proposal)
 
     def identify_many(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
-        """Return one verdict per query, calling the model once for the batch."""
-        evaluated = [self._evidence(query) for query in queries]
+        """Return one verdict per query, calling the model once for the batch.
+
+        Products that share a title and brand share one parse, and the model
+        sees each distinct title once.
+        """
+        titles: dict[tuple[str, str | None], TitleFacts] = {}
+        evaluated = [self._evidence(query, titles) for query in queries]
         pending = [
             index
             for index, (parsed, finding) in enumerate(evaluated)
@@ -156,16 +172,27 @@ class Identifier:
         ]
         proposals: dict[int, _Proposal | None] = {}
         if pending:
-            titles = [queries[index].title for index in pending]
-            proposals = dict(zip(pending, self._propose(titles), strict=True))
+            pending_titles = [queries[index].title for index in pending]
+            found = self._proposals(pending_titles, {})
+            proposals = dict(zip(pending, found, strict=True))
         return [
             self._verdict(parsed, finding, proposals.get(index))
             for index, (parsed, finding) in enumerate(evaluated)
         ]
 
-    def _evidence(self, query: ProductQuery) -> tuple[ParsedQuery, Finding | None]:
-        claims = _find_claims(query.title or "", query.brand)
-        parsed = parse_query(query, self._context.vocabulary, claims)
+    def _evidence(
+        self,
+        query: ProductQuery,
+        titles: dict[tuple[str, str | None], TitleFacts],
+    ) -> tuple[ParsedQuery, Finding | None]:
+        key = (query.title or "", query.brand)
+        facts = titles.get(key)
+        if facts is None:
+            if len(titles) >= TITLE_CACHE_SIZE:
+                titles.clear()
+            facts = parse_title(key[0], key[1], self._context.vocabulary, _find_claims)
+            titles[key] = facts
+        parsed = parse_query(query, facts)
         findings = []
         for rule in EVIDENCE_RULES:
             finding = rule(parsed, self._context)
@@ -176,17 +203,21 @@ class Identifier:
             findings.append(finding)
         return parsed, pick_finding(findings)
 
-    def _propose(self, titles: list[str]) -> list[_Proposal | None]:
+    def _proposals(
+        self, titles: list[str], cache: dict[str, _Proposal | None]
+    ) -> list[_Proposal | None]:
         if self._model is None:
             return [None for _ in titles]
-        proposals = self._model.propose(titles)
-        return [
-            _Proposal(
-                getattr(item, "category", None),
-                float(getattr(item, "probability", 0.0)),
-            )
-            for item in proposals
-        ]
+        missing = list(dict.fromkeys(title for title in titles if title not in cache))
+        if missing:
+            if len(cache) + len(missing) > TITLE_CACHE_SIZE:
+                cache.clear()
+            for title, item in zip(missing, self._model.propose(missing), strict=True):
+                cache[title] = _Proposal(
+                    getattr(item, "category", None),
+                    float(getattr(item, "probability", 0.0)),
+                )
+        return [cache[title] for title in titles]
 
     def _verdict(
         self, parsed: ParsedQuery, finding: Finding | None, proposal: _Proposal | None

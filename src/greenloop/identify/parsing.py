@@ -1,7 +1,12 @@
-"""What one product query says, parsed once and shared by every rule."""
+"""What one product query says, parsed once and shared by every rule.
+
+The facts that depend only on the title and brand (`TitleFacts`) are kept apart
+from the query, so products that share a title share one parse.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from greenloop.identify.evidence import (
@@ -17,12 +22,14 @@ from greenloop.identify.evidence import (
 from greenloop.identify.verdict import ClaimFinding, ProductQuery
 from greenloop.identify.vocabulary import Vocabulary
 
+ClaimFinder = Callable[[str, str | None], tuple[ClaimFinding, ...]]
+
 
 @dataclass
-class ParsedQuery:
-    """A product query with its title parsed into the facts the rules need."""
+class TitleFacts:
+    """What a title and its brand state: words, grade, codes, product type, claims."""
 
-    query: ProductQuery
+    title: str
     words: str
     phrases: frozenset[str]
     stated_grade: StatedGrade | None
@@ -33,16 +40,64 @@ class ParsedQuery:
     claims: tuple[ClaimFinding, ...]
     _candidates: ModelCandidates | None = field(default=None, repr=False)
 
-    @property
-    def title(self) -> str:
-        """The product title as given."""
-        return self.query.title
-
     def candidates(self) -> ModelCandidates:
         """Return the model-number candidates of the title, computed on first use."""
         if self._candidates is None:
-            self._candidates = model_candidates(self.query.title)
+            self._candidates = model_candidates(self.title)
         return self._candidates
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A product query with the parsed facts of its title."""
+
+    query: ProductQuery
+    facts: TitleFacts
+    codes: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        """The product title as given."""
+        return self.facts.title
+
+    @property
+    def words(self) -> str:
+        """The title as upper-case words between single spaces."""
+        return self.facts.words
+
+    @property
+    def phrases(self) -> frozenset[str]:
+        """The title's word n-grams that term lists can match."""
+        return self.facts.phrases
+
+    @property
+    def claims(self) -> tuple[ClaimFinding, ...]:
+        """The green claims found in the title."""
+        return self.facts.claims
+
+    @property
+    def stated_grade(self) -> StatedGrade | None:
+        """The energy-label grade the title states, if any."""
+        return self.facts.stated_grade
+
+    @property
+    def appliance_type(self) -> str | None:
+        """The appliance type the title names, if any."""
+        return self.facts.appliance_type
+
+    @property
+    def accessory(self) -> bool:
+        """Whether the title names an accessory of the appliance, not the appliance."""
+        return self.facts.accessory
+
+    @property
+    def vehicle_context(self) -> bool:
+        """Whether the title names a vehicle."""
+        return self.facts.vehicle_context
+
+    def candidates(self) -> ModelCandidates:
+        """Return the model-number candidates of the title."""
+        return self.facts.candidates()
 
     def stated_model(self) -> str | None:
         """Return the normalized model number of the query's own column."""
@@ -59,11 +114,10 @@ class ParsedQuery:
         )
 
 
-def parse_query(
-    query: ProductQuery, vocabulary: Vocabulary, claims: tuple[ClaimFinding, ...]
-) -> ParsedQuery:
-    """Parse a query's title into grades, codes, product type words and claims."""
-    title = query.title or ""
+def parse_title(
+    title: str, brand: str | None, vocabulary: Vocabulary, find_claims: ClaimFinder
+) -> TitleFacts:
+    """Parse a title into grades, codes, product type words and claims."""
     words = padded_words(title)
     title_phrases = vocabulary.phrases(words)
     appliance_type = vocabulary.appliance_types.find(title_phrases, title)
@@ -79,20 +133,25 @@ def parse_query(
     ):
         # "grade 1" in English names an energy grade only next to an appliance.
         stated_grade = None
-    codes = list(find_certificate_codes(title))
-    if query.certificate_id and query.certificate_id.strip():
-        codes.insert(0, normalize_code(query.certificate_id))
-    return ParsedQuery(
-        query=query,
+    return TitleFacts(
+        title=title,
         words=words,
         phrases=title_phrases,
         stated_grade=stated_grade,
-        codes=tuple(dict.fromkeys(codes)),
+        codes=find_certificate_codes(title),
         appliance_type=appliance_type,
         accessory=accessory,
         vehicle_context=vocabulary.vehicle_terms.find(title_phrases, title) is not None,
-        claims=claims,
+        claims=find_claims(title, brand),
     )
+
+
+def parse_query(query: ProductQuery, facts: TitleFacts) -> ParsedQuery:
+    """Combine a query with its title's facts and its certificate column."""
+    codes = facts.codes
+    if query.certificate_id and query.certificate_id.strip():
+        codes = tuple(dict.fromkeys((normalize_code(query.certificate_id), *codes)))
+    return ParsedQuery(query=query, facts=facts, codes=codes)
 
 
 def _needs_appliance_word(grade: StatedGrade) -> bool:
