@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from greenloop.incentives.draws import new_seed, seed_digest, verify_record
+from greenloop.lending import fee_plan
 from greenloop.lending.configfile import ConfigError
 from greenloop.store import finance
 from greenloop.store.base import make_engine
@@ -380,3 +382,26 @@ def test_partial_refunds_reaching_principal(engine: Engine, tmp_path: Path) -> N
     with engine.connect() as connection:
         status = connection.execute(select(finance.finance_loans.c.status)).scalar()
     assert status == "refunded"
+
+
+def test_same_day_single_loan_allocated(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    run(engine, [make_loan(1, principal_fen=400_000)], paths)
+    outcome = run(engine, [make_loan(2, principal_fen=400_000)], paths)
+    assert outcome.loans["p00002"].facility_id == "test-facility"
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    plan = fee_plan(Decimal(400_000), 12, Decimal("0.088"), date(2026, 3, 1))
+    assert section["allocated_fen"] == 2 * plan.outstanding_fen(AS_OF)
+    assert section["reconciled"] is True
+
+
+def test_next_day_remeasures_allocations(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(4)]
+    run(engine, loans, paths, date(2026, 6, 30))
+    outcome = run(engine, loans, paths, date(2026, 7, 1))
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    # A fourth installment fell due on 1 July, so each loan owes 400,000 fen.
+    assert allocated_fen(engine, "p00000") == 400_000
+    assert section["allocated_fen"] == 1_000_000
+    assert section["loans_allocated"] == 3

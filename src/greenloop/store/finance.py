@@ -104,6 +104,13 @@ logger = logging.getLogger(__name__)
 
 Identifier = BigInteger().with_variant(Integer(), "sqlite")
 
+# A same-day call with at most this many loans allocates incrementally; larger
+# batches take the full pass, which also keeps IN lists short.
+INCREMENTAL_LIMIT = 500
+# Purchase ids per IN list, well below SQLite's default limit of 32,766 bound
+# parameters.
+CHUNK = 1000
+
 finance_loans = Table(
     "finance_loans",
     metadata,
@@ -332,8 +339,9 @@ def process_green_loans(
     create_finance_tables(engine)
 
     errors = _record_loans(engine, loans)
+    batch_ids = [loan.purchase_id for loan in loans if loan.purchase_id not in errors]
     for facility in facilities.facilities:
-        _sync_facility(engine, facility, as_of)
+        _sync_facility(engine, facility, as_of, batch_ids)
     _sync_campaigns(engine, campaigns)
     valid = [loan for loan in loans if loan.purchase_id not in errors]
     run_outcomes = _award_incentives(engine, valid, campaigns, facilities)
@@ -461,8 +469,15 @@ def _as_date(moment: datetime | date) -> date:
 # Facilities: savings accrual and allocation
 
 
-def _sync_facility(engine: Engine, facility: FacilityConfig, as_of: date) -> None:
-    """Accrue savings through `as_of` and re-run the allocation, in one transaction."""
+def _sync_facility(
+    engine: Engine, facility: FacilityConfig, as_of: date, batch_ids: Sequence[str]
+) -> None:
+    """Accrue savings through `as_of` and re-run the allocation, in one transaction.
+
+    A facility already allocated on `as_of` under the same terms considers only
+    this batch's loans as new candidates, because every older loan was offered
+    to it that day already; this keeps single-loan calls from a checkout cheap.
+    """
     with engine.begin() as connection:
         _insert_ignore(
             connection,
@@ -482,12 +497,21 @@ def _sync_facility(engine: Engine, facility: FacilityConfig, as_of: date) -> Non
         )
         row = _lock_facility(connection, facility.id)
         _accrue(connection, facility, row.accrued_through, as_of)
+        config = facility.model_dump(mode="json")
+        same_day = row.allocated_as_of == as_of and row.config == config
+        if same_day and int(row.unallocated_fen) == 0:
+            # Allocated today under the same terms and fully covered: loans
+            # ended since then were released by revoke, refund or repayment.
+            return
         connection.execute(
             update(finance_facilities)
             .where(finance_facilities.c.facility_id == facility.id)
-            .values(config=facility.model_dump(mode="json"))
+            .values(config=config)
         )
-        _reallocate(connection, facility, as_of)
+        incremental = same_day and len(batch_ids) <= INCREMENTAL_LIMIT
+        _reallocate(
+            connection, facility, as_of, set(batch_ids) if incremental else None
+        )
 
 
 def _lock_facility(connection: Connection, facility_id: str) -> Any:
@@ -539,11 +563,16 @@ def _accrue(
 
 
 def _reallocate(
-    connection: Connection, facility: FacilityConfig, as_of: date
+    connection: Connection,
+    facility: FacilityConfig,
+    as_of: date,
+    only: set[str] | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Run the allocation for one facility and store it; the facility row is locked.
 
-    Returns the released and the added allocations (purchase id -> fen).
+    New candidates are all active loans of an eligible category, or only the
+    loans in `only` when given. Returns the released and the added allocations
+    (purchase id -> fen).
     """
     active = connection.execute(
         select(finance_allocations).where(
@@ -575,13 +604,23 @@ def _reallocate(
         ).scalars()
     )
     categories = [str(item) for item in facility.eligible_categories]
+    held_here = select(finance_allocations.c.purchase_id).where(
+        and_(
+            finance_allocations.c.facility_id == facility.id,
+            finance_allocations.c.released_on.is_(None),
+        )
+    )
+    new_candidates = and_(
+        finance_loans.c.category.in_(categories),
+        finance_loans.c.status == LoanStatus.ACTIVE.value,
+    )
+    if only is not None:
+        new_candidates = and_(
+            new_candidates, finance_loans.c.purchase_id.in_(list(only))
+        )
     candidate_rows = connection.execute(
         select(finance_loans).where(
-            (finance_loans.c.purchase_id.in_(list(current)))
-            | and_(
-                finance_loans.c.category.in_(categories),
-                finance_loans.c.status == LoanStatus.ACTIVE.value,
-            )
+            finance_loans.c.purchase_id.in_(held_here) | new_candidates
         )
     ).all()
     positions = {row.purchase_id: _position_of(row, as_of) for row in candidate_rows}
@@ -690,17 +729,26 @@ def _award_incentives(
     """
     schedule = load_fee_schedules().get()
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
+    ids = [loan.purchase_id for loan in ordered]
+    statuses: dict[str, str] = {}
+    existing: set[tuple[str, str]] = set()
     with engine.connect() as connection:
-        statuses = dict(
-            connection.execute(
-                select(finance_loans.c.purchase_id, finance_loans.c.status)
-            ).all()
-        )
-        existing = set(
-            connection.execute(
-                select(finance_awards.c.campaign_id, finance_awards.c.purchase_id)
-            ).all()
-        )
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            statuses.update(
+                connection.execute(
+                    select(finance_loans.c.purchase_id, finance_loans.c.status).where(
+                        finance_loans.c.purchase_id.in_(chunk)
+                    )
+                ).all()
+            )
+            existing.update(
+                connection.execute(
+                    select(
+                        finance_awards.c.campaign_id, finance_awards.c.purchase_id
+                    ).where(finance_awards.c.purchase_id.in_(chunk))
+                ).all()
+            )
     outcomes: dict[str, Counter[str]] = {
         item.id: Counter() for item in campaigns.campaigns
     }
