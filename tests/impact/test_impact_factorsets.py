@@ -168,3 +168,9 @@ def test_grid_group_duplicate_code() -> None:
     text = _packaged_grid_text().replace("CN-LN, CN-JL", "CN-LN, CN-GD")
     with pytest.raises(FactorSetError, match="CN-GD is in both"):
         _grid_selector(text)
+
+
+def test_grid_group_missing_province() -> None:
+    text = _packaged_grid_text().replace("CN-LN, CN-JL, CN-HL", "CN-LN, CN-JL")
+    with pytest.raises(FactorSetError, match="leave out CN-HL"):
+        _grid_selector(text)

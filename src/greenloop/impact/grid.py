@@ -58,6 +58,12 @@ def check_grid_set(factor_set: LoadedFactorSet) -> None:
                     f"region_groups.{group} in {factor_set.path}; keep it in one"
                 )
             seen[code] = group
+    missing = sorted(PROVINCE_CODES - seen.keys())
+    if factor_set.spec.region_groups and missing:
+        raise FactorSetError(
+            f"region_groups in {factor_set.path} leave out {', '.join(missing)}; "
+            "add each province to the regional grid that supplies it"
+        )
 
 
 def latest_published_year(
