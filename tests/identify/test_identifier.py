@@ -578,3 +578,14 @@ def test_cli_rejects_bad_grade() -> None:
     result = CliRunner().invoke(app, ["identify", "冰箱", "--grade", "7"])
     assert result.exit_code == 1
     assert "expected a whole number from 1 to 5" in result.output
+
+
+def test_with_certified_products_shares_data(identifier: Identifier) -> None:
+    product = CertifiedProduct(
+        "shop-2", "sku-1", Category.SECOND_HAND, "cert-9", None, {"item_kind": "book"}
+    )
+    rebuilt = identifier.with_certified_products([product], as_of=date(2026, 12, 5))
+    verdict = rebuilt.identify(ProductQuery("旧书", merchant_id="shop-2", sku="sku-1"))
+    assert verdict.status is Status.GREEN
+    assert rebuilt.as_of == date(2026, 12, 5)
+    assert rebuilt.versions() == identifier.versions()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,6 +121,22 @@ class Identifier:
             return cls(context, model, getattr(model, "version", "supplied"))
         shipped, version = _load_shipped_model()
         return cls(context, shipped, version)
+
+    def with_certified_products(
+        self,
+        certified_products: Iterable[CertifiedProduct],
+        as_of: date | None = None,
+    ) -> Identifier:
+        """Return an identifier sharing this one's loaded data, with other products.
+
+        Standards, registries, ENERGY STAR records and the model are shared, so
+        a service can rebuild its identifier cheaply when certifications change.
+        """
+        certified = {(item.merchant_id, item.sku): item for item in certified_products}
+        context = replace(
+            self._context, certified=certified, as_of=as_of or self._context.as_of
+        )
+        return Identifier(context, self._model, self._model_version)
 
     @property
     def as_of(self) -> date:

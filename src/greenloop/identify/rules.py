@@ -68,7 +68,10 @@ class RuleContext:
     vocabulary: Vocabulary
     as_of: date
     energy_star_brands: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    _parameters: dict[tuple[Category, str], Any] = field(default_factory=dict)
+    # Not an init field, so dataclasses.replace (with a new as_of) starts empty.
+    _parameters: dict[tuple[Category, str], Any] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def parameter(self, category: Category, name: str) -> Any:
         """Return a parameter of this jurisdiction's standard, or None without one.
