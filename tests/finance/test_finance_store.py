@@ -339,9 +339,9 @@ def test_groups_count_each_loan_once(engine: Engine, tmp_path: Path) -> None:
     )
     report = outcome.incentive_report
     assert report["groups"]["green_appliances"]["spent_fen"] == 2000
-    assert report["groups"]["green_appliances"]["kg_co2e_avoided"] == "500.0"
+    assert report["groups"]["green_appliances"]["kg_co2e_avoided"] == "500.000"
     assert report["groups"]["other"]["spent_fen"] == 2000
-    assert report["kg_co2e_avoided"] == "1000.0"
+    assert report["kg_co2e_avoided"] == "1000.000"
     # 40 yuan for one tonne.
     assert report["yuan_per_tco2e"] == "40.00"
 
