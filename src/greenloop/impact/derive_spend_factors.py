@@ -105,6 +105,7 @@ def _factor(
     source_title: str,
     source_url: str,
     derivation: str,
+    scope: str,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": factor_id,
@@ -116,6 +117,7 @@ def _factor(
     entry.update(
         {
             "status": "derived",
+            "scope": scope,
             "label": label,
             "derivation": derivation,
             "source": {"title": source_title, "url": source_url},
@@ -157,6 +159,7 @@ def derive_mcc_factors(memobank_csv: Path) -> list[dict[str, Any]]:
                     "(EXIOBASE 3 monetary factors, scopes 1-3)",
                     MEMOBANK_URL,
                     f"Column {country}, row MCC {mcc}, rounded to 6 decimals.",
+                    "purchase footprint, scopes 1-3 (EXIOBASE 3 multi-regional IO)",
                 )
             )
     return factors
@@ -197,6 +200,8 @@ def derive_category_factors(bloom: dict[str, Any]) -> list[dict[str, Any]]:
                     "(EXIOBASE 3.4)",
                     BLOOM_URL,
                     f"intensityKilograms.{region} of COICOP {coicop}.",
+                    "purchase footprint, supply chain (EXIOBASE 3.4 household "
+                    "consumption)",
                 )
             )
     return factors
@@ -262,6 +267,7 @@ def derive_second_hand_factors(bloom: dict[str, Any]) -> list[dict[str, Any]]:
                 f"median over {len(matches)} items under '{path_fragment}' of "
                 "intensityKilograms x (1 - usage share); "
                 f"{with_share} items state a usage share, the rest count in full.",
+                "production and end of life of one new item, use phase excluded",
             )
         )
     return factors

@@ -65,6 +65,8 @@ class Factor(_Strict):
     year: int | None = Field(default=None, ge=1990, le=2100)
     published: date | None = None
     status: FactorStatus
+    # What the value covers, e.g. "electricity consumption, location-based".
+    scope: str | None = None
     source: Source
     last_checked: date
     label: str | None = None
