@@ -89,10 +89,6 @@ def list_factor_sets(
         )
 
 
-def _factor_document(factor: Any) -> dict[str, Any]:
-    return factor.model_dump(mode="json", exclude_none=True)
-
-
 @factors_app.command("show")
 def show_factor_set(
     set_id: str = typer.Argument(
@@ -127,6 +123,8 @@ def show_factor_set(
             if factor.source.url:
                 source += f" <{factor.source.url}>"
             typer.echo(f"      source: {source}")
+            if factor.scope:
+                typer.echo(f"      scope: {factor.scope}")
         typer.echo("")
 
 
