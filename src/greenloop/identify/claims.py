@@ -237,7 +237,7 @@ def _scan(
         masked = _lower_same_length(masked)
         present = _latin_tokens(masked)
     else:
-        present = set(masked)
+        present = _chinese_tokens(masked)
     if lexicon.triggers.isdisjoint(present):
         return
     if lexicon.exception_pattern is not None:
@@ -371,11 +371,11 @@ def _triggers(starts: Sequence[str], is_latin: bool) -> set[str]:
     "ecofriendly". A one-word term is its own trigger. A longer term has every
     run of its first two or more words written together, because a match begins
     either with such a run as one word or with the first word followed by the
-    next. Chinese tokens are single characters, and a term's trigger is its
-    first character.
+    next. Chinese tokens are the text's characters and pairs of adjacent
+    characters, and a term's trigger is its first two characters.
     """
     if not is_latin:
-        return {start.strip()[0] for start in starts}
+        return {start.strip()[:2] for start in starts}
     found: set[str] = set()
     for start in starts:
         words = _LATIN_WORD.findall(start.lower())
@@ -384,6 +384,12 @@ def _triggers(starts: Sequence[str], is_latin: bool) -> set[str]:
         for end in range(2, len(words) + 1):
             found.add("".join(words[:end]))
     return found
+
+
+def _chinese_tokens(text: str) -> set[str]:
+    tokens = set(text)
+    tokens.update(map(operator.add, text, text[1:]))
+    return tokens
 
 
 def _latin_tokens(lowered: str) -> set[str]:
