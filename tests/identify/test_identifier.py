@@ -248,7 +248,7 @@ def test_green_food_code_valid(identifier: Identifier) -> None:
 
 
 def test_green_food_code_year_caps_expiry(identifier: Identifier) -> None:
-    # The registry says 2030, but a 2021 code runs at most until the end of 2024.
+    # The registry lists 2030, but a 2021 code runs at most until the end of 2024.
     verdict = identifier.identify(ProductQuery("苹果 GF320102210999"))
     assert verdict.status is Status.NEEDS_REVIEW
     assert any("expired on 2024-12-31" in reason for reason in verdict.reasons)
@@ -589,3 +589,21 @@ def test_with_certified_products_shares_data(identifier: Identifier) -> None:
     assert verdict.status is Status.GREEN
     assert rebuilt.as_of == date(2026, 12, 5)
     assert rebuilt.versions() == identifier.versions()
+
+
+def test_online_retail_never_green(shared_data: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(
+        shared_data / "online-retail" / "online_retail.parquet", columns=["Description"]
+    )
+    titles = sorted({str(value) for value in table.column(0).to_pylist() if value})
+    identifier = Identifier.load("cn", as_of=AS_OF, model=FakeModel())
+    verdicts = identifier.identify_many([ProductQuery(title) for title in titles])
+    green = [
+        title
+        for title, verdict in zip(titles, verdicts, strict=True)
+        if verdict.status is Status.GREEN
+    ]
+    assert len(titles) == 4224
+    assert green == []

@@ -42,7 +42,7 @@ def list_standards(
         help="Date whose values are shown, ISO 8601. Default: today (UTC).",
     ),
 ) -> None:
-    """Print one line per standard: id, version on the date, title and first source."""
+    """Print each standard's id, version on the date and title, then its sources."""
     from greenloop.standards import StandardsError, all_standards, load_standards
 
     day = _as_of(as_of)

@@ -290,7 +290,7 @@ def _read_snapshot(
         )
     if len(dates) > 1 or len(product_types) > 1:
         raise EnergyStarImportError(
-            f"{path}: a snapshot holds one product type and one snapshot date; "
+            f"{path}: a snapshot contains one product type and one snapshot date; "
             f"found types {sorted(product_types)} and dates {sorted(dates)}"
         )
     snapshot_date = (

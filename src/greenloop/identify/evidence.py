@@ -126,7 +126,7 @@ def normalize_model(model: str) -> str:
     """Return a model number in upper case with only letters, digits and `*#()/`.
 
     Spaces, dashes, dots and other punctuation are dropped, so "RF 1820-FD" and
-    "rf1820fd" normalize alike; `*`, `#`, parentheses and `/` stay because
+    "rf1820fd" normalize alike. `*`, `#`, parentheses and `/` stay, because
     registries use them as wildcards and alternatives.
     """
     folded = unicodedata.normalize("NFKC", model).upper()
@@ -161,9 +161,9 @@ def brand_in_text(brand: str, words: str, raw_text: str) -> bool:
 class ModelCandidates:
     """Strings of a title that could be a model number, normalized.
 
-    `with_digits` holds single tokens and up to four space-separated tokens
+    `with_digits` contains single tokens and up to four space-separated tokens
     joined, because some model numbers contain spaces ("RF 1820 FD").
-    `without_digits` holds single tokens of 4 or more characters without a
+    `without_digits` contains single tokens of 4 or more characters without a
     digit (IKEA writes names such as "FÄRSKHET"), checked only as exact keys.
     """
 

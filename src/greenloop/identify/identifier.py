@@ -5,9 +5,9 @@ Decision order for one product:
 1. Evidence rules (see `rules.py`) run in a fixed order. A green finding wins,
    then a verified negative (a filing record of grade 3, a taxi MCC), then a
    finding that needs review (an unverifiable registry, an unconfirmed grade).
-2. Without a verified finding, claims decide: a specific claim goes to review;
-   generic, offset-neutrality, single-attribute and future-pledge claims are
-   flagged and the item is not green.
+2. Without a verified finding, claims decide. A specific claim goes to review.
+   Generic, offset-neutrality, single-attribute and future-pledge claims are
+   flagged, and the item is not green.
 3. Otherwise, for an item with no finding and no claim, the category model's
    proposal routes it to review when its probability reaches the threshold in
    `data/settings.yaml`. The model never makes an item green, and it is not
@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 FLAGGED_CLAIM_KINDS = frozenset(
     {"generic", "neutrality_offset", "single_attribute", "future_pledge"}
 )
-# Entries kept per identifier for titles seen in single calls, and per batch; a
-# cache that reaches this size is emptied (about 1 KB per title).
+# Maximum entries of a title cache, about 1 KB each. Single calls share one
+# cache per identifier and each batch has its own. A full cache is emptied.
 TITLE_CACHE_SIZE = 20_000
 # Evidence categories whose certificate is an ISO 14024 Type I ecolabel and so
 # can back a generic claim, when their standard says so.
@@ -176,8 +176,8 @@ class Identifier:
     def identify_many(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
         """Return one verdict per query, calling the model once for the batch.
 
-        Products that share a title and brand share one parse, and the model
-        sees each distinct title once.
+        Products that share a title and brand share one parse, and the model is
+        called with each distinct title once.
         """
         titles: dict[tuple[str, str | None], TitleFacts] = {}
         evaluated = [self._evidence(query, titles) for query in queries]

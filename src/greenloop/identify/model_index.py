@@ -1,9 +1,9 @@
 """Look up records by model number, with ENERGY STAR wildcards.
 
-Registries write one model number per record, sometimes with wildcards: ENERGY
-STAR uses `*` (and in a few files `#`) for one variable character, lists
-alternatives separated by commas, writes a final `R/L` for either hinge side and
-puts optional characters in parentheses. Sellers often drop the trailing
+Registries write one model number per record, sometimes with wildcards. ENERGY
+STAR uses `*` (and in a few files `#`) for one variable character and lists
+alternatives separated by commas. It writes a final `R/L` for either hinge side
+and puts optional characters in parentheses. Sellers often drop the trailing
 variable characters (colour codes), so a trailing run of wildcards matches zero
 or more characters up to its length.
 """

@@ -1,4 +1,4 @@
-"""What one product query says, parsed once and shared by every rule.
+"""The facts a product query states, parsed once and shared by every rule.
 
 The facts that depend only on the title and brand (`TitleFacts`) are kept apart
 from the query, so products that share a title share one parse.
@@ -27,7 +27,7 @@ ClaimFinder = Callable[[str, str | None], tuple[ClaimFinding, ...]]
 
 @dataclass
 class TitleFacts:
-    """What a title and its brand state: words, grade, codes, product type, claims."""
+    """The words, grade, codes, product type and claims of a title and brand."""
 
     title: str
     words: str

@@ -1,6 +1,6 @@
 """Operator-provided registries: dated snapshots of certificates, models and merchants.
 
-A registry folder holds `snapshot.yaml` and one CSV per registry. The YAML names
+A registry folder contains `snapshot.yaml` and one CSV per registry. The YAML names
 each registry's file, snapshot date, source and maximum age. A registry that is
 absent, or older than its maximum age on the identification date, cannot confirm
 anything, and the identifier reports the purchases that need it as unverifiable.
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,7 +63,7 @@ class RegistryError(ValueError):
 
 
 class RegistryState(StrEnum):
-    """Whether a registry can answer on the identification date."""
+    """Whether a registry can confirm evidence on the identification date."""
 
     AVAILABLE = "available"
     MISSING = "missing"
@@ -158,7 +157,7 @@ class Registries:
     labels: dict[str, LabelScore] = field(default_factory=dict)
 
     def state(self, name: str, as_of: date) -> RegistryState:
-        """Return whether registry `name` can answer on `as_of`."""
+        """Return whether registry `name` can confirm evidence on `as_of`."""
         spec = self.specs.get(name)
         if spec is None:
             return RegistryState.MISSING
@@ -167,7 +166,7 @@ class Registries:
         return RegistryState.AVAILABLE
 
     def describe_state(self, name: str, as_of: date) -> str:
-        """Return a sentence saying why registry `name` cannot answer on `as_of`."""
+        """Return a sentence giving why registry `name` is unusable on `as_of`."""
         spec = self.specs.get(name)
         if spec is None:
             return f"the {name} registry is not loaded"
@@ -415,8 +414,6 @@ _LOADERS: dict[str, _Loader] = {
     "label_credibility": _load_label_credibility,
 }
 
-RecordT = TypeVar("RecordT")
-
 
 def brand_matches(record_brand: str, query_brand: str | None) -> bool:
     """Return whether a stated brand names the same brand as a registry record."""
@@ -426,11 +423,3 @@ def brand_matches(record_brand: str, query_brand: str | None) -> bool:
     if not record_key or not query_key:
         return False
     return record_key.startswith(query_key) or query_key.startswith(record_key)
-
-
-def registry_summary(registries: Registries) -> dict[str, Any]:
-    """Return the loaded registries with their snapshot dates and sources."""
-    return {
-        name: {"snapshot_date": spec.snapshot_date.isoformat(), "source": spec.source}
-        for name, spec in registries.specs.items()
-    }

@@ -2,7 +2,7 @@
 
 A rule returns `green` only on verified evidence: a registry record, a
 certified product, a card-network merchant category code or a registered
-merchant. A registry that is missing or stale turns its rule's answer into
+merchant. A registry that is missing or stale turns its rule's result into
 `needs_review` with the reason "unverifiable". A `decisive` finding is a
 negative that outranks claims and the model: a filing record of grade 3, a taxi
 MCC, or a seller's own statement of a non-qualifying grade.
@@ -43,7 +43,7 @@ UNVERIFIABLE = "unverifiable"
 
 @dataclass(frozen=True)
 class Finding:
-    """What one rule concluded about a query."""
+    """The conclusion of one rule about a query."""
 
     status: Status
     category: Category | None
@@ -152,7 +152,7 @@ def certificate_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
     if not codes:
         return None
     findings = [_check_code(code, parsed, context) for code in dict.fromkeys(codes)]
-    return _best(findings)
+    return pick_finding(findings)
 
 
 def _code_registries(code: str, context: RuleContext) -> tuple[str, ...]:
@@ -784,16 +784,12 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
 )
 
 
-def _best(findings: list[Finding]) -> Finding | None:
-    return pick_finding(findings)
-
-
 def pick_finding(findings: list[Finding]) -> Finding | None:
     """Return the strongest finding, with the reasons and evidence of the rest.
 
     Green wins, then a decisive negative, then a needs_review finding with
     verified evidence, then any needs_review finding. The other findings'
-    reasons and evidence are appended so a reviewer sees all of them.
+    reasons and evidence are appended, so a reviewer can read all of them.
     """
     order: list[Callable[[Finding], bool]] = [
         lambda item: item.status is Status.GREEN,

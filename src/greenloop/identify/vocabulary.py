@@ -1,8 +1,8 @@
 """The identifier's own thresholds and product-type words, loaded from `data/`.
 
-`settings.yaml` holds thresholds that are greenloop design choices, each with
-its reason; `terms.yaml` holds the words that tell which registry a title needs.
-Neither decides that an item is green.
+`settings.yaml` contains thresholds that are greenloop design choices, each
+with its reason. `terms.yaml` contains the words that show which registry a
+title needs. Neither decides that an item is green.
 """
 
 from __future__ import annotations
