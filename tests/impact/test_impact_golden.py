@@ -7,8 +7,9 @@ Factor values used below (all from the packaged factor sets):
 - Room AC, GB 21455-2019, split heat pump up to 4,500 W: APF grade 1 = 5.00,
   grade 2 = 4.50, grade 3 = 4.00, grade 5 = 3.30; reference unit 3.5 kW x 955
   equivalent full-load hours (CNIS registry analysis); lifetime 10 years (CHEAA).
-- US grid (eGRID2023, EPA Hub Jan 2025): 0.35164 kgCO2e/kWh; refrigerator
-  lifetime 10 years (CHEAA, applied to US units).
+- US grid (eGRID2023, EPA Hub Jan 2025): 0.35164 kgCO2e/kWh, subregions from
+  0.109571 (NYUP) to 0.702292 (PRMS). Refrigerator lifetime 10 years (CHEAA,
+  applied to US units).
 - Guangzhou metro: 0.5419 kgCO2 avoided per trip (substitution), 0.5155 (mean).
 - Petrol car: 7.04 L/100 km x 2.3194 kgCO2/L (EPA 8.78 kg/gal).
 - BEV: 15.1 kWh/100 km (CLTC limit), 12.1 at the high end (2021 average), and
@@ -117,6 +118,10 @@ def test_energy_star_refrigerator_file(
     assert impact.kg_co2e_per_year == pytest.approx(11.95576)
     assert impact.kg_co2e_lifetime == pytest.approx(119.5576)
     assert impact.extra["energy_star_id"] == ENERGY_STAR_ID
+    # range over eGRID2023 subregions: 34 x 0.109571 x 10 = 37.25414 kg (NYUP)
+    # to 34 x 0.702292 x 10 = 238.77928 kg (PRMS)
+    assert impact.low_kg_co2e_lifetime == pytest.approx(37.25414)
+    assert impact.high_kg_co2e_lifetime == pytest.approx(238.77928)
 
 
 def test_metro_ten_rides(calculator: ImpactCalculator) -> None:

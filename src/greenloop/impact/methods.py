@@ -324,10 +324,30 @@ def energy_star_savings(
             "Certified use is at or above the federal standard, so no saving is "
             "counted."
         )
-    # NOTE: the range covers no uncertainty in the kWh values or the grid factor,
-    # so low and high equal the central value.
-    lifetime_kg = kg_per_year * years
-    return draft.finish(kg_per_year, years, lifetime_kg, lifetime_kg, grid)
+    low_factor, high_factor = _us_subregion_range(draft, grid)
+    low = kwh_saved * low_factor * years
+    high = kwh_saved * high_factor * years
+    return draft.finish(kg_per_year, years, low, high, grid)
+
+
+def _us_subregion_range(draft: _Draft, grid: GridChoice) -> tuple[float, float]:
+    """Return the grid factors bounding a US purchase whose subregion is unknown.
+
+    Outside the US national factor the range collapses to the factor used.
+    NOTE: the kWh values themselves carry no uncertainty in this range.
+    """
+    if grid.region_used != "US":
+        return grid.kg_per_kwh, grid.kg_per_kwh
+    year = grid.factor.year
+    lowest = draft.use("us-grid", f"subregion_min.{year}")
+    highest = draft.use("us-grid", f"subregion_max.{year}")
+    if lowest is None or highest is None:
+        return grid.kg_per_kwh, grid.kg_per_kwh
+    draft.assumptions.append(
+        "Range spans the lowest and highest eGRID subregion factors, because the "
+        "purchase's subregion is unknown."
+    )
+    return lowest.value, highest.value
 
 
 def _baseline_from_imef(
