@@ -110,6 +110,7 @@ def test_confirmed_loan_reaches_facility(
         json={**purchase, "purchase_id": "p-real-1", "installments": 12},
         headers={**keys.headers("merchant"), "Idempotency-Key": "real-1"},
     )
+    assert confirmation.status_code == 201, confirmation.text
     awards = confirmation.json()["awards"]
     allocations = client.get(
         "/v1/funder/allocations", headers=keys.headers("funder")

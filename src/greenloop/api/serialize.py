@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from greenloop.api.platform import Offer
@@ -46,3 +47,33 @@ def impact_out(impact: Impact | None) -> ImpactOut | None:
     if impact is None:
         return None
     return ImpactOut.model_validate(json_ready(impact.to_dict()))
+
+
+_VERDICT_DOCUMENTS: dict[int, tuple[Verdict, dict[str, Any]]] = {}
+_VERDICT_DOCUMENTS_MAX = 65536
+
+
+def verdict_document(verdict: Verdict) -> dict[str, Any]:
+    """Return the verdict's JSON document, built once per verdict object.
+
+    Verdicts come from the platform's cache, so equal purchases share one
+    object. Each entry keeps its verdict alive, so an id is never reused
+    while its entry exists. Callers must not modify the returned document.
+    """
+    entry = _VERDICT_DOCUMENTS.get(id(verdict))
+    if entry is not None and entry[0] is verdict:
+        return entry[1]
+    document = verdict_out(verdict).model_dump(mode="json")
+    if len(_VERDICT_DOCUMENTS) >= _VERDICT_DOCUMENTS_MAX:
+        _VERDICT_DOCUMENTS.clear()
+    _VERDICT_DOCUMENTS[id(verdict)] = (verdict, document)
+    return document
+
+
+@lru_cache(maxsize=8192)
+def offer_document(offer: Offer) -> dict[str, Any]:
+    """Return the offer's JSON document, cached because offers are frozen.
+
+    Callers must not modify the returned document.
+    """
+    return offer_out(offer).model_dump(mode="json")

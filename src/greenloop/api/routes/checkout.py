@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
 from greenloop.api.auth import Principal, require
@@ -21,7 +21,13 @@ from greenloop.api.schemas import (
     ConfirmationRequest,
     DecisionOut,
 )
-from greenloop.api.serialize import impact_out, offer_out, verdict_out
+from greenloop.api.serialize import (
+    impact_out,
+    offer_document,
+    offer_out,
+    verdict_document,
+    verdict_out,
+)
 from greenloop.categories import Status
 from greenloop.certify import Role
 from greenloop.store import repositories
@@ -89,7 +95,7 @@ def decide(
     body: CheckoutRequest,
     request: Request,
     principal: Annotated[Principal, Depends(merchant_only)],
-) -> DecisionOut:
+) -> Response:
     """Return the verdict, the offers with APR, the impact and incentives."""
     platform = request.app.state.service.platform
     purchase = _purchase(body, principal)
@@ -99,12 +105,18 @@ def decide(
         platform.impact(purchase, verdict) if verdict.status is Status.GREEN else None
     )
     incentives = platform.qualifying_incentives(purchase, verdict, offers)
-    return DecisionOut(
-        verdict=verdict_out(verdict),
-        offers=[offer_out(offer) for offer in offers],
-        incentives=incentives,
-        impact=impact_out(impact),
-    )
+    impact_model = impact_out(impact)
+    # The parts are built from the response models, so the document matches
+    # DecisionOut; returning it as bytes skips a second validation pass.
+    document = {
+        "verdict": verdict_document(verdict),
+        "offers": [offer_document(offer) for offer in offers],
+        "incentives": incentives,
+        "impact": impact_model.model_dump(mode="json") if impact_model else None,
+        "awarded": False,
+    }
+    payload = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return Response(payload.encode("utf-8"), media_type="application/json")
 
 
 def _fingerprint(body: ConfirmationRequest, merchant_id: str) -> str:
