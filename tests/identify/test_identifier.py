@@ -607,3 +607,14 @@ def test_online_retail_never_green(shared_data: Path) -> None:
     ]
     assert len(titles) == 4224
     assert green == []
+
+
+@pytest.mark.parametrize("grade", [0, 6, 9])
+def test_grade_column_out_of_scale(identifier: Identifier, grade: int) -> None:
+    verdict = identifier.identify(
+        ProductQuery("某品牌洗衣机 ABC-9", energy_label_grade=grade)
+    )
+    assert not any(
+        "grade" in reason and str(grade) in reason for reason in verdict.reasons
+    )
+    assert verdict.status is not Status.GREEN

@@ -170,7 +170,7 @@ class Identifier:
         parsed, finding = self._evidence(query, self._title_cache)
         proposal = None
         if _needs_model(parsed, finding):
-            proposal = self._proposals([query.title], self._proposal_cache)[0]
+            proposal = self._proposals([parsed.title], self._proposal_cache)[0]
         return self._verdict(parsed, finding, proposal)
 
     def identify_many(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
@@ -188,7 +188,7 @@ class Identifier:
         ]
         proposals: dict[int, _Proposal | None] = {}
         if pending:
-            pending_titles = [queries[index].title for index in pending]
+            pending_titles = [evaluated[index][0].title for index in pending]
             found = self._proposals(pending_titles, {})
             proposals = dict(zip(pending, found, strict=True))
         return [

@@ -340,7 +340,7 @@ def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | No
     ):
         return None
     state = context.registries.state("energy_label", context.as_of)
-    stated = _stated_grade(parsed)
+    stated = _stated_grade(parsed, context)
     if state is not RegistryState.AVAILABLE:
         if stated is None and not (parsed.stated_model() or _has_model_like(parsed)):
             return None
@@ -381,9 +381,13 @@ def energy_label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | No
     )
 
 
-def _stated_grade(parsed: ParsedQuery) -> int | None:
-    if parsed.query.energy_label_grade is not None:
-        return int(parsed.query.energy_label_grade)
+def _stated_grade(parsed: ParsedQuery, context: RuleContext) -> int | None:
+    # A grade column outside the label's scale is ignored, and the title's
+    # stated grade, if any, is used.
+    column = parsed.query.energy_label_grade
+    grade_count = int(context.parameter(Category.APPLIANCE, "grade_count"))
+    if column is not None and 1 <= int(column) <= grade_count:
+        return int(column)
     return parsed.stated_grade.grade if parsed.stated_grade else None
 
 
