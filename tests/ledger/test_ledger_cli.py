@@ -80,11 +80,48 @@ def test_consistency_between_checkpoints(workspace: dict[str, str]) -> None:
         [asset(index) for index in range(40, 90)]
     )
     _run("ledger", "checkpoint", *_options(workspace), "--output", str(new))
+    proof = Path(workspace["dir"]) / "proof.txt"
     code, output = _run(
-        "ledger", "consistency", str(old), str(new), *_options(workspace)
+        "ledger",
+        "consistency",
+        str(old),
+        str(new),
+        *_options(workspace),
+        "--save-proof",
+        str(proof),
     )
     assert code == 0, output
     assert "extends size 40" in output
+
+
+def test_consistency_offline_with_proof(workspace: dict[str, str]) -> None:
+    old = Path(workspace["dir"]) / "old.checkpoint"
+    new = Path(workspace["dir"]) / "new.checkpoint"
+    proof = Path(workspace["dir"]) / "proof.txt"
+    _run("ledger", "checkpoint", *_options(workspace), "--output", str(old))
+    LedgerStore(make_engine(workspace["url"]), key_dir=Path(workspace["keys"])).append(
+        [asset(index) for index in range(40, 90)]
+    )
+    _run("ledger", "checkpoint", *_options(workspace), "--output", str(new))
+    _run(
+        "ledger",
+        "consistency",
+        str(old),
+        str(new),
+        *_options(workspace),
+        "--save-proof",
+        str(proof),
+    )
+    key_file = str(next(Path(workspace["keys"]).glob("*.verifier-key")))
+    offline = ["ledger", "consistency", str(old), str(new), "--key", key_file]
+    code, output = _run(*offline, "--proof", str(proof))
+    assert code == 0, output
+    lines = proof.read_text().split()
+    lines[0] = ("B" if lines[0][0] != "B" else "C") + lines[0][1:]
+    proof.write_text("\n".join(lines) + "\n")
+    code, output = _run(*offline, "--proof", str(proof))
+    assert code == 1
+    assert "does not extend" in output
 
 
 def test_audit_reports_changed_entry(workspace: dict[str, str]) -> None:

@@ -182,6 +182,12 @@ def consistency_command(
         help="File with the consistency proof, one base64 hash a line; "
         "without it the proof is read from the database.",
     ),
+    save_proof: Path | None = typer.Option(
+        None,
+        "--save-proof",
+        help="Write the proof used here, one base64 hash a line, to give to a "
+        "bank that checks offline with --proof.",
+    ),
     database: str | None = DATABASE_OPTION,
     key_dir: Path = KEY_DIR_OPTION,
 ) -> None:
@@ -207,6 +213,9 @@ def consistency_command(
     else:
         store = _open_store(database, key_dir, first.origin)
         hashes = store.consistency_proof(first.size, second.size)
+    if save_proof is not None:
+        lines = "".join(base64.b64encode(value).decode() + "\n" for value in hashes)
+        save_proof.write_text(lines, encoding="utf-8")
     try:
         verify_consistency(first.size, second.size, hashes, first.root, second.root)
     except ProofError as error:

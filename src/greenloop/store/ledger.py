@@ -705,6 +705,11 @@ def _prepare(key: str, record: Mapping[str, Any]) -> tuple[str, bytes]:
             f"purchase id {key!r} must be a non-empty string of at most "
             f"{MAX_KEY_LENGTH} characters"
         )
+    if not isinstance(record, Mapping):
+        raise ValueError(
+            f"record for purchase {key!r} is a {type(record).__name__}; "
+            "pass a mapping of field names to values"
+        )
     stated = record.get("purchase_id", key)
     if stated != key:
         raise ValueError(
