@@ -248,10 +248,10 @@ def test_crash_mid_award_loses_nothing(
 
 
 def test_unpriced_periods_reported(engine: Engine, tmp_path: Path) -> None:
-    outcome = run(engine, [make_loan(1, periods=24)], write_configs(tmp_path))
+    outcome = run(engine, [make_loan(1, periods=72)], write_configs(tmp_path))
     error = outcome.loans["p00001"].error
     assert error is not None
-    assert "no fee rate for 24 periods" in error
+    assert "no fee rate for 72 periods" in error
 
 
 def test_unknown_funding_facility_rejected(engine: Engine, tmp_path: Path) -> None:
@@ -405,3 +405,12 @@ def test_next_day_remeasures_allocations(engine: Engine, tmp_path: Path) -> None
     assert allocated_fen(engine, "p00000") == 400_000
     assert section["allocated_fen"] == 1_000_000
     assert section["loans_allocated"] == 3
+
+
+def test_long_loan_priced_with_interest(engine: Engine, tmp_path: Path) -> None:
+    outcome = run(engine, [make_loan(1, periods=36)], write_configs(tmp_path))
+    result = outcome.loans["p00001"]
+    assert result.error is None
+    assert result.fee_fen == 0
+    assert result.apr is not None
+    assert result.apr.quantize(Decimal("0.001")) == Decimal("0.035")

@@ -17,6 +17,7 @@ from greenloop.incentives import (
     ineligibility_reason,
     report_group,
 )
+from greenloop.lending import fee_plan, interest_plan
 
 
 def campaign(**overrides: object) -> CampaignConfig:
@@ -75,8 +76,9 @@ def test_eligibility_rules(
 def test_interest_free_cost_at_facility_rate() -> None:
     offer = campaign(benefit={"kind": "interest_free", "max_periods": 12})
     loan = make_loan(1, principal_fen=10_000)
-    assert benefit_cost_fen(offer, loan, Decimal("0.03"), Decimal("0.088")) == 161
-    assert benefit_cost_fen(offer, loan, Decimal("0.025"), Decimal("0.088")) == 134
+    standard = fee_plan(Decimal(10_000), 12, Decimal("0.088"))
+    assert benefit_cost_fen(offer, loan, Decimal("0.03"), standard) == 161
+    assert benefit_cost_fen(offer, loan, Decimal("0.025"), standard) == 134
 
 
 def test_interest_free_forgone_fee_basis() -> None:
@@ -88,14 +90,16 @@ def test_interest_free_forgone_fee_basis() -> None:
         }
     )
     loan = make_loan(1, principal_fen=10_000)
-    assert benefit_cost_fen(offer, loan, Decimal("0.03"), Decimal("0.088")) == 880
+    standard = fee_plan(Decimal(10_000), 12, Decimal("0.088"))
+    assert benefit_cost_fen(offer, loan, Decimal("0.03"), standard) == 880
 
 
 def test_lottery_entry_costs_nothing() -> None:
     offer = campaign(
         benefit={"kind": "lottery_red_envelope", "prize_yuan": "88", "winners": 3}
     )
-    assert benefit_cost_fen(offer, make_loan(1), Decimal("0.03"), Decimal(0)) == 0
+    standard = fee_plan(Decimal(300_000), 12, Decimal("0.088"))
+    assert benefit_cost_fen(offer, make_loan(1), Decimal("0.03"), standard) == 0
 
 
 BUDGET_CASES = [
@@ -148,3 +152,17 @@ def test_purchase_date_uses_campaign_timezone() -> None:
 def test_unknown_timezone_rejected() -> None:
     with pytest.raises(ValueError, match="unknown timezone 'Mars/Olympus'"):
         campaign(timezone="Mars/Olympus")
+
+
+def test_forgone_interest_of_long_loan() -> None:
+    offer = campaign(
+        benefit={
+            "kind": "interest_free",
+            "max_periods": 36,
+            "cost_basis": "forgone_fee",
+        }
+    )
+    loan = make_loan(1, principal_fen=10_000_000, periods=36)
+    standard = interest_plan(Decimal(10_000_000), 36, Decimal("0.035"))
+    cost = benefit_cost_fen(offer, loan, Decimal("0.025"), standard)
+    assert cost == standard.interest_fen

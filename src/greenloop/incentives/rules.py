@@ -15,6 +15,7 @@ from greenloop.incentives.config import (
 )
 from greenloop.lending.loans import GreenLoan
 from greenloop.lending.money import ZERO, yuan_to_fen
+from greenloop.lending.plans import InstallmentPlan
 from greenloop.lending.subsidy import interest_free_cost
 
 # Report groups for the incentive report. Organic food counts as green food and
@@ -63,16 +64,21 @@ def benefit_cost_fen(
     campaign: CampaignConfig,
     loan: GreenLoan,
     funding_rate: Decimal,
-    standard_fee_rate: Decimal,
+    standard_plan: InstallmentPlan,
 ) -> Decimal:
     """Return what the benefit costs the budget for `loan`, in fen.
 
-    A lottery entry costs nothing until it wins; the prize is charged at the draw.
+    `standard_plan` is the plan the consumer would pay without the campaign; its
+    fee and interest are what an interest-free offer forgoes. A lottery entry
+    costs nothing until it wins, because the prize is charged at the draw.
     """
     benefit = campaign.benefit
     if isinstance(benefit, InterestFree):
         cost = interest_free_cost(
-            Decimal(loan.principal_fen), loan.periods, funding_rate, standard_fee_rate
+            Decimal(loan.principal_fen),
+            loan.periods,
+            funding_rate,
+            standard_plan=standard_plan,
         )
         if benefit.cost_basis == "forgone_fee":
             return cost.forgone_fee_fen

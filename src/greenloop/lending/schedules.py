@@ -14,6 +14,20 @@ from greenloop.lending.configfile import load_yaml_model
 DEFAULT_SCHEDULES_PATH = Path(__file__).parent / "data" / "fee_schedules.yaml"
 
 
+class LongTermPricing(BaseModel):
+    """Interest-bearing pricing for plans longer than the fee table covers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_periods: int = Field(ge=2, description="the fewest periods priced this way")
+    max_periods: int = Field(ge=2, le=120, description="the most periods accepted")
+    annual_interest_rate: Decimal = Field(
+        ge=0, lt=1, description="a nominal annual rate as a decimal, such as 0.035"
+    )
+    basis: str = Field(description="what the rate is and why it applies")
+    sources: list[str] = Field(min_length=1, description="a list of citations")
+
+
 class FeeSchedule(BaseModel):
     """The total fee, as a share of principal, for each number of periods."""
 
@@ -27,6 +41,9 @@ class FeeSchedule(BaseModel):
     fee_rates: dict[int, Decimal] = Field(
         description="a map from periods to a decimal fee share, such as 12: '0.088'"
     )
+    long_term: LongTermPricing | None = Field(
+        default=None, description="a mapping with min_periods, max_periods and rate"
+    )
 
     @model_validator(mode="after")
     def _check_rates(self) -> FeeSchedule:
@@ -38,12 +55,29 @@ class FeeSchedule(BaseModel):
                 )
         return self
 
+    def pricing(self, periods: int) -> tuple[str, Decimal]:
+        """Return ("fee", fee rate) or ("interest", annual rate) for `periods`.
+
+        Raises KeyError naming the periods the schedule covers.
+        """
+        if periods in self.fee_rates:
+            return "fee", self.fee_rates[periods]
+        long_term = self.long_term
+        if long_term and long_term.min_periods <= periods <= long_term.max_periods:
+            return "interest", long_term.annual_interest_rate
+        return "fee", self.fee_rate(periods)
+
     def fee_rate(self, periods: int) -> Decimal:
         """Return the fee rate for `periods`; raise KeyError naming the known ones."""
         try:
             return self.fee_rates[periods]
         except KeyError:
             known = ", ".join(str(key) for key in sorted(self.fee_rates))
+            if self.long_term:
+                known += (
+                    f", or {self.long_term.min_periods} to"
+                    f" {self.long_term.max_periods} with interest"
+                )
             raise KeyError(
                 f"schedule {self.id} has no fee rate for {periods} periods (it has"
                 f" {known}); add the rate with its source to the schedule file"

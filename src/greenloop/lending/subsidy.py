@@ -49,18 +49,20 @@ def interest_free_cost(
     periods: int,
     funding_rate: Decimal,
     standard_fee_rate: Decimal = ZERO,
+    standard_plan: InstallmentPlan | None = None,
 ) -> InterestFreeCost:
     """Price an interest-free plan against the lender's funding rate.
 
-    `standard_fee_rate` is the fee the consumer would otherwise pay; the cost of
-    waiving it is reported as `forgone_fee_fen` and its present value.
+    The consumer would otherwise pay the fee and interest of `standard_plan`, or
+    of a fee plan at `standard_fee_rate` when no plan is given. Waiving them is
+    reported as `forgone_fee_fen` and its present value.
     """
     if funding_rate < 0:
         raise ValueError(f"invalid funding rate {funding_rate}: expected >= 0")
     plan = interest_free_plan(principal_fen, periods)
     funding_cost = round_fen(principal_fen - present_value_fen(plan, funding_rate))
-    standard = fee_plan(principal_fen, periods, standard_fee_rate)
-    fee_only = [item.fee_fen for item in standard.installments]
+    standard = standard_plan or fee_plan(principal_fen, periods, standard_fee_rate)
+    fee_only = [item.fee_fen + item.interest_fen for item in standard.installments]
     with localcontext() as context:
         context.prec = 34
         factor = 1 + funding_rate / MONTHS_PER_YEAR
@@ -72,6 +74,6 @@ def interest_free_cost(
         plan=plan,
         funding_rate=funding_rate,
         funding_cost_fen=funding_cost,
-        forgone_fee_fen=standard.fee_fen,
+        forgone_fee_fen=standard.fee_fen + standard.interest_fen,
         forgone_fee_present_value_fen=round_fen(forgone_present),
     )

@@ -79,8 +79,8 @@ from greenloop.lending.adjustments import apply_refund
 from greenloop.lending.configfile import ConfigError
 from greenloop.lending.loans import GreenLoan
 from greenloop.lending.money import ZERO, fen_to_yuan, yuan_to_fen
-from greenloop.lending.plans import InstallmentPlan, fee_plan
-from greenloop.lending.schedules import load_fee_schedules
+from greenloop.lending.plans import InstallmentPlan, fee_plan, interest_plan
+from greenloop.lending.schedules import FeeSchedule, load_fee_schedules
 from greenloop.store.base import metadata
 
 __all__ = [
@@ -123,6 +123,9 @@ finance_loans = Table(
     Column("region", String(16), nullable=True),
     Column("merchant_id", String(128), nullable=True),
     Column("kg_co2e_lifetime", Float, nullable=True),
+    # "fee": fee_rate is the total fee share; "interest": fee_rate is the
+    # nominal annual interest rate of a declining-balance plan.
+    Column("plan_kind", String(16), nullable=False),
     Column("fee_rate", String(20), nullable=False),
     Column("fee_schedule", String(80), nullable=False),
     Column("consumer_fee_waived", Integer, nullable=False, default=0),
@@ -378,17 +381,22 @@ def _check_campaign_funding(
 # Loans
 
 
-def _price(loan: GreenLoan) -> tuple[str, Decimal] | str:
-    """Return (schedule id, fee rate) for the loan, or the reason it is invalid."""
+def _price(loan: GreenLoan) -> tuple[str, str, Decimal] | str:
+    """Return (schedule id, plan kind, rate) for the loan, or why it is invalid.
+
+    The plan kind is "fee" (the rate is a fee share) or "interest" (the rate is
+    a nominal annual rate on the declining balance).
+    """
     if loan.principal_fen <= 0:
         return f"invalid principal_fen {loan.principal_fen}: expected a positive amount"
     if loan.periods < 2:
         return f"invalid periods {loan.periods}: an installment loan has 2 or more"
     schedule = load_fee_schedules().get()
     try:
-        return schedule.id, schedule.fee_rate(loan.periods)
+        kind, rate = schedule.pricing(loan.periods)
     except KeyError as error:
         return str(error.args[0])
+    return schedule.id, kind, rate
 
 
 def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
@@ -402,7 +410,7 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
             errors[loan.purchase_id] = priced
             logger.warning("green loan %s rejected: %s", loan.purchase_id, priced)
             continue
-        schedule_id, fee_rate = priced
+        schedule_id, plan_kind, rate = priced
         rows.append(
             {
                 "purchase_id": loan.purchase_id,
@@ -414,7 +422,8 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
                 "region": loan.region,
                 "merchant_id": loan.merchant_id,
                 "kg_co2e_lifetime": loan.kg_co2e_lifetime,
-                "fee_rate": str(fee_rate),
+                "plan_kind": plan_kind,
+                "fee_rate": str(rate),
                 "fee_schedule": schedule_id,
                 "consumer_fee_waived": 0,
                 "status": LoanStatus.ACTIVE.value,
@@ -431,10 +440,14 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
 
 def _plan_of(row: Any) -> InstallmentPlan:
     """Rebuild the stored loan's plan, with its waived fee and partial refunds."""
-    fee_rate = ZERO if row.consumer_fee_waived else Decimal(row.fee_rate)
-    plan = fee_plan(
-        Decimal(row.principal_fen), row.periods, fee_rate, _as_date(row.occurred_at)
-    )
+    start = _as_date(row.occurred_at)
+    principal = Decimal(row.principal_fen)
+    if row.consumer_fee_waived:
+        plan = fee_plan(principal, row.periods, ZERO, start)
+    elif row.plan_kind == "interest":
+        plan = interest_plan(principal, row.periods, Decimal(row.fee_rate), start)
+    else:
+        plan = fee_plan(principal, row.periods, Decimal(row.fee_rate), start)
     for refund in row.partial_refunds or ():
         refunded_on = date.fromisoformat(refund["on"])
         paid = sum(
@@ -762,13 +775,22 @@ def _award_incentives(
                 continue
             facility = facilities.get(campaign.funding.facility_id)
             cost = benefit_cost_fen(
-                campaign, loan, facility.facility_rate, schedule.fee_rate(loan.periods)
+                campaign, loan, facility.facility_rate, _standard_plan(schedule, loan)
             )
             outcomes[campaign.id][award(engine, campaign, loan, cost)] += 1
     for campaign_id, counts in outcomes.items():
         if counts:
             logger.info("campaign %s this run: %s", campaign_id, dict(counts))
     return {key: dict(counts) for key, counts in outcomes.items()}
+
+
+def _standard_plan(schedule: FeeSchedule, loan: GreenLoan) -> InstallmentPlan:
+    """Build the plan the consumer would pay without any campaign."""
+    kind, rate = schedule.pricing(loan.periods)
+    principal = Decimal(loan.principal_fen)
+    if kind == "interest":
+        return interest_plan(principal, loan.periods, rate)
+    return fee_plan(principal, loan.periods, rate)
 
 
 def award(

@@ -211,6 +211,7 @@ def upgrade() -> None:
         sa.Column("region", sa.String(length=16), nullable=True),
         sa.Column("merchant_id", sa.String(length=128), nullable=True),
         sa.Column("kg_co2e_lifetime", sa.Float(), nullable=True),
+        sa.Column("plan_kind", sa.String(length=16), nullable=False),
         sa.Column("fee_rate", sa.String(length=20), nullable=False),
         sa.Column("fee_schedule", sa.String(length=80), nullable=False),
         sa.Column("consumer_fee_waived", sa.Integer(), nullable=False),
