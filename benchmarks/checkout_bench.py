@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 PRODUCTS = (
@@ -164,7 +165,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
-    figures = parse_wrk(measured.stdout)
+    figures: dict[str, Any] = dict(parse_wrk(measured.stdout))
     requests = figures.get("requests", 0.0)
     figures.update(
         {
