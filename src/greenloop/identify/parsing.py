@@ -120,7 +120,11 @@ def parse_title(
     """Parse a title into grades, codes, product type words and claims."""
     words = padded_words(title)
     title_phrases = vocabulary.phrases(words)
-    appliance_type = vocabulary.appliance_types.find(title_phrases, title)
+    # Most titles contain no term at all, which one set test settles.
+    may_match = vocabulary.may_match(title_phrases, title)
+    appliance_type = (
+        vocabulary.appliance_types.find(title_phrases, title) if may_match else None
+    )
     accessory = (
         appliance_type is not None
         and vocabulary.appliance_exclusions.find(title_phrases, title) is not None
@@ -141,7 +145,8 @@ def parse_title(
         codes=find_certificate_codes(title),
         appliance_type=appliance_type,
         accessory=accessory,
-        vehicle_context=vocabulary.vehicle_terms.find(title_phrases, title) is not None,
+        vehicle_context=may_match
+        and vocabulary.vehicle_terms.find(title_phrases, title) is not None,
         claims=find_claims(title, brand),
     )
 

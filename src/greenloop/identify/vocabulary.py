@@ -141,6 +141,11 @@ class Vocabulary:
     energy_star_max_age_days: int
     label_min_credibility: int
     phrase_starts: frozenset[str] = frozenset()
+    latin_phrases: frozenset[str] = frozenset()
+
+    def may_match(self, phrases: frozenset[str], text: str) -> bool:
+        """Return whether any term list can match, checked in one set operation."""
+        return not text.isascii() or not self.latin_phrases.isdisjoint(phrases)
 
     def phrases(self, words: str) -> frozenset[str]:
         """Return the n-grams of a title that the term matchers can match."""
@@ -181,6 +186,9 @@ def load_vocabulary(folder: Path) -> Vocabulary:
         energy_star_max_age_days=int(settings.energy_star_max_age_days.value),
         label_min_credibility=int(settings.label_min_credibility.value),
         phrase_starts=starts,
+        latin_phrases=frozenset(
+            padded_words(term).strip() for term in all_terms if term.isascii()
+        ),
     )
 
 
