@@ -4,12 +4,11 @@ Usage (from the project root, with ../shared/data present):
 
     .venv/bin/python benchmarks/identify_bench.py [--batch 200000] [--single 3000]
 
-The product mix is built from the reference data: every distinct Online Retail
-description, the ENERGY STAR refrigerator and clothes-washer models written the
-way sellers write them, Chinese appliance titles with stated grades, Open Food
-Facts product names, and fares and second-hand purchases by MCC. Variants
-(size and colour words, seller SKUs) make every query distinct, so no verdict is
-reused. A synthetic registry folder (energy-label filings for part of the
+The product mix is built from the reference data. It draws Online Retail
+descriptions, ENERGY STAR refrigerator and clothes-washer models as sellers
+write them, Chinese appliance titles with stated grades, Open Food Facts product
+names, and fares and second-hand purchases by MCC. Size and colour words and
+seller SKUs make every query distinct, so no verdict is reused. A synthetic registry folder (energy-label filings for part of the
 Chinese titles, organic codes) is written to a temporary folder. The shipped
 category model is used. Output is one JSON document on standard output.
 """
@@ -259,6 +258,19 @@ def time_single_calls(
     }
 
 
+def calibration_loop() -> float:
+    """Return the CPU seconds of 10 million Python additions.
+
+    The machine is shared, so this fixed loop shows how much slower than usual
+    each core runs during the benchmark.
+    """
+    started = time.process_time()
+    total = 0
+    for number in range(10_000_000):
+        total += number
+    return time.process_time() - started
+
+
 def machine() -> dict[str, object]:
     """Return the CPU model, core count, memory and load average of this machine."""
     cpu = "unknown"
@@ -270,6 +282,7 @@ def machine() -> dict[str, object]:
     with open("/proc/meminfo", encoding="utf-8") as handle:
         total_kib = int(handle.readline().split()[1])
     return {
+        "calibration_loop_cpu_seconds": round(calibration_loop(), 2),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(total_kib / 1024 / 1024, 1),
