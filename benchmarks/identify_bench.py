@@ -8,9 +8,10 @@ The product mix is built from the reference data. It draws Online Retail
 descriptions, ENERGY STAR refrigerator and clothes-washer models as sellers
 write them, Chinese appliance titles with stated grades, Open Food Facts product
 names, and fares and second-hand purchases by MCC. Size and colour words and
-seller SKUs make every query distinct, so no verdict is reused. A synthetic registry folder (energy-label filings for part of the
-Chinese titles, organic codes) is written to a temporary folder. The shipped
-category model is used. Output is one JSON document on standard output.
+seller SKUs make every query distinct, so no verdict is reused. A synthetic
+registry folder (energy-label filings for part of the Chinese titles, organic
+codes) is written to a temporary folder. The shipped category model is used.
+Output is one JSON document on standard output.
 """
 
 from __future__ import annotations
