@@ -134,3 +134,41 @@ def test_parallel_runs_award_each_loan_once(engine: Engine, tmp_path: Path) -> N
         .where(finance.finance_allocations.c.released_on.is_(None)),
     )
     assert active == 4
+
+
+def test_refunds_racing_awards_stay_exact(engine: Engine, tmp_path: Path) -> None:
+    payload = campaign_dict(budget={"total_yuan": "100"})
+    facilities, campaigns = prepare(engine, tmp_path, payload)
+    campaign = CampaignConfig.model_validate(payload)
+    first = [make_loan(index) for index in range(10)]
+    finance.process_green_loans(engine, first, facilities, campaigns, AS_OF)
+    later = [make_loan(index) for index in range(10, 60)]
+
+    def refund(loan: object) -> str:
+        key = loan.purchase_id  # type: ignore[attr-defined]
+        finance.refund_purchases(engine, [key], "goods returned", AS_OF)
+        return "refunded"
+
+    def work(item: tuple[str, object]) -> str:
+        kind, loan = item
+        if kind == "refund":
+            return refund(loan)
+        return finance.award(engine, campaign, loan, Decimal(1000))  # type: ignore[arg-type]
+
+    jobs = [("refund", loan) for loan in first] + [("award", loan) for loan in later]
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        outcomes = list(pool.map(work, jobs))
+
+    # How many later awards win depends on the interleaving, so the checks are
+    # the invariants: never above the budget, and the counter equals the paid sum.
+    awarded = outcomes.count("awarded")
+    assert awarded <= 10
+    spent = scalar(engine, select(finance.finance_campaigns.c.spent_fen))
+    paid = scalar(
+        engine,
+        select(func.coalesce(func.sum(finance.finance_awards.c.amount_fen), 0)).where(
+            finance.finance_awards.c.status == "awarded"
+        ),
+    )
+    assert spent == paid
+    assert spent == 1000 * awarded

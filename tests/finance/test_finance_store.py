@@ -414,3 +414,13 @@ def test_long_loan_priced_with_interest(engine: Engine, tmp_path: Path) -> None:
     assert result.fee_fen == 0
     assert result.apr is not None
     assert result.apr.quantize(Decimal("0.001")) == Decimal("0.035")
+
+
+def test_changed_budget_applies_on_rerun(engine: Engine, tmp_path: Path) -> None:
+    loans = [make_loan(index) for index in range(15)]
+    run(engine, loans, write_configs(tmp_path))
+    larger = campaign_dict(budget={"total_yuan": "120"})
+    outcome = run(engine, loans, write_configs(tmp_path, campaigns=[larger]))
+    campaign = outcome.incentive_report["campaigns"]["test-envelope"]
+    assert campaign["budget_fen"] == 12_000
+    assert campaign["awards"] == 12

@@ -516,11 +516,12 @@ def _sync_facility(
             # Allocated today under the same terms and fully covered: loans
             # ended since then were released by revoke, refund or repayment.
             return
-        connection.execute(
-            update(finance_facilities)
-            .where(finance_facilities.c.facility_id == facility.id)
-            .values(config=config)
-        )
+        if row.config != config:
+            connection.execute(
+                update(finance_facilities)
+                .where(finance_facilities.c.facility_id == facility.id)
+                .values(config=config)
+            )
         incremental = same_day and len(batch_ids) <= INCREMENTAL_LIMIT
         _reallocate(
             connection, facility, as_of, set(batch_ids) if incremental else None
@@ -706,12 +707,25 @@ def _reallocate(
 
 
 def _sync_campaigns(engine: Engine, campaigns: CampaignsFile) -> None:
-    """Store each campaign and its budget; a changed total applies from now on."""
+    """Store each campaign and its budget; a changed total applies from now on.
+
+    Unchanged campaigns are not written, so repeated calls take no lock on the
+    budget rows that concurrent awards update.
+    """
     now = datetime.now(UTC)
     with engine.begin() as connection:
+        stored = {
+            row.campaign_id: row.config
+            for row in connection.execute(
+                select(finance_campaigns.c.campaign_id, finance_campaigns.c.config)
+            )
+        }
         for campaign in campaigns.campaigns:
+            config = campaign.model_dump(mode="json")
+            if stored.get(campaign.id) == config:
+                continue
             values = {
-                "config": campaign.model_dump(mode="json"),
+                "config": config,
                 "facility_id": campaign.funding.facility_id,
                 "total_fen": int(campaign.budget.total_fen),
                 "updated_at": now,
