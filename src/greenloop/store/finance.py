@@ -489,7 +489,7 @@ def _sync_facility(
 
     A facility already allocated on `as_of` under the same terms considers only
     this batch's loans as new candidates, because every older loan was offered
-    to it that day already; this keeps single-loan calls from a checkout cheap.
+    to it that day already. This keeps single-loan calls from a checkout cheap.
     """
     with engine.begin() as connection:
         _insert_ignore(
@@ -984,8 +984,8 @@ def _add_to_counter(
 
     One INSERT ... ON CONFLICT DO UPDATE ... WHERE creates the row or updates
     it under a row lock, so concurrent charges cannot both pass a limit. A new
-    row is created only when `first_fits` says the first charge is within the
-    limits. Returns whether the counter was charged.
+    row is created only when `first_fits` is true, meaning the first charge is
+    within the limits. Returns whether the counter was charged.
     """
     if connection.dialect.name == "postgresql":
         statement: Any = postgresql_insert(table)
@@ -1224,7 +1224,7 @@ def _reallocate_holders(
     as_of: date,
     report: SubstitutionReport,
 ) -> None:
-    """Re-run the allocation of every facility that holds one of `purchase_ids`."""
+    """Re-run the allocation of each facility with an active allocation of the ids."""
     facility_ids = connection.execute(
         select(finance_allocations.c.facility_id)
         .where(
@@ -1288,7 +1288,10 @@ def commit_campaign_draw(
             raise KeyError(f"campaign {campaign_id!r} not found; run the batch first")
         campaign = CampaignConfig.model_validate(campaign_row.config)
         if not isinstance(campaign.benefit, LotteryRedEnvelope):
-            raise ValueError(f"campaign {campaign_id!r} is not a lottery")
+            raise ValueError(
+                f"invalid campaign {campaign_id!r} for a draw: its benefit is"
+                f" {campaign.benefit.kind}; expected lottery_red_envelope"
+            )
         entries = list(
             connection.execute(
                 select(finance_awards.c.purchase_id).where(
