@@ -164,32 +164,77 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
     sources = _parse_sources(document.get("sources"), path)
     is_latin = language != "zh"
 
-    rules: dict[str, ClaimRule] = {}
-    term_rules: dict[str, ClaimRule] = {}
-    claim_terms: list[tuple[str, ...]] = []
-    pattern_rules: list[tuple[re.Pattern[str], ClaimRule, frozenset[str]]] = []
-    term_triggers: set[str] = set()
+    claims = _parse_claims(document, sources, is_latin, path)
+    return Lexicon(
+        language=language,
+        last_checked=last_checked,
+        path=path,
+        sources=sources,
+        rules=claims.rules,
+        term_rules=claims.term_rules,
+        pattern_rules=tuple(claims.pattern_rules),
+        term_pattern=claims.term_pattern(is_latin),
+        exception_pattern=_parse_exceptions(document, sources, is_latin, path),
+        term_triggers=frozenset(claims.term_triggers),
+        triggers=frozenset(claims.term_triggers).union(
+            *(triggers for _, _, triggers in claims.pattern_rules)
+        ),
+    )
+
+
+@dataclass
+class _ClaimParts:
+    """The claim rules of one lexicon file while it is being parsed."""
+
+    rules: dict[str, ClaimRule]
+    term_rules: dict[str, ClaimRule]
+    term_tokens: list[tuple[str, ...]]
+    pattern_rules: list[tuple[re.Pattern[str], ClaimRule, frozenset[str]]]
+    term_triggers: set[str]
+
+    def term_pattern(self, is_latin: bool) -> re.Pattern[str] | None:
+        """Compile all terms into one prefix-tree expression, or None without terms."""
+        if not self.term_tokens:
+            return None
+        return _compile_alternatives([_trie_pattern(self.term_tokens)], is_latin)
+
+
+def _parse_claims(
+    document: Mapping[str, Any],
+    sources: Mapping[str, Mapping[str, str]],
+    is_latin: bool,
+    path: str,
+) -> _ClaimParts:
+    parts = _ClaimParts({}, {}, [], [], set())
     for index, entry in enumerate(_list_of_mappings(document, "claims", path)):
         where = f"claims[{index}]"
         rule = _parse_claim_rule(entry, sources, path, where)
-        if rule.rule in rules:
+        if rule.rule in parts.rules:
             raise LexiconError(f"{path}: {where}: duplicate rule id {rule.rule!r}")
-        rules[rule.rule] = rule
+        parts.rules[rule.rule] = rule
         terms, patterns = _terms_and_patterns(entry, is_latin, path, where)
-        term_triggers.update(_triggers(terms, is_latin))
+        parts.term_triggers.update(_triggers(terms, is_latin))
         rule_triggers = frozenset(
             _pattern_triggers(entry, patterns, is_latin, path, where)
         )
         for pattern in patterns:
             compiled = _compile_alternatives([pattern], is_latin)
-            pattern_rules.append((compiled, rule, rule_triggers))
+            parts.pattern_rules.append((compiled, rule, rule_triggers))
         for term in terms:
             # The first rule that lists a term owns it.
-            term_rules.setdefault(_term_key(term), rule)
-            claim_terms.append(_term_tokens(term, is_latin))
+            parts.term_rules.setdefault(_term_key(term), rule)
+            parts.term_tokens.append(_term_tokens(term, is_latin))
+    return parts
 
-    exception_terms: list[tuple[str, ...]] = []
-    exception_patterns: list[str] = []
+
+def _parse_exceptions(
+    document: Mapping[str, Any],
+    sources: Mapping[str, Mapping[str, str]],
+    is_latin: bool,
+    path: str,
+) -> re.Pattern[str] | None:
+    terms: list[tuple[str, ...]] = []
+    alternatives: list[str] = []
     for index, entry in enumerate(_list_of_mappings(document, "exceptions", path)):
         where = f"exceptions[{index}]"
         _check_keys(entry, _EXCEPTION_KEYS, path, where)
@@ -200,34 +245,14 @@ def parse_lexicon(content: str, path: str) -> Lexicon:
                 f"expected one of {sorted(EXCEPTION_KINDS)}"
             )
         _check_source(entry, sources, path, where)
-        terms, patterns = _terms_and_patterns(entry, is_latin, path, where)
-        exception_patterns.extend(patterns)
-        exception_terms.extend(_term_tokens(term, is_latin) for term in terms)
-
-    term_pattern = None
-    if claim_terms:
-        term_pattern = _compile_alternatives([_trie_pattern(claim_terms)], is_latin)
-    exception_pattern = None
-    if exception_terms or exception_patterns:
-        exception_alternatives = [*exception_patterns]
-        if exception_terms:
-            exception_alternatives.append(_trie_pattern(exception_terms))
-        exception_pattern = _compile_alternatives(exception_alternatives, is_latin)
-    return Lexicon(
-        language=language,
-        last_checked=last_checked,
-        path=path,
-        sources=sources,
-        rules=rules,
-        term_rules=term_rules,
-        pattern_rules=tuple(pattern_rules),
-        term_pattern=term_pattern,
-        exception_pattern=exception_pattern,
-        term_triggers=frozenset(term_triggers),
-        triggers=frozenset(term_triggers).union(
-            *(triggers for _, _, triggers in pattern_rules)
-        ),
-    )
+        entry_terms, patterns = _terms_and_patterns(entry, is_latin, path, where)
+        alternatives.extend(patterns)
+        terms.extend(_term_tokens(term, is_latin) for term in entry_terms)
+    if terms:
+        alternatives.append(_trie_pattern(terms))
+    if not alternatives:
+        return None
+    return _compile_alternatives(alternatives, is_latin)
 
 
 def _scan(
