@@ -264,3 +264,33 @@ def test_draw_on_stored_campaign(tmp_path: Path) -> None:
     assert revealed.exit_code == 0, revealed.output
     verified = runner.invoke(app, ["verify-draw", str(record)])
     assert verified.exit_code == 0, verified.output
+
+
+def test_facilities_reconcile_stored(tmp_path: Path) -> None:
+    from datetime import date
+
+    from finance_helpers import campaign_dict, make_loan
+
+    from greenloop.store.base import make_engine
+    from greenloop.store.finance import process_green_loans
+
+    database = f"sqlite:///{tmp_path / 'finance.sqlite3'}"
+    facilities = write_yaml(tmp_path / "f.yaml", {"facilities": [facility_dict()]})
+    campaigns = write_yaml(tmp_path / "c.yaml", {"campaigns": [campaign_dict()]})
+    engine = make_engine(database)
+    process_green_loans(
+        engine, [make_loan(1)], facilities, campaigns, date(2026, 6, 30)
+    )
+    engine.dispose()
+
+    result = runner.invoke(
+        app, ["facilities", "reconcile", "test-facility", "--database", database]
+    )
+    assert result.exit_code == 0, result.output
+    assert "balanced" in result.output
+    assert "covers the drawn amount: no" in result.output
+    missing = runner.invoke(
+        app, ["facilities", "reconcile", "absent", "--database", database]
+    )
+    assert missing.exit_code == 1
+    assert "not found" in missing.output

@@ -17,7 +17,9 @@ import typer
 from greenloop.cli.errors import fail
 
 draw_app = typer.Typer(help="Run commit-reveal lottery draws.", no_args_is_help=True)
-facilities_app = typer.Typer(help="Check funding facility files.", no_args_is_help=True)
+facilities_app = typer.Typer(
+    help="Check funding facility files and stored facilities.", no_args_is_help=True
+)
 campaigns_app = typer.Typer(
     help="Check incentive campaign files.", no_args_is_help=True
 )
@@ -183,6 +185,44 @@ def facilities_validate_command(
             f" against {facility.benchmark_rate}"
         )
     typer.echo(f"valid: {len(loaded.facilities)} facilities in {path}")
+
+
+@facilities_app.command("reconcile")
+def facilities_reconcile_command(
+    facility_id: str = typer.Argument(..., help="The facility id to check."),
+    database: str | None = typer.Option(
+        None, "--database", help="Database URL; default GREENLOOP_DATABASE_URL."
+    ),
+) -> None:
+    """Check a stored facility: allocated + unallocated = drawn, to the fen."""
+    from sqlalchemy.exc import NoResultFound
+
+    from greenloop.lending.money import format_yuan
+    from greenloop.store.base import make_engine
+    from greenloop.store.finance import create_finance_tables, reconcile_facility
+
+    engine = make_engine(database)
+    create_finance_tables(engine)
+    try:
+        check = reconcile_facility(engine, facility_id)
+    except NoResultFound:
+        fail(f"facility {facility_id!r} not found in the database; run the batch first")
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{facility_id}: drawn {format_yuan(check.drawn_fen)}, allocated"
+        f" {format_yuan(check.allocated_fen)}, unallocated"
+        f" {format_yuan(check.unallocated_fen)} yuan"
+    )
+    typer.echo(
+        f"eligible pool {format_yuan(check.pool_fen)} yuan;"
+        f" covers the drawn amount: {'yes' if check.pool_covers_drawn else 'no'}"
+    )
+    if not check.balanced:
+        for problem in check.problems:
+            typer.echo(f"unbalanced: {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("balanced: allocated plus unallocated equals drawn, to the fen")
 
 
 @campaigns_app.command("validate")
