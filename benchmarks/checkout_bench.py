@@ -59,7 +59,7 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, timeout_seconds: float) -> None:
-    """Poll the OpenAPI document until the server answers or time runs out."""
+    """Poll the OpenAPI document until the server responds or the time runs out."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         try:

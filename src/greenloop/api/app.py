@@ -36,6 +36,16 @@ from greenloop.store.schema import upgrade
 logger = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
+ROUTERS = (
+    checkout.router,
+    merchant.router,
+    review.reviewer_router,
+    review.lender_router,
+    consumer.router,
+    funder.router,
+    operator.router,
+    configuration.router,
+)
 
 
 @dataclass
@@ -136,6 +146,7 @@ def create_app(
     database = engine or make_engine(resolved.database_url)
     if migrate:
         upgrade(database)
+
     state = ServiceState(
         settings=resolved,
         engine=database,
@@ -158,17 +169,9 @@ def create_app(
     app.state.service = state
     # Load the identifier now, so the first request does not wait for it.
     state.platform.identifier()
+
     problems.install(app)
-    for router in (
-        checkout.router,
-        merchant.router,
-        review.reviewer_router,
-        review.lender_router,
-        consumer.router,
-        funder.router,
-        operator.router,
-        configuration.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=resolved.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,11 +1,11 @@
 """The domain behind the service: identification, offers, impact and awards.
 
-`Platform` joins the pure packages for the API: it identifies products (with
-certified products as evidence, reloaded when certifications change), prices
-the installment offers and their APR, estimates the impact, lists the
-incentives a purchase qualifies for, and awards green loans and incentives on
-confirmation. Each part is a small protocol, so tests and other deployments can
-swap one without the others.
+`Platform` joins the pure packages for the API. It identifies products, with
+certified products as evidence that is reloaded when certifications change.
+It prices the installment offers and their APR, estimates the impact and lists
+the incentives a purchase qualifies for. On confirmation it awards the green
+loan and the incentives. Each part is a small protocol, so tests and other
+deployments can swap one without the others.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ class ImpactOut(BaseModel):
 
 
 class DecisionOut(BaseModel):
-    """What checkout shows: verdict, offers, impact and qualifying incentives.
+    """The checkout view of a purchase: verdict, offers, impact and incentives.
 
     A decision awards nothing; `POST /v1/checkout/confirmations` does.
     """

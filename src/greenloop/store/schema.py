@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 
-# Every module that defines tables on the shared metadata. Alembic sees only
-# the tables of modules imported before it compares or generates.
+# Every module that defines tables on the shared metadata. Alembic compares and
+# generates only the tables of modules imported before it runs.
 STORE_MODULES = (
     "greenloop.store.models",
     "greenloop.store.ledger",
@@ -41,8 +41,8 @@ STORE_MODULES = (
     "greenloop.store.runs",
 )
 
-# Any session-level lock id works as long as every greenloop process uses the
-# same one; this is the CRC-32 of "greenloop.store.schema".
+# An arbitrary advisory-lock id; every greenloop process uses this one, so
+# concurrent upgrades of one PostgreSQL database run one after another.
 POSTGRES_LOCK_ID = 0x5A1E_C0DE
 
 

@@ -1,9 +1,9 @@
 """Funder endpoints: the caller's own facility, never another's.
 
 A funder key's tenant is a facility id from the facilities file. The pool,
-allocation and impact views read the finance store; checkpoints and receipts
-read the ledger, and a receipt is served only for a purchase whose loan was
-allocated to the caller's facility.
+allocation and impact views read the finance store. Checkpoints and receipts
+come from the ledger, and a receipt is served only for a purchase whose loan
+was allocated to the caller's facility.
 """
 
 from __future__ import annotations
