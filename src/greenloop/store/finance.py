@@ -90,6 +90,9 @@ __all__ = [
     "LoanResult",
     "SubstitutionReport",
     "apply_partial_refund",
+    "award",
+    "build_allocation_report",
+    "build_incentive_report",
     "commit_campaign_draw",
     "create_finance_tables",
     "process_green_loans",
@@ -544,7 +547,11 @@ def _accrue(
     accrued_through: date | None,
     as_of: date,
 ) -> None:
-    """Book the savings of the days after `accrued_through` up to `as_of`."""
+    """Book the savings of the days after `accrued_through` up to `as_of`.
+
+    NOTE: days already booked are not recomputed, so a drawdown or rate added
+    to the configuration with an earlier date changes only later days.
+    """
     new_days = [
         {
             "facility_id": facility.id,
