@@ -204,3 +204,38 @@ def test_nul_in_title_keeps_rows(shipped: CategoryModel) -> None:
     together = shipped.probabilities(titles)
     assert together.shape == (3, len(shipped.classes))
     assert np.allclose(together[1:], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "classes:\n  furniture:\n    titles: [sofa]\n",
+            "class 'furniture' is unknown",
+        ),
+        ("classes:\n  none:\n    names: [sofa]\n", "must be a mapping"),
+        (
+            "classes:\n  none:\n    templates:\n      - pattern: '{a} {b}'\n"
+            "        slots: {a: [x]}\n",
+            "names slot 'b'",
+        ),
+        ("max_per_template: 0\nclasses: {}\n", "max_per_template is 0"),
+        ("- a list\n", "expected a mapping under `classes`"),
+    ],
+)
+def test_invalid_handwritten_rejected(tmp_path: Path, text: str, message: str) -> None:
+    from greenloop.identify.training import TrainingDataError, _handwritten_titles
+
+    path = tmp_path / "titles.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=message):
+        list(_handwritten_titles(path))
+
+
+def test_handwritten_expansion_is_stable() -> None:
+    from greenloop.identify.training import _handwritten_titles
+
+    first = list(_handwritten_titles(None))
+    second = list(_handwritten_titles(None))
+    assert first == second
+    assert len(first) > 1000

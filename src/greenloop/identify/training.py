@@ -348,21 +348,40 @@ def _handwritten_titles(path: Path | None) -> Iterator[tuple[str, str, str]]:
     classes = document.get("classes") if isinstance(document, dict) else None
     if not isinstance(classes, dict):
         raise TrainingDataError(f"{where}: expected a mapping under `classes`")
-    limit = int(document.get("max_per_template", 100))
+    limit = document.get("max_per_template", 100)
+    if not isinstance(limit, int) or limit < 1:
+        raise TrainingDataError(
+            f"{where}: max_per_template is {limit!r}; expected a whole number >= 1"
+        )
     generator = random.Random(SEED)
     for label, entry in classes.items():
-        if label != NO_CATEGORY:
-            Category(label)
+        _check_class(label, entry, where)
         for title in entry.get("titles", []):
             yield str(title), str(label), "handwritten"
-        for template in entry.get("templates", []):
-            for title in _expand(template, limit, generator):
+        for index, template in enumerate(entry.get("templates", [])):
+            place = f"{where}: classes.{label}.templates[{index}]"
+            for title in _expand(template, limit, generator, place):
                 yield title, str(label), "handwritten"
 
 
+def _check_class(label: str, entry: Any, where: str) -> None:
+    known = [NO_CATEGORY, *(member.value for member in Category)]
+    if label not in known:
+        raise TrainingDataError(
+            f"{where}: class {label!r} is unknown; expected one of {known}"
+        )
+    if not isinstance(entry, dict) or set(entry) - {"titles", "templates"}:
+        raise TrainingDataError(
+            f"{where}: classes.{label} must be a mapping with `titles` and/or "
+            "`templates`"
+        )
+
+
 def _expand(
-    template: Mapping[str, Any], limit: int, generator: random.Random
+    template: Any, limit: int, generator: random.Random, place: str
 ) -> list[str]:
+    if not isinstance(template, dict) or set(template) != {"pattern", "slots"}:
+        raise TrainingDataError(f"{place}: expected exactly `pattern` and `slots`")
     pattern = str(template["pattern"])
     slots: Mapping[str, list[str]] = template["slots"]
     names = list(slots)
@@ -371,7 +390,13 @@ def _expand(
         combinations = generator.sample(combinations, limit)
     titles = []
     for values in combinations:
-        title = pattern.format(**dict(zip(names, values, strict=True)))
+        try:
+            title = pattern.format(**dict(zip(names, values, strict=True)))
+        except KeyError as error:
+            raise TrainingDataError(
+                f"{place}: pattern {pattern!r} names slot {error} that `slots` "
+                "does not define"
+            ) from error
         titles.append(" ".join(title.split()))
     return titles
 
