@@ -73,7 +73,7 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
-    """Titles with their class labels and the source each came from."""
+    """Case-folded titles with their class labels and the source each came from."""
 
     titles: tuple[str, ...]
     labels: tuple[str, ...]
@@ -424,21 +424,21 @@ def _deduplicate(rows: Iterable[tuple[str, str, str]]) -> TrainingSet:
     conflicts: set[str] = set()
     for title, label, source in rows:
         key = title.casefold()
-        known = labels_by_title.get(key)
-        if known is None:
+        existing_label = labels_by_title.get(key)
+        if existing_label is None:
             labels_by_title[key] = label
             source_by_title[key] = source
-        elif known != label:
+        elif existing_label != label:
             conflicts.add(key)
-    kept = [key for key in labels_by_title if key not in conflicts]
+    unique_titles = [key for key in labels_by_title if key not in conflicts]
     logger.info(
         "training set: %d titles, %d dropped for conflicting labels",
-        len(kept),
+        len(unique_titles),
         len(conflicts),
     )
     return TrainingSet(
-        titles=tuple(kept),
-        labels=tuple(labels_by_title[key] for key in kept),
-        sources=tuple(source_by_title[key] for key in kept),
+        titles=tuple(unique_titles),
+        labels=tuple(labels_by_title[key] for key in unique_titles),
+        sources=tuple(source_by_title[key] for key in unique_titles),
         dropped_conflicts=len(conflicts),
     )
