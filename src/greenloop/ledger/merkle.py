@@ -145,10 +145,23 @@ def hash_ranges(
     ranges: Sequence[tuple[int, int]], read_nodes: NodeReader
 ) -> list[bytes]:
     """Return the root of each leaf range, reading every perfect subtree once."""
-    layouts = [range_nodes(start, end) for start, end in ranges]
-    needed = sorted({node for nodes in layouts for node in nodes})
+    layouts = []
+    for start, end in ranges:
+        width = end - start
+        if width & (width - 1) == 0 and start % width == 0:
+            # Most proof hashes are one perfect subtree: skip the general split.
+            height = width.bit_length() - 1
+            layouts.append([Node(height, start >> height)])
+        else:
+            layouts.append(range_nodes(start, end))
+    needed = list(dict.fromkeys(node for nodes in layouts for node in nodes))
     known = dict(zip(needed, read_nodes(needed), strict=True))
-    return [fold_right([known[node] for node in nodes]) for nodes in layouts]
+    return [
+        known[nodes[0]]
+        if len(nodes) == 1
+        else fold_right([known[node] for node in nodes])
+        for nodes in layouts
+    ]
 
 
 def root_hash(size: int, read_nodes: NodeReader) -> bytes:

@@ -149,14 +149,24 @@ def read_nodes_from(
     """Return the node hashes from a mapping of loaded tiles."""
     result = []
     for height, index in nodes:
-        level, sub_height = divmod(height, TILE_HEIGHT)
+        level = height >> 3
+        sub_height = height & 7
         first = index << sub_height
-        tile = tiles.get(TileKey(level, first >> TILE_HEIGHT))
+        tile = tiles.get(TileKey(level, first >> 8))
         if tile is None:
-            raise TileError(
-                f"tile level {level} index {first >> TILE_HEIGHT} is missing"
-            )
-        result.append(tile.node(sub_height, first & (TILE_WIDTH - 1)))
+            raise TileError(f"tile level {level} index {first >> 8} is missing")
+        if sub_height == 0:
+            # A node at the tile's base height is stored as is.
+            offset = (first & 255) * HASH_SIZE
+            value = tile.hashes[offset : offset + HASH_SIZE]
+            if len(value) != HASH_SIZE:
+                raise TileError(
+                    f"tile level {level} index {first >> 8} has width {tile.width}, "
+                    f"too narrow for base position {first & 255}"
+                )
+            result.append(value)
+        else:
+            result.append(tile.node(sub_height, first & 255))
     return result
 
 

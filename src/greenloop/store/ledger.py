@@ -4,7 +4,8 @@ Four tables on the shared metadata hold one or more logs, each named by its
 origin. An append of a batch is one transaction of a few bulk statements:
 one lookup of the batch's purchase ids, one multi-row insert of entries, one
 of tiles, and the update of the tree head. A proof reads O(log n) tiles in one
-query, and full tiles above level 0 are cached because they never change.
+query. Tiles above level 0 and the partial tile at the right edge are cached:
+a stored hash never changes, so a cached tile serves any size up to its width.
 """
 
 from __future__ import annotations
@@ -262,7 +263,9 @@ class LedgerStore:
         if missing:
             for tile in self._select_tiles(connection, missing):
                 tiles[tile.key] = tile
-                if tile.level > 0:
+                # Level-0 tiles are cached only at the right edge, where every
+                # proof's last hashes come from; the rest would fill memory.
+                if tile.level > 0 or tile.width < TILE_WIDTH:
                     self._remember(tile)
         return tiles
 
