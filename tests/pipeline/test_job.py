@@ -187,3 +187,17 @@ def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir
     crash_runs = sorted((tmp_path / "crash-runs").glob("*/checkpoint.txt"))
     clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
     assert _root(crash_runs[-1].read_text("utf-8")) == _root(clean_checkpoint)
+
+
+def test_asset_records_are_canonical(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    from greenloop.ledger import canonical_json
+
+    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        records = [row[0] for row in connection.execute(select(green_assets.c.record))]
+    assert records
+    for record in records:
+        assert canonical_json(json.loads(record)).decode("utf-8") == record

@@ -15,12 +15,12 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from greenloop.pipeline.progress import ProgressSink
@@ -33,6 +33,7 @@ RECORD_VERSION = 1
 LEDGER_BATCH = 10_000
 LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 2_000
+CANONICAL_SAMPLE = 2_000
 FINANCED_CURRENCY = "CNY"
 
 
@@ -57,102 +58,120 @@ class LedgerCounts:
     verifier_key: str
 
 
-def to_minor_units(amount: Decimal) -> int:
-    """Convert an amount in major units to hundredths (fen for CNY), half up."""
-    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def _timestamp(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The ledger record of a green asset, built in SQL. DuckDB's to_json writes
+# compact JSON in the struct's key order with RFC 8785 string escaping, so with
+# the keys in sorted order the text is canonical JSON; `check_canonical`
+# confirms that on every run.
+ASSET_SQL = """
+WITH green AS (
+    SELECT r.*, k.user_key,
+           CAST(round(r.net_amount * 100) AS BIGINT) AS amount_fen,
+           CAST(greatest(coalesce(r.installments, 1), 1) AS INTEGER) AS periods,
+           CASE WHEN r.impact_json IS NULL THEN NULL ELSE sha256(r.impact_json) END
+               AS impact_digest
+    FROM results r LEFT JOIN user_keys k USING (user_id)
+    WHERE r.status = 'green' AND r.net_quantity > 0
+)
+SELECT purchase_id, $run_id AS run_id,
+       CAST(occurred_at AS TIMESTAMPTZ) AS occurred_at, user_key, merchant_id,
+       category, standard_id, standard_version, region_code AS region, amount_fen,
+       currency, periods, kg_co2e_per_year, kg_co2e_lifetime, verdict_digest,
+       impact_digest,
+       CAST(to_json({
+           'amount_minor_units': amount_fen,
+           'category': category,
+           'currency': currency,
+           'g_co2e_lifetime': CAST(round(kg_co2e_lifetime * 1000) AS BIGINT),
+           'impact_digest': impact_digest,
+           'merchant_id': merchant_id,
+           'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
+           'periods': periods,
+           'purchase_id': purchase_id,
+           'region': region_code,
+           'standard_id': standard_id,
+           'standard_version': standard_version,
+           'type': $record_type,
+           'user': user_key,
+           'verdict_digest': verdict_digest,
+           'version': $record_version
+       }) AS VARCHAR) AS record,
+       CAST(NULL AS BIGINT) AS ledger_index,
+       false AS reversed
+FROM green
+ORDER BY purchase_id
+"""
 
 
 def build_assets(
     connection: duckdb.DuckDBPyConnection, run_id: str, user_secret: bytes
-) -> list[dict[str, Any]]:
-    """Return the store rows of this run's green assets, each with its ledger record."""
-    from greenloop.ledger import canonical_json, pseudonym
+) -> pa.Table:
+    """Return the store rows of this run's green assets, each with its ledger record.
 
-    rows = connection.execute(
-        """
-        SELECT purchase_id, occurred_at, user_id, merchant_id, category, standard_id,
-               standard_version, region_code, net_amount, currency,
-               greatest(coalesce(installments, 1), 1) AS periods,
-               kg_co2e_per_year, kg_co2e_lifetime, verdict_digest, impact_json
-        FROM results
-        WHERE status = 'green' AND net_quantity > 0
-        ORDER BY purchase_id
-        """
-    ).fetchall()
-    assets = []
-    for row in rows:
-        (
-            purchase_id,
-            occurred_at,
-            user_id,
-            merchant_id,
-            category,
-            standard_id,
-            standard_version,
-            region_code,
-            net_amount,
-            currency,
-            periods,
-            kg_year,
-            kg_lifetime,
-            verdict_digest,
-            impact_json,
-        ) = row
-        impact_digest = (
-            hashlib.sha256(impact_json.encode("utf-8")).hexdigest()
-            if impact_json
-            else None
-        )
-        record = {
-            "type": RECORD_TYPE,
-            "version": RECORD_VERSION,
-            "purchase_id": purchase_id,
-            "occurred_at": _timestamp(occurred_at),
-            "user": pseudonym(user_id, user_secret) if user_id else None,
-            "merchant_id": merchant_id,
-            "category": category,
-            "standard_id": standard_id,
-            "standard_version": standard_version,
-            "region": region_code,
-            "amount_minor_units": to_minor_units(net_amount),
-            "currency": currency,
-            "periods": int(periods),
-            "g_co2e_lifetime": round(kg_lifetime * 1000) if kg_lifetime else None,
-            "verdict_digest": verdict_digest,
-            "impact_digest": impact_digest,
+    Amounts become hundredths (fen for CNY), rounded half away from zero; the
+    user becomes a keyed hash computed once per distinct user.
+    """
+    from greenloop.ledger import pseudonym
+
+    users = [
+        row[0]
+        for row in connection.execute(
+            "SELECT DISTINCT user_id FROM results WHERE status = 'green' "
+            "AND net_quantity > 0 AND user_id IS NOT NULL"
+        ).fetchall()
+    ]
+    user_keys = pa.table(
+        {
+            "user_id": pa.array(users, pa.string()),
+            "user_key": pa.array(
+                [pseudonym(u, user_secret) for u in users], pa.string()
+            ),
         }
-        assets.append(
-            {
-                "purchase_id": purchase_id,
-                "run_id": run_id,
-                "occurred_at": occurred_at.replace(tzinfo=UTC)
-                if occurred_at.tzinfo is None
-                else occurred_at,
-                "user_key": record["user"],
-                "merchant_id": merchant_id,
-                "category": category,
-                "standard_id": standard_id,
-                "standard_version": standard_version,
-                "region": region_code,
-                "amount_fen": record["amount_minor_units"],
-                "currency": currency,
-                "periods": int(periods),
-                "kg_co2e_per_year": kg_year,
-                "kg_co2e_lifetime": kg_lifetime,
-                "verdict_digest": verdict_digest,
-                "impact_digest": impact_digest,
-                "record": canonical_json(record).decode("utf-8"),
-                "ledger_index": None,
-                "reversed": False,
-            }
-        )
+    )
+    connection.register("user_keys", user_keys)
+    assets = connection.sql(
+        ASSET_SQL,
+        params={
+            "run_id": run_id,
+            "record_type": RECORD_TYPE,
+            "record_version": RECORD_VERSION,
+        },
+    ).to_arrow_table()
+    connection.unregister("user_keys")
+    assets = _recanonicalize_escapes(assets)
+    check_canonical(assets.column("record").to_pylist()[:CANONICAL_SAMPLE])
     return assets
+
+
+def _recanonicalize_escapes(assets: pa.Table) -> pa.Table:
+    """Rewrite records that contain a \\u escape in canonical form.
+
+    DuckDB writes control characters as upper-case \\u001F, while RFC 8785 asks
+    for lower case; such records are rare, so Python rewrites them one by one.
+    """
+    import pyarrow.compute as pc
+
+    from greenloop.ledger import canonical_json
+
+    records = assets.column("record")
+    if not pc.any(pc.match_substring(records, "\\u")).as_py():
+        return assets
+    rewritten = [
+        canonical_json(json.loads(text)).decode("utf-8") if "\\u" in text else text
+        for text in records.to_pylist()
+    ]
+    index = assets.schema.get_field_index("record")
+    return assets.set_column(index, "record", pa.array(rewritten, pa.string()))
+
+
+def check_canonical(records: Sequence[str]) -> None:
+    """Raise RuntimeError when a record text is not its own canonical JSON."""
+    from greenloop.ledger import canonical_json
+
+    for text in records:
+        if canonical_json(json.loads(text)).decode("utf-8") != text:
+            raise RuntimeError(
+                f"ledger record is not canonical JSON (RFC 8785): {text[:200]}"
+            )
 
 
 def store_assets(

@@ -211,7 +211,8 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
-    assets = asset_step.build_assets(run.connection, run.run_id, secret)
+    asset_table = asset_step.build_assets(run.connection, run.run_id, secret)
+    assets = asset_table.to_pylist()
     asset_counts = _timed(
         run.timings,
         "green_assets",
@@ -221,7 +222,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     )
     run.counts["green_assets"] = vars(asset_counts)
 
-    purchase_ids = [asset["purchase_id"] for asset in assets]
+    purchase_ids = asset_table.column("purchase_id").to_pylist()
     ledger_counts = _timed(
         run.timings,
         "ledger",
@@ -281,6 +282,7 @@ def _connect(config: RunConfig) -> duckdb.DuckDBPyConnection:
     connection.execute(f"SET memory_limit = '{config.memory_limit}'")
     connection.execute("SET preserve_insertion_order = false")
     connection.execute("SET enable_progress_bar = false")
+    connection.execute("SET TimeZone = 'UTC'")
     if config.threads:
         connection.execute(f"SET threads = {int(config.threads)}")
     return connection
