@@ -279,3 +279,21 @@ def audit_command(
         f"audit ok: {report.entries_checked} entries and {report.tiles_checked} tiles "
         f"match the root of size {report.size}"
     )
+
+
+@ledger_app.command("export-tiles")
+def export_tiles_command(
+    directory: Path = typer.Argument(..., help="Folder to write the static log into."),
+    database: str | None = DATABASE_OPTION,
+    key_dir: Path = KEY_DIR_OPTION,
+    origin: str = ORIGIN_OPTION,
+) -> None:
+    """Write the log at its latest checkpoint as c2sp.org/tlog-tiles static files."""
+    from greenloop.store.ledger import LedgerError
+
+    store = _open_store(database, key_dir, origin)
+    try:
+        size = store.export_tiles(directory)
+    except LedgerError as error:
+        fail(str(error))
+    typer.echo(f"exported {origin} at tree size {size} to {directory}")

@@ -260,3 +260,38 @@ class MemoryTileLog:
         return consistency_proof_from(
             size1, self.size if size2 is None else size2, self.read_nodes
         )
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    """Return the tlog-tiles path of a tile, such as `tile/0/x001/x234/067.p/12`."""
+    path = f"tile/{level}/{encode_tile_index(index)}"
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    """Return the tlog-tiles path of an entry bundle, such as `tile/entries/000`."""
+    path = f"tile/entries/{encode_tile_index(index)}"
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+def encode_tile_index(index: int) -> str:
+    """Encode a tile index as 3-digit path elements: 1234067 is x001/x234/067."""
+    groups = [f"{index % 1000:03d}"]
+    index //= 1000
+    while index:
+        groups.append(f"x{index % 1000:03d}")
+        index //= 1000
+    return "/".join(reversed(groups))
+
+
+def entry_bundle(entries: Sequence[bytes]) -> bytes:
+    """Build a tlog-tiles entry bundle: each entry after a 2-byte big-endian length."""
+    parts = []
+    for entry in entries:
+        if len(entry) > 0xFFFF:
+            raise TileError(
+                f"entry of {len(entry)} bytes exceeds the 65,535 bytes an entry bundle "
+                "can hold"
+            )
+        parts.append(len(entry).to_bytes(2, "big") + entry)
+    return b"".join(parts)

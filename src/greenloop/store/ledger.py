@@ -54,6 +54,7 @@ from greenloop.ledger.checkpoint import (
 )
 from greenloop.ledger.merkle import (
     EMPTY_ROOT,
+    HASH_SIZE,
     Node,
     NodeReader,
     ProofError,
@@ -70,9 +71,12 @@ from greenloop.ledger.tiles import (
     TILE_WIDTH,
     Tile,
     TileKey,
+    entries_path,
+    entry_bundle,
     extend_tiles,
     read_nodes_from,
     tail_keys,
+    tile_path,
 )
 from greenloop.store.base import metadata
 
@@ -608,6 +612,65 @@ class LedgerStore:
             )
             found.update((row[0], (int(row[1]), bytes(row[2]))) for row in rows)
         return found
+
+    # Static export.
+
+    def export_tiles(self, directory: Path) -> int:
+        """Write the log as c2sp.org/tlog-tiles files in `directory`; return the size.
+
+        The export covers the latest signed checkpoint: `checkpoint`, every
+        tile at that size (partial tiles with their `.p/<W>` suffix) and the
+        entry bundles, so tile-based clients and witnesses can read the log
+        from a static file server. Raises LedgerError before the first
+        checkpoint.
+        """
+        directory = Path(directory)
+        with self.engine.connect() as connection:
+            latest = self._latest_checkpoint(connection)
+            if latest is None:
+                raise LedgerError(
+                    "no signed checkpoint to export; run `greenloop ledger checkpoint`"
+                )
+            size = int(latest.size)
+            self._write_file(directory / "checkpoint", str(latest.note).encode())
+            for tile in self._stream_tiles(connection, upper=False):
+                self._export_tile(directory, tile, size)
+            for tile in self._stream_tiles(connection, upper=True):
+                self._export_tile(directory, tile, size)
+            self._export_entries(connection, directory, size)
+        logger.info("exported %s at size %d to %s", self.origin, size, directory)
+        return size
+
+    def _export_tile(self, directory: Path, tile: Tile, size: int) -> None:
+        nodes = size >> (TILE_HEIGHT * tile.level)
+        full = nodes // TILE_WIDTH
+        if tile.index < full:
+            width = TILE_WIDTH
+        elif tile.index == full and nodes % TILE_WIDTH:
+            width = nodes % TILE_WIDTH
+        else:
+            return
+        data = tile.hashes[: width * HASH_SIZE]
+        self._write_file(directory / tile_path(tile.level, tile.index, width), data)
+
+    def _export_entries(
+        self, connection: Connection, directory: Path, size: int
+    ) -> None:
+        bundle: list[bytes] = []
+        for index, entry in self._stream_entries(connection):
+            if index >= size:
+                break
+            bundle.append(entry)
+            if len(bundle) == TILE_WIDTH or index == size - 1:
+                first = index // TILE_WIDTH
+                path = entries_path(first, len(bundle))
+                self._write_file(directory / path, entry_bundle(bundle))
+                bundle = []
+
+    @staticmethod
+    def _write_file(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
     # Audit.
 
