@@ -618,3 +618,23 @@ def test_grade_column_out_of_scale(identifier: Identifier, grade: int) -> None:
         "grade" in reason and str(grade) in reason for reason in verdict.reasons
     )
     assert verdict.status is not Status.GREEN
+
+
+def test_batch_shares_verdict_across_skus(registry_dir: Path) -> None:
+    product = CertifiedProduct("shop-1", "sku-9", Category.APPLIANCE, "c-1", None, {})
+    identifier = Identifier.load(
+        "cn",
+        registry_dir=registry_dir,
+        certified_products=[product],
+        as_of=AS_OF,
+        model=FakeModel(),
+    )
+    queries = [
+        ProductQuery("lamp", merchant_id="shop-1", sku="sku-1"),
+        ProductQuery("lamp", merchant_id="shop-1", sku="sku-2"),
+        ProductQuery("lamp", merchant_id="shop-1", sku="sku-9"),
+    ]
+    first, second, certified = identifier.identify_many(queries)
+    assert first is second
+    assert first.status is Status.NOT_GREEN
+    assert certified.status is Status.GREEN

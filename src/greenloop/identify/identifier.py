@@ -176,11 +176,22 @@ class Identifier:
     def identify_many(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
         """Return one verdict per query, calling the model once for the batch.
 
-        Products that share a title and brand share one parse, and the model is
-        called with each distinct title once.
+        Products whose evidence fields are equal (see `_evidence_key`) share
+        one verdict object, products that share a title and brand share one
+        parse, and the model is called with each distinct title once.
         """
         titles: dict[tuple[str, str | None], TitleFacts] = {}
-        evaluated = [self._evidence(query, titles) for query in queries]
+        first_of_key: dict[tuple[Any, ...], int] = {}
+        positions: list[int] = []
+        evaluated: list[tuple[ParsedQuery, Finding | None]] = []
+        for query in queries:
+            key = self._evidence_key(query)
+            position = first_of_key.get(key)
+            if position is None:
+                position = first_of_key[key] = len(evaluated)
+                evaluated.append(self._evidence(query, titles))
+            positions.append(position)
+
         pending = [
             index
             for index, (parsed, finding) in enumerate(evaluated)
@@ -191,10 +202,31 @@ class Identifier:
             pending_titles = [evaluated[index][0].title for index in pending]
             found = self._proposals(pending_titles, {})
             proposals = dict(zip(pending, found, strict=True))
-        return [
+        verdicts = [
             self._verdict(parsed, finding, proposals.get(index))
             for index, (parsed, finding) in enumerate(evaluated)
         ]
+        return [verdicts[position] for position in positions]
+
+    def _evidence_key(self, query: ProductQuery) -> tuple[Any, ...]:
+        """Return the query fields that evidence rules read, for sharing verdicts.
+
+        The SKU and merchant id count only where a certified product or a
+        registered merchant makes them evidence; the merchant name never does.
+        """
+        certified = (query.merchant_id, query.sku) in self._context.certified
+        registered = query.merchant_id in self._context.registries.merchants
+        return (
+            query.title,
+            query.brand,
+            query.mcc,
+            query.merchant_id if certified or registered else None,
+            query.sku if certified else None,
+            query.model_number,
+            query.energy_label_grade,
+            query.certificate_id,
+            query.label_codes,
+        )
 
     def _evidence(
         self,
