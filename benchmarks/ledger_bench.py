@@ -112,6 +112,11 @@ def measure_size(
     proof_seconds = time.perf_counter() - started
     proof_cpu_seconds = time.process_time() - cpu_started
 
+    started = time.perf_counter()
+    batched = log.inclusion_proofs(indexes)
+    batched_seconds = time.perf_counter() - started
+    assert batched == proofs
+
     root = log.root()
     leaves = [leaf_hash(log.entry(purchase_id(index))[1]) for index in indexes]
     cases = [
@@ -146,6 +151,7 @@ def measure_size(
     return {
         "proofs_per_second": len(indexes) / proof_seconds,
         "proofs_per_cpu_second": len(indexes) / proof_cpu_seconds,
+        "batched_proofs_per_second": len(indexes) / batched_seconds,
         "proof_hashes": sum(len(proof) for proof in proofs) / len(proofs),
         "verifications_per_second": len(cases) / verify_seconds,
         "verifications_per_cpu_second": len(cases) / verify_cpu_seconds,

@@ -192,3 +192,10 @@ def test_receipts_for_whole_batch(log: LedgerStore) -> None:
     assert [receipt["index"] for receipt in receipts] == [299, 0, 150]
     for receipt in receipts:
         assert verify_receipt(receipt, log.verifier).checkpoint.size == 300
+
+
+def test_batched_proofs_match_single(log: LedgerStore) -> None:
+    log.append([asset(index) for index in range(600)])
+    indexes = [0, 255, 256, 499]
+    single = [log.inclusion_proof(index, 500) for index in indexes]
+    assert log.inclusion_proofs(indexes, 500) == single

@@ -437,6 +437,16 @@ class LedgerStore:
             size = current if size is None else self._check_size(size, current)
             return inclusion_proof_from(index, size, self._reader(connection))
 
+    def inclusion_proofs(
+        self, indexes: Sequence[int], size: int | None = None
+    ) -> list[list[bytes]]:
+        """Return the inclusion proofs of many entries at `size` over one connection."""
+        with self.engine.connect() as connection:
+            current, _ = self._head(connection)
+            size = current if size is None else self._check_size(size, current)
+            reader = self._reader(connection)
+            return [inclusion_proof_from(index, size, reader) for index in indexes]
+
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """Return the RFC 9162 consistency proof from `size1` to `size2` entries."""
         with self.engine.connect() as connection:
