@@ -229,26 +229,32 @@ from pymerkle import SqliteTree, verify_inclusion
 path, size, proofs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 entries = [line.rstrip(b"\\n") for line in open(sys.argv[4], "rb")]
 tree = SqliteTree(path)
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 for first in range(0, size, 10000):
     tree.append_entries(entries[first:first + 10000])
 append_seconds = time.perf_counter() - started
+append_cpu_seconds = time.process_time() - cpu_started
 generator = random.Random(size)
 indexes = [generator.randrange(1, size + 1) for _ in range(proofs)]
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 generated = [tree.prove_inclusion(index) for index in indexes]
 proof_seconds = time.perf_counter() - started
+proof_cpu_seconds = time.process_time() - cpu_started
 root = tree.get_state()
 leaves = [tree.get_leaf(index) for index in indexes]
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 for leaf, proof in zip(leaves, generated):
     verify_inclusion(leaf, root, proof)
 verify_seconds = time.perf_counter() - started
+verify_cpu_seconds = time.process_time() - cpu_started
 tree.close()
 print(json.dumps({
     "appends_per_second": size / append_seconds,
+    "appends_per_cpu_second": size / append_cpu_seconds,
     "proofs_per_second": proofs / proof_seconds,
+    "proofs_per_cpu_second": proofs / proof_cpu_seconds,
     "verifications_per_second": proofs / verify_seconds,
+    "verifications_per_cpu_second": proofs / verify_cpu_seconds,
     "bytes_per_entry": os.path.getsize(path) / size,
 }))
 """
