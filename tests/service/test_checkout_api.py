@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
+import pytest
 from fastapi.testclient import TestClient
-from service_support import Keys
+from service_support import Keys, build_client, make_keys
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from greenloop.store.base import make_engine
 from greenloop.store.models import checkout_confirmations, idempotency_keys
+from greenloop.store.schema import upgrade
 
 FRIDGE = {
     "title": "一级能效 双门冰箱 BCD-520",
@@ -191,3 +194,35 @@ def test_concurrent_retries_confirm_once(
     assert set(statuses) <= {200, 201}, statuses
     assert confirmations == 1
     assert stored_keys == 1
+
+
+@pytest.mark.postgres
+def test_concurrent_retries_on_postgres(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    keys = make_keys(engine)
+    client = build_client(
+        engine, rate_limit_per_minute=100_000, rate_limit_burst=10_000
+    )
+    headers = {**keys.headers("merchant"), "Idempotency-Key": "key-pg"}
+    statuses: list[int] = []
+
+    def send() -> None:
+        response = client.post(
+            "/v1/checkout/confirmations", json=_confirmation("p-pg"), headers=headers
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with engine.connect() as connection:
+        confirmations = connection.execute(
+            select(func.count()).select_from(checkout_confirmations)
+        ).scalar()
+    engine.dispose()
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201}, statuses
+    assert confirmations == 1

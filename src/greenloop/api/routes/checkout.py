@@ -172,8 +172,14 @@ def confirm(
     if replay is not None:
         return replay
     with service.engine.connect() as connection:
-        if repositories.find_confirmation(connection, body.purchase_id) is not None:
-            _raise_already_confirmed(body.purchase_id)
+        already = repositories.find_confirmation(connection, body.purchase_id)
+    if already is not None:
+        # A concurrent request with this key may have committed since the
+        # replay check; its confirmation and key row commit together, so
+        # checking the key again tells a replay from a conflict.
+        return _after_conflict(
+            service.engine, principal, idempotency_key, fingerprint, purchase
+        )
 
     verdict = service.platform.identify(purchase)
     offers = service.platform.offers(purchase)
