@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from service_support import RuleIdentifier
 
 from greenloop.categories import Category
 from greenloop.certify import (
+    RULES,
+    TERMINAL_STATES,
     Action,
     Document,
     Outcome,
@@ -178,3 +182,28 @@ def test_check_sends_wrong_category_to_review() -> None:
     claim = _claim(claimed_category=Category.GREEN_FOOD, energy_label_grade=1)
     result = check(claim, RuleIdentifier())
     assert result.outcome is Outcome.UNVERIFIED
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(list(Action)), st.sampled_from(list(Role))),
+        max_size=12,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_random_moves_follow_rules(steps: list[tuple[Action, Role]]) -> None:
+    state = State.SUBMITTED
+    allowed = {
+        (rule.source, rule.action, role): rule.target
+        for rule in RULES
+        for role in rule.roles
+    }
+    for action, role in steps:
+        expected = allowed.get((state, action, role))
+        if expected is None:
+            with pytest.raises(TransitionError):
+                next_state(state, action, role)
+            continue
+        assert state not in TERMINAL_STATES
+        state = next_state(state, action, role)
+        assert state is expected
