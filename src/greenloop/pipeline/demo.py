@@ -338,8 +338,8 @@ def _make(
         )
     if kind == "organic":
         name, (low, high) = ORGANIC_FOODS[index % len(ORGANIC_FOODS)]
-        certifier, year = rng.integers(100, 999), rng.integers(21, 26)
-        code = f"{certifier}{year}{rng.integers(10**11, 10**12)}"
+        certifier, issued = rng.integers(100, 999), rng.integers(21, 26)
+        code = f"{certifier}{issued}{rng.integers(10**11, 10**12)}"
         if rng.random() < 0.9:
             registries["organic"].append(
                 {
@@ -458,8 +458,9 @@ def generate_purchases(
     region_codes = np.array([p[0] for p in PROVINCES], dtype=object)[province]
     region_names = np.array([p[1] for p in PROVINCES], dtype=object)[province]
     form = rng.random(rows)
+    no_region = np.full(rows, None, dtype=object)
     region = np.where(
-        form < 0.7, region_codes, np.where(form < 0.9, region_names, None)
+        form < 0.7, region_codes, np.where(form < 0.9, region_names, no_region)
     )
     grades = column("grade")
     table = pa.table(
