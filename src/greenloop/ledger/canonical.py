@@ -102,6 +102,9 @@ def _fast_path_ok(value: Any, path: str) -> bool:
                 and not item.is_integer()
             ):
                 continue
+            if item_kind is Decimal and item.is_finite():
+                # orjson passes it to `_convert_scalar`, which writes its string.
+                continue
             if not _fast_path_ok(item, f"{path}.{key}"):
                 ok = False
         return ok
