@@ -2,9 +2,10 @@
 
 Usage: .venv/bin/python benchmarks/ledger/append_breakdown.py [--batches 5]
 
-Each step runs on its own, outside a transaction where it can, and reports
-CPU microseconds per entry (`time.process_time`), so the figure is less
-affected by other jobs on a shared machine than wall time.
+Each in-memory step runs alone, and the last row times a whole append as the
+store runs it, SQL included. Figures are CPU microseconds per entry
+(`time.process_time`), which other jobs on a shared machine distort less
+than wall time.
 """
 
 from __future__ import annotations
