@@ -424,3 +424,14 @@ def test_changed_budget_applies_on_rerun(engine: Engine, tmp_path: Path) -> None
     campaign = outcome.incentive_report["campaigns"]["test-envelope"]
     assert campaign["budget_fen"] == 12_000
     assert campaign["awards"] == 12
+
+
+def test_interest_free_loan_allocated_at_new_plan(
+    engine: Engine, tmp_path: Path
+) -> None:
+    offer = campaign_dict(benefit={"kind": "interest_free", "max_periods": 12})
+    paths = write_configs(tmp_path, campaigns=[offer])
+    run(engine, [make_loan(1, principal_fen=400_000)], paths)
+    # Without the fee, each installment repays 400,000 / 12 fen of principal, so
+    # three installments leave exactly 300,000 fen; the fee plan leaves 299,999.
+    assert allocated_fen(engine, "p00001") == 300_000

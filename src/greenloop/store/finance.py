@@ -345,12 +345,16 @@ def process_green_loans(
     create_finance_tables(engine)
 
     errors = _record_loans(engine, loans)
-    batch_ids = [loan.purchase_id for loan in loans if loan.purchase_id not in errors]
-    for facility in facilities.facilities:
-        _sync_facility(engine, facility, as_of, batch_ids)
-    _sync_campaigns(engine, campaigns)
     valid = [loan for loan in loans if loan.purchase_id not in errors]
+    for facility in facilities.facilities:
+        _accrue_facility(engine, facility, as_of)
+    _sync_campaigns(engine, campaigns)
+    # Awards come before allocation, because an interest-free award changes the
+    # plan and so the outstanding principal that the allocation measures.
     run_outcomes = _award_incentives(engine, valid, campaigns, facilities)
+    batch_ids = [loan.purchase_id for loan in valid]
+    for facility in facilities.facilities:
+        _allocate_facility(engine, facility, as_of, batch_ids)
 
     results = _loan_results(engine, loans, errors)
     allocation_report = build_allocation_report(engine, facilities, as_of)
@@ -485,15 +489,8 @@ def _as_date(moment: datetime | date) -> date:
 # Facilities: savings accrual and allocation
 
 
-def _sync_facility(
-    engine: Engine, facility: FacilityConfig, as_of: date, batch_ids: Sequence[str]
-) -> None:
-    """Accrue savings through `as_of` and re-run the allocation, in one transaction.
-
-    A facility already allocated on `as_of` under the same terms considers only
-    this batch's loans as new candidates, because every older loan was offered
-    to it that day already. This keeps single-loan calls from a checkout cheap.
-    """
+def _accrue_facility(engine: Engine, facility: FacilityConfig, as_of: date) -> None:
+    """Create the facility row if needed and book its savings through `as_of`."""
     with engine.begin() as connection:
         _insert_ignore(
             connection,
@@ -513,6 +510,19 @@ def _sync_facility(
         )
         row = _lock_facility(connection, facility.id)
         _accrue(connection, facility, row.accrued_through, as_of)
+
+
+def _allocate_facility(
+    engine: Engine, facility: FacilityConfig, as_of: date, batch_ids: Sequence[str]
+) -> None:
+    """Re-run the facility's allocation on `as_of` in one transaction.
+
+    A facility already allocated on `as_of` under the same terms considers only
+    this batch's loans as new candidates, because every older loan was offered
+    to it that day already. This keeps single-loan calls from a checkout cheap.
+    """
+    with engine.begin() as connection:
+        row = _lock_facility(connection, facility.id)
         config = facility.model_dump(mode="json")
         same_day = row.allocated_as_of == as_of and row.config == config
         if same_day and int(row.unallocated_fen) == 0:
