@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from greenloop.categories import Status
 from greenloop.identify.verdict import Verdict
 from greenloop.impact import ImpactCalculator, normalize_region
 from greenloop.impact.record import Impact
@@ -21,7 +22,7 @@ from greenloop.pipeline.progress import ProgressSink
 
 UNIT_IMPACT_SCHEMA = pa.schema(
     [
-        ("product_key", pa.string()),
+        ("facts_id", pa.int64()),
         ("region_code", pa.string()),
         ("impact_method", pa.string()),
         ("impact_basis", pa.string()),
@@ -77,32 +78,50 @@ def compute_impacts(
     calculator: ImpactCalculator,
     verdicts: dict[str, Verdict],
     progress: ProgressSink,
-) -> dict[tuple[str, str | None], Impact]:
-    """Create `unit_impacts` and `spend_factors`; return the impact of one unit."""
+) -> dict[tuple[int, str | None], Impact]:
+    """Create `product_facts`, `unit_impacts` and `spend_factors`.
+
+    Green products with the same verified facts have the same impact in the same
+    region, so the calculator runs once per distinct (facts, region) pair, and
+    the returned dict maps each pair to the impact of one unit.
+    """
+    facts_ids: dict[str, int] = {}
+    representative: dict[int, Verdict] = {}
+    product_keys: list[str] = []
+    product_facts: list[int] = []
+    for product_key, verdict in verdicts.items():
+        if verdict.status != Status.GREEN:
+            continue
+        facts_id = facts_ids.setdefault(_facts_key(verdict), len(facts_ids))
+        representative.setdefault(facts_id, verdict)
+        product_keys.append(product_key)
+        product_facts.append(facts_id)
+    _replace_table(
+        connection,
+        "product_facts",
+        pa.table(
+            {
+                "product_key": pa.array(product_keys, pa.string()),
+                "facts_id": pa.array(product_facts, pa.int64()),
+            }
+        ),
+    )
     pairs = connection.execute(
         """
-        SELECT DISTINCT p.product_key, r.region_code
-        FROM purchases p JOIN product_verdicts v USING (product_key)
+        SELECT DISTINCT f.facts_id, r.region_code
+        FROM purchases p JOIN product_facts f USING (product_key)
         LEFT JOIN region_codes r ON p.region = r.region
-        WHERE v.status = 'green'
         ORDER BY 1, 2
         """
     ).fetchall()
     progress.start("impact", len(pairs))
     rows: list[dict[str, Any]] = []
-    unit_impacts: dict[tuple[str, str | None], Impact] = {}
-    # Products with the same verified facts in the same region have the same
-    # impact, so the calculator runs once per distinct (facts, region).
-    memo: dict[tuple[str, str | None], Impact | None] = {}
-    for product_key, region_code in pairs:
-        verdict = verdicts[product_key]
-        facts = (_facts_key(verdict), region_code)
-        if facts not in memo:
-            memo[facts] = calculator.impact(verdict, 1.0, region_code)
-        impact = memo[facts]
+    unit_impacts: dict[tuple[int, str | None], Impact] = {}
+    for facts_id, region_code in pairs:
+        impact = calculator.impact(representative[facts_id], 1.0, region_code)
         if impact is not None:
-            unit_impacts[(product_key, region_code)] = impact
-            rows.append(_unit_row(product_key, region_code, impact))
+            unit_impacts[(facts_id, region_code)] = impact
+            rows.append(_unit_row(facts_id, region_code, impact))
         progress.advance(1)
     _replace_table(
         connection, "unit_impacts", pa.Table.from_pylist(rows, UNIT_IMPACT_SCHEMA)
@@ -128,11 +147,9 @@ def _facts_key(verdict: Verdict) -> str:
     )
 
 
-def _unit_row(
-    product_key: str, region_code: str | None, impact: Impact
-) -> dict[str, Any]:
+def _unit_row(facts_id: int, region_code: str | None, impact: Impact) -> dict[str, Any]:
     return {
-        "product_key": product_key,
+        "facts_id": facts_id,
         "region_code": region_code,
         "impact_method": f"{impact.method}@{impact.method_version}",
         "impact_basis": str(impact.basis),
@@ -193,7 +210,7 @@ def create_purchase_results(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(
         """
         CREATE OR REPLACE TABLE results AS
-        SELECT p.*, r.region_code,
+        SELECT p.*, r.region_code, f.facts_id,
                v.status, v.category, v.standard_id, v.standard_version, v.top_tier,
                v.model_category, v.model_score, v.reasons, v.claims, v.claim_kinds,
                v.evidence, v.attributes, v.verdict_digest,
@@ -209,8 +226,9 @@ def create_purchase_results(connection: duckdb.DuckDBPyConnection) -> None:
         FROM purchases p
         JOIN product_verdicts v USING (product_key)
         LEFT JOIN region_codes r ON p.region = r.region
+        LEFT JOIN product_facts f ON f.product_key = p.product_key
         LEFT JOIN unit_impacts u
-          ON u.product_key = p.product_key
+          ON u.facts_id = f.facts_id
          AND u.region_code IS NOT DISTINCT FROM r.region_code
         LEFT JOIN spend_factors s
           ON s.mcc IS NOT DISTINCT FROM p.mcc

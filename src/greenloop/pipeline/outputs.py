@@ -73,7 +73,7 @@ def write_outputs(
     timings: dict[str, float],
     identifier_versions: dict[str, str],
     factor_versions: dict[str, str],
-    unit_impacts: dict[tuple[str, str | None], Impact],
+    unit_impacts: dict[tuple[int, str | None], Impact],
     ledger: LedgerCounts,
     finance: Any,
     engine: Engine,
@@ -207,7 +207,7 @@ def build_report(
     connection: duckdb.DuckDBPyConnection,
     run_id: str,
     counts: dict[str, dict[str, Any]],
-    unit_impacts: dict[tuple[str, str | None], Impact],
+    unit_impacts: dict[tuple[int, str | None], Impact],
     ledger: LedgerCounts,
     finance: Any,
     standard: str,
@@ -316,21 +316,21 @@ def build_report(
 
 def _impact_rows(
     connection: duckdb.DuckDBPyConnection,
-    unit_impacts: dict[tuple[str, str | None], Impact],
+    unit_impacts: dict[tuple[int, str | None], Impact],
 ) -> Iterator[tuple[str | None, str | None, Impact]]:
     """Yield one (category, region, impact) row per purchase with an activity impact.
 
-    Purchases of the same product, region and quantity share one Impact object.
+    Purchases with the same facts, region and quantity share one Impact object.
     """
     groups = connection.execute(
         """
-        SELECT product_key, region_code, category, net_quantity, count(*)
+        SELECT facts_id, region_code, category, net_quantity, count(*)
         FROM results WHERE kg_co2e_per_year IS NOT NULL AND net_quantity > 0
         GROUP BY 1, 2, 3, 4
         """
     ).fetchall()
-    for product_key, region_code, category, quantity, purchases in groups:
-        scaled = _scale(unit_impacts[(product_key, region_code)], float(quantity))
+    for facts_id, region_code, category, quantity, purchases in groups:
+        scaled = _scale(unit_impacts[(facts_id, region_code)], float(quantity))
         yield from itertools.repeat((category, region_code, scaled), int(purchases))
 
 
