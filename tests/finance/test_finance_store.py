@@ -432,6 +432,8 @@ def test_interest_free_loan_allocated_at_new_plan(
     offer = campaign_dict(benefit={"kind": "interest_free", "max_periods": 12})
     paths = write_configs(tmp_path, campaigns=[offer])
     run(engine, [make_loan(1, principal_fen=400_000)], paths)
-    # Without the fee, each installment repays 400,000 / 12 fen of principal, so
-    # three installments leave exactly 300,000 fen; the fee plan leaves 299,999.
-    assert allocated_fen(engine, "p00001") == 300_000
+    # Without the fee, each installment repays 33,333 fen of principal, so three
+    # leave 300,001 fen; the fee plan would leave 299,999.
+    free = fee_plan(Decimal(400_000), 12, Decimal(0), date(2026, 3, 1))
+    assert free.outstanding_fen(AS_OF) == 300_001
+    assert allocated_fen(engine, "p00001") == 300_001
