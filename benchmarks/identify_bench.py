@@ -267,17 +267,33 @@ def time_single_calls(
     """Time `identify` once per query, after 100 warm-up calls, in milliseconds."""
     for query in queries[:100]:
         identifier.identify(query)
-    durations = []
+    with_model: list[float] = []
+    without_model: list[float] = []
     for query in queries[100:]:
         started = time.perf_counter_ns()
-        identifier.identify(query)
-        durations.append((time.perf_counter_ns() - started) / 1e6)
-    durations.sort()
+        verdict = identifier.identify(query)
+        duration = (time.perf_counter_ns() - started) / 1e6
+        if verdict.model_score is None:
+            without_model.append(duration)
+        else:
+            with_model.append(duration)
     return {
-        "calls": len(durations),
-        "median_ms": round(statistics.median(durations), 3),
-        "p99_ms": round(durations[int(len(durations) * 0.99) - 1], 3),
-        "max_ms": round(durations[-1], 3),
+        **percentiles(with_model + without_model),
+        "with_model": percentiles(with_model),
+        "without_model": percentiles(without_model),
+    }
+
+
+def percentiles(durations: list[float]) -> dict[str, float]:
+    """Return the count, median, 99th percentile and maximum of durations (ms)."""
+    if not durations:
+        return {"calls": 0}
+    ordered = sorted(durations)
+    return {
+        "calls": len(ordered),
+        "median_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 3),
+        "max_ms": round(ordered[-1], 3),
     }
 
 
