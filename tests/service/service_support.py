@@ -8,9 +8,11 @@ review, and everything else is not green.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -139,6 +141,7 @@ def make_platform(engine: Engine) -> Platform:
 
 def build_client(engine: Engine, **settings: object) -> TestClient:
     """Return a test client for an app on `engine` with the rule identifier."""
+    settings.setdefault("key_dir", Path(tempfile.mkdtemp(prefix="greenloop-keys-")))
     app = create_app(
         Settings(database_url=str(engine.url), **settings),  # type: ignore[arg-type]
         engine=engine,

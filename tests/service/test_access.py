@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -206,3 +207,40 @@ def test_consumer_sees_only_own_record(client: TestClient, keys: Keys) -> None:
     other = client.get("/v1/consumer/record", headers=keys.headers("consumer_other"))
     assert [row["purchase_id"] for row in own.json()] == ["p-10"]
     assert other.json() == []
+
+
+def test_consumer_sees_only_own_assets(client: TestClient, keys: Keys) -> None:
+    from greenloop.api.wiring import user_pseudonym
+    from greenloop.store.runs import insert_assets
+
+    state = client.app.state.service  # type: ignore[attr-defined]
+    asset = {
+        "purchase_id": "batch-1",
+        "run_id": "run-1",
+        "occurred_at": datetime(2026, 6, 1, tzinfo=UTC),
+        "user_key": user_pseudonym(state.settings.key_dir, "u-1"),
+        "merchant_id": "m-1",
+        "category": "appliance",
+        "standard_id": "cn-appliance",
+        "standard_version": "2025",
+        "region": "CN-SH",
+        "amount_fen": 399900,
+        "currency": "CNY",
+        "periods": 12,
+        "kg_co2e_per_year": 20.0,
+        "kg_co2e_lifetime": 200.0,
+        "verdict_digest": "0" * 64,
+        "impact_digest": None,
+        "record": "{}",
+        "ledger_index": None,
+        "reversed": False,
+    }
+    insert_assets(state.engine, [asset])
+    own = client.get("/v1/consumer/record", headers=keys.headers("consumer")).json()
+    other = client.get("/v1/consumer/record", headers=keys.headers("consumer_other"))
+    impact = client.get("/v1/consumer/impact", headers=keys.headers("consumer")).json()
+    assert [(row["purchase_id"], row["source"]) for row in own] == [
+        ("batch-1", "batch_run")
+    ]
+    assert other.json() == []
+    assert impact["kg_co2e_lifetime"] == 200.0

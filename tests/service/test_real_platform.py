@@ -129,6 +129,10 @@ def test_confirmed_loan_reaches_facility(
     assert awards[0]["facility_id"] == FACILITY
     assert isinstance(awards[0]["ledger_index"], int)
     assert [row["purchase_id"] for row in allocations] == ["p-real-1"]
+    incentives = client.get("/v1/consumer/incentives", headers=keys.headers("consumer"))
+    if datetime.now(UTC).date() <= date(2026, 12, 31):
+        awarded = [item["award"]["campaign_id"] for item in incentives.json()]
+        assert "appliance-interest-free-2026" in awarded
     assert other_receipt.status_code == 404
 
     revoked = client.post(

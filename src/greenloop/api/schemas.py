@@ -265,6 +265,7 @@ class RecordEntry(BaseModel):
     kg_co2e_lifetime: float | None
     installments: int
     occurred_at: UtcDatetime
+    source: str = Field(description="checkout or batch_run")
 
 
 class ConsumerImpactOut(BaseModel):

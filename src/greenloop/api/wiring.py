@@ -34,6 +34,11 @@ USER_SECRET_FILE = "user-hmac.key"
 LEDGER_ORIGIN = "greenloop.local/green-assets"
 
 
+def user_pseudonym(key_dir: Path, user_id: str) -> str:
+    """Return the keyed hash that represents `user_id` in loans and the ledger."""
+    return pseudonym(user_id, load_or_create_secret(key_dir / USER_SECRET_FILE))
+
+
 def impact_calculator() -> ImpactCalculator:
     """Return the impact calculator with the packaged factor sets."""
     return ImpactCalculator.load()
@@ -123,13 +128,10 @@ class FinanceAwards:
         self.campaigns_path = campaigns_path
         self.key_dir = key_dir
         self.origin = origin
-        self._secret: bytes | None = None
         self._ledger: Any = None
 
     def _user_key(self, user_id: str) -> str:
-        if self._secret is None:
-            self._secret = load_or_create_secret(self.key_dir / USER_SECRET_FILE)
-        return pseudonym(user_id, self._secret)
+        return user_pseudonym(self.key_dir, user_id)
 
     def award(
         self,
