@@ -3,7 +3,7 @@
 Usage: python tests/finance/bench_finance.py DATABASE_URL [LOANS]
 
 The loans spread over 2026 across six categories and 500 users, so every
-example campaign and facility sees work. The database should be empty.
+example campaign and facility receives loans. The database should be empty.
 """
 
 from __future__ import annotations

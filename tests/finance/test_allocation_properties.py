@@ -45,8 +45,10 @@ def test_allocation_invariants(
     specs: list[tuple[int, str, int, LoanStatus]], data: st.DataObject
 ) -> None:
     loans = build(specs)
-    held = data.draw(st.sets(st.sampled_from(sorted(loans)))) if loans else set()
-    current = {key: loans[key].outstanding_fen for key in held}
+    allocated_before = (
+        data.draw(st.sets(st.sampled_from(sorted(loans)))) if loans else set()
+    )
+    current = {key: loans[key].outstanding_fen for key in allocated_before}
     result = allocate(FACILITY, AS_OF, current, loans)
 
     assert result.allocated_fen + result.unallocated_fen == result.drawn_fen
@@ -55,7 +57,7 @@ def test_allocation_invariants(
         assert 0 < amount <= loans[key].outstanding_fen
         assert loans[key].status is LoanStatus.ACTIVE
     assert set(result.released).isdisjoint(result.allocations)
-    assert set(result.released) | set(result.allocations) >= held
+    assert set(result.released) | set(result.allocations) >= allocated_before
     assert result.pool_covers_drawn == (result.unallocated_fen == 0)
 
 
