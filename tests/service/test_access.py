@@ -210,8 +210,10 @@ def test_consumer_sees_only_own_record(client: TestClient, keys: Keys) -> None:
 
 
 def test_consumer_sees_only_own_assets(client: TestClient, keys: Keys) -> None:
+    from sqlalchemy import insert
+
     from greenloop.api.wiring import user_pseudonym
-    from greenloop.store.runs import insert_assets
+    from greenloop.store.runs import green_assets
 
     state = client.app.state.service  # type: ignore[attr-defined]
     asset = {
@@ -235,7 +237,8 @@ def test_consumer_sees_only_own_assets(client: TestClient, keys: Keys) -> None:
         "ledger_index": None,
         "reversed": False,
     }
-    insert_assets(state.engine, [asset])
+    with state.engine.begin() as connection:
+        connection.execute(insert(green_assets).values(**asset))
     own = client.get("/v1/consumer/record", headers=keys.headers("consumer")).json()
     other = client.get("/v1/consumer/record", headers=keys.headers("consumer_other"))
     impact = client.get("/v1/consumer/impact", headers=keys.headers("consumer")).json()

@@ -122,10 +122,9 @@ def impact(request: Request, principal: ConsumerKey) -> ConsumerImpactOut:
 @router.get("/incentives", response_model=list[AwardOut], responses=ERRORS)
 def incentives(request: Request, principal: ConsumerKey) -> list[AwardOut]:
     """List the incentives awarded to the caller, with their current status."""
-    from greenloop.store.finance import create_finance_tables, finance_awards
+    from greenloop.store.finance import finance_awards
 
     engine = request.app.state.service.engine
-    create_finance_tables(engine)
     with engine.connect() as connection:
         rows = connection.execute(
             select(finance_awards)

@@ -84,11 +84,10 @@ def facility_pool(
     """Return the facility's pool, allocation and reconciliation (amounts in fen)."""
     from sqlalchemy.exc import NoResultFound
 
-    from greenloop.store.finance import build_allocation_report, create_finance_tables
+    from greenloop.store.finance import build_allocation_report
 
     facilities, facility = _facility(request, principal)
     engine = request.app.state.service.engine
-    create_finance_tables(engine)
     only_mine = facilities.model_copy(update={"facilities": [facility]})
     try:
         report = build_allocation_report(engine, only_mine, datetime.now(UTC).date())
@@ -112,14 +111,12 @@ def allocations(
 ) -> list[AllocationOut]:
     """List the loans allocated to the facility, released ones included."""
     from greenloop.store.finance import (
-        create_finance_tables,
         finance_allocations,
         finance_loans,
     )
 
     _facility(request, principal)
     engine = request.app.state.service.engine
-    create_finance_tables(engine)
     query = (
         select(finance_allocations, finance_loans.c.category)
         .join(
@@ -151,14 +148,12 @@ def impact(
 ) -> FacilityImpactOut:
     """Sum the avoided emissions of the loans the facility holds, by category."""
     from greenloop.store.finance import (
-        create_finance_tables,
         finance_allocations,
         finance_loans,
     )
 
     _facility(request, principal)
     engine = request.app.state.service.engine
-    create_finance_tables(engine)
     query = (
         select(
             finance_loans.c.category,
@@ -197,13 +192,18 @@ def impact(
 
 
 def _ledger(request: Request) -> Any:
+    """Return the service's ledger store, opened on first use."""
     from greenloop.api.wiring import LEDGER_ORIGIN
     from greenloop.store.ledger import LedgerStore
 
-    settings = request.app.state.service.settings
-    return LedgerStore(
-        request.app.state.service.engine, origin=LEDGER_ORIGIN, key_dir=settings.key_dir
-    )
+    state = request.app.state
+    if getattr(state, "ledger", None) is None:
+        state.ledger = LedgerStore(
+            state.service.engine,
+            origin=LEDGER_ORIGIN,
+            key_dir=state.service.settings.key_dir,
+        )
+    return state.ledger
 
 
 @router.get("/checkpoint", response_model=CheckpointOut, responses=ERRORS)
@@ -230,12 +230,11 @@ def receipt(
     principal: Annotated[Principal, Depends(funder_only)],
 ) -> dict[str, Any]:
     """Return the offline receipt of a loan allocated to the facility."""
-    from greenloop.store.finance import create_finance_tables, finance_allocations
+    from greenloop.store.finance import finance_allocations
     from greenloop.store.ledger import LedgerError
 
     _facility(request, principal)
     engine = request.app.state.service.engine
-    create_finance_tables(engine)
     with engine.connect() as connection:
         allocated = connection.execute(
             select(func.count()).where(
