@@ -178,7 +178,7 @@ def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
     # token may join the next such chunks, because some models contain spaces.
     # Plain string methods stand in for regexes where they can: this runs once
     # per title in batch identification.
-    tokens: list[tuple[str, bool]] = []
+    tokens: list[tuple[str, bool, bool]] = []
     with_digits: dict[str, None] = {}
     without_digits: dict[str, None] = {}
     for chunk in chunks:
@@ -194,16 +194,19 @@ def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
                     without_digits[normalized] = None
             elif len(normalized) >= 3:
                 with_digits[normalized] = None
-        tokens.append((_clean_model(chunk) if whole else "", whole))
-    for index, (token, whole) in enumerate(tokens):
+        cleaned = _clean_model(chunk) if whole else ""
+        tokens.append((cleaned, whole, _has_digit(cleaned)))
+    for index, (token, whole, digit) in enumerate(tokens):
         if not whole:
             continue
         joined = token
         for offset in range(1, max_joined):
             if index + offset >= len(tokens) or not tokens[index + offset][1]:
                 break
-            joined += tokens[index + offset][0]
-            if _has_digit(joined):
+            next_token, _, next_digit = tokens[index + offset]
+            joined += next_token
+            digit = digit or next_digit
+            if digit:
                 with_digits[joined] = None
     return ModelCandidates(tuple(with_digits), tuple(without_digits))
 
@@ -215,4 +218,4 @@ def _clean_model(token: str) -> str:
 
 
 def _has_digit(text: str) -> bool:
-    return not text.isalpha() and any(char.isdigit() for char in text)
+    return bool(text) and not text.isalpha() and _DIGIT.search(text) is not None

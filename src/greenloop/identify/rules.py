@@ -567,8 +567,8 @@ def energy_star_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
 
 
 def _names_brand(parsed: ParsedQuery, brands: dict[str, tuple[str, ...]]) -> bool:
-    for word in parsed.phrases:
-        for brand_words in brands.get(word, ()):
+    for word in parsed.phrases & brands.keys():
+        for brand_words in brands[word]:
             if brand_words in parsed.words:
                 return True
     return False
