@@ -102,12 +102,14 @@ def find_claims(text: str, *, brand: str | None = None) -> tuple[ClaimFinding, .
     not reported, because it names the maker rather than describing the product.
     Returns one finding per distinct rule and matched term, in text order.
     """
-    masked = _mask_brand(text, brand)
+    masked = _mask_brand(text, brand) if brand else text
     located: list[tuple[int, ClaimFinding]] = []
     has_non_ascii = not text.isascii()
     for lexicon in default_lexicons():
         if lexicon.is_latin or has_non_ascii:
-            located.extend(_scan(lexicon, text, masked))
+            located += _scan(lexicon, text, masked)
+    if not located:
+        return ()
     if len(located) > 1:
         located.sort(key=lambda item: item[0])
     findings: list[ClaimFinding] = []
@@ -255,20 +257,20 @@ def _parse_exceptions(
     return _compile_alternatives(alternatives, is_latin)
 
 
-def _scan(
-    lexicon: Lexicon, text: str, masked: str
-) -> Iterable[tuple[int, ClaimFinding]]:
+def _scan(lexicon: Lexicon, text: str, masked: str) -> list[tuple[int, ClaimFinding]]:
     if lexicon.is_latin:
         masked = _lower_same_length(masked)
         present = _latin_tokens(masked)
     else:
         present = _chinese_tokens(masked)
     if lexicon.triggers.isdisjoint(present):
-        return
+        # Most titles end here, before any regular expression runs.
+        return []
     if lexicon.exception_pattern is not None:
         for match in _matches(lexicon.exception_pattern, masked, lexicon.is_latin):
             start, end = match.span()
             masked = masked[:start] + " " * (end - start) + masked[end:]
+    located = []
     for start, end, rule in _resolve_overlaps(_candidates(lexicon, masked, present)):
         finding = ClaimFinding(
             rule=rule.rule,
@@ -276,7 +278,8 @@ def _scan(
             term=text[start:end],
             message=rule.message,
         )
-        yield start, finding
+        located.append((start, finding))
+    return located
 
 
 def _candidates(
