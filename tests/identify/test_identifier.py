@@ -638,3 +638,28 @@ def test_batch_shares_verdict_across_skus(registry_dir: Path) -> None:
     assert first is second
     assert first.status is Status.NOT_GREEN
     assert certified.status is Status.GREEN
+
+
+def test_eu_ecolabel_backs_generic_claim(tmp_path: Path) -> None:
+    folder = tmp_path / "eu"
+    folder.mkdir()
+    (folder / "snapshot.yaml").write_text(
+        "registries:\n  eu_ecolabel:\n    file: eu_ecolabel.csv\n"
+        "    snapshot_date: 2026-11-30\n    source: EU Ecolabel catalogue\n"
+        "    max_age_days: 90\n",
+        encoding="utf-8",
+    )
+    (folder / "eu_ecolabel.csv").write_text(
+        "code,product,holder,valid_until\nFR/020/001,Paint,Maker,2028-01-01\n",
+        encoding="utf-8",
+    )
+    identifier = Identifier.load(
+        "eu", registry_dir=folder, as_of=AS_OF, model=FakeModel()
+    )
+    verdict = identifier.identify(
+        ProductQuery("eco-friendly wall paint", label_codes=("FR/020/001",))
+    )
+    assert verdict.status is Status.GREEN
+    assert verdict.category is Category.EU_ECOLABEL
+    assert verdict.standard_id == "eu.eu_ecolabel"
+    assert not any(reason.startswith("Flagged") for reason in verdict.reasons)

@@ -10,6 +10,7 @@ MCC, or a seller's own statement of a non-qualifying grade.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -22,6 +23,7 @@ from greenloop.identify.evidence import (
     ECOLABEL_CODE,
     GREEN_FOOD_CODE,
     LEGACY_GREEN_FOOD_CODE,
+    ORGANIC_CODE,
     brand_in_text,
     green_food_code_date,
 )
@@ -156,24 +158,46 @@ def certificate_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
 
 
 def _code_registries(code: str, context: RuleContext) -> tuple[str, ...]:
-    organic = context.parameter(Category.ORGANIC_FOOD, "code_pattern")
-    if organic and _fullmatch(organic, code):
-        return ("organic",)
-    if GREEN_FOOD_CODE.fullmatch(code) or LEGACY_GREEN_FOOD_CODE.fullmatch(code):
-        return ("green_food",)
-    if ECOLABEL_CODE.fullmatch(code):
-        return ("eu_ecolabel",)
-    if code.isdigit() and len(code) == 17:
-        return ("organic",)
+    """Return the registries that can hold a code of this form.
+
+    The jurisdiction's standards give the code forms; the forms in `evidence.py`
+    stand in where this jurisdiction has no standard for the category.
+    """
+    forms: list[tuple[str, list[str | re.Pattern[str]]]] = [
+        (
+            "organic",
+            [_form(context, Category.ORGANIC_FOOD, "code_pattern", ORGANIC_CODE)],
+        ),
+        (
+            "green_food",
+            [
+                _form(context, Category.GREEN_FOOD, "code_pattern", GREEN_FOOD_CODE),
+                _form(
+                    context,
+                    Category.GREEN_FOOD,
+                    "legacy_code_pattern",
+                    LEGACY_GREEN_FOOD_CODE,
+                ),
+            ],
+        ),
+        (
+            "eu_ecolabel",
+            [_form(context, Category.EU_ECOLABEL, "code_pattern", ECOLABEL_CODE)],
+        ),
+    ]
+    for registry, patterns in forms:
+        if any(re.fullmatch(pattern, code) for pattern in patterns):
+            return (registry,)
     if any(char.isdigit() for char in code) and len(code) >= 6 and ":" not in code:
         return ("green_product", "environmental_label", "organic", "eu_ecolabel")
     return ()
 
 
-def _fullmatch(pattern: str, code: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern, code) is not None
+def _form(
+    context: RuleContext, category: Category, name: str, fallback: re.Pattern[str]
+) -> str | re.Pattern[str]:
+    pattern = context.parameter(category, name)
+    return pattern if pattern else fallback
 
 
 def _check_code(code: str, parsed: ParsedQuery, context: RuleContext) -> Finding:
