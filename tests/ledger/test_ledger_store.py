@@ -199,3 +199,8 @@ def test_batched_proofs_match_single(log: LedgerStore) -> None:
     indexes = [0, 255, 256, 499]
     single = [log.inclusion_proof(index, 500) for index in indexes]
     assert log.inclusion_proofs(indexes, 500) == single
+
+
+def test_origin_with_space_rejected(sqlite_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="key name"):
+        LedgerStore(make_engine(sqlite_url), origin="green log", key_dir=tmp_path)

@@ -64,7 +64,13 @@ from greenloop.ledger.merkle import (
     root_hash,
     verify_consistency,
 )
-from greenloop.ledger.note import Signer, Verifier, load_or_create_signer, verifier_path
+from greenloop.ledger.note import (
+    Signer,
+    Verifier,
+    check_key_name,
+    load_or_create_signer,
+    verifier_path,
+)
 from greenloop.ledger.receipt import build_receipt
 from greenloop.ledger.tiles import (
     TILE_HEIGHT,
@@ -179,7 +185,7 @@ class LedgerStore:
         key_dir: Path = Path("keys"),
     ) -> None:
         self.engine = engine
-        self.origin = origin
+        self.origin = check_key_name(origin)
         self.key_dir = Path(key_dir)
         metadata.create_all(engine, tables=LEDGER_TABLES)
         self.log_id = self._ensure_log()
