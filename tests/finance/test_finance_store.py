@@ -437,3 +437,44 @@ def test_interest_free_loan_allocated_at_new_plan(
     free = fee_plan(Decimal(400_000), 12, Decimal(0), date(2026, 3, 1))
     assert free.outstanding_fen(AS_OF) == 300_001
     assert allocated_fen(engine, "p00001") == 300_001
+
+
+def test_reveal_resumes_after_crash(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lottery = campaign_dict(
+        id="test-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "1", "winners": 3},
+    )
+    run(
+        engine,
+        [make_loan(index) for index in range(6)],
+        write_configs(tmp_path, campaigns=[lottery]),
+    )
+    seed = new_seed()
+    commitment = commit_campaign_draw(engine, "test-lottery", seed_digest(seed))
+    original = finance._settle_entry
+    calls = {"count": 0}
+
+    def crash_on_fourth(*arguments: Any) -> None:
+        calls["count"] += 1
+        if calls["count"] == 4:
+            raise RuntimeError("process killed")
+        original(*arguments)
+
+    monkeypatch.setattr(finance, "_settle_entry", crash_on_fourth)
+    with pytest.raises(RuntimeError, match="process killed"):
+        reveal_campaign_draw(engine, commitment.draw_id, seed)
+    monkeypatch.setattr(finance, "_settle_entry", original)
+    record = reveal_campaign_draw(engine, commitment.draw_id, seed)
+
+    with engine.connect() as connection:
+        rows = connection.execute(select(finance.finance_awards)).all()
+        spent = connection.execute(
+            select(finance.finance_campaigns.c.spent_fen)
+        ).scalar()
+    assert {row.status for row in rows} <= {"won", "lost"}
+    assert sorted(row.purchase_id for row in rows if row.status == "won") == sorted(
+        record.winners
+    )
+    assert spent == 300

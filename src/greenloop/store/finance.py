@@ -1350,8 +1350,9 @@ def commit_campaign_draw(
 def reveal_campaign_draw(engine: Engine, draw_id: str, seed: bytes) -> DrawRecord:
     """Reveal the seed, rank the frozen entries and pay the winners within budget.
 
-    A winner whose prize would break a budget limit is marked `won_unpaid`.
-    Revealing the same draw again returns the stored record and pays nothing.
+    A winner whose prize would break a budget limit is marked `won_unpaid`. Each
+    entry is settled in its own transaction, so revealing the same draw again
+    settles only the entries a crash left open and pays nothing twice.
     """
     with engine.begin() as connection:
         draw = connection.execute(
@@ -1361,28 +1362,33 @@ def reveal_campaign_draw(engine: Engine, draw_id: str, seed: bytes) -> DrawRecor
             raise KeyError(f"draw {draw_id!r} not found; commit it first")
         commitment = DrawCommitment(**draw.commitment)
         record = reveal(commitment, seed, draw.entries)
-        if draw.seed_hex is not None:
-            return record
         campaign_row = connection.execute(
             select(finance_campaigns).where(
                 finance_campaigns.c.campaign_id == draw.campaign_id
             )
         ).one()
         campaign = CampaignConfig.model_validate(campaign_row.config)
-        connection.execute(
-            update(finance_draws)
-            .where(finance_draws.c.draw_id == draw_id)
-            .values(
-                seed_hex=seed.hex(),
-                winners=list(record.winners),
-                revealed_at=datetime.now(UTC),
+        if draw.seed_hex is None:
+            connection.execute(
+                update(finance_draws)
+                .where(finance_draws.c.draw_id == draw_id)
+                .values(
+                    seed_hex=seed.hex(),
+                    winners=list(record.winners),
+                    revealed_at=datetime.now(UTC),
+                )
             )
+    benefit = campaign.benefit
+    if not isinstance(benefit, LotteryRedEnvelope):
+        raise ValueError(
+            f"invalid campaign {campaign.id!r} for draw {draw_id!r}: its benefit is"
+            f" now {benefit.kind}; expected lottery_red_envelope"
         )
-    assert isinstance(campaign.benefit, LotteryRedEnvelope)
-    prize = int(yuan_to_fen(campaign.benefit.prize_yuan))
+    prize = int(yuan_to_fen(benefit.prize_yuan))
+    winners = set(record.winners)
     for purchase_id in record.entries:
         _settle_entry(
-            engine, campaign, draw_id, purchase_id, purchase_id in record.winners, prize
+            engine, campaign, draw_id, purchase_id, purchase_id in winners, prize
         )
     return record
 
