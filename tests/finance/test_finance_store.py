@@ -478,3 +478,17 @@ def test_reveal_resumes_after_crash(
         record.winners
     )
     assert spent == 300
+
+
+def test_second_commit_other_seed_rejected(engine: Engine, tmp_path: Path) -> None:
+    lottery = campaign_dict(
+        id="test-lottery",
+        benefit={"kind": "lottery_red_envelope", "prize_yuan": "1", "winners": 1},
+    )
+    run(engine, [make_loan(1)], write_configs(tmp_path, campaigns=[lottery]))
+    seed = new_seed()
+    first = commit_campaign_draw(engine, "test-lottery", seed_digest(seed))
+    again = commit_campaign_draw(engine, "test-lottery", seed_digest(seed))
+    assert again == first
+    with pytest.raises(ValueError, match="already committed"):
+        commit_campaign_draw(engine, "test-lottery", seed_digest(new_seed()))

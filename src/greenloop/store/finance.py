@@ -1293,7 +1293,8 @@ def commit_campaign_draw(
     """Freeze a lottery campaign's entries and store the commitment.
 
     The operator keeps the seed secret and passes only its SHA-256 here. Entries
-    that arrive after the commitment do not take part.
+    that arrive after the commitment are rejected. Committing again with the
+    same seed returns the stored commitment; another seed raises ValueError.
     """
     with engine.begin() as connection:
         campaign_row = connection.execute(
@@ -1344,7 +1345,13 @@ def commit_campaign_draw(
         stored = connection.execute(
             select(finance_draws).where(finance_draws.c.draw_id == draw_id)
         ).one()
-    return DrawCommitment(**stored.commitment)
+    existing = DrawCommitment(**stored.commitment)
+    if existing.seed_sha256 != commitment.seed_sha256:
+        raise ValueError(
+            f"draw {draw_id!r} is already committed with seed_sha256"
+            f" {existing.seed_sha256}; reveal it with that seed"
+        )
+    return existing
 
 
 def reveal_campaign_draw(engine: Engine, draw_id: str, seed: bytes) -> DrawRecord:
