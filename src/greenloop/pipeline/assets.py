@@ -174,12 +174,12 @@ def check_canonical(records: Sequence[str]) -> None:
             )
 
 
-def store_assets(
-    engine: Engine, assets: Sequence[dict[str, Any]], green: int
-) -> AssetCounts:
+def store_assets(engine: Engine, assets: pa.Table, green: int) -> AssetCounts:
     """Insert the assets; a purchase id already stored keeps its first record."""
     new = run_store.insert_assets(engine, assets)
-    return AssetCounts(green_purchases=green, assets_found=len(assets), assets_new=new)
+    return AssetCounts(
+        green_purchases=green, assets_found=assets.num_rows, assets_new=new
+    )
 
 
 def append_to_ledger(
@@ -245,7 +245,7 @@ def receipt_file_stem(purchase_id: str) -> str:
 
 def finance_loans(
     engine: Engine,
-    assets: Sequence[dict[str, Any]],
+    assets: pa.Table,
     facilities_path: Path,
     campaigns_path: Path,
     as_of: date,
@@ -254,8 +254,16 @@ def finance_loans(
 
     Only loans in CNY with two or more installments are financed.
     """
+    import pyarrow.compute as pc
+
     from greenloop.store.finance import GreenLoan, process_green_loans
 
+    financed = assets.filter(
+        pc.and_(
+            pc.greater_equal(assets.column("periods"), 2),
+            pc.equal(assets.column("currency"), FINANCED_CURRENCY),
+        )
+    )
     loans = [
         GreenLoan(
             purchase_id=asset["purchase_id"],
@@ -268,7 +276,6 @@ def finance_loans(
             merchant_id=asset["merchant_id"],
             kg_co2e_lifetime=asset["kg_co2e_lifetime"],
         )
-        for asset in assets
-        if asset["periods"] >= 2 and asset["currency"] == FINANCED_CURRENCY
+        for asset in financed.to_pylist()
     ]
     return process_green_loans(engine, loans, facilities_path, campaigns_path, as_of)

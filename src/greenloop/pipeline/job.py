@@ -212,12 +212,11 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
     asset_table = asset_step.build_assets(run.connection, run.run_id, secret)
-    assets = asset_table.to_pylist()
     asset_counts = _timed(
         run.timings,
         "green_assets",
         lambda: asset_step.store_assets(
-            run.engine, assets, run.counts["identify"]["green"]
+            run.engine, asset_table, run.counts["identify"]["green"]
         ),
     )
     run.counts["green_assets"] = vars(asset_counts)
@@ -248,7 +247,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             run.timings,
             "finance",
             lambda: asset_step.finance_loans(
-                run.engine, assets, facilities, campaigns, run.as_of
+                run.engine, asset_table, facilities, campaigns, run.as_of
             ),
         )
         run.counts["finance"] = {"loans": len(finance.loans)}

@@ -7,10 +7,12 @@ again after a crash, never creates a second asset.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -67,6 +69,7 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
+INSERT_BATCH = 10_000
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -97,21 +100,48 @@ def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) 
         )
 
 
-def insert_assets(engine: Engine, assets: Sequence[Mapping[str, Any]]) -> int:
+def insert_assets(engine: Engine, assets: pa.Table) -> int:
     """Insert green assets and return how many were new.
 
-    A purchase id already stored keeps its first record.
+    A purchase id already stored keeps its first record. The table's columns
+    are those of `green_assets`.
     """
-    if not assets:
+    if assets.num_rows == 0:
         return 0
     with engine.begin() as connection:
         before = _count(connection)
-        statement = _insert(connection, green_assets).on_conflict_do_nothing(
-            index_elements=["purchase_id"]
-        )
-        for start in range(0, len(assets), 5_000):
-            connection.execute(statement, list(assets[start : start + 5_000]))
+        if connection.dialect.name == "sqlite":
+            _insert_sqlite(connection, assets)
+        else:
+            statement = _insert(connection, green_assets).on_conflict_do_nothing(
+                index_elements=["purchase_id"]
+            )
+            for batch in assets.to_batches(INSERT_BATCH):
+                connection.execute(statement, batch.to_pylist())
         return _count(connection) - before
+
+
+def _insert_sqlite(connection: Connection, assets: pa.Table) -> None:
+    # The driver's executemany is an order of magnitude faster than inserts
+    # through SQLAlchemy. Arrow formats microsecond timestamps with six
+    # fraction digits, which is SQLAlchemy's SQLite text form.
+    names = list(ASSET_COLUMNS)
+    placeholders = ", ".join("?" for _ in names)
+    statement = (
+        f"INSERT OR IGNORE INTO green_assets ({', '.join(names)}) "
+        f"VALUES ({placeholders})"
+    )
+    for batch in assets.select(names).to_batches(INSERT_BATCH):
+        columns = []
+        for name in names:
+            column = batch.column(name)
+            if name == "occurred_at":
+                column = pc.strftime(
+                    column.cast(pa.timestamp("us", tz="UTC")),
+                    format="%Y-%m-%d %H:%M:%S",
+                )
+            columns.append(column.to_pylist())
+        connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
 
 
 def _count(connection: Connection) -> int:

@@ -1,0 +1,78 @@
+"""The green-asset store on SQLite and PostgreSQL: inserts are idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from greenloop.store.base import make_engine, metadata
+from greenloop.store.runs import (
+    asset_count,
+    assets_without_ledger_index,
+    green_assets,
+    insert_assets,
+    ledger_indexes,
+    set_ledger_indexes,
+)
+
+
+def _assets(ids: list[str]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "purchase_id": purchase_id,
+                "run_id": "run-1",
+                "occurred_at": datetime(2026, 5, 1, 10, 30, tzinfo=UTC),
+                "user_key": "u" * 64,
+                "merchant_id": "m-suning",
+                "category": "appliance",
+                "standard_id": "cn.appliance",
+                "standard_version": "2025-01-01",
+                "region": "CN-GD",
+                "amount_fen": 329900,
+                "currency": "CNY",
+                "periods": 12,
+                "kg_co2e_per_year": 106.3,
+                "kg_co2e_lifetime": 1063.0,
+                "verdict_digest": "a" * 64,
+                "impact_digest": None,
+                "record": f'{{"purchase_id":"{purchase_id}"}}',
+                "ledger_index": None,
+                "reversed": False,
+            }
+            for purchase_id in ids
+        ]
+    )
+
+
+def _engine(url: str):
+    engine = make_engine(url)
+    metadata.create_all(engine, tables=[green_assets])
+    return engine
+
+
+def test_insert_counts_new_assets(database_url):
+    engine = _engine(database_url)
+    assert insert_assets(engine, _assets(["p1", "p2"])) == 2
+    assert insert_assets(engine, _assets(["p2", "p3"])) == 1
+    assert asset_count(engine) == 3
+
+
+def test_insert_keeps_timestamp(database_url):
+    engine = _engine(database_url)
+    insert_assets(engine, _assets(["p1"]))
+    with engine.connect() as connection:
+        stored = connection.execute(select(green_assets.c.occurred_at)).scalar_one()
+    assert stored.replace(tzinfo=None) == datetime(2026, 5, 1, 10, 30)
+
+
+def test_ledger_indexes_round_trip(database_url):
+    engine = _engine(database_url)
+    insert_assets(engine, _assets(["p2", "p1"]))
+    pending = assets_without_ledger_index(engine)
+    assert [key for key, _ in pending] == ["p1", "p2"]
+    set_ledger_indexes(engine, [("p1", 0), ("p2", 1)])
+    assert assets_without_ledger_index(engine) == []
+    assert ledger_indexes(engine, ["p1", "p2", "p9"]) == {"p1": 0, "p2": 1}
