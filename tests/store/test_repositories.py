@@ -227,3 +227,14 @@ def test_revocation_marks_verdicts(engine: Engine) -> None:
     assert row is not None
     assert row["verdict_status"] == "needs_review"
     assert row["verdict"]["reasons"] == ["revoked"]
+
+
+def test_identifier_evidence_lists_certified(engine: Engine) -> None:
+    row = _submit(engine)
+    _act(engine, row["id"], Action.APPROVE, Role.REVIEWER)
+    _act(engine, row["id"], Action.CERTIFY, Role.LENDER)
+    evidence = repositories.identifier_evidence(engine, as_of=date(2027, 1, 1))
+    assert [(p.merchant_id, p.sku, p.category) for p in evidence] == [
+        ("m-1", "s-1", Category.GREEN_FOOD)
+    ]
+    assert evidence[0].certification_id == str(row["id"])

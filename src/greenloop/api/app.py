@@ -30,7 +30,7 @@ from greenloop.api.routes import (
 from greenloop.api.settings import Settings
 from greenloop.certify import Identifies
 from greenloop.store.base import make_engine
-from greenloop.store.repositories import CertifiedProductRow
+from greenloop.store.repositories import CertifiedProductRow, to_certified_product
 from greenloop.store.schema import upgrade
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def default_identifier_factory(settings: Settings) -> IdentifierFactory:
     each call builds an identifier with the given certified products and
     today's date.
     """
-    from greenloop.identify import CertifiedProduct, Identifier
+    from greenloop.identify import Identifier
 
     base: Identifier | None = None
 
@@ -89,15 +89,7 @@ def default_identifier_factory(settings: Settings) -> IdentifierFactory:
                 energy_star_files=settings.energy_star_files,
             )
         products = {
-            (row.merchant_id, row.sku): CertifiedProduct(
-                merchant_id=row.merchant_id,
-                sku=row.sku,
-                category=row.category,
-                certification_id=row.certification_id,
-                valid_until=row.valid_until,
-                attributes=row.attributes,
-            )
-            for row in certified
+            (row.merchant_id, row.sku): to_certified_product(row) for row in certified
         }
         # NOTE: Identifier has no public way to swap its certified products, so
         # this rebuilds it from its loaded context; keep in step with

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from greenloop.categories import Category, Status
 from greenloop.certify import (
@@ -28,6 +28,7 @@ from greenloop.certify import (
     transition,
     valid_until,
 )
+from greenloop.identify.certified import CertifiedProduct
 from greenloop.store.models import (
     api_keys,
     certification_transitions,
@@ -644,4 +645,27 @@ def set_confirmation_awards(
         update(checkout_confirmations)
         .where(checkout_confirmations.c.id == confirmation_id)
         .values(awards=awards)
+    )
+
+
+def identifier_evidence(engine: Engine, *, as_of: date) -> list[CertifiedProduct]:
+    """Return the certified, unexpired products as the identifier's evidence.
+
+    The batch run passes these to `Identifier.load(certified_products=...)`, so
+    a product certified through the workflow is green there as at checkout.
+    """
+    with engine.connect() as connection:
+        rows = certified_products(connection, as_of=as_of)
+    return [to_certified_product(row) for row in rows]
+
+
+def to_certified_product(row: CertifiedProductRow) -> CertifiedProduct:
+    """Return a stored certified product as the identifier's record."""
+    return CertifiedProduct(
+        merchant_id=row.merchant_id,
+        sku=row.sku,
+        category=row.category,
+        certification_id=row.certification_id,
+        valid_until=row.valid_until,
+        attributes=row.attributes,
     )
