@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from greenloop.identify.claims import default_lexicons, find_claims
@@ -60,7 +61,9 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
 
 
-def _time_per_title(label, function, titles, repeats) -> None:  # type: ignore[no-untyped-def]
+def _time_per_title(
+    label: str, function: Callable[[str], object], titles: list[str], repeats: int
+) -> None:
     per_title = []
     cpu_per_title = []
     for _ in range(repeats):
