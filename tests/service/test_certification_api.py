@@ -205,3 +205,24 @@ def test_duplicate_sku_conflicts(client: TestClient, keys: Keys) -> None:
         headers=keys.headers("merchant"),
     )
     assert response.status_code == 409
+
+
+def test_operator_can_revoke(client: TestClient, keys: Keys) -> None:
+    certification_id = _certified(client, keys)
+    response = client.post(
+        f"/v1/operator/certifications/{certification_id}/revoke",
+        json={"reason": "fraud report confirmed"},
+        headers=keys.headers("operator"),
+    )
+    trail = response.json()["transitions"]
+    assert response.status_code == 200
+    assert response.json()["state"] == "revoked"
+    assert (trail[-1]["actor_role"], trail[-1]["actor_id"]) == ("operator", "ops-1")
+
+
+def test_revoking_twice_is_illegal(client: TestClient, keys: Keys) -> None:
+    certification_id = _certified(client, keys)
+    url = f"/v1/lender/certifications/{certification_id}/revoke"
+    client.post(url, json={"reason": "first"}, headers=keys.headers("lender"))
+    again = client.post(url, json={"reason": "second"}, headers=keys.headers("lender"))
+    assert again.status_code == 409

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from greenloop.api.auth import Principal, require
 from greenloop.api.problems import problem_responses
 from greenloop.api.routes.common import store_errors, utc_now
-from greenloop.api.schemas import ApiKeyIn, ApiKeyOut
+from greenloop.api.schemas import ApiKeyIn, ApiKeyOut, CertificationOut, DecisionIn
 from greenloop.certify import Role
 from greenloop.store import repositories
 
@@ -85,3 +85,20 @@ def revoke_key(
         repositories.revoke_api_key(connection, key_id, now=utc_now())
     service.key_cache.clear()
     logger.info("API key %s revoked by %s", key_id, principal.key_id)
+
+
+@router.post(
+    "/certifications/{certification_id}/revoke",
+    response_model=CertificationOut,
+    responses=ERRORS,
+)
+def revoke_certification(
+    certification_id: int,
+    body: DecisionIn,
+    request: Request,
+    principal: Annotated[Principal, Depends(operator_only)],
+) -> CertificationOut:
+    """Revoke a certified certification, as the lender can, and flow it on."""
+    from greenloop.api.routes.review import revoke_certification as revoke
+
+    return revoke(request, certification_id, principal, body.reason)

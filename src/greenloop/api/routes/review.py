@@ -46,7 +46,7 @@ def _act(
 ) -> CertificationOut:
     service = request.app.state.service
     if action is Action.REVOKE:
-        return _revoke(request, certification_id, principal, reason)
+        return revoke_certification(request, certification_id, principal, reason)
     with store_errors(), service.engine.begin() as connection:
         row = repositories.apply_action(
             connection,
@@ -63,7 +63,7 @@ def _act(
     return result
 
 
-def _revoke(
+def revoke_certification(
     request: Request, certification_id: int, principal: Principal, reason: str
 ) -> CertificationOut:
     """Revoke, then take the affected loans out of facility pools.
