@@ -17,8 +17,12 @@ run time:
 - The ENERGY STAR set is every certified model of the two registry files, with
   the brand and model number written into the title ("*" wildcards filled with
   "X"), expected `green` in energy_star under the `us` standards.
-- `handwritten.csv` holds greenloop's own Chinese and English titles and is
+- `handwritten.csv` contains greenloop's own Chinese and English titles and is
   copied as it is.
+- `evidence.csv` contains greenloop's own titles with certificate codes, model
+  numbers and merchant ids, scored with `--registries registry-sample --as-of
+  2026-12-04`. The folder `registry-sample/` is copied beside it; its rows are
+  invented and follow the real code formats.
 
 Usage: python evaluation/build_labels.py [--data DIR] [--out DIR]
 """
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     write(out / "open-food-facts.csv", food_rows(data))
     write(out / "energy-star.csv", energy_star_rows(data))
     shutil.copyfile(HERE / "handwritten.csv", out / "handwritten.csv")
+    shutil.copyfile(HERE / "evidence.csv", out / "evidence.csv")
+    shutil.copytree(
+        HERE / "registry-sample", out / "registry-sample", dirs_exist_ok=True
+    )
     print(f"wrote labelled sets to {out}")
     return 0
 

@@ -226,3 +226,23 @@ def test_online_retail_never_green(shared_data: Path, tmp_path: Path) -> None:
     assert document["status_confusion"]["not_green"]["green"] == 0
     assert document["green_without_evidence"] == 0
     assert document["traps"]["all"]["rate"] <= 0.02
+
+
+def test_evidence_set_with_sample_registries() -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(PROJECT_ROOT / "evaluation" / "evidence.csv"),
+            "--registries",
+            str(PROJECT_ROOT / "evaluation" / "registry-sample"),
+            "--as-of",
+            "2026-12-04",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["green_without_evidence"] == 0
+    assert document["status_scores"]["green"]["precision"] == 1.0
+    assert document["status_scores"]["green"]["recall"] == 1.0
