@@ -13,7 +13,7 @@ run time:
 - The Open Food Facts set is every product with a name. A product whose
   `labels_tags` names an organic label, or whose name makes an organic claim, is
   `needs_review` in organic_food, because a label tag or a word is a claim
-  without a certificate code; every other product is `not_green`.
+  without a certificate code. Every other product is `not_green`.
 - The ENERGY STAR set is every certified model of the two registry files, with
   the brand and model number written into the title ("*" wildcards filled with
   "X"), expected `green` in energy_star under the `us` standards.
