@@ -34,6 +34,8 @@ class Settings:
     facilities_path: Path = DEFAULT_FACILITIES
     campaigns_path: Path = DEFAULT_CAMPAIGNS
     max_body_bytes: int = 64 * 1024
+    # NOTE: 600 a minute per key is a starting guess, not a measured need; a
+    # merchant whose checkout sends more decisions needs a higher limit.
     rate_limit_per_minute: int = 600
     rate_limit_burst: int = 60
     api_key_cache_seconds: float = 10.0
