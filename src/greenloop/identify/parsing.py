@@ -25,7 +25,7 @@ from greenloop.identify.vocabulary import Vocabulary
 ClaimFinder = Callable[[str, str | None], tuple[ClaimFinding, ...]]
 
 
-@dataclass
+@dataclass(slots=True)
 class TitleFacts:
     """The words, grade, codes, product type and claims of a title and brand."""
 
@@ -47,7 +47,7 @@ class TitleFacts:
         return self._candidates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParsedQuery:
     """A product query with the parsed facts of its title."""
 

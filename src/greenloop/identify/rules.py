@@ -43,7 +43,7 @@ from greenloop.standards import Standard
 UNVERIFIABLE = "unverifiable"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """The conclusion of one rule about a query."""
 
