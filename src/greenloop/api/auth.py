@@ -11,12 +11,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
 
 from greenloop.api.problems import ProblemError
 from greenloop.certify import Role
@@ -67,12 +69,16 @@ class KeyCache:
             self._entries.clear()
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     header_key: Annotated[str | None, Depends(header_scheme)],
 ) -> Principal:
-    """Resolve the caller's key, apply its rate limit, and return the principal."""
+    """Resolve the caller's key, apply its rate limit, and return the principal.
+
+    It runs on the event loop, because a cached key needs no I/O; only a cache
+    miss reads the database, in the thread pool.
+    """
     presented = bearer.credentials if bearer else header_key
     if not presented:
         raise ProblemError(
@@ -85,8 +91,7 @@ def authenticate(
     key_hash = repositories.hash_api_key(presented)
     found, key = state.key_cache.get(key_hash)
     if not found:
-        with state.engine.connect() as connection:
-            key = repositories.find_api_key(connection, presented)
+        key = await run_in_threadpool(_lookup, state.engine, presented)
         state.key_cache.put(key_hash, key)
     if key is None:
         state.count_rejected_key()
@@ -110,11 +115,18 @@ def authenticate(
     return Principal(key.key_id, key.role, key.tenant_id)
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def _lookup(engine: Engine, presented: str) -> ApiKey | None:
+    with engine.connect() as connection:
+        return repositories.find_api_key(connection, presented)
+
+
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """Return a dependency that admits only callers in one of `roles`."""
     allowed = ", ".join(role.value for role in roles)
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(
+        principal: Annotated[Principal, Depends(authenticate)],
+    ) -> Principal:
         if principal.role not in roles:
             raise ProblemError(
                 403,
