@@ -158,7 +158,7 @@ def test_registry_grade_three_overrides_title(identifier: Identifier) -> None:
     verdict = identifier.identify(ProductQuery("格力空调 KFR-35GW 新一级能效 节能"))
     assert verdict.status is Status.NOT_GREEN
     assert verdict.attributes["energy_label_grade"] == 3
-    assert any("filing record says grade 3" in reason for reason in verdict.reasons)
+    assert any("filing record gives grade 3" in reason for reason in verdict.reasons)
 
 
 def test_uncovered_appliance_class_not_green(identifier: Identifier) -> None:

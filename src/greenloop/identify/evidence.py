@@ -178,6 +178,7 @@ def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
     # token may join the next such chunks, because some models contain spaces.
     # Plain string methods stand in for regexes where they can: this runs once
     # per title in batch identification.
+
     tokens: list[tuple[str, bool, bool]] = []
     with_digits: dict[str, None] = {}
     without_digits: dict[str, None] = {}
@@ -196,6 +197,7 @@ def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
                 with_digits[normalized] = None
         cleaned = _clean_model(chunk) if whole else ""
         tokens.append((cleaned, whole, _has_digit(cleaned)))
+
     for index, (token, whole, digit) in enumerate(tokens):
         if not whole:
             continue

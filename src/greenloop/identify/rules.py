@@ -32,6 +32,7 @@ from greenloop.identify.parsing import ParsedQuery
 from greenloop.identify.registries import (
     CODE_REGISTRIES,
     CertificateRecord,
+    EnergyLabelRecord,
     Registries,
     RegistryState,
     brand_matches,
@@ -443,7 +444,7 @@ def _brand_stated(parsed: ParsedQuery, brand: str) -> bool:
 
 
 def _energy_label_finding(
-    record: Any, stated: int | None, context: RuleContext
+    record: EnergyLabelRecord, stated: int | None, context: RuleContext
 ) -> Finding:
     max_grade = int(context.parameter(Category.APPLIANCE, "qualifying_max_grade"))
     top_grade = int(context.parameter(Category.APPLIANCE, "top_tier_grade"))
@@ -463,12 +464,14 @@ def _energy_label_finding(
         verified=True,
         attributes={"valid_until": valid_until, **attributes},
     )
+
     reasons = []
     if stated is not None and stated != record.grade:
         reasons.append(
-            f"The title states grade {stated}, but the filing record says grade "
+            f"The title states grade {stated}, but the filing record gives grade "
             f"{record.grade}; the filing record is used."
         )
+
     if record.valid_until is not None and record.valid_until < context.as_of:
         reasons.append(
             f"The filing record of {record.model_number} expired on {valid_until}."
@@ -476,6 +479,7 @@ def _energy_label_finding(
         return Finding(
             Status.NEEDS_REVIEW, Category.APPLIANCE, tuple(reasons), (evidence,)
         )
+
     if record.appliance_type not in covered:
         reasons.append(
             f"{record.appliance_type} is not one of the appliance classes the "
@@ -488,6 +492,7 @@ def _energy_label_finding(
             (evidence,),
             decisive=True,
         )
+
     if record.grade > max_grade:
         reasons.append(
             f"The filing record gives {record.brand} {record.model_number} "
@@ -502,6 +507,7 @@ def _energy_label_finding(
             attributes=attributes,
             decisive=True,
         )
+
     reasons.append(
         f"The filing record gives {record.brand} {record.model_number} "
         f"({record.appliance_type}) energy-label grade {record.grade}"
