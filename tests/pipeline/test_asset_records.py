@@ -48,8 +48,8 @@ def test_sql_record_is_canonical(purchase_id, merchant_id, user_id):
     connection.execute("SET TimeZone = 'UTC'")
     connection.register("results_arrow", _results(purchase_id, merchant_id, user_id))
     connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
-    assets = build_assets(connection, "run-1", b"k" * 32).to_pylist()
-    record = assets[0]["record"]
+    build_assets(connection, "run-1", b"k" * 32)
+    record = connection.execute("SELECT record FROM assets").fetchall()[0][0]
     assert canonical_json(json.loads(record)).decode("utf-8") == record
     assert json.loads(record)["purchase_id"] == purchase_id
     assert json.loads(record)["merchant_id"] == merchant_id
@@ -59,8 +59,10 @@ def test_sql_record_rounds_amount_half_up():
     connection = duckdb.connect()
     connection.register("results_arrow", _results("p1", "m1", "u1"))
     connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
-    asset = build_assets(connection, "run-1", b"k" * 32).to_pylist()[0]
-    record = json.loads(asset["record"])
+    build_assets(connection, "run-1", b"k" * 32)
+    record = json.loads(
+        connection.execute("SELECT record FROM assets").fetchall()[0][0]
+    )
     assert record["amount_minor_units"] == 329901
     assert record["g_co2e_lifetime"] == 1063250
     assert record["occurred_at"] == "2026-05-01T10:30:00Z"

@@ -34,6 +34,7 @@ LEDGER_BATCH = 10_000
 LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 2_000
 CANONICAL_SAMPLE = 2_000
+STORE_BATCH = 50_000
 FINANCED_CURRENCY = "CNY"
 
 
@@ -104,11 +105,12 @@ ORDER BY purchase_id
 
 def build_assets(
     connection: duckdb.DuckDBPyConnection, run_id: str, user_secret: bytes
-) -> pa.Table:
-    """Return the store rows of this run's green assets, each with its ledger record.
+) -> int:
+    """Create the DuckDB table `assets`: this run's green assets with their records.
 
     Amounts become hundredths (fen for CNY), rounded half away from zero; the
-    user becomes a keyed hash computed once per distinct user.
+    user becomes a keyed hash computed once per distinct user. Returns how many
+    assets there are.
     """
     from greenloop.ledger import pseudonym
 
@@ -128,39 +130,54 @@ def build_assets(
         }
     )
     connection.register("user_keys", user_keys)
-    assets = connection.sql(
-        ASSET_SQL,
-        params={
+    connection.execute(
+        f"CREATE OR REPLACE TABLE assets AS {ASSET_SQL}",
+        {
             "run_id": run_id,
             "record_type": RECORD_TYPE,
             "record_version": RECORD_VERSION,
         },
-    ).to_arrow_table()
+    )
     connection.unregister("user_keys")
-    assets = _recanonicalize_escapes(assets)
-    check_canonical(assets.column("record").to_pylist()[:CANONICAL_SAMPLE])
-    return assets
+    _recanonicalize_escapes(connection)
+    sample = connection.execute(
+        f"SELECT record FROM assets LIMIT {CANONICAL_SAMPLE}"
+    ).fetchall()
+    check_canonical([row[0] for row in sample])
+    return int(connection.execute("SELECT count(*) FROM assets").fetchall()[0][0])
 
 
-def _recanonicalize_escapes(assets: pa.Table) -> pa.Table:
+def _recanonicalize_escapes(connection: duckdb.DuckDBPyConnection) -> None:
     """Rewrite records that contain a \\u escape in canonical form.
 
     DuckDB writes control characters as upper-case \\u001F, while RFC 8785 asks
     for lower case; such records are rare, so Python rewrites them one by one.
     """
-    import pyarrow.compute as pc
-
     from greenloop.ledger import canonical_json
 
-    records = assets.column("record")
-    if not pc.any(pc.match_substring(records, "\\u")).as_py():
-        return assets
-    rewritten = [
-        canonical_json(json.loads(text)).decode("utf-8") if "\\u" in text else text
-        for text in records.to_pylist()
-    ]
-    index = assets.schema.get_field_index("record")
-    return assets.set_column(index, "record", pa.array(rewritten, pa.string()))
+    escaped = connection.execute(
+        "SELECT purchase_id, record FROM assets WHERE contains(record, '\\u')"
+    ).fetchall()
+    if not escaped:
+        return
+    rewritten = pa.table(
+        {
+            "purchase_id": pa.array([key for key, _ in escaped], pa.string()),
+            "record": pa.array(
+                [
+                    canonical_json(json.loads(text)).decode("utf-8")
+                    for _, text in escaped
+                ],
+                pa.string(),
+            ),
+        }
+    )
+    connection.register("rewritten_records", rewritten)
+    connection.execute(
+        "UPDATE assets SET record = w.record FROM rewritten_records w "
+        "WHERE assets.purchase_id = w.purchase_id"
+    )
+    connection.unregister("rewritten_records")
 
 
 def check_canonical(records: Sequence[str]) -> None:
@@ -174,12 +191,39 @@ def check_canonical(records: Sequence[str]) -> None:
             )
 
 
-def store_assets(engine: Engine, assets: pa.Table, green: int) -> AssetCounts:
-    """Insert the assets; a purchase id already stored keeps its first record."""
-    new = run_store.insert_assets(engine, assets)
-    return AssetCounts(
-        green_purchases=green, assets_found=assets.num_rows, assets_new=new
+def store_assets(
+    engine: Engine, connection: duckdb.DuckDBPyConnection, green: int
+) -> AssetCounts:
+    """Insert the `assets` table into the store in batches; return the counts.
+
+    A purchase id already stored keeps its first record.
+    """
+    columns = ", ".join(run_store.ASSET_COLUMNS)
+    reader = connection.sql(f"SELECT {columns} FROM assets").to_arrow_reader(
+        STORE_BATCH
     )
+    found = new = 0
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        found += table.num_rows
+        new += run_store.insert_assets(engine, table)
+    return AssetCounts(green_purchases=green, assets_found=found, assets_new=new)
+
+
+def receipt_purchase_ids(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """Return the purchase ids whose receipts the run writes, or none above the cap."""
+    rows = connection.execute(
+        f"SELECT purchase_id FROM assets ORDER BY purchase_id "
+        f"LIMIT {MAX_RECEIPTS_PER_RUN + 1}"
+    ).fetchall()
+    if len(rows) > MAX_RECEIPTS_PER_RUN:
+        logger.info(
+            "not writing receipts for more than %d assets; get one with "
+            "`greenloop ledger receipt PURCHASE_ID`",
+            MAX_RECEIPTS_PER_RUN,
+        )
+        return []
+    return [row[0] for row in rows]
 
 
 def append_to_ledger(
@@ -194,17 +238,17 @@ def append_to_ledger(
     from greenloop.store.ledger import LedgerStore
 
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
-    pending = run_store.assets_without_ledger_index(engine)
-    progress.start("ledger", len(pending))
+    progress.start("ledger", run_store.count_without_ledger_index(engine))
     appended = existing = 0
     batch = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
-    for start in range(0, len(pending), batch):
-        chunk = pending[start : start + batch]
+    after: str | None = None
+    while chunk := run_store.assets_without_ledger_index(engine, after, batch):
         results = log.append([(key, json.loads(record)) for key, record in chunk])
         run_store.set_ledger_indexes(engine, [(r.key, r.index) for r in results])
         appended += sum(1 for r in results if r.created)
         existing += sum(1 for r in results if not r.created)
         progress.advance(len(chunk))
+        after = chunk[-1][0]
     checkpoint = log.checkpoint()
     progress.finish()
     receipts = _write_receipts(log, run_purchase_ids, receipts_folder)
@@ -215,13 +259,7 @@ def append_to_ledger(
 
 def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:
     """Write one receipt file per asset, named after its purchase id."""
-    if len(purchase_ids) > MAX_RECEIPTS_PER_RUN:
-        logger.info(
-            "skipped writing %d receipts (more than %d); get one with "
-            "`greenloop ledger receipt PURCHASE_ID`",
-            len(purchase_ids),
-            MAX_RECEIPTS_PER_RUN,
-        )
+    if not purchase_ids:
         return 0
     folder.mkdir(parents=True, exist_ok=True)
     for purchase_id in purchase_ids:
@@ -245,7 +283,7 @@ def receipt_file_stem(purchase_id: str) -> str:
 
 def finance_loans(
     engine: Engine,
-    assets: pa.Table,
+    connection: duckdb.DuckDBPyConnection,
     facilities_path: Path,
     campaigns_path: Path,
     as_of: date,
@@ -254,28 +292,26 @@ def finance_loans(
 
     Only loans in CNY with two or more installments are financed.
     """
-    import pyarrow.compute as pc
-
     from greenloop.store.finance import GreenLoan, process_green_loans
 
-    financed = assets.filter(
-        pc.and_(
-            pc.greater_equal(assets.column("periods"), 2),
-            pc.equal(assets.column("currency"), FINANCED_CURRENCY),
-        )
-    )
+    financed = connection.execute(
+        "SELECT purchase_id, user_key, occurred_at, amount_fen, periods, category, "
+        "region, merchant_id, kg_co2e_lifetime FROM assets "
+        "WHERE periods >= 2 AND currency = ? ORDER BY purchase_id",
+        [FINANCED_CURRENCY],
+    ).fetchall()
     loans = [
         GreenLoan(
-            purchase_id=asset["purchase_id"],
-            user_key=asset["user_key"] or "",
-            occurred_at=asset["occurred_at"],
-            principal_fen=asset["amount_fen"],
-            periods=asset["periods"],
-            category=asset["category"],
-            region=asset["region"],
-            merchant_id=asset["merchant_id"],
-            kg_co2e_lifetime=asset["kg_co2e_lifetime"],
+            purchase_id=row[0],
+            user_key=row[1] or "",
+            occurred_at=row[2],
+            principal_fen=row[3],
+            periods=row[4],
+            category=row[5],
+            region=row[6],
+            merchant_id=row[7],
+            kg_co2e_lifetime=row[8],
         )
-        for asset in financed.to_pylist()
+        for row in financed
     ]
     return process_green_loans(engine, loans, facilities_path, campaigns_path, as_of)

@@ -211,17 +211,17 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
-    asset_table = asset_step.build_assets(run.connection, run.run_id, secret)
+    asset_step.build_assets(run.connection, run.run_id, secret)
     asset_counts = _timed(
         run.timings,
         "green_assets",
         lambda: asset_step.store_assets(
-            run.engine, asset_table, run.counts["identify"]["green"]
+            run.engine, run.connection, run.counts["identify"]["green"]
         ),
     )
     run.counts["green_assets"] = vars(asset_counts)
 
-    purchase_ids = asset_table.column("purchase_id").to_pylist()
+    purchase_ids = asset_step.receipt_purchase_ids(run.connection)
     ledger_counts = _timed(
         run.timings,
         "ledger",
@@ -247,7 +247,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             run.timings,
             "finance",
             lambda: asset_step.finance_loans(
-                run.engine, asset_table, facilities, campaigns, run.as_of
+                run.engine, run.connection, facilities, campaigns, run.as_of
             ),
         )
         run.counts["finance"] = {"loans": len(finance.loans)}

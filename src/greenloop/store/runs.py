@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     update,
 )
@@ -145,22 +146,41 @@ def _insert_sqlite(connection: Connection, assets: pa.Table) -> None:
 
 
 def _count(connection: Connection) -> int:
-    from sqlalchemy import func
-
     return int(
         connection.execute(select(func.count()).select_from(green_assets)).scalar_one()
     )
 
 
-def assets_without_ledger_index(engine: Engine) -> list[tuple[str, str]]:
-    """Return (purchase_id, record JSON) of assets not yet in the ledger, sorted."""
+def assets_without_ledger_index(
+    engine: Engine, after: str | None = None, limit: int | None = None
+) -> list[tuple[str, str]]:
+    """Return (purchase_id, record JSON) of assets not yet in the ledger, sorted.
+
+    `after` and `limit` page through them by purchase id.
+    """
+    query = (
+        select(green_assets.c.purchase_id, green_assets.c.record)
+        .where(green_assets.c.ledger_index.is_(None))
+        .order_by(green_assets.c.purchase_id)
+    )
+    if after is not None:
+        query = query.where(green_assets.c.purchase_id > after)
+    if limit is not None:
+        query = query.limit(limit)
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(green_assets.c.purchase_id, green_assets.c.record)
-            .where(green_assets.c.ledger_index.is_(None))
-            .order_by(green_assets.c.purchase_id)
+        return [(row[0], row[1]) for row in connection.execute(query)]
+
+
+def count_without_ledger_index(engine: Engine) -> int:
+    """Return how many stored assets are not yet in the ledger."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(green_assets)
+                .where(green_assets.c.ledger_index.is_(None))
+            ).scalar_one()
         )
-        return [(row[0], row[1]) for row in rows]
 
 
 def set_ledger_indexes(engine: Engine, indexes: Iterable[tuple[str, int]]) -> None:
