@@ -150,8 +150,8 @@ def build_assets(
 def _recanonicalize_escapes(connection: duckdb.DuckDBPyConnection) -> None:
     """Rewrite records that contain a \\u escape in canonical form.
 
-    DuckDB writes control characters as upper-case \\u001F, while RFC 8785 asks
-    for lower case; such records are rare, so Python rewrites them one by one.
+    DuckDB writes control characters as upper-case \\u001F, but RFC 8785 requires
+    lower case. Such records are rare, so Python rewrites them one by one.
     """
     from greenloop.ledger import canonical_json
 

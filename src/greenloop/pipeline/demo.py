@@ -1,11 +1,12 @@
 """A seeded, realistic sample of Chinese consumer purchases on credit.
 
-The sample has a product catalogue (appliances with energy-label grades,
+The sample has a product catalogue: appliances with energy-label grades,
 new-energy and petrol cars, metro and bus rides, organic and Green Food with
-certificate codes, second-hand goods, ordinary goods, some named with
-misleading green words), the registries that confirm part of it, and purchases
-drawn from the catalogue. Amounts are in CNY; merchant category codes come from
-the Alipay list in the `iso18245` package. Every value is synthetic.
+certificate codes, second-hand goods, and ordinary goods, some named with
+misleading green words. It also has the registries that confirm part of the
+catalogue, and purchases drawn from it. Amounts are in CNY, and merchant
+category codes come from the Alipay list in the `iso18245` package. Every value
+is synthetic.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ GROCERY_MERCHANTS = (
 
 @dataclass(frozen=True)
 class DemoSample:
-    """Where the demo sample was written and the date it is valid on."""
+    """The paths of a written demo sample and the date its registries hold on."""
 
     purchases: Path
     registries: Path

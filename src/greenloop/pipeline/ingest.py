@@ -1,7 +1,7 @@
 """The ingest step: map, validate and split the input into purchases and returns.
 
 The whole step is SQL in DuckDB, so it runs out of core at any size. Each row
-gets a list of problems; a row with any problem goes to the quarantine with its
+gets a list of problems. A row with any problem goes to the quarantine with its
 row number, column, value and reason, and every other row becomes either a
 purchase or a return. Returns are matched to the purchase they reverse.
 """
@@ -43,7 +43,7 @@ EXPECTED_FORMS = {
 
 @dataclass(frozen=True)
 class IngestCounts:
-    """What the ingest step found, row by row."""
+    """Counts of what the ingest step found, row by row."""
 
     rows_read: int
     quarantined_rows: int

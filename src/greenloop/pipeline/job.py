@@ -67,7 +67,7 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    """Where a run wrote its outputs and what it counted."""
+    """The outcome of a run: its id, its output folder, its manifest and counts."""
 
     run_id: str
     run_dir: Path

@@ -42,7 +42,7 @@ class MappingError(ValueError):
 
 
 class ColumnSpec(BaseModel):
-    """How one purchase field is read from the source."""
+    """The source of one purchase field: a column or a template, and its parsing."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,7 +77,7 @@ class PrefixRule(BaseModel):
 
 
 class ReturnRules(BaseModel):
-    """How returns and cancellations are recognised and matched."""
+    """The rules that recognise returns and cancellations and match them."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,7 +1,7 @@
 """Reading an input file into DuckDB as the `raw` relation, with row numbers.
 
 Parquet is read by DuckDB directly, out of core. CSV and JSON Lines go through
-Python's readers, which give exact row numbers for malformed records; those
+Python's readers, which give exact row numbers for malformed records. Those
 records become quarantine entries instead of stopping the run.
 """
 
