@@ -192,7 +192,11 @@ def check_canonical(records: Sequence[str]) -> None:
 
 
 def store_assets(
-    engine: Engine, connection: duckdb.DuckDBPyConnection, green: int
+    engine: Engine,
+    connection: duckdb.DuckDBPyConnection,
+    green: int,
+    total: int,
+    progress: ProgressSink,
 ) -> AssetCounts:
     """Insert the `assets` table into the store in batches; return the counts.
 
@@ -202,11 +206,14 @@ def store_assets(
     reader = connection.sql(f"SELECT {columns} FROM assets").to_arrow_reader(
         STORE_BATCH
     )
+    progress.start("green assets", total)
     found = new = 0
     for batch in reader:
         table = pa.Table.from_batches([batch])
         found += table.num_rows
         new += run_store.insert_assets(engine, table)
+        progress.advance(table.num_rows)
+    progress.finish()
     return AssetCounts(green_purchases=green, assets_found=found, assets_new=new)
 
 

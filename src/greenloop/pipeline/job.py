@@ -180,11 +180,14 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     from greenloop.impact import ImpactCalculator
     from greenloop.ledger import load_or_create_secret
 
+    run.sink.start("ingest", None)
     ingest_counts = _timed(
         run.timings,
         "ingest",
         lambda: ingest(run.connection, run.source, run.mapping, run.started_at),
     )
+    run.sink.advance(ingest_counts.rows_read)
+    run.sink.finish()
     run.counts["ingest"] = vars(ingest_counts)
 
     identifier = Identifier.load(
@@ -211,14 +214,15 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
-    asset_step.build_assets(run.connection, run.run_id, secret)
-    asset_counts = _timed(
-        run.timings,
-        "green_assets",
-        lambda: asset_step.store_assets(
-            run.engine, run.connection, run.counts["identify"]["green"]
-        ),
-    )
+
+    def green_assets() -> asset_step.AssetCounts:
+        total = asset_step.build_assets(run.connection, run.run_id, secret)
+        green = run.counts["identify"]["green"]
+        return asset_step.store_assets(
+            run.engine, run.connection, green, total, run.sink
+        )
+
+    asset_counts = _timed(run.timings, "green_assets", green_assets)
     run.counts["green_assets"] = vars(asset_counts)
 
     purchase_ids = asset_step.receipt_purchase_ids(run.connection)
