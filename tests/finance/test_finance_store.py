@@ -221,23 +221,29 @@ def test_refund_twice_returns_budget_once(engine: Engine, tmp_path: Path) -> Non
     assert spent == 0
 
 
+@pytest.mark.parametrize("chunk_size", [1, 1000])
 def test_crash_mid_award_loses_nothing(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
 ) -> None:
+    # With one loan per chunk two chunks commit before the crash; with one
+    # chunk for all four loans the crash rolls the whole chunk back.
+    monkeypatch.setattr(finance, "AWARD_CHUNK", chunk_size)
     paths = write_configs(tmp_path)
     loans = [make_loan(index) for index in range(4)]
     original = finance._charge_savings
     calls = {"count": 0}
 
-    def crash_on_third(*arguments: Any) -> int | None:
+    def crash_on_call(*arguments: Any) -> int | None:
         calls["count"] += 1
-        if calls["count"] == 3:
+        if calls["count"] == (3 if chunk_size == 1 else 1):
             raise RuntimeError("process killed")
         return original(*arguments)
 
-    monkeypatch.setattr(finance, "_charge_savings", crash_on_third)
+    monkeypatch.setattr(finance, "_charge_savings", crash_on_call)
     with pytest.raises(RuntimeError, match="process killed"):
         run(engine, loans, paths)
+    awards_before_rerun = count(engine, finance.finance_awards)
+    assert awards_before_rerun == (2 if chunk_size == 1 else 0)
     monkeypatch.setattr(finance, "_charge_savings", original)
     outcome = run(engine, loans, paths)
     campaign = outcome.incentive_report["campaigns"]["test-envelope"]
@@ -245,6 +251,9 @@ def test_crash_mid_award_loses_nothing(
     assert campaign["spent_fen"] == 4000
     section = outcome.allocation_report["facilities"]["test-facility"]
     assert section["savings_spent_fen"] == 4000
+    with engine.connect() as connection:
+        users = connection.execute(select(finance.finance_campaign_users)).all()
+    assert sum(row.spent_fen for row in users) == 4000
 
 
 def test_unpriced_periods_reported(engine: Engine, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -113,6 +113,12 @@ INCREMENTAL_LIMIT = 500
 # Purchase ids per IN list, well below SQLite's default limit of 32,766 bound
 # parameters.
 CHUNK = 1000
+# Loans per batch award transaction. A larger chunk makes fewer transactions
+# but holds the budget rows locked longer against the online checkout path.
+AWARD_CHUNK = 2000
+# Conflicting attempts of one chunk before it falls back to one transaction per
+# award.
+AWARD_ATTEMPTS = 3
 
 finance_loans = Table(
     "finance_loans",
@@ -768,51 +774,478 @@ def _award_incentives(
 ) -> dict[str, dict[str, int]]:
     """Offer every campaign to every loan, oldest purchase first.
 
-    Returns, per campaign, how many awards this run made and why others were
-    not made (budget limits, closed entries), so the report can show them.
+    Loans are taken in (purchase time, purchase id) order and campaigns in file
+    order, so when a budget runs out the earliest purchases win, whatever the
+    input order and chunk size. Returns, per campaign, how many awards this run
+    made and why others were not made, so the report can show them.
     """
     schedule = load_fee_schedules().get()
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
-    ids = [loan.purchase_id for loan in ordered]
-    statuses: dict[str, str] = {}
-    existing: set[tuple[str, str]] = set()
-    with engine.connect() as connection:
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            statuses.update(
-                connection.execute(
-                    select(finance_loans.c.purchase_id, finance_loans.c.status).where(
-                        finance_loans.c.purchase_id.in_(chunk)
-                    )
-                ).all()
-            )
-            existing.update(
-                connection.execute(
-                    select(
-                        finance_awards.c.campaign_id, finance_awards.c.purchase_id
-                    ).where(finance_awards.c.purchase_id.in_(chunk))
-                ).all()
-            )
     outcomes: dict[str, Counter[str]] = {
         item.id: Counter() for item in campaigns.campaigns
     }
-    for loan in ordered:
-        if statuses.get(loan.purchase_id) != LoanStatus.ACTIVE.value:
-            continue
-        for campaign in campaigns.campaigns:
-            if (campaign.id, loan.purchase_id) in existing:
-                continue
-            if ineligibility_reason(campaign, loan) is not None:
-                continue
+    costs: dict[tuple[str, str], int] = {}
+
+    def cost_of(campaign: CampaignConfig, loan: GreenLoan) -> int:
+        key = (campaign.id, loan.purchase_id)
+        if key not in costs:
             facility = facilities.get(campaign.funding.facility_id)
-            cost = benefit_cost_fen(
-                campaign, loan, facility.facility_rate, _standard_plan(schedule, loan)
+            standard = _standard_plan(schedule, loan)
+            costs[key] = int(
+                benefit_cost_fen(campaign, loan, facility.facility_rate, standard)
             )
-            outcomes[campaign.id][award(engine, campaign, loan, cost)] += 1
+        return costs[key]
+
+    for start in range(0, len(ordered), AWARD_CHUNK):
+        chunk = ordered[start : start + AWARD_CHUNK]
+        for campaign_id, purchase_id, status in _award_chunk(
+            engine, chunk, campaigns, cost_of
+        ):
+            outcomes[campaign_id][status] += 1
+            if status not in (AWARDED, ENTERED):
+                logger.debug(
+                    "campaign %s: no award for loan %s: %s",
+                    campaign_id,
+                    purchase_id,
+                    status,
+                )
     for campaign_id, counts in outcomes.items():
         if counts:
             logger.info("campaign %s this run: %s", campaign_id, dict(counts))
     return {key: dict(counts) for key, counts in outcomes.items()}
+
+
+class _ChunkConflict(Exception):
+    """A concurrent writer changed a row between a chunk's read and its write."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """One campaign offered to one loan that has no award from it yet."""
+
+    campaign: CampaignConfig
+    loan: GreenLoan
+    amount_fen: int
+    day: date
+
+
+CostFunction = Callable[[CampaignConfig, GreenLoan], int]
+
+
+def _award_chunk(
+    engine: Engine,
+    chunk: Sequence[GreenLoan],
+    campaigns: CampaignsFile,
+    cost_of: CostFunction,
+) -> list[tuple[str, str, str]]:
+    """Award a chunk of loans in one transaction; return (campaign, purchase, status).
+
+    The chunk reads its counters, decides every award in memory in order, then
+    writes with conditional statements that re-check each limit. When one of
+    them finds a row changed by a concurrent writer, the chunk rolls back and is
+    tried again. After AWARD_ATTEMPTS conflicts it falls back to `award`, one
+    transaction per award, which cannot conflict.
+    """
+    for attempt in range(1, AWARD_ATTEMPTS + 1):
+        try:
+            with engine.begin() as connection:
+                return _award_chunk_once(connection, chunk, campaigns, cost_of)
+        except _ChunkConflict as conflict:
+            logger.info(
+                "award chunk of %d loans from %s conflicted (attempt %d of %d): %s",
+                len(chunk),
+                chunk[0].purchase_id,
+                attempt,
+                AWARD_ATTEMPTS,
+                conflict,
+            )
+    with engine.connect() as connection:
+        candidates, _ = _pending_candidates(connection, chunk, campaigns, cost_of)
+    return [
+        (
+            candidate.campaign.id,
+            candidate.loan.purchase_id,
+            award(
+                engine,
+                candidate.campaign,
+                candidate.loan,
+                Decimal(candidate.amount_fen),
+            ),
+        )
+        for candidate in candidates
+    ]
+
+
+def _pending_candidates(
+    connection: Connection,
+    chunk: Sequence[GreenLoan],
+    campaigns: CampaignsFile,
+    cost_of: CostFunction,
+) -> tuple[list[_Candidate], set[str]]:
+    """Return the awards still to try for active loans, and the fee-waived loans."""
+    ids = [loan.purchase_id for loan in chunk]
+    stored = connection.execute(
+        select(
+            finance_loans.c.purchase_id,
+            finance_loans.c.status,
+            finance_loans.c.consumer_fee_waived,
+        ).where(finance_loans.c.purchase_id.in_(ids))
+    ).all()
+    active = {
+        row.purchase_id for row in stored if row.status == LoanStatus.ACTIVE.value
+    }
+    waived = {row.purchase_id for row in stored if row.consumer_fee_waived}
+    existing = {
+        (row.campaign_id, row.purchase_id)
+        for row in connection.execute(
+            select(finance_awards.c.campaign_id, finance_awards.c.purchase_id).where(
+                finance_awards.c.purchase_id.in_(ids)
+            )
+        )
+    }
+    candidates = [
+        _Candidate(
+            campaign,
+            loan,
+            cost_of(campaign, loan),
+            campaign.purchase_date(loan.occurred_at),
+        )
+        for loan in chunk
+        if loan.purchase_id in active
+        for campaign in campaigns.campaigns
+        if (campaign.id, loan.purchase_id) not in existing
+        and ineligibility_reason(campaign, loan) is None
+    ]
+    return candidates, waived
+
+
+@dataclass(slots=True)
+class _Budgets:
+    """Counter values read at the start of a chunk, and the chunk's charges.
+
+    `try_charge` applies the checks of `_try_award` and `_charge_budgets` in the
+    same order, so a chunk rejects exactly what one-by-one awards would reject
+    from the same starting counters.
+    """
+
+    campaign_spent: dict[str, int]
+    campaign_total: dict[str, int]
+    users: dict[tuple[str, str], tuple[int, int]]
+    days: dict[tuple[str, date], int]
+    savings_balance: dict[str, int]
+    waived: set[str]
+    closed: set[str]
+    campaign_charges: Counter[str] = field(default_factory=Counter)
+    user_charges: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    day_charges: Counter[tuple[str, date]] = field(default_factory=Counter)
+    savings_charges: Counter[str] = field(default_factory=Counter)
+    newly_waived: list[str] = field(default_factory=list)
+
+    def try_charge(self, candidate: _Candidate) -> tuple[str, int | None]:
+        """Charge one award; return its status and the savings balance left."""
+        campaign = candidate.campaign
+        campaign_id = campaign.id
+        purchase_id = candidate.loan.purchase_id
+        if isinstance(campaign.benefit, LotteryRedEnvelope):
+            if campaign_id in self.closed:
+                return "draw already committed; entries are closed", None
+            return ENTERED, None
+        if isinstance(campaign.benefit, InterestFree) and purchase_id in self.waived:
+            return "already interest-free", None
+
+        amount = candidate.amount_fen
+        budget = campaign.budget
+        if self.campaign_spent[campaign_id] + amount > self.campaign_total[campaign_id]:
+            return "campaign budget exhausted", None
+        user_key = (campaign_id, candidate.loan.user_key)
+        user_spent, user_awards = self.users.get(user_key, (0, 0))
+        if budget.per_user_fen is not None and user_spent + amount > int(
+            budget.per_user_fen
+        ):
+            return "per-user limit reached", None
+        if budget.per_user_awards is not None and user_awards + 1 > int(
+            budget.per_user_awards
+        ):
+            return "per-user limit reached", None
+        day_key = (campaign_id, candidate.day)
+        day_spent = self.days.get(day_key, 0)
+        if budget.per_day_fen is not None and day_spent + amount > int(
+            budget.per_day_fen
+        ):
+            return "daily budget reached", None
+        facility_id = campaign.funding.facility_id
+        balance = self.savings_balance[facility_id]
+        if amount > balance:
+            return "facility savings exhausted", None
+
+        self.campaign_spent[campaign_id] += amount
+        self.campaign_charges[campaign_id] += amount
+        self.users[user_key] = (user_spent + amount, user_awards + 1)
+        charged_fen, charged_awards = self.user_charges.get(user_key, (0, 0))
+        self.user_charges[user_key] = (charged_fen + amount, charged_awards + 1)
+        self.days[day_key] = day_spent + amount
+        self.day_charges[day_key] += amount
+        self.savings_balance[facility_id] = balance - amount
+        self.savings_charges[facility_id] += amount
+        if isinstance(campaign.benefit, InterestFree):
+            self.waived.add(purchase_id)
+            self.newly_waived.append(purchase_id)
+        return AWARDED, balance - amount
+
+
+def _award_chunk_once(
+    connection: Connection,
+    chunk: Sequence[GreenLoan],
+    campaigns: CampaignsFile,
+    cost_of: CostFunction,
+) -> list[tuple[str, str, str]]:
+    """Decide and write one chunk's awards inside the caller's transaction."""
+    candidates, waived = _pending_candidates(connection, chunk, campaigns, cost_of)
+    if not candidates:
+        return []
+    budgets = _read_budgets(connection, candidates, waived)
+    results = []
+    award_rows = []
+    now = datetime.now(UTC)
+    for candidate in candidates:
+        status, balance = budgets.try_charge(candidate)
+        results.append((candidate.campaign.id, candidate.loan.purchase_id, status))
+        if status in (AWARDED, ENTERED):
+            award_rows.append(_award_row(candidate, status, balance, now))
+    # The writes take row locks in the order `award` takes them (award rows,
+    # loan, campaign, user, day, facility), so a chunk and a concurrent
+    # single award or refund cannot deadlock each other.
+    _insert_award_rows(connection, award_rows)
+    _waive_fees(connection, budgets.newly_waived)
+    _write_budget_charges(connection, campaigns, budgets)
+    return results
+
+
+def _read_budgets(
+    connection: Connection, candidates: Sequence[_Candidate], waived: set[str]
+) -> _Budgets:
+    campaign_ids = sorted({candidate.campaign.id for candidate in candidates})
+    user_keys = sorted({candidate.loan.user_key for candidate in candidates})
+    days = sorted({candidate.day for candidate in candidates})
+    facility_ids = sorted(
+        {candidate.campaign.funding.facility_id for candidate in candidates}
+    )
+    campaign_rows = connection.execute(
+        select(finance_campaigns).where(
+            finance_campaigns.c.campaign_id.in_(campaign_ids)
+        )
+    ).all()
+    users = finance_campaign_users.c
+    user_rows = connection.execute(
+        select(users.campaign_id, users.user_key, users.spent_fen, users.awards).where(
+            and_(users.campaign_id.in_(campaign_ids), users.user_key.in_(user_keys))
+        )
+    ).all()
+    day_columns = finance_campaign_days.c
+    day_rows = connection.execute(
+        select(day_columns.campaign_id, day_columns.day, day_columns.spent_fen).where(
+            and_(day_columns.campaign_id.in_(campaign_ids), day_columns.day.in_(days))
+        )
+    ).all()
+    facility_rows = connection.execute(
+        select(finance_facilities).where(
+            finance_facilities.c.facility_id.in_(facility_ids)
+        )
+    ).all()
+    closed = set(
+        connection.execute(
+            select(finance_draws.c.campaign_id).where(
+                finance_draws.c.campaign_id.in_(campaign_ids)
+            )
+        ).scalars()
+    )
+    return _Budgets(
+        campaign_spent={row.campaign_id: int(row.spent_fen) for row in campaign_rows},
+        campaign_total={row.campaign_id: int(row.total_fen) for row in campaign_rows},
+        users={
+            (row.campaign_id, row.user_key): (int(row.spent_fen), int(row.awards))
+            for row in user_rows
+        },
+        days={(row.campaign_id, row.day): int(row.spent_fen) for row in day_rows},
+        savings_balance={
+            row.facility_id: int(row.accrued_fen) - int(row.savings_spent_fen)
+            for row in facility_rows
+        },
+        waived=set(waived),
+        closed=closed,
+    )
+
+
+def _award_row(
+    candidate: _Candidate, status: str, balance: int | None, now: datetime
+) -> dict[str, Any]:
+    campaign = candidate.campaign
+    amount = candidate.amount_fen if status == AWARDED else 0
+    return {
+        "campaign_id": campaign.id,
+        "purchase_id": candidate.loan.purchase_id,
+        "user_key": candidate.loan.user_key,
+        "benefit_kind": campaign.benefit.kind,
+        "amount_fen": amount,
+        "facility_id": campaign.funding.facility_id,
+        "savings_fen": amount,
+        "savings_balance_after_fen": balance,
+        "category": candidate.loan.category,
+        "day": candidate.day,
+        "status": status,
+        "awarded_at": now,
+    }
+
+
+def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert award rows; a row that already exists means a concurrent award."""
+    rows = sorted(rows, key=lambda row: (row["campaign_id"], row["purchase_id"]))
+    # 12 bound parameters per row keeps each statement far below SQLite's
+    # default limit of 32,766.
+    for start in range(0, len(rows), CHUNK):
+        batch = rows[start : start + CHUNK]
+        statement = (
+            _dialect_insert(connection, finance_awards)
+            .values(batch)
+            .on_conflict_do_nothing(index_elements=["campaign_id", "purchase_id"])
+            .returning(finance_awards.c.id)
+        )
+        inserted = len(connection.execute(statement).all())
+        if inserted != len(batch):
+            raise _ChunkConflict(
+                f"{len(batch) - inserted} of {len(batch)} awards already exist"
+            )
+
+
+def _waive_fees(connection: Connection, purchase_ids: list[str]) -> None:
+    ordered = sorted(purchase_ids)
+    for start in range(0, len(ordered), CHUNK):
+        batch = ordered[start : start + CHUNK]
+        waived = connection.execute(
+            update(finance_loans)
+            .where(
+                and_(
+                    finance_loans.c.purchase_id.in_(batch),
+                    finance_loans.c.consumer_fee_waived == 0,
+                )
+            )
+            .values(consumer_fee_waived=1)
+        )
+        if waived.rowcount != len(batch):
+            raise _ChunkConflict(
+                f"{len(batch) - waived.rowcount} loans became interest-free"
+            )
+
+
+def _write_budget_charges(
+    connection: Connection, campaigns: CampaignsFile, budgets: _Budgets
+) -> None:
+    """Add the chunk's charges to every counter, each within its limit.
+
+    Each statement repeats the limit in its WHERE clause, so the totals never
+    exceed a limit even when a concurrent writer charged the same counter after
+    the chunk read it. Such a change raises _ChunkConflict and rolls back.
+    """
+    columns = finance_campaigns.c
+    for campaign_id in sorted(budgets.campaign_charges):
+        amount = budgets.campaign_charges[campaign_id]
+        charged = connection.execute(
+            update(finance_campaigns)
+            .where(
+                and_(
+                    columns.campaign_id == campaign_id,
+                    columns.spent_fen + amount <= columns.total_fen,
+                )
+            )
+            .values(spent_fen=columns.spent_fen + amount)
+        )
+        if charged.rowcount != 1:
+            raise _ChunkConflict(f"campaign {campaign_id} budget changed")
+
+    by_id = {campaign.id: campaign for campaign in campaigns.campaigns}
+    for campaign_id in sorted(budgets.campaign_charges):
+        budget = by_id[campaign_id].budget
+        user_rows = [
+            {
+                "campaign_id": campaign_id,
+                "user_key": user_key,
+                "spent_fen": fen,
+                "awards": count,
+            }
+            for (charged_campaign, user_key), (fen, count) in sorted(
+                budgets.user_charges.items()
+            )
+            if charged_campaign == campaign_id
+        ]
+        _upsert_counters(
+            connection,
+            finance_campaign_users,
+            ["campaign_id", "user_key"],
+            user_rows,
+            {"spent_fen": budget.per_user_fen, "awards": budget.per_user_awards},
+        )
+        day_rows = [
+            {"campaign_id": campaign_id, "day": day, "spent_fen": fen}
+            for (charged_campaign, day), fen in sorted(budgets.day_charges.items())
+            if charged_campaign == campaign_id
+        ]
+        _upsert_counters(
+            connection,
+            finance_campaign_days,
+            ["campaign_id", "day"],
+            day_rows,
+            {"spent_fen": budget.per_day_fen},
+        )
+
+    for facility_id in sorted(budgets.savings_charges):
+        amount = budgets.savings_charges[facility_id]
+        balance = _charge_savings(connection, facility_id, amount)
+        if balance != budgets.savings_balance[facility_id]:
+            # The award rows store the balance left after each award, computed
+            # from the balance read, so any concurrent change makes them wrong.
+            raise _ChunkConflict(f"facility {facility_id} savings changed")
+
+
+def _upsert_counters(
+    connection: Connection,
+    table: Table,
+    key: list[str],
+    rows: list[dict[str, Any]],
+    limits: Mapping[str, Decimal | int | None],
+) -> None:
+    """Add each row's increments to its counter, creating it when missing.
+
+    The ON CONFLICT ... WHERE clause applies `limits` (column -> maximum) to the
+    sum, so a counter never passes its limit. A row that fails the check is not
+    returned, which raises _ChunkConflict.
+    """
+    for start in range(0, len(rows), CHUNK):
+        batch = rows[start : start + CHUNK]
+        statement = _dialect_insert(connection, table).values(batch)
+        increments = [name for name in batch[0] if name not in key]
+        checks = [
+            table.c[name] + statement.excluded[name] <= int(limit)
+            for name, limit in limits.items()
+            if limit is not None
+        ]
+        upsert = statement.on_conflict_do_update(
+            index_elements=key,
+            set_={
+                name: table.c[name] + statement.excluded[name] for name in increments
+            },
+            where=and_(*checks) if checks else None,
+        ).returning(*(table.c[name] for name in key))
+        charged = len(connection.execute(upsert).all())
+        if charged != len(batch):
+            raise _ChunkConflict(
+                f"{len(batch) - charged} {table.name} counters reached a limit"
+            )
+
+
+def _dialect_insert(connection: Connection, table: Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 def _standard_plan(schedule: FeeSchedule, loan: GreenLoan) -> InstallmentPlan:
