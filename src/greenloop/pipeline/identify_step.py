@@ -19,7 +19,7 @@ BATCH_PRODUCTS = 20_000
 
 VERDICT_SCHEMA = pa.schema(
     [
-        ("product_key", pa.string()),
+        ("product_key", pa.uint64()),
         ("status", pa.string()),
         ("category", pa.string()),
         ("standard_id", pa.string()),
@@ -75,7 +75,7 @@ def query_from_row(row: dict[str, Any]) -> ProductQuery:
     )
 
 
-def verdict_row(product_key: str, verdict: Verdict) -> dict[str, Any]:
+def verdict_row(product_key: int, verdict: Verdict) -> dict[str, Any]:
     """Flatten a verdict into one row of VERDICT_SCHEMA."""
     document = verdict_json(verdict)
     return {
@@ -115,7 +115,7 @@ def identify_products(
     connection: duckdb.DuckDBPyConnection,
     identifier: Identifier,
     progress: ProgressSink,
-) -> dict[str, Verdict]:
+) -> dict[int, Verdict]:
     """Identify each distinct product of `purchases` into `product_verdicts`."""
     columns = ", ".join(f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS)
     products = connection.sql(
@@ -123,7 +123,7 @@ def identify_products(
         f"GROUP BY product_key ORDER BY product_key"
     ).to_arrow_table()
     progress.start("identify", products.num_rows)
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[int, Verdict] = {}
     empty = VERDICT_SCHEMA.empty_table()
     connection.register("verdict_empty", empty)
     connection.execute(

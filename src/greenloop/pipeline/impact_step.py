@@ -76,7 +76,7 @@ def normalize_regions(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
 def compute_impacts(
     connection: duckdb.DuckDBPyConnection,
     calculator: ImpactCalculator,
-    verdicts: dict[str, Verdict],
+    verdicts: dict[int, Verdict],
     progress: ProgressSink,
 ) -> dict[tuple[int, str | None], Impact]:
     """Create `product_facts`, `unit_impacts` and `spend_factors`.
@@ -87,7 +87,7 @@ def compute_impacts(
     """
     facts_ids: dict[str, int] = {}
     representative: dict[int, Verdict] = {}
-    product_keys: list[str] = []
+    product_keys: list[int] = []
     product_facts: list[int] = []
     for product_key, verdict in verdicts.items():
         if verdict.status != Status.GREEN:
@@ -101,7 +101,7 @@ def compute_impacts(
         "product_facts",
         pa.table(
             {
-                "product_key": pa.array(product_keys, pa.string()),
+                "product_key": pa.array(product_keys, pa.uint64()),
                 "facts_id": pa.array(product_facts, pa.int64()),
             }
         ),

@@ -224,7 +224,10 @@ def _staging_sql(
         if amount_from_price
         else "amount"
     )
-    problems = _problem_sql(amount_from_price, latest, text_fields)
+    conditions = _problem_conditions(amount_from_price, latest, text_fields)
+    problems = ",\n        ".join(_problem(*check) for check in conditions)
+    any_problem = " OR ".join(f"coalesce({check[0]}, false)" for check in conditions)
+    raw_names = ", ".join(_quote("raw_" + field) for field in PURCHASE_FIELDS)
     return f"""
 CREATE OR REPLACE TABLE staged AS
 WITH source AS (
@@ -243,12 +246,21 @@ WITH source AS (
         upper(currency) AS currency,
         {amount_sql} AS amount
     ),
-    prefix_return OR quantity < 0 OR returns_purchase_id IS NOT NULL AS is_return,
-    min({ROW_NUMBER_COLUMN}) OVER (PARTITION BY purchase_id) AS first_row
+    prefix_return OR quantity < 0 OR returns_purchase_id IS NOT NULL AS is_return
     FROM typed
+), duplicates AS (
+    SELECT purchase_id, min({ROW_NUMBER_COLUMN}) AS first_row
+    FROM typed WHERE purchase_id IS NOT NULL
+    GROUP BY purchase_id HAVING count(*) > 1
+), checked AS (
+    SELECT computed.*, duplicates.first_row,
+           CASE WHEN {any_problem}
+                THEN list_filter([{problems}], lambda p: p IS NOT NULL)
+                ELSE [] END AS problems
+    FROM computed LEFT JOIN duplicates USING (purchase_id)
 )
-SELECT computed.*, list_filter([{problems}], lambda p: p IS NOT NULL) AS problems
-FROM computed
+SELECT * EXCLUDE ({raw_names}, first_row), raw_purchase_id
+FROM checked
 """
 
 
@@ -259,12 +271,15 @@ def _problem(condition: str, column: str, value: str, reason: str) -> str:
     )
 
 
-def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) -> str:
-    checks: list[str] = []
+def _problem_conditions(
+    amount_from_price: bool, latest: str, text_fields: set[str]
+) -> list[tuple[str, str, str, str]]:
+    """Return each check as (condition, column, value, reason); true means a problem."""
+    checks: list[tuple[str, str, str, str]] = []
     for field in REQUIRED_FIELDS:
         raw = _quote("raw_" + field)
         checks.append(
-            _problem(
+            (
                 _blank(raw, field in text_fields),
                 field,
                 raw,
@@ -273,7 +288,7 @@ def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) ->
         )
     money_field = "unit_price" if amount_from_price else "amount"
     checks.append(
-        _problem(
+        (
             _blank(f"raw_{money_field}", money_field in text_fields),
             money_field,
             f"raw_{money_field}",
@@ -285,7 +300,7 @@ def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) ->
             continue
         raw = _quote("raw_" + field)
         checks.append(
-            _problem(
+            (
                 f"NOT ({_blank(raw, field in text_fields)}) AND {field} IS NULL",
                 field,
                 raw,
@@ -295,42 +310,42 @@ def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) ->
     low_grade, high_grade = ENERGY_LABEL_GRADES
     low_mcc, high_mcc = MCC_RANGE
     checks += [
-        _problem(
+        (
             "currency IS NOT NULL "
             "AND currency NOT IN (SELECT code FROM currency_codes)",
             "currency",
             "raw_currency",
             "unknown currency: expected an ISO 4217 code such as CNY, GBP or USD",
         ),
-        _problem(
+        (
             "first_row IS NOT NULL AND __row__ > first_row",
             "purchase_id",
             "purchase_id",
             "duplicate purchase_id: the first row with this id is kept",
         ),
-        _problem("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
-        _problem(
+        ("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
+        (
             "NOT is_return AND amount < 0",
             money_field,
             "amount",
             "impossible amount: a purchase line must not be negative (money in, "
             "such as a deposit or refund, is not a purchase)",
         ),
-        _problem(
+        (
             "NOT is_return AND amount = 0",
             money_field,
             "amount",
             "impossible amount 0: a purchase on credit has a price (zero-price lines "
             "are notes or stock adjustments)",
         ),
-        _problem(
+        (
             "is_return AND amount < 0",
             money_field,
             "amount",
             "impossible amount on a return: give the refunded amount as a positive "
             "number",
         ),
-        _problem(
+        (
             f"year(occurred_at) < {EARLIEST_PURCHASE_YEAR} OR occurred_at > "
             f"TIMESTAMP '{latest}' + INTERVAL 1 DAY",
             "occurred_at",
@@ -338,27 +353,27 @@ def _problem_sql(amount_from_price: bool, latest: str, text_fields: set[str]) ->
             f"impossible date: expected a date from {EARLIEST_PURCHASE_YEAR} up to "
             f"the run date",
         ),
-        _problem(
+        (
             f"installments < 0 OR installments > {MAX_INSTALLMENTS}",
             "installments",
             "installments",
             f"impossible installments: expected 0 to {MAX_INSTALLMENTS}",
         ),
-        _problem(
+        (
             f"energy_label_grade < {low_grade} OR energy_label_grade > {high_grade}",
             "energy_label_grade",
             "energy_label_grade",
             f"impossible energy_label_grade: China energy labels have grades "
             f"{low_grade} to {high_grade}",
         ),
-        _problem(
+        (
             f"mcc < {low_mcc} OR mcc > {high_mcc}",
             "mcc",
             "mcc",
             "impossible mcc: a merchant category code has four digits",
         ),
     ]
-    return ",\n        ".join(checks)
+    return checks
 
 
 def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) -> None:
@@ -385,11 +400,17 @@ def _create_returns(
     key_join = " AND ".join(f"r.{k} = p.{k}" for k in keys)
     keys_present = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "true"
     extra_keys = "".join(f", {k}" for k in keys if k not in ("user_id", "sku", "title"))
+    returns = connection.execute(
+        "SELECT count(*) FROM staged WHERE len(problems) = 0 AND is_return"
+    ).fetchall()[0][0]
+    # Without returns there is nothing to match, so the join reads no purchases.
+    only_when_returns = "" if returns else "AND false"
     connection.execute(
         f"""
         CREATE OR REPLACE TABLE returns AS
         WITH candidates AS (
-            SELECT * FROM staged WHERE len(problems) = 0 AND NOT is_return
+            SELECT * FROM staged
+            WHERE len(problems) = 0 AND NOT is_return {only_when_returns}
         ), rows AS (
             SELECT __row__ AS row, purchase_id AS return_id, occurred_at, user_id, sku,
                    title, returns_purchase_id, abs(quantity) AS quantity,
@@ -424,12 +445,13 @@ def _create_returns(
 
 
 def product_key_sql(alias: str) -> str:
-    """Return SQL for the product key: an MD5 of the product fields, NULL-aware."""
-    parts = ", ".join(
-        f"coalesce(CAST({alias}.{name} AS VARCHAR), chr(0))"
-        for name in PRODUCT_KEY_FIELDS
-    )
-    return f"md5(concat_ws(chr(31), {parts}))"
+    """Return SQL for the product key: DuckDB's 64-bit hash of the product fields.
+
+    The key identifies a product within one run; it is not meant to be compared
+    across DuckDB versions.
+    """
+    fields = ", ".join(f"{alias}.{name}" for name in PRODUCT_KEY_FIELDS)
+    return f"hash({fields})"
 
 
 def _create_purchases(connection: duckdb.DuckDBPyConnection) -> None:
