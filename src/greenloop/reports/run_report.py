@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -53,8 +54,70 @@ def render_html(report: dict[str, Any]) -> str:
             )
         ),
     }
+    charts["allocation"] = Markup(_allocation_chart(report.get("allocation")))
+    charts["incentives"] = Markup(
+        bar_chart(
+            "Incentive budget used per category (CNY)",
+            [
+                (name, group.get("spent_fen", 0) / 100)
+                for name, group in (report.get("incentives") or {})
+                .get("groups", {})
+                .items()
+            ],
+            "CNY",
+        )
+    )
     template = _environment.get_template("run_report.html.j2")
-    return template.render(report=report, charts=charts, value_table=value_table)
+    return template.render(
+        report=report,
+        charts=charts,
+        value_table=value_table,
+        rows=keyed_rows,
+        money=for_display,
+    )
+
+
+def _allocation_chart(allocation: dict[str, Any] | None) -> str:
+    rows: list[tuple[str, dict[str, float]]] = []
+    for name, facility in ((allocation or {}).get("facilities") or {}).items():
+        allocated = facility.get("allocated_fen", 0) / 100
+        unallocated = facility.get("unallocated_fen", 0) / 100
+        rows.append((name, {"allocated": allocated, "unallocated": unallocated}))
+    return stacked_bar_chart(
+        "Drawn amount per facility: allocated and unallocated (CNY)",
+        rows,
+        ("allocated", "unallocated"),
+    )
+
+
+def keyed_rows(mapping: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+    """Turn {name: {field: value}} into rows with the name as the first column."""
+    if not mapping:
+        return []
+    return [
+        {key: name, **(fields if isinstance(fields, dict) else {"value": fields})}
+        for name, fields in mapping.items()
+    ]
+
+
+def for_display(value: Any) -> Any:
+    """Show amounts in fen as CNY: a key `x_fen` becomes `x (CNY)` with two decimals."""
+    if isinstance(value, dict):
+        shown: dict[str, Any] = {}
+        for key, item in value.items():
+            if key.endswith("_fen") and isinstance(item, int):
+                shown[f"{key[:-4]} (CNY)"] = f"{Decimal(item) / 100:,.2f}"
+            elif key.endswith("_fen") and isinstance(item, dict):
+                shown[f"{key[:-4]} (CNY)"] = {
+                    name: f"{Decimal(amount) / 100:,.2f}"
+                    for name, amount in item.items()
+                }
+            else:
+                shown[key] = for_display(item)
+        return shown
+    if isinstance(value, list):
+        return [for_display(item) for item in value]
+    return value
 
 
 def _verdict_chart(report: dict[str, Any]) -> str:
