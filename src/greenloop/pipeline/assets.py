@@ -34,17 +34,7 @@ LEDGER_BATCH = 10_000
 LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 2_000
 CANONICAL_SAMPLE = 2_000
-STORE_BATCH = 50_000
 FINANCED_CURRENCY = "CNY"
-
-
-@dataclass(frozen=True)
-class AssetCounts:
-    """How many green assets the run found and how many were new to the store."""
-
-    green_purchases: int
-    assets_found: int
-    assets_new: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +47,7 @@ class LedgerCounts:
     checkpoint: str
     receipts_written: int
     verifier_key: str
+    assets_stored: int
 
 
 # The ledger record of a green asset, built in SQL. DuckDB's to_json writes
@@ -191,32 +182,6 @@ def check_canonical(records: Sequence[str]) -> None:
             )
 
 
-def store_assets(
-    engine: Engine,
-    connection: duckdb.DuckDBPyConnection,
-    green: int,
-    total: int,
-    progress: ProgressSink,
-) -> AssetCounts:
-    """Insert the `assets` table into the store in batches; return the counts.
-
-    A purchase id already stored keeps its first record.
-    """
-    columns = ", ".join(run_store.ASSET_COLUMNS)
-    reader = connection.sql(f"SELECT {columns} FROM assets").to_arrow_reader(
-        STORE_BATCH
-    )
-    progress.start("green assets", total)
-    found = new = 0
-    for batch in reader:
-        table = pa.Table.from_batches([batch])
-        found += table.num_rows
-        new += run_store.insert_assets(engine, table)
-        progress.advance(table.num_rows)
-    progress.finish()
-    return AssetCounts(green_purchases=green, assets_found=found, assets_new=new)
-
-
 def receipt_purchase_ids(connection: duckdb.DuckDBPyConnection) -> list[str]:
     """Return the purchase ids whose receipts the run writes, or none above the cap."""
     rows = connection.execute(
@@ -235,32 +200,54 @@ def receipt_purchase_ids(connection: duckdb.DuckDBPyConnection) -> list[str]:
 
 def append_to_ledger(
     engine: Engine,
+    connection: duckdb.DuckDBPyConnection,
     key_dir: Path,
     origin: str,
-    run_purchase_ids: Sequence[str],
+    receipt_ids: Sequence[str],
     receipts_folder: Path,
     progress: ProgressSink,
 ) -> LedgerCounts:
-    """Append assets missing from the ledger, sign a checkpoint, write receipts."""
+    """Append the `assets` table to the ledger and the store, then sign a checkpoint.
+
+    Batches go in purchase-id order. Each batch is appended to the log first and
+    then stored with its ledger index; both steps skip purchase ids they already
+    hold, so a run resumed after a crash appends the remaining assets in the
+    order an uninterrupted run would have used.
+    """
     from greenloop.store.ledger import LedgerStore
 
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
-    progress.start("ledger", run_store.count_without_ledger_index(engine))
-    appended = existing = 0
-    batch = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
-    after: str | None = None
-    while chunk := run_store.assets_without_ledger_index(engine, after, batch):
-        results = log.append([(key, json.loads(record)) for key, record in chunk])
-        run_store.set_ledger_indexes(engine, [(r.key, r.index) for r in results])
-        appended += sum(1 for r in results if r.created)
-        existing += sum(1 for r in results if not r.created)
-        progress.advance(len(chunk))
-        after = chunk[-1][0]
+    total = connection.execute("SELECT count(*) FROM assets").fetchall()[0][0]
+    batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
+    columns = ", ".join(run_store.ASSET_COLUMNS)
+    reader = connection.sql(
+        f"SELECT {columns} FROM assets ORDER BY purchase_id"
+    ).to_arrow_reader(batch_size)
+    progress.start("ledger", int(total))
+    appended = existing = stored = 0
+    for batch in reader:
+        keys = batch.column("purchase_id").to_pylist()
+        records = batch.column("record").to_pylist()
+        results = log.append(
+            [
+                (key, json.loads(record))
+                for key, record in zip(keys, records, strict=True)
+            ]
+        )
+        appended += sum(1 for result in results if result.created)
+        existing += sum(1 for result in results if not result.created)
+        indexes = pa.array([result.index for result in results], pa.int64())
+        table = pa.Table.from_batches([batch])
+        table = table.set_column(
+            table.schema.get_field_index("ledger_index"), "ledger_index", indexes
+        )
+        stored += run_store.insert_assets(engine, table)
+        progress.advance(batch.num_rows)
     checkpoint = log.checkpoint()
     progress.finish()
-    receipts = _write_receipts(log, run_purchase_ids, receipts_folder)
+    receipts = _write_receipts(log, receipt_ids, receipts_folder)
     return LedgerCounts(
-        appended, existing, log.size, checkpoint, receipts, str(log.verifier)
+        appended, existing, log.size, checkpoint, receipts, str(log.verifier), stored
     )
 
 

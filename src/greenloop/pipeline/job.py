@@ -215,33 +215,34 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
 
-    def green_assets() -> asset_step.AssetCounts:
-        total = asset_step.build_assets(run.connection, run.run_id, secret)
-        green = run.counts["identify"]["green"]
-        return asset_step.store_assets(
-            run.engine, run.connection, green, total, run.sink
-        )
-
-    asset_counts = _timed(run.timings, "green_assets", green_assets)
-    run.counts["green_assets"] = vars(asset_counts)
-
-    purchase_ids = asset_step.receipt_purchase_ids(run.connection)
+    total = _timed(
+        run.timings,
+        "green_assets",
+        lambda: asset_step.build_assets(run.connection, run.run_id, secret),
+    )
+    receipt_ids = asset_step.receipt_purchase_ids(run.connection)
     ledger_counts = _timed(
         run.timings,
         "ledger",
         lambda: asset_step.append_to_ledger(
             run.engine,
+            run.connection,
             run.config.key_dir,
             run.config.origin,
-            purchase_ids,
+            receipt_ids,
             run.run_dir / "receipts",
             run.sink,
         ),
     )
+    run.counts["green_assets"] = {
+        "green_purchases": run.counts["identify"]["green"],
+        "assets_found": total,
+        "assets_new": ledger_counts.assets_stored,
+    }
     run.counts["ledger"] = {
         key: value
         for key, value in vars(ledger_counts).items()
-        if key not in ("checkpoint", "verifier_key")
+        if key not in ("checkpoint", "verifier_key", "assets_stored")
     }
 
     finance = None
