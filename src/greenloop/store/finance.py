@@ -1,11 +1,13 @@
 """Finance store: green loans, facility allocations, savings, campaign awards, draws.
 
-`process_green_loans` is the entry point of the batch run. Every write that
-moves money or budget runs in a transaction of its own, so a process killed in
-the middle leaves each loan either fully allocated or awarded, or untouched.
-Idempotency rests on unique keys: one loan row per purchase id, one allocation
-per facility and purchase id (and at most one active allocation per purchase),
-one savings row per facility and day, one award per campaign and purchase id.
+`process_green_loans` is the entry point of the batch run. It awards loans in
+chunks of AWARD_CHUNK loans, one transaction per chunk, and allocates each
+facility in one transaction, so a process killed in the middle leaves each
+chunk and each facility either fully written or untouched. `award`, used by the
+online checkout path, takes one transaction per award. Idempotency rests on
+unique keys: one loan row per purchase id, one allocation per facility and
+purchase id (and at most one active allocation per purchase), one savings row
+per facility and day, one award per campaign and purchase id.
 
 Budgets are enforced by conditional updates (`spent + amount <= limit` in the
 WHERE clause). PostgreSQL re-checks the condition on the latest row version
@@ -39,6 +41,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     select,
     update,
@@ -667,37 +670,35 @@ def _reallocate(
     result = allocate(facility, as_of, current, positions, excluded)
 
     released = {key: int(current[key]) for key in result.released}
-    for purchase_id, reason in result.released.items():
+    _store_releases(connection, facility.id, as_of, result.released)
+    stored = {row.purchase_id: row for row in active}
+    changed = [
+        {
+            "match_purchase_id": purchase_id,
+            "new_allocated_fen": int(amount),
+            "new_outstanding_fen": int(positions[purchase_id].outstanding_fen),
+        }
+        for purchase_id, amount in result.allocations.items()
+        if purchase_id in stored
+        and _remeasured(stored[purchase_id], amount, positions[purchase_id], as_of)
+    ]
+    if changed:
+        columns = finance_allocations.c
         connection.execute(
             update(finance_allocations)
             .where(
                 and_(
-                    finance_allocations.c.facility_id == facility.id,
-                    finance_allocations.c.purchase_id == purchase_id,
+                    columns.facility_id == facility.id,
+                    columns.purchase_id == bindparam("match_purchase_id"),
                 )
             )
-            .values(released_on=as_of, release_reason=reason, measured_on=as_of)
+            .values(
+                allocated_fen=bindparam("new_allocated_fen"),
+                outstanding_fen=bindparam("new_outstanding_fen"),
+                measured_on=as_of,
+            ),
+            changed,
         )
-        logger.info(
-            "facility %s released loan %s: %s", facility.id, purchase_id, reason
-        )
-    for purchase_id, amount in result.allocations.items():
-        outstanding = int(positions[purchase_id].outstanding_fen)
-        if purchase_id in current:
-            connection.execute(
-                update(finance_allocations)
-                .where(
-                    and_(
-                        finance_allocations.c.facility_id == facility.id,
-                        finance_allocations.c.purchase_id == purchase_id,
-                    )
-                )
-                .values(
-                    allocated_fen=int(amount),
-                    outstanding_fen=outstanding,
-                    measured_on=as_of,
-                )
-            )
     added_rows = [
         {
             "facility_id": facility.id,
@@ -723,6 +724,58 @@ def _reallocate(
     )
     added = {key: int(result.allocations[key]) for key in result.added}
     return released, added
+
+
+def _store_releases(
+    connection: Connection,
+    facility_id: str,
+    as_of: date,
+    reasons: Mapping[str, str],
+) -> None:
+    """Mark allocations released, logging each at DEBUG and their count at INFO."""
+    if not reasons:
+        return
+    columns = finance_allocations.c
+    connection.execute(
+        update(finance_allocations)
+        .where(
+            and_(
+                columns.facility_id == facility_id,
+                columns.purchase_id == bindparam("match_purchase_id"),
+            )
+        )
+        .values(
+            released_on=as_of,
+            release_reason=bindparam("new_release_reason"),
+            measured_on=as_of,
+        ),
+        [
+            {"match_purchase_id": purchase_id, "new_release_reason": reason}
+            for purchase_id, reason in reasons.items()
+        ],
+    )
+    for purchase_id, reason in reasons.items():
+        logger.debug(
+            "facility %s released loan %s: %s", facility_id, purchase_id, reason
+        )
+    logger.info(
+        "facility %s released %d loans on %s: %s",
+        facility_id,
+        len(reasons),
+        as_of.isoformat(),
+        dict(Counter(reasons.values())),
+    )
+
+
+def _remeasured(
+    row: Any, allocated_fen: Decimal, position: LoanPosition, as_of: date
+) -> bool:
+    """Tell whether a stored allocation differs from its new measurement."""
+    return (
+        row.measured_on != as_of
+        or int(row.allocated_fen) != int(allocated_fen)
+        or int(row.outstanding_fen) != int(position.outstanding_fen)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -859,6 +912,13 @@ def _award_chunk(
                 AWARD_ATTEMPTS,
                 conflict,
             )
+    logger.warning(
+        "award chunk of %d loans from %s conflicted %d times; awarding its"
+        " loans one transaction each",
+        len(chunk),
+        chunk[0].purchase_id,
+        AWARD_ATTEMPTS,
+    )
     with engine.connect() as connection:
         candidates, _ = _pending_candidates(connection, chunk, campaigns, cost_of)
     return [
@@ -913,7 +973,9 @@ def _pending_candidates(
         for loan in chunk
         if loan.purchase_id in active
         for campaign in campaigns.campaigns
-        if (campaign.id, loan.purchase_id) not in existing
+        # The category test first: it is cheap and rejects most pairs.
+        if loan.category in campaign.eligibility.categories
+        and (campaign.id, loan.purchase_id) not in existing
         and ineligibility_reason(campaign, loan) is None
     ]
     return candidates, waived
@@ -1099,22 +1161,19 @@ def _award_row(
 
 def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert award rows; a row that already exists means a concurrent award."""
+    if not rows:
+        return
     rows = sorted(rows, key=lambda row: (row["campaign_id"], row["purchase_id"]))
-    # 12 bound parameters per row keeps each statement far below SQLite's
-    # default limit of 32,766.
-    for start in range(0, len(rows), CHUNK):
-        batch = rows[start : start + CHUNK]
-        statement = (
-            _dialect_insert(connection, finance_awards)
-            .values(batch)
-            .on_conflict_do_nothing(index_elements=["campaign_id", "purchase_id"])
-            .returning(finance_awards.c.id)
-        )
-        inserted = len(connection.execute(statement).all())
-        if inserted != len(batch):
-            raise _ChunkConflict(
-                f"{len(batch) - inserted} of {len(batch)} awards already exist"
-            )
+    # An executemany with RETURNING, which SQLAlchemy sends as batched
+    # multi-row INSERTs; a row skipped by ON CONFLICT returns nothing.
+    statement = (
+        _dialect_insert(connection, finance_awards)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "purchase_id"])
+        .returning(finance_awards.c.id)
+    )
+    inserted = len(connection.execute(statement, rows).all())
+    if inserted != len(rows):
+        raise _ChunkConflict(f"{len(rows) - inserted} of {len(rows)} awards exist")
 
 
 def _waive_fees(connection: Connection, purchase_ids: list[str]) -> None:
@@ -1219,27 +1278,25 @@ def _upsert_counters(
     sum, so a counter never passes its limit. A row that fails the check is not
     returned, which raises _ChunkConflict.
     """
-    for start in range(0, len(rows), CHUNK):
-        batch = rows[start : start + CHUNK]
-        statement = _dialect_insert(connection, table).values(batch)
-        increments = [name for name in batch[0] if name not in key]
-        checks = [
-            table.c[name] + statement.excluded[name] <= int(limit)
-            for name, limit in limits.items()
-            if limit is not None
-        ]
-        upsert = statement.on_conflict_do_update(
-            index_elements=key,
-            set_={
-                name: table.c[name] + statement.excluded[name] for name in increments
-            },
-            where=and_(*checks) if checks else None,
-        ).returning(*(table.c[name] for name in key))
-        charged = len(connection.execute(upsert).all())
-        if charged != len(batch):
-            raise _ChunkConflict(
-                f"{len(batch) - charged} {table.name} counters reached a limit"
-            )
+    if not rows:
+        return
+    statement = _dialect_insert(connection, table)
+    increments = [name for name in rows[0] if name not in key]
+    checks = [
+        table.c[name] + statement.excluded[name] <= int(limit)
+        for name, limit in limits.items()
+        if limit is not None
+    ]
+    upsert = statement.on_conflict_do_update(
+        index_elements=key,
+        set_={name: table.c[name] + statement.excluded[name] for name in increments},
+        where=and_(*checks) if checks else None,
+    ).returning(*(table.c[name] for name in key))
+    charged = len(connection.execute(upsert, rows).all())
+    if charged != len(rows):
+        raise _ChunkConflict(
+            f"{len(rows) - charged} {table.name} counters reached a limit"
+        )
 
 
 def _dialect_insert(connection: Connection, table: Table) -> Any:
