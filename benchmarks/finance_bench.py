@@ -57,7 +57,7 @@ def synthetic_loans(count: int) -> list[GreenLoan]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url", help="database URL; the database should be empty")
+    parser.add_argument("url", help="URL of an empty database")
     parser.add_argument(
         "--loans", type=int, default=5000, help="number of synthetic loans"
     )

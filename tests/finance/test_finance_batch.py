@@ -171,8 +171,8 @@ def test_chunk_size_keeps_results(
 
 
 def test_earliest_purchases_win_budget(engine: Engine, tmp_path: Path) -> None:
-    # Ten 10-yuan envelopes fit the 100-yuan budget; the purchases of the
-    # earliest days win whatever order the batch lists them in.
+    # Ten 10-yuan envelopes fit the 100-yuan budget, so the purchases of the
+    # ten earliest days win whatever order the batch lists them in.
     loans = [make_loan(index, day=1 + index) for index in range(15)]
     shuffled = list(loans)
     random.Random(7).shuffle(shuffled)

@@ -225,8 +225,8 @@ def test_refund_twice_returns_budget_once(engine: Engine, tmp_path: Path) -> Non
 def test_crash_mid_award_loses_nothing(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
 ) -> None:
-    # With one loan per chunk two chunks commit before the crash; with one
-    # chunk for all four loans the crash rolls the whole chunk back.
+    # With one loan per chunk, two chunks commit before the crash. With one
+    # chunk for all four loans, the crash rolls the whole chunk back.
     monkeypatch.setattr(finance, "AWARD_CHUNK", chunk_size)
     paths = write_configs(tmp_path)
     loans = [make_loan(index) for index in range(4)]

@@ -891,13 +891,13 @@ def _award_chunk(
     campaigns: CampaignsFile,
     cost_of: CostFunction,
 ) -> list[tuple[str, str, str]]:
-    """Award a chunk of loans in one transaction; return (campaign, purchase, status).
+    """Award a chunk of loans in one transaction and return each offer's status.
 
     The chunk reads its counters, decides every award in memory in order, then
     writes with conditional statements that re-check each limit. When one of
     them finds a row changed by a concurrent writer, the chunk rolls back and is
     tried again. After AWARD_ATTEMPTS conflicts it falls back to `award`, one
-    transaction per award, which cannot conflict.
+    transaction per award. Returns (campaign id, purchase id, status) per offer.
     """
     for attempt in range(1, AWARD_ATTEMPTS + 1):
         try:
@@ -1004,7 +1004,7 @@ class _Budgets:
     newly_waived: list[str] = field(default_factory=list)
 
     def try_charge(self, candidate: _Candidate) -> tuple[str, int | None]:
-        """Charge one award; return its status and the savings balance left."""
+        """Charge one award and return its status and the savings balance left."""
         campaign = candidate.campaign
         campaign_id = campaign.id
         purchase_id = candidate.loan.purchase_id
@@ -1160,7 +1160,7 @@ def _award_row(
 
 
 def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert award rows; a row that already exists means a concurrent award."""
+    """Insert award rows, raising _ChunkConflict when a concurrent award exists."""
     if not rows:
         return
     rows = sorted(rows, key=lambda row: (row["campaign_id"], row["purchase_id"]))
