@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from greenloop.identify import Identifier
@@ -41,19 +40,10 @@ def verdict_json(verdict: Verdict) -> str:
     """Return the verdict as canonical JSON (RFC 8785), the form its digest covers."""
     from greenloop.ledger import canonical_json
 
-    return canonical_json(_jsonable(verdict.to_dict())).decode("utf-8")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+    document = orjson.loads(
+        orjson.dumps(verdict, option=orjson.OPT_NON_STR_KEYS, default=str)
+    )
+    return canonical_json(document).decode("utf-8")
 
 
 def query_from_row(row: dict[str, Any]) -> ProductQuery:
@@ -77,38 +67,36 @@ def query_from_row(row: dict[str, Any]) -> ProductQuery:
 
 def verdict_row(product_key: int, verdict: Verdict) -> dict[str, Any]:
     """Flatten a verdict into one row of VERDICT_SCHEMA."""
-    document = verdict_json(verdict)
+    return {"product_key": product_key, **_verdict_columns(verdict)}
+
+
+def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
+    from greenloop.ledger import canonical_json
+
+    # orjson turns the dataclasses, enums and dates into plain values in C.
+    document = orjson.loads(
+        orjson.dumps(verdict, option=orjson.OPT_NON_STR_KEYS, default=str)
+    )
     return {
-        "product_key": product_key,
-        "status": str(verdict.status),
-        "category": str(verdict.category) if verdict.category else None,
+        "status": document["status"],
+        "category": document["category"],
         "standard_id": verdict.standard_id,
         "standard_version": verdict.standard_version,
         "top_tier": verdict.top_tier,
-        "model_category": str(verdict.model_category)
-        if verdict.model_category
-        else None,
+        "model_category": document["model_category"],
         "model_score": verdict.model_score,
-        "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
-        "claims": json.dumps(
-            [_jsonable(claim) for claim in _as_dicts(verdict.claims)],
-            ensure_ascii=False,
-        ),
+        "reasons": _json_text(document["reasons"]),
+        "claims": _json_text(document["claims"]),
         "claim_kinds": ";".join(sorted({claim.kind for claim in verdict.claims}))
         or None,
-        "evidence": json.dumps(
-            [_jsonable(item) for item in _as_dicts(verdict.evidence)],
-            ensure_ascii=False,
-        ),
-        "attributes": json.dumps(_jsonable(verdict.attributes), ensure_ascii=False),
-        "verdict_digest": hashlib.sha256(document.encode("utf-8")).hexdigest(),
+        "evidence": _json_text(document["evidence"]),
+        "attributes": _json_text(document["attributes"]),
+        "verdict_digest": hashlib.sha256(canonical_json(document)).hexdigest(),
     }
 
 
-def _as_dicts(items: Sequence[Any]) -> list[dict[str, Any]]:
-    from dataclasses import asdict
-
-    return [asdict(item) for item in items]
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
 
 
 def identify_products(
@@ -124,6 +112,7 @@ def identify_products(
     ).to_arrow_table()
     progress.start("identify", products.num_rows)
     verdicts: dict[int, Verdict] = {}
+    columns_by_verdict: dict[int, tuple[Verdict, dict[str, Any]]] = {}
     empty = VERDICT_SCHEMA.empty_table()
     connection.register("verdict_empty", empty)
     connection.execute(
@@ -136,7 +125,13 @@ def identify_products(
         flattened = []
         for row, verdict in zip(rows, batch_verdicts, strict=True):
             verdicts[row["product_key"]] = verdict
-            flattened.append(verdict_row(row["product_key"], verdict))
+            # The identifier returns one object for products it judged alike,
+            # so each object is serialized once.
+            cached = columns_by_verdict.get(id(verdict))
+            if cached is None or cached[0] is not verdict:
+                cached = (verdict, _verdict_columns(verdict))
+                columns_by_verdict[id(verdict)] = cached
+            flattened.append({"product_key": row["product_key"], **cached[1]})
         table = pa.Table.from_pylist(flattened, schema=VERDICT_SCHEMA)
         connection.register("verdict_batch", table)
         connection.execute("INSERT INTO product_verdicts SELECT * FROM verdict_batch")
