@@ -37,8 +37,8 @@ class _Total:
         self.low: list[float] = []
         self.high: list[float] = []
 
-    def add(self, impact: Impact) -> None:
-        self.purchases += 1
+    def add(self, impact: Impact, purchases: int = 1) -> None:
+        self.purchases += purchases
         self.per_year.append(impact.kg_co2e_per_year)
         self.lifetime.append(impact.kg_co2e_lifetime)
         self.low.append(impact.low_kg_co2e_lifetime)
@@ -67,19 +67,21 @@ class _BasisTotals:
         self.grid_use = dict.fromkeys(GRID_LEVELS, 0)
         self.without_grid = 0
 
-    def add(self, category: str, region: str, impact: Impact) -> None:
-        self.run.add(impact)
-        self.by_category.setdefault(category, _Total()).add(impact)
-        self.by_region.setdefault(region, _Total()).add(impact)
+    def add(
+        self, category: str, region: str, impact: Impact, purchases: int = 1
+    ) -> None:
+        self.run.add(impact, purchases)
+        self.by_category.setdefault(category, _Total()).add(impact, purchases)
+        self.by_region.setdefault(region, _Total()).add(impact, purchases)
         key = (impact.method, impact.method_version)
-        self.methods[key] = self.methods.get(key, 0) + 1
+        self.methods[key] = self.methods.get(key, 0) + purchases
         method_label = f"{impact.method}@{impact.method_version}"
         self.methods_by_category.setdefault(category, set()).add(method_label)
         self.factors_by_category.setdefault(category, set()).update(impact.factors)
         if impact.grid_level in self.grid_use:
-            self.grid_use[impact.grid_level] += 1
+            self.grid_use[impact.grid_level] += purchases
         else:
-            self.without_grid += 1
+            self.without_grid += purchases
 
     def as_dict(self, with_grid: bool) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -155,11 +157,16 @@ def _icma_table(activity: _BasisTotals) -> dict[str, Any]:
 
 
 def summarize_impacts(
-    rows: Iterable[tuple[str | None, str | None, Impact]],
+    rows: Iterable[
+        tuple[str | None, str | None, Impact]
+        | tuple[str | None, str | None, Impact, int]
+    ],
 ) -> dict[str, Any]:
     """Total impacts per category, region and run, keeping the two bases apart.
 
-    Each row is (category, region, impact) for one purchase. Returns plain JSON
+    Each row is (category, region, impact) for one purchase, or (category,
+    region, impact, purchases) where the impact already sums that many
+    purchases. Returns plain JSON
     values: `activity` and `spend_estimate` totals in tCO2e per year and over
     lifetimes, how many activity results used a provincial, regional or national
     grid factor, the ICMA-shaped table of annual tCO2e avoided (activity only),
@@ -168,9 +175,11 @@ def summarize_impacts(
     activity = _BasisTotals()
     spend = _BasisTotals()
     all_factors: set[FactorRef] = set()
-    for category, region, impact in rows:
+    for row in rows:
+        category, region, impact = row[0], row[1], row[2]
+        purchases = row[3] if len(row) == 4 else 1
         totals = activity if impact.basis == Basis.ACTIVITY else spend
-        totals.add(category or UNKNOWN, region or UNKNOWN, impact)
+        totals.add(category or UNKNOWN, region or UNKNOWN, impact, purchases)
         all_factors.update(impact.factors)
 
     from greenloop.impact.methods import ALL_METHODS

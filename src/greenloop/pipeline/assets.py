@@ -225,6 +225,7 @@ def append_to_ledger(
     ).to_arrow_reader(batch_size)
     progress.start("ledger", int(total))
     appended = existing = stored = 0
+    index_batches: list[pa.RecordBatch] = []
     for batch in reader:
         keys = batch.column("purchase_id").to_pylist()
         records = batch.column("record").to_pylist()
@@ -242,13 +243,32 @@ def append_to_ledger(
             table.schema.get_field_index("ledger_index"), "ledger_index", indexes
         )
         stored += run_store.insert_assets(engine, table)
+        index_batches.append(
+            pa.RecordBatch.from_arrays(
+                [batch.column("purchase_id"), indexes], ["purchase_id", "ledger_index"]
+            )
+        )
         progress.advance(batch.num_rows)
+    _create_index_table(connection, index_batches)
     checkpoint = log.checkpoint()
     progress.finish()
     receipts = _write_receipts(log, receipt_ids, receipts_folder)
     return LedgerCounts(
         appended, existing, log.size, checkpoint, receipts, str(log.verifier), stored
     )
+
+
+def _create_index_table(
+    connection: duckdb.DuckDBPyConnection, batches: list[pa.RecordBatch]
+) -> None:
+    """Create the DuckDB table `ledger_indexes` (purchase_id, ledger_index)."""
+    schema = pa.schema([("purchase_id", pa.string()), ("ledger_index", pa.int64())])
+    table = pa.Table.from_batches(batches, schema=schema)
+    connection.register("ledger_index_arrow", table)
+    connection.execute(
+        "CREATE OR REPLACE TABLE ledger_indexes AS SELECT * FROM ledger_index_arrow"
+    )
+    connection.unregister("ledger_index_arrow")
 
 
 def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:

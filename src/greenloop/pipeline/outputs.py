@@ -7,7 +7,6 @@ written last, so a run folder with a manifest is complete.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 import greenloop
@@ -24,7 +22,6 @@ from greenloop.impact.record import Impact
 from greenloop.pipeline.mapping import ColumnMapping
 from greenloop.pipeline.sources import Source
 from greenloop.reports.run_report import render_html
-from greenloop.store import runs as run_store
 
 if TYPE_CHECKING:
     from greenloop.pipeline.assets import LedgerCounts
@@ -79,7 +76,6 @@ def write_outputs(
     engine: Engine,
 ) -> dict[str, Any]:
     """Write every output of a run into `run_dir` and return the manifest."""
-    _attach_ledger_indexes(connection, engine)
     _write_atomically(
         run_dir / "verdicts.parquet",
         _copy_to(
@@ -179,30 +175,6 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _attach_ledger_indexes(
-    connection: duckdb.DuckDBPyConnection, engine: Engine
-) -> None:
-    green_ids = [
-        row[0]
-        for row in connection.execute(
-            "SELECT purchase_id FROM results "
-            "WHERE status = 'green' AND net_quantity > 0"
-        ).fetchall()
-    ]
-    indexes = run_store.ledger_indexes(engine, green_ids)
-    table = pa.table(
-        {
-            "purchase_id": pa.array(list(indexes), pa.string()),
-            "ledger_index": pa.array(list(indexes.values()), pa.int64()),
-        }
-    )
-    connection.register("ledger_index_arrow", table)
-    connection.execute(
-        "CREATE OR REPLACE TABLE ledger_indexes AS SELECT * FROM ledger_index_arrow"
-    )
-    connection.unregister("ledger_index_arrow")
-
-
 def build_report(
     connection: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -225,8 +197,9 @@ def build_report(
         {"reason": reason, "purchases": int(n)}
         for reason, n in connection.execute(
             f"""
-            SELECT reason, count(*) AS n FROM (
-                SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason FROM results
+            SELECT reason, sum(n) AS n FROM (
+                SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason, n
+                FROM (SELECT reasons, count(*) AS n FROM results GROUP BY reasons)
             ) GROUP BY 1 ORDER BY n DESC, reason LIMIT {TOP_REASONS}
             """
         ).fetchall()
@@ -241,9 +214,10 @@ def build_report(
     claims = dict(
         connection.execute(
             """
-            SELECT kind, count(*) FROM (
-                SELECT unnest(string_split(claim_kinds, ';')) AS kind FROM results
-                WHERE claim_kinds IS NOT NULL
+            SELECT kind, sum(n) FROM (
+                SELECT unnest(string_split(claim_kinds, ';')) AS kind, n
+                FROM (SELECT claim_kinds, count(*) AS n FROM results
+                      WHERE claim_kinds IS NOT NULL GROUP BY claim_kinds)
             ) GROUP BY 1
             """
         ).fetchall()
@@ -317,21 +291,22 @@ def build_report(
 def _impact_rows(
     connection: duckdb.DuckDBPyConnection,
     unit_impacts: dict[tuple[int, str | None], Impact],
-) -> Iterator[tuple[str | None, str | None, Impact]]:
-    """Yield one (category, region, impact) row per purchase with an activity impact.
+) -> Iterator[tuple[str | None, str | None, Impact, int]]:
+    """Yield (category, region, impact, purchases) per group of alike purchases.
 
-    Purchases with the same facts, region and quantity share one Impact object.
+    Impact is linear in quantity, so a group's impact is the unit impact times
+    the group's total quantity.
     """
     groups = connection.execute(
         """
-        SELECT facts_id, region_code, category, net_quantity, count(*)
+        SELECT facts_id, region_code, category, sum(net_quantity), count(*)
         FROM results WHERE kg_co2e_per_year IS NOT NULL AND net_quantity > 0
-        GROUP BY 1, 2, 3, 4
+        GROUP BY 1, 2, 3
         """
     ).fetchall()
     for facts_id, region_code, category, quantity, purchases in groups:
         scaled = _scale(unit_impacts[(facts_id, region_code)], float(quantity))
-        yield from itertools.repeat((category, region_code, scaled), int(purchases))
+        yield category, region_code, scaled, int(purchases)
 
 
 def _scale(impact: Impact, quantity: float) -> Impact:
