@@ -71,7 +71,10 @@ def run(
         False, "--no-finance", help="Skip loan allocation and incentive awards."
     ),
     memory_limit: str = typer.Option(
-        "1GB", "--memory-limit", help="DuckDB memory limit, for example 1GB or 512MB."
+        "768MB",
+        "--memory-limit",
+        help="DuckDB memory limit, for example 1GB or 512MB; DuckDB spills to disk "
+        "beyond it.",
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""

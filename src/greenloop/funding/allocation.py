@@ -124,10 +124,11 @@ def allocate(
     ordered = sorted(retained, key=_age_order) + sorted(candidates, key=_age_order)
 
     allocations: dict[str, Decimal] = {}
+    allocated = ZERO  # running total of `allocations`, so each step is O(1)
     pool = ZERO
     added = []
     for loan in ordered:
-        need = drawn - sum(allocations.values(), ZERO)
+        need = drawn - allocated
         if need <= 0:
             if loan.purchase_id in current:
                 released[loan.purchase_id] = (
@@ -135,6 +136,7 @@ def allocate(
                 )
             continue
         allocations[loan.purchase_id] = min(loan.outstanding_fen, need)
+        allocated += allocations[loan.purchase_id]
         pool += loan.outstanding_fen
         if loan.purchase_id not in current:
             added.append(loan.purchase_id)

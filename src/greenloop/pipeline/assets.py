@@ -32,7 +32,7 @@ RECORD_TYPE = "greenloop.green_asset"
 RECORD_VERSION = 1
 LEDGER_BATCH = 10_000
 LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
-MAX_RECEIPTS_PER_RUN = 2_000
+MAX_RECEIPTS_PER_RUN = 20_000
 CANONICAL_SAMPLE = 2_000
 FINANCED_CURRENCY = "CNY"
 
@@ -276,10 +276,11 @@ def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:
     if not purchase_ids:
         return 0
     folder.mkdir(parents=True, exist_ok=True)
-    for purchase_id in purchase_ids:
+    receipts = log.receipts(list(purchase_ids))
+    for purchase_id, receipt in zip(purchase_ids, receipts, strict=True):
         path = folder / f"{receipt_file_stem(purchase_id)}.json"
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(log.receipt(purchase_id), indent=2), "utf-8")
+        temporary.write_text(json.dumps(receipt, indent=2), "utf-8")
         temporary.replace(path)
     return len(purchase_ids)
 

@@ -61,7 +61,7 @@ class RunConfig:
     origin: str = DEFAULT_ORIGIN
     as_of: date | None = None
     run_id: str | None = None
-    memory_limit: str = "1GB"
+    memory_limit: str = "768MB"
     threads: int | None = None
 
 
@@ -211,6 +211,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         lambda: compute_impacts(run.connection, calculator, verdicts, run.sink),
     )
     create_purchase_results(run.connection)
+    verdicts.clear()  # the verdicts now live in DuckDB; free them before the ledger
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")
