@@ -1,8 +1,11 @@
 """Create the greenloop tables
 
+The tables of greenloop.store.models (service), greenloop.store.ledger,
+greenloop.store.finance and greenloop.store.runs, as of 2026-12-04 17:50 UTC.
+
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 16:13:24.823320
+Create Date: 2026-12-04 17:50:08.292700
 """
 
 from collections.abc import Sequence
