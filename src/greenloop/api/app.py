@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -88,16 +87,10 @@ def default_identifier_factory(settings: Settings) -> IdentifierFactory:
                 registry_dir=settings.registry_dir,
                 energy_star_files=settings.energy_star_files,
             )
-        products = {
-            (row.merchant_id, row.sku): to_certified_product(row) for row in certified
-        }
-        # NOTE: Identifier has no public way to swap its certified products, so
-        # this rebuilds it from its loaded context; keep in step with
-        # greenloop.identify.identifier.Identifier.__init__.
-        context = dataclasses.replace(
-            base._context, certified=products, as_of=datetime.now(UTC).date()
+        return base.with_certified_products(
+            [to_certified_product(row) for row in certified],
+            as_of=datetime.now(UTC).date(),
         )
-        return Identifier(context, base._model, base._model_version)
 
     return build
 

@@ -243,9 +243,10 @@ def append_to_ledger(
             table.schema.get_field_index("ledger_index"), "ledger_index", indexes
         )
         stored += run_store.insert_assets(engine, table)
+        # A new array, not a slice of the batch, so the records can be freed.
         index_batches.append(
             pa.RecordBatch.from_arrays(
-                [batch.column("purchase_id"), indexes], ["purchase_id", "ledger_index"]
+                [pa.array(keys, pa.string()), indexes], ["purchase_id", "ledger_index"]
             )
         )
         progress.advance(batch.num_rows)

@@ -179,6 +179,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     from greenloop.identify import Identifier
     from greenloop.impact import ImpactCalculator
     from greenloop.ledger import load_or_create_secret
+    from greenloop.store.repositories import identifier_evidence
 
     run.sink.start("ingest", None)
     ingest_counts = _timed(
@@ -190,10 +191,12 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     run.sink.finish()
     run.counts["ingest"] = vars(ingest_counts)
 
+    # Products certified through the certification workflow are evidence too.
     identifier = Identifier.load(
         jurisdiction=run.config.standard,
         registry_dir=run.config.registry_dir,
         energy_star_files=run.config.energy_star_files,
+        certified_products=identifier_evidence(run.engine, as_of=run.as_of),
         as_of=run.as_of,
     )
     verdicts = _timed(
