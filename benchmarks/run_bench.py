@@ -127,6 +127,11 @@ def main() -> None:
         "--products", type=int, default=200_000, help="distinct products"
     )
     parser.add_argument("--skip-online-retail", action="store_true")
+    parser.add_argument(
+        "--no-finance",
+        action="store_true",
+        help="skip loan allocation and incentive awards in the generated run",
+    )
     arguments = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "runs": []}
@@ -151,11 +156,10 @@ def main() -> None:
         write_benchmark_input(generated, arguments.rows, arguments.products)
         print(f"generated {generated} in {time.perf_counter() - started:.1f} s")
     bare = bare_query_seconds(generated)
-    result = run_job(
-        generated,
-        OUT / "generated-run",
-        ["--registries", str(generated.parent / "registries")],
-    )
+    extra = ["--registries", str(generated.parent / "registries")]
+    if arguments.no_finance:
+        extra.append("--no-finance")
+    result = run_job(generated, OUT / "generated-run", extra)
     results["runs"].append(
         describe(f"generated {arguments.rows:,} rows", arguments.rows, result, bare)
     )
