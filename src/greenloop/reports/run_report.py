@@ -103,18 +103,18 @@ def keyed_rows(mapping: dict[str, Any] | None, key: str) -> list[dict[str, Any]]
 def for_display(value: Any) -> Any:
     """Show amounts in fen as CNY: a key `x_fen` becomes `x (CNY)` with two decimals."""
     if isinstance(value, dict):
-        shown: dict[str, Any] = {}
+        displayed: dict[str, Any] = {}
         for key, item in value.items():
             if key.endswith("_fen") and isinstance(item, int):
-                shown[f"{key[:-4]} (CNY)"] = f"{Decimal(item) / 100:,.2f}"
+                displayed[f"{key[:-4]} (CNY)"] = f"{Decimal(item) / 100:,.2f}"
             elif key.endswith("_fen") and isinstance(item, dict):
-                shown[f"{key[:-4]} (CNY)"] = {
+                displayed[f"{key[:-4]} (CNY)"] = {
                     name: f"{Decimal(amount) / 100:,.2f}"
                     for name, amount in item.items()
                 }
             else:
-                shown[key] = for_display(item)
-        return shown
+                displayed[key] = for_display(item)
+        return displayed
     if isinstance(value, list):
         return [for_display(item) for item in value]
     return value

@@ -201,11 +201,11 @@ def set_ledger_indexes(engine: Engine, indexes: Iterable[tuple[str, int]]) -> No
 
 def ledger_indexes(engine: Engine, purchase_ids: Iterable[str]) -> dict[str, int]:
     """Return the ledger index of each given purchase id that has one."""
-    wanted = list(purchase_ids)
+    requested = list(purchase_ids)
     found: dict[str, int] = {}
     with engine.connect() as connection:
-        for start in range(0, len(wanted), 10_000):
-            chunk = wanted[start : start + 10_000]
+        for start in range(0, len(requested), 10_000):
+            chunk = requested[start : start + 10_000]
             rows = connection.execute(
                 select(green_assets.c.purchase_id, green_assets.c.ledger_index).where(
                     green_assets.c.purchase_id.in_(chunk),
