@@ -54,6 +54,7 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert manifest["standard"]["versions"]
     assert manifest["factor_versions"]
     assert manifest["finished_at"] >= manifest["started_at"]
+    assert set(manifest["step_seconds"]) >= {"ingest", "identify", "ledger", "report"}
 
 
 def test_run_receipt_verifies_offline(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,7 @@ def write_outputs(
     engine: Engine,
 ) -> dict[str, Any]:
     """Write every output of a run into `run_dir` and return the manifest."""
+    started = time.perf_counter()
     _write_atomically(
         run_dir / "verdicts.parquet",
         _copy_to(
@@ -156,6 +158,8 @@ def write_outputs(
     )
     (run_dir / "checkpoint.txt").write_text(ledger.checkpoint, encoding="utf-8")
     (run_dir / "verifier-key.txt").write_text(ledger.verifier_key + "\n", "utf-8")
+    # The manifest is the last file, so its report time covers everything else.
+    timings["report"] = round(time.perf_counter() - started, 3)
     _write_atomically(
         run_dir / "manifest.json",
         lambda p: p.write_text(_json(manifest), encoding="utf-8"),
