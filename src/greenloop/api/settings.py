@@ -21,7 +21,7 @@ class Settings:
     `rate_limit_per_minute` and `rate_limit_burst` bound each API key's requests
     with a token bucket; `max_body_bytes` bounds every request body.
     `facilities_path` and `campaigns_path` are the YAML files the operator
-    manages; `key_dir` holds the secret that turns user ids into pseudonyms.
+    manages; `key_dir` contains the secret that turns user ids into pseudonyms.
     `api_key_cache_seconds` is how long a verified key is trusted without a
     database read, so a revoked key works for at most that long.
     """

@@ -10,7 +10,7 @@ from greenloop.categories import Category, Status
 
 @dataclass(frozen=True, slots=True)
 class ProductQuery:
-    """What is known of one product at identification time.
+    """The facts known of one product at identification time.
 
     Every field but `title` is optional. The batch run builds one query per
     distinct product key, so two purchases with equal queries share a verdict.
@@ -33,9 +33,9 @@ class Evidence:
     """One piece of evidence and where it was verified.
 
     `kind` is a short id such as `energy_label`, `energy_star`, `certificate`,
-    `nev_catalogue`, `mcc` or `certified_product`; `source` names the registry
-    snapshot or standard that confirmed it; `verified` is false for a claim that
-    no registry confirmed.
+    `nev_catalogue`, `mcc` or `certified_product`. `source` names the registry
+    snapshot or standard that confirmed it, and `verified` is false for a claim
+    that no registry confirmed.
     """
 
     kind: str

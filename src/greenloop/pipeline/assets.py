@@ -210,8 +210,8 @@ def append_to_ledger(
     """Append the `assets` table to the ledger and the store, then sign a checkpoint.
 
     Batches go in purchase-id order. Each batch is appended to the log first and
-    then stored with its ledger index; both steps skip purchase ids they already
-    hold, so a run resumed after a crash appends the remaining assets in the
+    then stored with its ledger index. Both steps skip purchase ids they already
+    contain, so a run resumed after a crash appends the remaining assets in the
     order an uninterrupted run would have used.
     """
     from greenloop.store.ledger import LedgerStore
