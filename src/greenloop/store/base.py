@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy import BigInteger, Integer, MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, create_engine
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
@@ -26,6 +27,22 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# A surrogate key: BIGINT on PostgreSQL, INTEGER on SQLite, where only an
+# INTEGER PRIMARY KEY autoincrements.
+Identifier = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def dialect_insert(connection: Connection, table: Table) -> Any:
+    """Return an INSERT for `table` that supports ON CONFLICT on this database."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(
+        f"unsupported database dialect {name!r}: use SQLite or PostgreSQL"
+    )
 
 
 def database_url(explicit: str | None = None) -> str:

@@ -46,8 +46,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from greenloop.funding.allocation import (
@@ -84,7 +82,7 @@ from greenloop.lending.loans import GreenLoan
 from greenloop.lending.money import ZERO, fen_to_yuan, yuan_to_fen
 from greenloop.lending.plans import InstallmentPlan, fee_plan, interest_plan
 from greenloop.lending.schedules import FeeSchedule, load_fee_schedules
-from greenloop.store.base import metadata
+from greenloop.store.base import Identifier, dialect_insert, metadata
 
 __all__ = [
     "AwardSummary",
@@ -108,7 +106,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Identifier = BigInteger().with_variant(Integer(), "sqlite")
 
 # A same-day call with at most this many loans allocates incrementally; larger
 # batches take the full pass, which also keeps IN lists short.
@@ -1167,7 +1164,7 @@ def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> No
     # An executemany with RETURNING, which SQLAlchemy sends as batched
     # multi-row INSERTs; a row skipped by ON CONFLICT returns nothing.
     statement = (
-        _dialect_insert(connection, finance_awards)
+        dialect_insert(connection, finance_awards)
         .on_conflict_do_nothing(index_elements=["campaign_id", "purchase_id"])
         .returning(finance_awards.c.id)
     )
@@ -1280,7 +1277,7 @@ def _upsert_counters(
     """
     if not rows:
         return
-    statement = _dialect_insert(connection, table)
+    statement = dialect_insert(connection, table)
     increments = [name for name in rows[0] if name not in key]
     checks = [
         table.c[name] + statement.excluded[name] <= int(limit)
@@ -1297,12 +1294,6 @@ def _upsert_counters(
         raise _ChunkConflict(
             f"{len(rows) - charged} {table.name} counters reached a limit"
         )
-
-
-def _dialect_insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
 
 
 def _standard_plan(schedule: FeeSchedule, loan: GreenLoan) -> InstallmentPlan:
@@ -1494,10 +1485,7 @@ def _add_to_counter(
     row is created only when `first_fits` is true, meaning the first charge is
     within the limits. Returns whether the counter was charged.
     """
-    if connection.dialect.name == "postgresql":
-        statement: Any = postgresql_insert(table)
-    else:
-        statement = sqlite_insert(table)
+    statement: Any = dialect_insert(connection, table)
     if not first_fits:
         exists = connection.execute(
             select(*(table.c[name] for name in key)).where(
@@ -2309,11 +2297,9 @@ def _insert_ignore(
     """
     if not rows:
         return 0
-    statement: Any
-    if connection.dialect.name == "postgresql":
-        statement = postgresql_insert(table).on_conflict_do_nothing(index_elements=keys)
-    else:
-        statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+    statement: Any = dialect_insert(connection, table).on_conflict_do_nothing(
+        index_elements=keys
+    )
     if len(rows) == 1:
         returned = statement.values(rows[0]).returning(*(table.c[key] for key in keys))
         return 0 if connection.execute(returned).first() is None else 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Date,
     DateTime,
@@ -23,11 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from greenloop.store.base import metadata
+from greenloop.store.base import Identifier, metadata
 
 # SQLite makes an INTEGER PRIMARY KEY an alias of its row id only for INTEGER,
 # so BigInteger keys use INTEGER there and BIGINT elsewhere.
-Identifier = BigInteger().with_variant(Integer(), "sqlite")
 
 products = Table(
     "products",

@@ -27,10 +27,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from greenloop.store.base import metadata
+from greenloop.store.base import dialect_insert, metadata
 
 runs = Table(
     "runs",
@@ -73,14 +72,6 @@ ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
 INSERT_BATCH = 10_000
 
 
-def _insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if connection.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"unsupported database dialect {connection.dialect.name}")
-
-
 def record_run_start(engine: Engine, run: Mapping[str, Any]) -> None:
     """Insert a run row with status `running`."""
     with engine.begin() as connection:
@@ -114,7 +105,7 @@ def insert_assets(engine: Engine, assets: pa.Table) -> int:
         if connection.dialect.name == "sqlite":
             _insert_sqlite(connection, assets)
         else:
-            statement = _insert(connection, green_assets).on_conflict_do_nothing(
+            statement = dialect_insert(connection, green_assets).on_conflict_do_nothing(
                 index_elements=["purchase_id"]
             )
             for batch in assets.to_batches(INSERT_BATCH):
