@@ -8,7 +8,7 @@ from typing import Any
 
 
 class Basis(StrEnum):
-    """How an impact figure was obtained. The two are never added together."""
+    """The basis of an impact figure. Totals keep the two bases apart."""
 
     ACTIVITY = "activity"
     SPEND_ESTIMATE = "spend_estimate"

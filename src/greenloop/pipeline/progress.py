@@ -1,4 +1,4 @@
-"""How pipeline steps report progress without knowing who displays it."""
+"""The progress interface through which steps report without knowing the display."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The purchase record the run works on, as DuckDB column types.
 
-An input file is mapped onto these fields; `amount` is the line total in the
+An input file is mapped onto these fields. `amount` is the line total in the
 currency's major unit, or is computed as `quantity * unit_price` when the input
 gives a unit price instead.
 """
