@@ -96,33 +96,38 @@ def insert_assets(engine: Engine, assets: pa.Table) -> int:
     """Insert green assets and return how many were new.
 
     A purchase id already stored keeps its first record. The table's columns
-    are those of `green_assets`.
+    are those of `green_assets`. The count comes from the rows each statement
+    inserted, so a batch costs the same however many assets are stored.
     """
     if assets.num_rows == 0:
         return 0
     with engine.begin() as connection:
-        before = _count(connection)
         if connection.dialect.name == "sqlite":
-            _insert_sqlite(connection, assets)
-        else:
-            statement = dialect_insert(connection, green_assets).on_conflict_do_nothing(
-                index_elements=["purchase_id"]
-            )
-            for batch in assets.to_batches(INSERT_BATCH):
-                connection.execute(statement, batch.to_pylist())
-        return _count(connection) - before
+            return _insert_sqlite(connection, assets)
+        statement = (
+            dialect_insert(connection, green_assets)
+            .on_conflict_do_nothing(index_elements=["purchase_id"])
+            .returning(green_assets.c.purchase_id)
+        )
+        inserted = 0
+        for batch in assets.to_batches(INSERT_BATCH):
+            inserted += len(connection.execute(statement, batch.to_pylist()).all())
+        return inserted
 
 
-def _insert_sqlite(connection: Connection, assets: pa.Table) -> None:
+def _insert_sqlite(connection: Connection, assets: pa.Table) -> int:
     # The driver's executemany is an order of magnitude faster than inserts
     # through SQLAlchemy. Arrow formats microsecond timestamps with six
-    # fraction digits, which is SQLAlchemy's SQLite text form.
+    # fraction digits, which is SQLAlchemy's SQLite text form. For
+    # executemany, the cursor's rowcount sums the rows inserted; the ones
+    # INSERT OR IGNORE skipped are not counted.
     names = list(ASSET_COLUMNS)
     placeholders = ", ".join("?" for _ in names)
     statement = (
         f"INSERT OR IGNORE INTO green_assets ({', '.join(names)}) "
         f"VALUES ({placeholders})"
     )
+    inserted = 0
     for batch in assets.select(names).to_batches(INSERT_BATCH):
         columns = []
         for name in names:
@@ -133,7 +138,9 @@ def _insert_sqlite(connection: Connection, assets: pa.Table) -> None:
                     format="%Y-%m-%d %H:%M:%S",
                 )
             columns.append(column.to_pylist())
-        connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+        result = connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+        inserted += result.rowcount
+    return inserted
 
 
 def _count(connection: Connection) -> int:
