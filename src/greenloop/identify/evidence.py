@@ -163,8 +163,9 @@ class ModelCandidates:
 
     `with_digits` contains single tokens and up to four space-separated tokens
     joined, because some model numbers contain spaces ("RF 1820 FD").
-    `without_digits` contains single tokens of 4 or more characters without a
-    digit (IKEA writes names such as "FÄRSKHET"), checked only as exact keys.
+    `without_digits` contains single tokens of 3 or more characters without a
+    digit (IKEA writes names such as "FÄRSKHET"), checked only against model
+    numbers that have no digit either.
     """
 
     with_digits: tuple[str, ...]
@@ -191,7 +192,7 @@ def model_candidates(text: str, max_joined: int = 4) -> ModelCandidates:
         for token in found:
             normalized = token if whole and token.isalnum() else _clean_model(token)
             if not _has_digit(normalized):
-                if len(normalized) >= 4:
+                if len(normalized) >= 3:
                     without_digits[normalized] = None
             elif len(normalized) >= 3:
                 with_digits[normalized] = None

@@ -431,7 +431,7 @@ def _match_by_model(
             if _brand_stated(parsed, brand_of(record)):
                 return record
     for candidate in candidates.without_digits:
-        for record in index.lookup_exact(candidate):
+        for record in index.lookup_name(candidate):
             if _brand_stated(parsed, brand_of(record)):
                 return record
     return None
