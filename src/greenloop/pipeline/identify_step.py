@@ -36,16 +36,6 @@ VERDICT_SCHEMA = pa.schema(
 )
 
 
-def verdict_json(verdict: Verdict) -> str:
-    """Return the verdict as canonical JSON (RFC 8785), the form its digest covers."""
-    from greenloop.ledger import canonical_json
-
-    document = orjson.loads(
-        orjson.dumps(verdict, option=orjson.OPT_NON_STR_KEYS, default=str)
-    )
-    return canonical_json(document).decode("utf-8")
-
-
 def query_from_row(row: dict[str, Any]) -> ProductQuery:
     """Build the identifier's query from one distinct product row."""
     labels = row.get("label_codes")
@@ -63,11 +53,6 @@ def query_from_row(row: dict[str, Any]) -> ProductQuery:
         if labels
         else (),
     )
-
-
-def verdict_row(product_key: int, verdict: Verdict) -> dict[str, Any]:
-    """Flatten a verdict into one row of VERDICT_SCHEMA."""
-    return {"product_key": product_key, **_verdict_columns(verdict)}
 
 
 def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
@@ -112,9 +97,7 @@ def identify_products(
     ).to_arrow_table()
     progress.start("identify", products.num_rows)
     verdicts: dict[int, Verdict] = {}
-    columns_by_verdict: dict[int, tuple[Verdict, dict[str, Any]]] = {}
-    empty = VERDICT_SCHEMA.empty_table()
-    connection.register("verdict_empty", empty)
+    connection.register("verdict_empty", VERDICT_SCHEMA.empty_table())
     connection.execute(
         "CREATE OR REPLACE TABLE product_verdicts AS SELECT * FROM verdict_empty"
     )
@@ -122,20 +105,36 @@ def identify_products(
     for batch in products.to_batches(BATCH_PRODUCTS):
         rows = batch.to_pylist()
         batch_verdicts = identifier.identify_many([query_from_row(row) for row in rows])
-        flattened = []
-        for row, verdict in zip(rows, batch_verdicts, strict=True):
-            verdicts[row["product_key"]] = verdict
-            # The identifier returns one object for products it judged alike,
-            # so each object is serialized once.
-            cached = columns_by_verdict.get(id(verdict))
-            if cached is None or cached[0] is not verdict:
-                cached = (verdict, _verdict_columns(verdict))
-                columns_by_verdict[id(verdict)] = cached
-            flattened.append({"product_key": row["product_key"], **cached[1]})
-        table = pa.Table.from_pylist(flattened, schema=VERDICT_SCHEMA)
+        keys = batch.column("product_key")
+        for key, verdict in zip(keys.to_pylist(), batch_verdicts, strict=True):
+            verdicts[key] = verdict
+        table = _verdict_table(keys, batch_verdicts)
         connection.register("verdict_batch", table)
         connection.execute("INSERT INTO product_verdicts SELECT * FROM verdict_batch")
         connection.unregister("verdict_batch")
         progress.advance(len(rows))
     progress.finish()
     return verdicts
+
+
+def _verdict_table(keys: pa.Array, batch_verdicts: list[Verdict]) -> pa.Table:
+    """Return the VERDICT_SCHEMA rows of one batch.
+
+    The identifier returns one object for products it judged alike, so each
+    distinct object is flattened once and its row repeated with `take`.
+    """
+    position_of: dict[int, int] = {}
+    distinct: list[dict[str, Any]] = []
+    positions = []
+    for verdict in batch_verdicts:
+        position = position_of.get(id(verdict))
+        if position is None:
+            position = position_of[id(verdict)] = len(distinct)
+            distinct.append(_verdict_columns(verdict))
+        positions.append(position)
+    names = VERDICT_SCHEMA.names[1:]
+    flattened = pa.Table.from_pydict(
+        {name: [row[name] for row in distinct] for name in names},
+        schema=pa.schema([VERDICT_SCHEMA.field(name) for name in names]),
+    ).take(pa.array(positions, pa.int32()))
+    return flattened.add_column(0, VERDICT_SCHEMA.field("product_key"), keys)
