@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from greenloop.categories import Category, Jurisdiction, Status
 from greenloop.identify.certified import CertifiedProduct
@@ -63,8 +63,7 @@ class ProposesCategories(Protocol):
     def propose(self, titles: Sequence[str]) -> Sequence[Any]: ...
 
 
-@dataclass(frozen=True)
-class _Proposal:
+class _Proposal(NamedTuple):
     category: Category | None
     probability: float
 

@@ -75,6 +75,9 @@ class RuleContext:
     _parameters: dict[tuple[Category, str], Any] = field(
         default_factory=dict, init=False, repr=False
     )
+    _code_forms: list[tuple[str, list[re.Pattern[str]]]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def parameter(self, category: Category, name: str) -> Any:
         """Return a parameter of this jurisdiction's standard, or None without one.
@@ -159,11 +162,23 @@ def certificate_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | Non
 
 
 def _code_registries(code: str, context: RuleContext) -> tuple[str, ...]:
-    """Return the registries that can hold a code of this form.
+    """Return the registries that can hold a code of this form."""
+    for registry, patterns in _code_forms(context):
+        if any(pattern.fullmatch(code) for pattern in patterns):
+            return (registry,)
+    if any(char.isdigit() for char in code) and len(code) >= 6 and ":" not in code:
+        return ("green_product", "environmental_label", "organic", "eu_ecolabel")
+    return ()
+
+
+def _code_forms(context: RuleContext) -> list[tuple[str, list[re.Pattern[str]]]]:
+    """Return each registry's compiled code forms, built once per context.
 
     The jurisdiction's standards give the code forms; the forms in `evidence.py`
     stand in where this jurisdiction has no standard for the category.
     """
+    if context._code_forms is not None:
+        return context._code_forms
     forms: list[tuple[str, list[str | re.Pattern[str]]]] = [
         (
             "organic",
@@ -186,12 +201,11 @@ def _code_registries(code: str, context: RuleContext) -> tuple[str, ...]:
             [_form(context, Category.EU_ECOLABEL, "code_pattern", ECOLABEL_CODE)],
         ),
     ]
-    for registry, patterns in forms:
-        if any(re.fullmatch(pattern, code) for pattern in patterns):
-            return (registry,)
-    if any(char.isdigit() for char in code) and len(code) >= 6 and ":" not in code:
-        return ("green_product", "environmental_label", "organic", "eu_ecolabel")
-    return ()
+    context._code_forms = [
+        (registry, [re.compile(pattern) for pattern in patterns])
+        for registry, patterns in forms
+    ]
+    return context._code_forms
 
 
 def _form(
@@ -825,6 +839,9 @@ def pick_finding(findings: list[Finding]) -> Finding | None:
     verified evidence, then any needs_review finding. The other findings'
     reasons and evidence are appended, so a reviewer can read all of them.
     """
+    if len(findings) < 2:
+        # One finding is returned as it is, whatever its status.
+        return findings[0] if findings else None
     order: list[Callable[[Finding], bool]] = [
         lambda item: item.status is Status.GREEN,
         lambda item: item.decisive,
