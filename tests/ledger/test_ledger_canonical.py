@@ -145,3 +145,53 @@ def test_fast_path_equals_reference_encoder(value: object) -> None:
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_number_format_round_trips(number: float) -> None:
     assert float(format_number(number)) == number
+
+
+flat_scalars = (
+    json_scalars
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.dates()
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.floats(min_value=-1e20, max_value=1e20).map(float.__floor__).map(float)
+)
+flat_records = st.dictionaries(
+    st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=8).filter(
+        lambda key: key.lower() not in {"user_id", "name", "phone", "email", "address"}
+    ),
+    flat_scalars,
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(flat_records)
+def test_flat_record_equals_reference_encoder(value: dict[str, object]) -> None:
+    assert canonical_json(value) == _slow(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"amount": Decimal("NaN")}, "not finite"),
+        ({"amount": Decimal("-Infinity")}, "not finite"),
+        ({"n": -(2**53)}, "2\\*\\*53"),
+        ({"n": math.inf}, "not finite"),
+        ({"a": 1, "EMAIL": "x"}, "key 'EMAIL'"),
+    ],
+)
+def test_flat_record_errors_name_the_value(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        canonical_json(value)
+
+
+def test_personal_key_rejected_after_same_shape_accepted() -> None:
+    assert canonical_json({"purchase_id": "p1", "note": "x"})
+    with pytest.raises(ValueError, match="key 'phone'"):
+        canonical_json({"purchase_id": "p1", "phone": "x"})
+    with pytest.raises(ValueError, match="key 'phone'"):
+        canonical_json({"purchase_id": "p1", "phone": "x"})
+
+
+def test_integral_and_large_floats_match_ecmascript() -> None:
+    value = {"a": 1.0, "b": 1e16, "c": 1e-7, "d": 2.5}
+    assert canonical_json(value) == b'{"a":1,"b":10000000000000000,"c":1e-7,"d":2.5}'

@@ -35,6 +35,19 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _REPR_SAFE_LOW = 1e-4
 _REPR_SAFE_HIGH = 1e16
 
+# Exact value types that orjson writes as RFC 8785 does, or hands to
+# `_convert_scalar` (Decimal and the date types) for their string form.
+_FLAT_VALUE_TYPES = frozenset(
+    {str, int, bool, type(None), Decimal, dt.datetime, dt.date, dt.time}
+)
+_FLOAT_TYPE = frozenset({float})
+_STRING_TYPE = frozenset({str})
+
+# Whether a tuple of string keys passes the ASCII and personal-data checks.
+# Records of one kind share their keys, so the checks run once per key set.
+_checked_keys: dict[tuple[str, ...], bool] = {}
+_CHECKED_KEYS_LIMIT = 1_024
+
 _encode_string = json.encoder.encode_basestring
 _ORJSON_OPTIONS = (
     orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
@@ -47,7 +60,14 @@ def canonical_json(value: Any) -> bytes:
     Raises ValueError naming the path of a personal-data key, a non-string
     key, an unsafe number or an unsupported type.
     """
-    if _fast_path_ok(value, "$"):
+    if type(value) is dict and _flat_record_ok(value):
+        try:
+            return orjson.dumps(value, default=_convert_scalar, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            # An unsafe integer, a non-finite Decimal or an unpaired surrogate:
+            # the walk below raises the error that names its path.
+            pass
+    elif _fast_path_ok(value, "$"):
         return orjson.dumps(value, default=_convert_scalar, option=_ORJSON_OPTIONS)
     parts: list[str] = []
     _encode(value, "$", parts)
@@ -70,6 +90,42 @@ def check_key(key: object, path: str) -> str:
             "and drop names and contact details"
         )
     return key
+
+
+def _flat_record_ok(record: dict[Any, Any]) -> bool:
+    """Return whether orjson gives the RFC 8785 bytes of a dict of plain scalars.
+
+    Most ledger records are one level of strings, numbers, Decimals and dates.
+    For them this check runs mostly in C: a set of key types, a cached check of
+    the key tuple and a set of value types. Only a record with a float takes a
+    Python loop over its values. False sends the record to `_fast_path_ok`,
+    which validates any shape. Integers are not range-checked here, because
+    orjson's OPT_STRICT_INTEGER raises on those beyond 53 bits.
+    """
+    if set(map(type, record)) - _STRING_TYPE:
+        return False
+    keys = tuple(record)
+    keys_ok = _checked_keys.get(keys)
+    if keys_ok is None:
+        keys_ok = "".join(keys).isascii() and PERSONAL_DATA_KEYS.isdisjoint(
+            map(str.lower, keys)
+        )
+        if len(_checked_keys) >= _CHECKED_KEYS_LIMIT:
+            _checked_keys.clear()
+        _checked_keys[keys] = keys_ok
+    if not keys_ok:
+        return False
+    kinds = set(map(type, record.values()))
+    if kinds <= _FLAT_VALUE_TYPES:
+        return True
+    if not kinds - _FLOAT_TYPE <= _FLAT_VALUE_TYPES:
+        return False
+    for item in record.values():
+        if type(item) is float and not (
+            _REPR_SAFE_LOW <= abs(item) < _REPR_SAFE_HIGH and not item.is_integer()
+        ):
+            return False
+    return True
 
 
 def _fast_path_ok(value: Any, path: str) -> bool:
