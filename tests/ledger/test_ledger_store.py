@@ -204,3 +204,71 @@ def test_batched_proofs_match_single(log: LedgerStore) -> None:
 def test_origin_with_space_rejected(sqlite_url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="key name"):
         LedgerStore(make_engine(sqlite_url), origin="green log", key_dir=tmp_path)
+
+
+def test_append_result_fields_by_name(log: LedgerStore) -> None:
+    (result,) = log.append([asset(0)])
+    assert result.key == "purchase-000000"
+    assert result.index == 0
+    assert result.created is True
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        (("", {}), "non-empty string"),
+        (("p" * 256, {}), "at most 255"),
+        ((7, {}), "non-empty string"),
+        (("purchase-x", ["not", "a", "mapping"]), "is a list"),
+        (("purchase-x", {"purchase_id": "purchase-y"}), "must be equal"),
+    ],
+)
+def test_invalid_pair_in_batch_rejected(
+    log: LedgerStore, pair: tuple[object, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        log.append([asset(0), pair, asset(1)])  # type: ignore[list-item]
+    assert log.size == 0
+
+
+def test_append_batches_match_append(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url)
+    batched = LedgerStore(engine, origin="example.org/batched", key_dir=tmp_path)
+    single = LedgerStore(engine, origin="example.org/single", key_dir=tmp_path)
+    batches = [
+        [asset(index) for index in range(0, 300)],
+        [asset(index) for index in range(290, 600)],
+        [],
+        [asset(599), asset(600), asset(600)],
+    ]
+    results = list(batched.append_batches(iter(batches)))
+    expected = [single.append(batch) for batch in batches]
+    assert results == expected
+    assert batched.size == 601
+    assert batched.root() == single.root()
+    assert results[1][0] == AppendResult("purchase-000290", 290, False)
+    assert results[3][2] == AppendResult("purchase-000600", 600, False)
+
+
+def test_append_batches_stop_at_invalid_batch(log: LedgerStore) -> None:
+    key, record = asset(301, phone="123")
+    batches = [
+        [asset(index) for index in range(300)],
+        [asset(300), (key, record)],
+        [asset(index) for index in range(302, 400)],
+    ]
+    consumed = []
+    with pytest.raises(ValueError, match="phone"):
+        for results in log.append_batches(batches):
+            consumed.append(results)
+    assert log.size == 300
+    assert consumed == []
+
+
+def test_append_batches_closed_early(log: LedgerStore) -> None:
+    batches = ([asset(index)] for index in range(10))
+    generator = log.append_batches(batches)
+    first = next(generator)
+    generator.close()
+    assert first == [AppendResult("purchase-000000", 0, True)]
+    assert log.size == 2

@@ -10,14 +10,16 @@ a stored hash never changes, so a cached tile serves any size up to its width.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -55,12 +57,12 @@ from greenloop.ledger.checkpoint import (
 from greenloop.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
+    LEAF_PREFIX,
     Node,
     NodeReader,
     ProofError,
     consistency_proof_from,
     inclusion_proof_from,
-    leaf_hash,
     root_hash,
     verify_consistency,
 )
@@ -92,6 +94,10 @@ MAX_KEY_LENGTH = 255
 KEY_LOOKUP_CHUNK = 5_000
 TILE_CACHE_SIZE = 4_096
 STREAM_BATCH = 10_000
+
+_STRING_TYPE = {str}
+_DICT_TYPE = {dict}
+_sha256 = hashlib.sha256
 
 ledger_logs = Table(
     "ledger_log",
@@ -162,13 +168,21 @@ class LedgerError(RuntimeError):
     """The stored log is inconsistent, or an operation needs a step not yet taken."""
 
 
-@dataclass(frozen=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """A purchase's entry: its key, its index, and whether this call added it."""
 
     key: str
-    index: int
+    # The field shadows tuple.index, which nothing here calls.
+    index: int  # type: ignore[assignment]
     created: bool
+
+
+class PreparedBatch(NamedTuple):
+    """A batch checked and encoded for appending, before any database work."""
+
+    keys: list[str]
+    entries: list[bytes]
+    leaves: list[bytes]
 
 
 class LedgerStore:
@@ -252,24 +266,26 @@ class LedgerStore:
     def _load_tiles(
         self, connection: Connection, nodes: Sequence[Node], cached: bool = True
     ) -> dict[TileKey, Tile]:
-        needed: dict[TileKey, int] = {}
+        # Plain (level, index) tuples: they hash and compare as TileKeys do.
+        needed: dict[tuple[int, int], int] = {}
         for height, index in nodes:
-            level, sub_height = divmod(height, TILE_HEIGHT)
+            sub_height = height & (TILE_HEIGHT - 1)
             first = index << sub_height
-            key = TileKey(level, first >> TILE_HEIGHT)
+            key = (height // TILE_HEIGHT, first >> TILE_HEIGHT)
             width = (first & (TILE_WIDTH - 1)) + (1 << sub_height)
             if needed.get(key, 0) < width:
                 needed[key] = width
         tiles: dict[TileKey, Tile] = {}
         missing = []
+        cache = self._cache
         with self._cache_lock:
             for key, width in needed.items():
-                hit = self._cache.get(key) if cached else None
-                if hit is not None and hit.width >= width:
-                    self._cache.move_to_end(key)
-                    tiles[key] = hit
+                hit = cache.get(key) if cached else None  # type: ignore[call-overload]
+                if hit is not None and len(hit.hashes) >= width * HASH_SIZE:
+                    cache.move_to_end(key)  # type: ignore[arg-type]
+                    tiles[key] = hit  # type: ignore[index]
                 else:
-                    missing.append(key)
+                    missing.append(TileKey(*key))
         if missing:
             for tile in self._select_tiles(connection, missing):
                 tiles[tile.key] = tile
@@ -318,22 +334,62 @@ class LedgerStore:
         own `purchase_id` differs from the key, raises ValueError and nothing
         is written.
         """
-        prepared = [_prepare(key, record) for key, record in entries]
-        if not prepared:
+        return self._append_prepared(prepare_batch(entries))
+
+    def append_batches(
+        self, batches: Iterable[Sequence[tuple[str, Mapping[str, Any]]]]
+    ) -> Iterator[list[AppendResult]]:
+        """Append many batches, each as its own transaction; yield each one's results.
+
+        Each batch behaves as one `append` call. While a worker thread writes
+        batch N, this generator encodes and hashes batch N + 1, so the two
+        overlap on a machine with a free core: the SQLite and PostgreSQL
+        drivers release the GIL while the database works. A batch's results
+        are yielded after its commit, by which time the next batch is being
+        written. When a batch is invalid, ValueError is raised once the batches
+        before it have been committed, and nothing of it is written. Closing
+        the generator early waits for the batch being written and commits it.
+        """
+        with ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="ledger-append"
+        ) as writer:
+            pending: Future[list[AppendResult]] | None = None
+            try:
+                for batch in batches:
+                    prepared = prepare_batch(batch)
+                    if pending is None:
+                        pending = writer.submit(self._append_prepared, prepared)
+                        continue
+                    done = pending.result()
+                    # Batch N + 1 is written while the caller handles batch N.
+                    pending = writer.submit(self._append_prepared, prepared)
+                    yield done
+                if pending is not None:
+                    done = pending.result()
+                    pending = None
+                    yield done
+            finally:
+                if pending is not None:
+                    # Wait for the write in flight, so its error is not lost.
+                    pending.result()
+
+    def _append_prepared(self, prepared: PreparedBatch) -> list[AppendResult]:
+        keys = prepared.keys
+        if not keys:
             return []
         with self.engine.begin() as connection:
             self._lock_head(connection)
             size, _ = self._head(connection)
-            existing = self._existing_indexes(connection, [key for key, _ in prepared])
-            results, new_entries = _assign_indexes(prepared, existing, size)
-            if new_entries:
-                self._write_batch(connection, size, new_entries)
-        if new_entries:
+            existing = self._existing_indexes(connection, keys)
+            results, new_batch = _assign_indexes(prepared, existing, size)
+            if new_batch.keys:
+                self._write_batch(connection, size, new_batch)
+        if new_batch.keys:
             logger.info(
                 "appended %d entries to %s (size %d)",
-                len(new_entries),
+                len(new_batch.keys),
                 self.origin,
-                size + len(new_entries),
+                size + len(new_batch.keys),
             )
         return results
 
@@ -372,26 +428,27 @@ class LedgerStore:
         return found
 
     def _write_batch(
-        self,
-        connection: Connection,
-        size: int,
-        new_entries: Sequence[tuple[str, bytes]],
+        self, connection: Connection, size: int, batch: PreparedBatch
     ) -> None:
-        leaves = [leaf_hash(entry) for _, entry in new_entries]
         tails = self._select_tiles(connection, tail_keys(size)) if size else []
         tail_map = {tile.key: tile for tile in tails}
-        changed = extend_tiles(size, tail_map, leaves)
-        new_size = size + len(new_entries)
+        changed = extend_tiles(size, tail_map, batch.leaves)
+        new_size = size + len(batch.keys)
         known = {**tail_map, **{tile.key: tile for tile in changed}}
         new_root = root_hash(new_size, lambda nodes: read_nodes_from(known, nodes))
 
         self._insert_rows(
             connection,
             "ledger_entry (log_id, entry_index, purchase_id, record)",
-            [
-                (self.log_id, size + offset, key, entry)
-                for offset, (key, entry) in enumerate(new_entries)
-            ],
+            list(
+                zip(
+                    repeat(self.log_id),
+                    range(size, new_size),
+                    batch.keys,
+                    batch.entries,
+                    strict=False,
+                )
+            ),
         )
         self._replace_tiles(
             connection, [tile for tile in changed if tile.key in tail_map], changed
@@ -781,8 +838,34 @@ class LedgerStore:
                 )
 
 
-def _prepare(key: str, record: Mapping[str, Any]) -> tuple[str, bytes]:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+def prepare_batch(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> PreparedBatch:
+    """Check and encode (purchase_id, record) pairs and hash their leaves.
+
+    Raises ValueError for the first pair that `LedgerStore.append` rejects.
+    """
+    pairs = list(entries)
+    if not pairs:
+        return PreparedBatch([], [], [])
+    keys = [key for key, _ in pairs]
+    records: list[Any] = [record for _, record in pairs]
+    # The usual batch is plain dicts under plain string keys: check it with a
+    # few whole-batch operations, and check pair by pair only to find an error.
+    if not (
+        set(map(type, keys)) == _STRING_TYPE
+        and set(map(type, records)) == _DICT_TYPE
+        and min(map(len, keys)) > 0
+        and max(map(len, keys)) <= MAX_KEY_LENGTH
+        and list(map(dict.get, records, repeat("purchase_id"), keys)) == keys
+    ):
+        for key, record in pairs:
+            _check_pair(key, record)
+    encoded = list(map(canonical_json, records))
+    leaves = [_sha256(LEAF_PREFIX + entry).digest() for entry in encoded]
+    return PreparedBatch(keys, encoded, leaves)
+
+
+def _check_pair(key: str, record: Mapping[str, Any]) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValueError(
             f"purchase id {key!r} must be a non-empty string of at most "
             f"{MAX_KEY_LENGTH} characters"
@@ -798,24 +881,35 @@ def _prepare(key: str, record: Mapping[str, Any]) -> tuple[str, bytes]:
             f"record for purchase {key!r} has purchase_id {stated!r}; the two "
             "must be equal"
         )
-    return key, canonical_json(record)
 
 
 def _assign_indexes(
-    prepared: Sequence[tuple[str, bytes]], existing: dict[str, int], size: int
-) -> tuple[list[AppendResult], list[tuple[str, bytes]]]:
+    prepared: PreparedBatch, existing: dict[str, int], size: int
+) -> tuple[list[AppendResult], PreparedBatch]:
+    keys = prepared.keys
+    if not existing and len(set(keys)) == len(keys):
+        # Every key is new: build the results without a Python loop.
+        results = list(
+            map(
+                AppendResult._make,
+                zip(keys, range(size, size + len(keys)), repeat(True), strict=False),
+            )
+        )
+        return results, prepared
     results = []
-    new_entries: list[tuple[str, bytes]] = []
-    for key, entry in prepared:
+    new_batch = PreparedBatch([], [], [])
+    for key, entry, leaf in zip(keys, prepared.entries, prepared.leaves, strict=True):
         index = existing.get(key)
         if index is not None:
             results.append(AppendResult(key, index, False))
             continue
-        index = size + len(new_entries)
+        index = size + len(new_batch.keys)
         existing[key] = index
-        new_entries.append((key, entry))
+        new_batch.keys.append(key)
+        new_batch.entries.append(entry)
+        new_batch.leaves.append(leaf)
         results.append(AppendResult(key, index, True))
-    return results, new_entries
+    return results, new_batch
 
 
 __all__ = [
@@ -824,8 +918,10 @@ __all__ = [
     "AppendResult",
     "LedgerError",
     "LedgerStore",
+    "PreparedBatch",
     "ledger_checkpoints",
     "ledger_entries",
     "ledger_logs",
     "ledger_tiles",
+    "prepare_batch",
 ]
