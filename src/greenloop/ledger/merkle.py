@@ -19,6 +19,7 @@ NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
+_HASH_SIZE_SET = {HASH_SIZE}
 
 
 class ProofError(ValueError):
@@ -200,21 +201,23 @@ def verify_inclusion(
 def _root_from_inclusion(
     leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
 ) -> bytes:
+    if set(map(len, proof)) - _HASH_SIZE_SET:
+        for number, sibling in enumerate(proof):
+            _check_hash(sibling, f"proof hash {number}")
     position, last = index, size - 1
     result = leaf_hash
-    for number, sibling in enumerate(proof):
-        _check_hash(sibling, f"proof hash {number}")
+    for sibling in proof:
         if last == 0:
             raise ProofError(
                 f"inclusion proof has {len(proof)} hashes, more than needed"
             )
         if position & 1 or position == last:
-            result = node_hash(sibling, result)
+            result = _sha256(NODE_PREFIX + sibling + result).digest()
             while not position & 1 and position != 0:
                 position >>= 1
                 last >>= 1
         else:
-            result = node_hash(result, sibling)
+            result = _sha256(NODE_PREFIX + result + sibling).digest()
         position >>= 1
         last >>= 1
     if last != 0:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256 as _sha256
 from typing import NamedTuple
 
 from greenloop.ledger.merkle import (
     HASH_SIZE,
+    NODE_PREFIX,
     Node,
     consistency_proof_from,
     inclusion_proof_from,
@@ -79,7 +81,7 @@ class Tile:
         else:
             data, offset, available = (
                 self.inner,
-                _INNER_OFFSET[layer_height](width),
+                _inner_offset(layer_height, width),
                 width >> layer_height,
             )
         start = first >> layer_height
@@ -91,6 +93,9 @@ class Tile:
         begin = offset + start * HASH_SIZE
         if count == 1:
             return data[begin : begin + HASH_SIZE]
+        if count == 2:
+            # The two children lie side by side: one slice is the hash input.
+            return _sha256(NODE_PREFIX + data[begin : begin + 2 * HASH_SIZE]).digest()
         chunk = data[begin : begin + count * HASH_SIZE]
         return perfect_root(
             [chunk[i : i + HASH_SIZE] for i in range(0, len(chunk), HASH_SIZE)]
@@ -100,12 +105,15 @@ class Tile:
 # For each height above a tile's base (0 to 8), the stored layer to start
 # from: the base hashes or an inner layer. No node costs more than 3 hashes.
 _LAYER_FOR_SUB_HEIGHT = (0, 0, 2, 2, 4, 4, 6, 6, 6)
-# Byte offset of each inner layer within `Tile.inner`, given the tile width.
-_INNER_OFFSET = {
-    2: lambda width: 0,
-    4: lambda width: (width >> 2) * HASH_SIZE,
-    6: lambda width: ((width >> 2) + (width >> 4)) * HASH_SIZE,
-}
+
+
+def _inner_offset(layer_height: int, width: int) -> int:
+    """Return the byte offset of an inner layer within `Tile.inner`."""
+    if layer_height == 2:
+        return 0
+    if layer_height == 4:
+        return (width >> 2) * HASH_SIZE
+    return ((width >> 2) + (width >> 4)) * HASH_SIZE
 
 
 def build_inner(hashes: bytes) -> bytes:
@@ -152,7 +160,8 @@ def read_nodes_from(
         level = height >> 3
         sub_height = height & 7
         first = index << sub_height
-        tile = tiles.get(TileKey(level, first >> 8))
+        # A plain tuple hashes and compares as the TileKey it stands for.
+        tile = tiles.get((level, first >> 8))  # type: ignore[call-overload]
         if tile is None:
             raise TileError(f"tile level {level} index {first >> 8} is missing")
         if sub_height == 0:
