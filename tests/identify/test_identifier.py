@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from greenloop.categories import Category, Status
 from greenloop.cli import app
 from greenloop.identify import CertifiedProduct, Identifier, ProductQuery
+from greenloop.identify.identifier import GC_PAUSE_MIN_QUERIES
 
 AS_OF = date(2026, 12, 4)
 
@@ -637,3 +639,46 @@ def test_eu_ecolabel_backs_generic_claim(tmp_path: Path) -> None:
     assert verdict.category is Category.EU_ECOLABEL
     assert verdict.standard_id == "eu.eu_ecolabel"
     assert not any(reason.startswith("Flagged") for reason in verdict.reasons)
+
+
+class CollectorStateModel:
+    """A category model that records whether the garbage collector is enabled."""
+
+    version = "collector-1"
+
+    def __init__(self) -> None:
+        self.enabled_during_calls: list[bool] = []
+
+    def propose(self, titles: Sequence[str]) -> list[FakeProposal]:
+        self.enabled_during_calls.append(gc.isenabled())
+        return [FakeProposal(None, 0.0) for _ in titles]
+
+
+def test_large_batch_pauses_collector() -> None:
+    model = CollectorStateModel()
+    identifier = Identifier.load("cn", as_of=AS_OF, model=model)
+    queries = [ProductQuery(f"plain item {n}") for n in range(GC_PAUSE_MIN_QUERIES)]
+    assert gc.isenabled()
+    verdicts = identifier.identify_many(queries)
+    assert len(verdicts) == GC_PAUSE_MIN_QUERIES
+    assert model.enabled_during_calls == [False]
+    assert gc.isenabled()
+
+
+def test_small_batch_keeps_collector() -> None:
+    model = CollectorStateModel()
+    identifier = Identifier.load("cn", as_of=AS_OF, model=model)
+    identifier.identify_many([ProductQuery("plain item")])
+    assert model.enabled_during_calls == [True]
+    assert gc.isenabled()
+
+
+def test_batch_keeps_collector_disabled() -> None:
+    identifier = Identifier.load("cn", as_of=AS_OF, model=FakeModel())
+    queries = [ProductQuery(f"plain item {n}") for n in range(GC_PAUSE_MIN_QUERIES)]
+    gc.disable()
+    try:
+        identifier.identify_many(queries)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

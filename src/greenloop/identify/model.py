@@ -247,6 +247,9 @@ class CategoryModel:
         keys = rows[known] * vocabulary_size + columns[known]
         if keys.size == 0:
             return scores
+        if len(titles) * vocabulary_size < 2**32:
+            # Sorting 32-bit keys takes about half the time of 64-bit ones.
+            keys = keys.astype(np.uint32)
         keys.sort()
         run_starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         counts = np.diff(np.append(run_starts, keys.size)).astype(np.float32)

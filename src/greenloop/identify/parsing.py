@@ -47,9 +47,13 @@ class TitleFacts:
         return self._candidates
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ParsedQuery:
-    """A product query with the parsed facts of its title."""
+    """A product query with the parsed facts of its title.
+
+    Not frozen, because a batch creates one per product and a frozen
+    dataclass is several times slower to create. Rules only read it.
+    """
 
     query: ProductQuery
     facts: TitleFacts
