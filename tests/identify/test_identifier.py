@@ -278,8 +278,10 @@ def test_single_attribute_with_generic_claim(identifier: Identifier) -> None:
     verdict = identifier.identify(
         ProductQuery("环保内墙涂料", certificate_id="CGP-2025-0002")
     )
-    assert verdict.status is Status.NEEDS_REVIEW
+    assert verdict.status is Status.NOT_GREEN
+    assert verdict.category is Category.GREEN_PRODUCT
     assert any(claim.kind == "single_attribute" for claim in verdict.claims)
+    assert verdict.evidence[0].verified is True
 
 
 def test_environmental_label_backs_generic_claim(identifier: Identifier) -> None:
@@ -335,6 +337,44 @@ def test_public_transport_mcc(bare_identifier: Identifier, mcc: int, mode: str) 
 def test_taxi_is_not_public_transport(bare_identifier: Identifier) -> None:
     verdict = bare_identifier.identify(ProductQuery("eco taxi ride", mcc=4121))
     assert verdict.status is Status.NOT_GREEN
+    assert verdict.category is None
+    assert verdict.standard_id is None
+
+
+@pytest.mark.parametrize(
+    "tag", ["en:green-dot", "fr:triman", "en:vegetarian", "en:no-gluten", "en:kosher"]
+)
+def test_label_tag_without_environmental_claim(
+    bare_identifier: Identifier, tag: str
+) -> None:
+    verdict = bare_identifier.identify(
+        ProductQuery("Pâte à tartiner", label_codes=(tag,))
+    )
+    assert verdict.status is Status.NOT_GREEN
+    assert verdict.evidence == ()
+
+
+@pytest.mark.parametrize(
+    "tag", ["en:organic", "en:eu-organic", "en:nl-bio-01", "en:es-eco-019-ct"]
+)
+def test_organic_label_tag_category(bare_identifier: Identifier, tag: str) -> None:
+    verdict = bare_identifier.identify(
+        ProductQuery("Pâte à tartiner", label_codes=("en:vegan", tag))
+    )
+    assert verdict.status is Status.NEEDS_REVIEW
+    assert verdict.category is Category.ORGANIC_FOOD
+    assert [item.value for item in verdict.evidence] == [tag]
+
+
+@pytest.mark.parametrize(
+    "tag", ["en:no-palm-oil", "en:utz-certified", "en:low-carbon", "en:unknown-label"]
+)
+def test_possible_eco_label_tag_reviewed(bare_identifier: Identifier, tag: str) -> None:
+    verdict = bare_identifier.identify(
+        ProductQuery("Pâte à tartiner", label_codes=(tag,))
+    )
+    assert verdict.status is Status.NEEDS_REVIEW
+    assert verdict.category is None
 
 
 @pytest.mark.parametrize(

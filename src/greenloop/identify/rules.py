@@ -342,6 +342,9 @@ def _green_product_finding(
     }
     generic = [claim for claim in parsed.claims if claim.kind == "generic"]
     if generic:
+        # The standard lets a single-attribute certificate back its attribute
+        # only, never a whole-product claim, so a listing that makes one
+        # misrepresents the certificate and the purchase does not qualify.
         flag = ClaimFinding(
             rule="single_attribute_certificate",
             kind="single_attribute",
@@ -352,11 +355,16 @@ def _green_product_finding(
             ),
         )
         return Finding(
-            Status.NEEDS_REVIEW,
+            Status.NOT_GREEN,
             Category.GREEN_PRODUCT,
-            (flag.message,),
+            (
+                flag.message,
+                "A single-attribute certificate never backs a whole-product claim, "
+                "so the purchase does not qualify while the listing makes it.",
+            ),
             (evidence,),
             attributes=attributes,
+            decisive=True,
             flags=(flag,),
         )
     return Finding(
@@ -707,9 +715,11 @@ def mcc_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
             attributes={"mode": mode},
         )
     if mcc in (context.parameter(Category.PUBLIC_TRANSPORT, "excluded_mccs") or []):
+        # Taxis belong to no green category; the public-transport standard
+        # only names them as an exclusion.
         return Finding(
             Status.NOT_GREEN,
-            Category.PUBLIC_TRANSPORT,
+            None,
             (f"MCC {mcc} is taxi or limousine travel, which is not public transport.",),
             decisive=True,
         )
@@ -787,14 +797,23 @@ def merchant_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
 
 
 def label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
-    """Report the sustainability labels the seller states; they are claims."""
+    """Report the sustainability labels the seller states; they are claims.
+
+    Tags that state no environmental attribute (a diet, an origin, the Green
+    Dot packaging-fee mark) are ignored. An organic label tag gives the
+    finding the category organic_food.
+    """
+    tags = context.vocabulary.label_tags
     labels = [
         label.strip()
         for label in parsed.query.label_codes
-        if label.strip() and not _code_registries(label.strip().upper(), context)
+        if label.strip()
+        and not _code_registries(label.strip().upper(), context)
+        and tags.is_environmental(label)
     ]
     if not labels:
         return None
+    organic = any(tags.is_organic(label) for label in labels)
     reasons = []
     evidence = []
     threshold = context.vocabulary.label_min_credibility
@@ -817,7 +836,8 @@ def label_rule(parsed: ParsedQuery, context: RuleContext) -> Finding | None:
         evidence.append(
             Evidence("label", label, "seller's label_codes", verified=False)
         )
-    return Finding(Status.NEEDS_REVIEW, None, tuple(reasons), tuple(evidence))
+    category = Category.ORGANIC_FOOD if organic else None
+    return Finding(Status.NEEDS_REVIEW, category, tuple(reasons), tuple(evidence))
 
 
 EVIDENCE_RULES: tuple[Rule, ...] = (

@@ -7,7 +7,8 @@ title needs. Neither decides that an item is green.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -47,6 +48,17 @@ class SettingsFile(BaseModel):
     label_min_credibility: Setting
 
 
+class LabelTagsFile(BaseModel):
+    """Label tags that name no environmental attribute, and organic label tags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    not_environmental: list[str]
+    not_environmental_prefixes: list[str]
+    organic: list[str]
+    organic_patterns: list[str]
+
+
 class TermsFile(BaseModel):
     """The content of `terms.yaml`."""
 
@@ -57,6 +69,52 @@ class TermsFile(BaseModel):
     energy_star_product_types: dict[str, list[str]]
     vehicle_terms: list[str]
     item_kinds: dict[str, list[str]]
+    label_tags: LabelTagsFile
+
+
+@dataclass(frozen=True)
+class LabelTags:
+    """Compiled label-tag lists; tags are compared in lower case."""
+
+    not_environmental: frozenset[str] = frozenset()
+    not_environmental_prefixes: tuple[str, ...] = ()
+    organic: frozenset[str] = frozenset()
+    organic_patterns: tuple[re.Pattern[str], ...] = ()
+
+    def is_environmental(self, tag: str) -> bool:
+        """Return False for a tag that states no environmental attribute."""
+        lowered = tag.strip().lower()
+        if lowered in self.not_environmental:
+            return False
+        return not lowered.startswith(self.not_environmental_prefixes)
+
+    def is_organic(self, tag: str) -> bool:
+        """Return whether a tag names an organic label or an organic control body."""
+        lowered = tag.strip().lower()
+        if lowered in self.organic:
+            return True
+        return any(pattern.fullmatch(lowered) for pattern in self.organic_patterns)
+
+
+def compile_label_tags(tags: LabelTagsFile) -> LabelTags:
+    """Compile the label-tag lists of `terms.yaml`, rejecting invalid patterns."""
+    patterns = []
+    for pattern in tags.organic_patterns:
+        try:
+            patterns.append(re.compile(pattern))
+        except re.error as error:
+            raise SettingsError(
+                f"terms.yaml: label_tags.organic_patterns: invalid pattern "
+                f"{pattern!r} ({error}); correct the regular expression"
+            ) from error
+    return LabelTags(
+        not_environmental=frozenset(tag.lower() for tag in tags.not_environmental),
+        not_environmental_prefixes=tuple(
+            prefix.lower() for prefix in tags.not_environmental_prefixes
+        ),
+        organic=frozenset(tag.lower() for tag in tags.organic),
+        organic_patterns=tuple(patterns),
+    )
 
 
 MAX_PHRASE_WORDS = 3
@@ -142,6 +200,7 @@ class Vocabulary:
     label_min_credibility: int
     phrase_starts: frozenset[str] = frozenset()
     latin_phrases: frozenset[str] = frozenset()
+    label_tags: LabelTags = field(default_factory=LabelTags)
 
     def may_match(self, phrases: frozenset[str], text: str) -> bool:
         """Return whether any term list can match, checked in one set operation."""
@@ -185,6 +244,7 @@ def load_vocabulary(folder: Path) -> Vocabulary:
         model_review_min_probability=settings.model_review_min_probability.value,
         energy_star_max_age_days=int(settings.energy_star_max_age_days.value),
         label_min_credibility=int(settings.label_min_credibility.value),
+        label_tags=compile_label_tags(terms.label_tags),
         phrase_starts=starts,
         latin_phrases=frozenset(
             padded_words(term).strip() for term in all_terms if term.isascii()
