@@ -17,7 +17,13 @@ from greenloop.ledger import (
     verify_consistency,
     verify_inclusion,
 )
-from greenloop.ledger.merkle import CompactRange, consistency_ranges, inclusion_ranges
+from greenloop.ledger.merkle import (
+    CompactRange,
+    consistency_ranges,
+    hash_ranges,
+    inclusion_proof_from,
+    inclusion_ranges,
+)
 
 
 def _log_of(entries: list[bytes]) -> MemoryTileLog:
@@ -190,3 +196,15 @@ def test_flipped_bit_fails_consistency(
 
 def test_sha256_is_the_leaf_hash_function() -> None:
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
+
+
+def test_inclusion_proof_matches_range_layout() -> None:
+    log = _log_of([str(number).encode() for number in range(1100)])
+    sizes = [*range(1, 300), 511, 512, 513, 767, 1024, 1025, 1100]
+    for size in sizes:
+        for index in {0, size // 3, size // 2, size - 2, size - 1} - {-1}:
+            expected = hash_ranges(inclusion_ranges(index, size), log.read_nodes)
+            assert inclusion_proof_from(index, size, log.read_nodes) == expected, (
+                index,
+                size,
+            )

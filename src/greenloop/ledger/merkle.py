@@ -302,7 +302,34 @@ def _roots_from_consistency(
 
 def inclusion_proof_from(index: int, size: int, read_nodes: NodeReader) -> list[bytes]:
     """Build the inclusion proof for leaf `index` in the tree of `size` leaves."""
-    return hash_ranges(inclusion_ranges(index, size), read_nodes)
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    # Walk up from the leaf as the verifier does. At each height the proof
+    # contains the sibling of the leaf's ancestor, unless that ancestor is the
+    # last node of its height and a left child, which has no sibling. Only a
+    # right sibling at the tree's right edge can be partial: its range is then
+    # split into perfect subtrees and folded.
+    single: list[Node] = []
+    partial: tuple[int, list[Node]] | None = None
+    position, last, height = index, size - 1, 0
+    while last:
+        if position & 1:
+            single.append(Node(height, position - 1))
+        elif position < last:
+            start = (position + 1) << height
+            if start + (1 << height) <= size:
+                single.append(Node(height, position + 1))
+            else:
+                partial = (len(single), range_nodes(start, size))
+        position >>= 1
+        last >>= 1
+        height += 1
+    if partial is None:
+        return read_nodes(single)
+    at, nodes = partial
+    hashes = read_nodes(single + nodes)
+    folded = fold_right(hashes[len(single) :])
+    return [*hashes[:at], folded, *hashes[at : len(single)]]
 
 
 def consistency_proof_from(
