@@ -14,7 +14,7 @@ from finance_helpers import campaign_dict, facility_dict, make_loan, write_yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from greenloop.incentives import CampaignConfig
+from greenloop.incentives import CampaignConfig, ineligibility_reason
 from greenloop.store import finance
 from greenloop.store.base import make_engine
 from greenloop.store.finance import GreenLoan, process_green_loans
@@ -117,7 +117,7 @@ def award_one_by_one(
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
     for loan in ordered:
         for campaign in configs:
-            if finance.ineligibility_reason(campaign, loan) is not None:
+            if ineligibility_reason(campaign, loan) is not None:
                 continue
             cost = finance.benefit_cost_fen(
                 campaign,

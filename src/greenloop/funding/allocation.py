@@ -71,22 +71,45 @@ class AllocationResult:
 
 def ineligibility_reason(facility: FacilityConfig, loan: LoanPosition) -> str | None:
     """Return why `loan` may not fund `facility`, or None when it may."""
-    if loan.status is not LoanStatus.ACTIVE:
-        return f"loan is {loan.status.value}"
-    if loan.outstanding_fen <= 0:
-        return "loan is fully repaid"
-    if loan.category not in facility.eligible_categories:
-        return f"category {loan.category} is not eligible for the facility"
-    if loan.principal_fen < yuan_to_fen(facility.min_loan_yuan):
-        return (
-            f"principal is below the facility minimum of {facility.min_loan_yuan} yuan"
+    return _FacilityRules.of(facility).reason(loan)
+
+
+@dataclass(frozen=True, slots=True)
+class _FacilityRules:
+    """A facility's eligibility limits, computed once for checking many loans."""
+
+    categories: frozenset[str]
+    min_loan_yuan: Decimal
+    min_loan_fen: Decimal
+    earliest: date
+    maturity_date: date
+
+    @classmethod
+    def of(cls, facility: FacilityConfig) -> _FacilityRules:
+        return cls(
+            categories=frozenset(str(item) for item in facility.eligible_categories),
+            min_loan_yuan=facility.min_loan_yuan,
+            min_loan_fen=yuan_to_fen(facility.min_loan_yuan),
+            earliest=add_months(facility.first_drawdown, -facility.lookback_months),
+            maturity_date=facility.maturity_date,
         )
-    earliest = add_months(facility.first_drawdown, -facility.lookback_months)
-    if loan.originated_on < earliest:
-        return f"originated before the look-back start {earliest}"
-    if loan.originated_on > facility.maturity_date:
-        return f"originated after the facility matures on {facility.maturity_date}"
-    return None
+
+    def reason(self, loan: LoanPosition) -> str | None:
+        if loan.status is not LoanStatus.ACTIVE:
+            return f"loan is {loan.status.value}"
+        if loan.outstanding_fen <= 0:
+            return "loan is fully repaid"
+        if loan.category not in self.categories:
+            return f"category {loan.category} is not eligible for the facility"
+        if loan.principal_fen < self.min_loan_fen:
+            return (
+                f"principal is below the facility minimum of {self.min_loan_yuan} yuan"
+            )
+        if loan.originated_on < self.earliest:
+            return f"originated before the look-back start {self.earliest}"
+        if loan.originated_on > self.maturity_date:
+            return f"originated after the facility matures on {self.maturity_date}"
+        return None
 
 
 def allocate(
@@ -103,13 +126,12 @@ def allocate(
     allocated to other facilities, which are never allocated twice.
     """
     drawn = facility.drawn_fen(as_of)
+    rules = _FacilityRules.of(facility)
     released: dict[str, str] = {}
     retained: list[LoanPosition] = []
     for purchase_id in current:
         loan = loans.get(purchase_id)
-        reason = (
-            "loan not found" if loan is None else ineligibility_reason(facility, loan)
-        )
+        reason = "loan not found" if loan is None else rules.reason(loan)
         if reason is None and loan is not None:
             retained.append(loan)
         else:
@@ -119,7 +141,7 @@ def allocate(
     candidates = [
         loan
         for purchase_id, loan in loans.items()
-        if purchase_id not in excluded and ineligibility_reason(facility, loan) is None
+        if purchase_id not in excluded and rules.reason(loan) is None
     ]
     ordered = sorted(retained, key=_age_order) + sorted(candidates, key=_age_order)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from greenloop.incentives.config import (
@@ -58,6 +59,55 @@ def ineligibility_reason(campaign: CampaignConfig, loan: GreenLoan) -> str | Non
             f" {benefit.max_periods}"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRules:
+    """A campaign's eligibility rules, prepared once for checking many loans.
+
+    `accepts` is true exactly when `ineligibility_reason` returns None.
+    """
+
+    campaign: CampaignConfig
+    categories: frozenset[str]
+    merchants: frozenset[str | None] | None
+    regions: frozenset[str | None] | None
+    min_amount_fen: int
+    periods: frozenset[int] | None
+    max_interest_free_periods: int | None
+
+    @classmethod
+    def of(cls, campaign: CampaignConfig) -> CampaignRules:
+        """Prepare the rules of `campaign`."""
+        rules = campaign.eligibility
+        benefit = campaign.benefit
+        return cls(
+            campaign=campaign,
+            categories=frozenset(str(item) for item in rules.categories),
+            merchants=None if rules.merchants is None else frozenset(rules.merchants),
+            regions=None if rules.regions is None else frozenset(rules.regions),
+            min_amount_fen=int(yuan_to_fen(rules.min_amount_yuan)),
+            periods=None if rules.periods is None else frozenset(rules.periods),
+            max_interest_free_periods=(
+                benefit.max_periods if isinstance(benefit, InterestFree) else None
+            ),
+        )
+
+    def accepts(self, loan: GreenLoan, purchase_day: date) -> bool:
+        """Tell whether `loan` qualifies; `purchase_day` is in the campaign's zone."""
+        campaign = self.campaign
+        return (
+            loan.category in self.categories
+            and campaign.starts_on <= purchase_day <= campaign.ends_on
+            and (self.merchants is None or loan.merchant_id in self.merchants)
+            and (self.regions is None or loan.region in self.regions)
+            and loan.principal_fen >= self.min_amount_fen
+            and (self.periods is None or loan.periods in self.periods)
+            and (
+                self.max_interest_free_periods is None
+                or loan.periods <= self.max_interest_free_periods
+            )
+        )
 
 
 def benefit_cost_fen(

@@ -19,14 +19,16 @@ Money is stored as integer fen (BIGINT).
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -72,10 +74,11 @@ from greenloop.incentives.draws import (
     reveal,
 )
 from greenloop.incentives.rules import (
+    CampaignRules,
     benefit_cost_fen,
-    ineligibility_reason,
     report_group,
 )
+from greenloop.lending import batch
 from greenloop.lending.adjustments import apply_refund
 from greenloop.lending.configfile import ConfigError
 from greenloop.lending.loans import GreenLoan
@@ -113,12 +116,18 @@ INCREMENTAL_LIMIT = 500
 # Purchase ids per IN list, well below SQLite's default limit of 32,766 bound
 # parameters.
 CHUNK = 1000
+# Loans whose results are read back and priced together.
+RESULT_BLOCK = 20_000
 # Loans per batch award transaction. A larger chunk makes fewer transactions
 # but holds the budget rows locked longer against the online checkout path.
 AWARD_CHUNK = 2000
 # Conflicting attempts of one chunk before it falls back to one transaction per
 # award.
 AWARD_ATTEMPTS = 3
+# Price fee-based plans of many loans at once with `greenloop.lending.batch`.
+# When false, every loan's plan is built with Decimal arithmetic, one loan at a
+# time; the tests compare both paths.
+BATCH_PRICING = True
 
 finance_loans = Table(
     "finance_loans",
@@ -475,20 +484,155 @@ def _plan_of(row: Any) -> InstallmentPlan:
     return plan
 
 
-def _position_of(row: Any, as_of: date) -> LoanPosition:
-    plan = _plan_of(row)
-    return LoanPosition(
-        purchase_id=row.purchase_id,
-        category=row.category,
-        originated_on=_as_date(row.occurred_at),
-        principal_fen=plan.principal_fen,
-        outstanding_fen=plan.outstanding_fen(as_of),
-        status=LoanStatus(row.status),
-    )
-
-
 def _as_date(moment: datetime | date) -> date:
     return moment.date() if isinstance(moment, datetime) else moment
+
+
+# The stored loan columns that `_plan_of` reads.
+PLAN_COLUMNS = (
+    finance_loans.c.purchase_id,
+    finance_loans.c.occurred_at,
+    finance_loans.c.principal_fen,
+    finance_loans.c.periods,
+    finance_loans.c.plan_kind,
+    finance_loans.c.fee_rate,
+    finance_loans.c.consumer_fee_waived,
+    finance_loans.c.partial_refunds,
+)
+
+
+def _fee_plan_groups(
+    rows: Sequence[Any],
+) -> tuple[dict[tuple[int, Decimal], list[int]], list[int]]:
+    """Group row indexes by (periods, fee rate) for batch pricing.
+
+    A waived loan has a fee plan at rate zero. Interest plans, loans with
+    partial refunds and principals outside the batch range are returned
+    separately, to be priced one by one with `_plan_of`.
+    """
+    groups: dict[tuple[int, Decimal], list[int]] = defaultdict(list)
+    one_by_one: list[int] = []
+    rates: dict[str, Decimal] = {}
+    supported: dict[tuple[int, Decimal], bool] = {}
+    for index, row in enumerate(rows):
+        if (
+            not BATCH_PRICING
+            or row.partial_refunds
+            or not 0 < row.principal_fen <= batch.MAX_PRINCIPAL_FEN
+            or (row.plan_kind != "fee" and not row.consumer_fee_waived)
+        ):
+            one_by_one.append(index)
+            continue
+        if row.consumer_fee_waived:
+            rate = ZERO
+        else:
+            rate = rates.get(row.fee_rate) or rates.setdefault(
+                row.fee_rate, Decimal(row.fee_rate)
+            )
+        key = (row.periods, rate)
+        if key not in supported:
+            supported[key] = batch.supports(rate, row.periods)
+        if supported[key]:
+            groups[key].append(index)
+        else:
+            one_by_one.append(index)
+    return groups, one_by_one
+
+
+def _plan_principals_and_outstanding(
+    rows: Sequence[Any], as_of: date
+) -> tuple[list[int], list[int]]:
+    """Return each stored loan's plan principal and its outstanding on `as_of`.
+
+    The figures equal those of `_plan_of(row)`. Fee plans are priced in batches.
+    """
+    principals = [0] * len(rows)
+    outstanding = [0] * len(rows)
+    groups, one_by_one = _fee_plan_groups(rows)
+    for (periods, rate), indexes in groups.items():
+        amounts = np.fromiter(
+            (rows[index].principal_fen for index in indexes), np.int64, len(indexes)
+        )
+        starts = batch.date_numbers(
+            [_as_date(rows[index].occurred_at) for index in indexes]
+        )
+        plans = batch.fee_plans(amounts, periods, rate)
+        due = batch.installments_due(starts, periods, as_of)
+        left = (amounts - batch.repaid_principal(plans, due)).tolist()
+        for position, index in enumerate(indexes):
+            principals[index] = rows[index].principal_fen
+            outstanding[index] = left[position]
+    for index in one_by_one:
+        plan = _plan_of(rows[index])
+        principals[index] = int(plan.principal_fen)
+        outstanding[index] = int(plan.outstanding_fen(as_of))
+    return principals, outstanding
+
+
+def _fees_and_rates(rows: Sequence[Any]) -> list[tuple[int, Decimal, Decimal]]:
+    """Return each stored loan's fee, APR and effective annual rate, as `_plan_of`."""
+    figures: list[tuple[int, Decimal, Decimal]] = [(0, ZERO, ZERO)] * len(rows)
+    groups, one_by_one = _fee_plan_groups(rows)
+    zero = batch.zero_rate()
+    rates: dict[int, Decimal] = {}
+    for (periods, rate), indexes in groups.items():
+        amounts = np.fromiter(
+            (rows[index].principal_fen for index in indexes), np.int64, len(indexes)
+        )
+        plans = batch.fee_plans(amounts, periods, rate)
+        annual = batch.annual_rates(plans)
+        fees = plans.fee.tolist()
+        nominal = annual.nominal_micro.tolist()
+        effective = annual.effective_micro.tolist()
+        exact = annual.exact.tolist()
+        for position, index in enumerate(indexes):
+            fee = fees[position]
+            if exact[position]:
+                exact_rate = _plan_of(rows[index]).annual_rate()
+                figures[index] = (
+                    fee,
+                    exact_rate.nominal_annual,
+                    exact_rate.effective_annual,
+                )
+            elif fee == 0:
+                figures[index] = (0, zero.nominal_annual, zero.effective_annual)
+            else:
+                # One Decimal per distinct rate, shared by the loans that have it.
+                apr = rates.get(nominal[position])
+                if apr is None:
+                    apr = rates.setdefault(
+                        nominal[position], batch.rate_decimal(nominal[position])
+                    )
+                effective_rate = rates.get(effective[position])
+                if effective_rate is None:
+                    effective_rate = rates.setdefault(
+                        effective[position], batch.rate_decimal(effective[position])
+                    )
+                figures[index] = (fee, apr, effective_rate)
+    # Plans without refunds have the same amounts whatever their start date.
+    unrefunded: dict[tuple[Any, ...], tuple[int, Decimal, Decimal]] = {}
+    for index in one_by_one:
+        row = rows[index]
+        key = (
+            row.principal_fen,
+            row.periods,
+            row.plan_kind,
+            row.fee_rate,
+            bool(row.consumer_fee_waived),
+        )
+        if not row.partial_refunds and key in unrefunded:
+            figures[index] = unrefunded[key]
+            continue
+        plan = _plan_of(row)
+        annual_rate = plan.annual_rate()
+        figures[index] = (
+            int(plan.fee_fen),
+            annual_rate.nominal_annual,
+            annual_rate.effective_annual,
+        )
+        if not row.partial_refunds:
+            unrefunded[key] = figures[index]
+    return figures
 
 
 # ---------------------------------------------------------------------------
@@ -656,11 +800,11 @@ def _reallocate(
             new_candidates, finance_loans.c.purchase_id.in_(list(only))
         )
     candidate_rows = connection.execute(
-        select(finance_loans).where(
-            finance_loans.c.purchase_id.in_(held_here) | new_candidates
-        )
-    ).all()
-    positions = {row.purchase_id: _position_of(row, as_of) for row in candidate_rows}
+        select(*PLAN_COLUMNS, finance_loans.c.category, finance_loans.c.status)
+        .where(finance_loans.c.purchase_id.in_(held_here) | new_candidates)
+        .execution_options(yield_per=RESULT_BLOCK)
+    )
+    positions = _positions(candidate_rows.partitions(), as_of, set(current))
     # A loan released from this facility is never allocated to it again, because
     # the unique key (facility, purchase) keeps its release on record.
     excluded = taken_elsewhere | ever_allocated_here
@@ -764,6 +908,33 @@ def _store_releases(
     )
 
 
+def _positions(
+    partitions: Iterable[Sequence[Any]], as_of: date, held: set[str]
+) -> dict[str, LoanPosition]:
+    """Measure stored loans on `as_of`, block by block.
+
+    A loan that is not held and has nothing outstanding can never be a new
+    candidate, so it gets no position. That keeps the mapping to the loans
+    the allocation can use.
+    """
+    statuses = {status.value: status for status in LoanStatus}
+    positions: dict[str, LoanPosition] = {}
+    for rows in partitions:
+        principals, outstanding = _plan_principals_and_outstanding(rows, as_of)
+        for row, principal, left in zip(rows, principals, outstanding, strict=True):
+            if left <= 0 and row.purchase_id not in held:
+                continue
+            positions[row.purchase_id] = LoanPosition(
+                purchase_id=row.purchase_id,
+                category=row.category,
+                originated_on=_as_date(row.occurred_at),
+                principal_fen=Decimal(principal),
+                outstanding_fen=Decimal(left),
+                status=statuses[row.status],
+            )
+    return positions
+
+
 def _remeasured(
     row: Any, allocated_fen: Decimal, position: LoanPosition, as_of: date
 ) -> bool:
@@ -829,27 +1000,18 @@ def _award_incentives(
     input order and chunk size. Returns, per campaign, how many awards this run
     made and why others were not made, so the report can show them.
     """
-    schedule = load_fee_schedules().get()
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
+    offers = _eligible_offers(ordered, campaigns)
+    offered = [loan for loan in ordered if loan.purchase_id in offers]
+    del ordered
+    costs = _AwardCosts(facilities, offered, offers)
     outcomes: dict[str, Counter[str]] = {
         item.id: Counter() for item in campaigns.campaigns
     }
-    costs: dict[tuple[str, str], int] = {}
-
-    def cost_of(campaign: CampaignConfig, loan: GreenLoan) -> int:
-        key = (campaign.id, loan.purchase_id)
-        if key not in costs:
-            facility = facilities.get(campaign.funding.facility_id)
-            standard = _standard_plan(schedule, loan)
-            costs[key] = int(
-                benefit_cost_fen(campaign, loan, facility.facility_rate, standard)
-            )
-        return costs[key]
-
-    for start in range(0, len(ordered), AWARD_CHUNK):
-        chunk = ordered[start : start + AWARD_CHUNK]
+    for start in range(0, len(offered), AWARD_CHUNK):
+        chunk = offered[start : start + AWARD_CHUNK]
         for campaign_id, purchase_id, status in _award_chunk(
-            engine, chunk, campaigns, cost_of
+            engine, chunk, offers, costs.cost_of
         ):
             outcomes[campaign_id][status] += 1
             if status not in (AWARDED, ENTERED):
@@ -863,6 +1025,118 @@ def _award_incentives(
         if counts:
             logger.info("campaign %s this run: %s", campaign_id, dict(counts))
     return {key: dict(counts) for key, counts in outcomes.items()}
+
+
+Offers = Mapping[str, tuple[CampaignConfig, ...]]
+
+
+def _eligible_offers(
+    loans: Sequence[GreenLoan], campaigns: CampaignsFile
+) -> dict[str, tuple[CampaignConfig, ...]]:
+    """Map each loan that qualifies for a campaign to those campaigns, in file order."""
+    rules = [CampaignRules.of(campaign) for campaign in campaigns.campaigns]
+    zones = {
+        campaign.timezone: ZoneInfo(campaign.timezone)
+        for campaign in campaigns.campaigns
+    }
+    offers: dict[str, tuple[CampaignConfig, ...]] = {}
+    for loan in loans:
+        moment = loan.occurred_at
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        days = {name: moment.astimezone(zone).date() for name, zone in zones.items()}
+        eligible = tuple(
+            item.campaign
+            for item in rules
+            if loan.category in item.categories
+            and item.accepts(loan, days[item.campaign.timezone])
+        )
+        if eligible:
+            offers[loan.purchase_id] = eligible
+    return offers
+
+
+class _AwardCosts:
+    """The cost of each campaign's benefit for each loan offered it, in fen.
+
+    Interest-free costs of fee-based loans are computed per number of periods
+    with `greenloop.lending.batch`. The other loans and any cost that float
+    arithmetic cannot round for certain go through `benefit_cost_fen`, as do
+    all loans when BATCH_PRICING is off.
+    """
+
+    def __init__(
+        self, facilities: FacilitiesFile, loans: Sequence[GreenLoan], offers: Offers
+    ) -> None:
+        self._facilities = facilities
+        self._schedule = load_fee_schedules().get()
+        self._fixed: dict[str, int] = {}
+        self._computed: dict[tuple[str, str], int] = {}
+        if BATCH_PRICING:
+            self._price_interest_free(loans, offers)
+
+    def cost_of(self, campaign: CampaignConfig, loan: GreenLoan) -> int:
+        """Return the cost of `campaign`'s benefit for `loan`."""
+        benefit = campaign.benefit
+        if not isinstance(benefit, InterestFree):
+            if campaign.id not in self._fixed:
+                self._fixed[campaign.id] = self._exact(campaign, loan)
+            return self._fixed[campaign.id]
+        key = (campaign.id, loan.purchase_id)
+        cost = self._computed.get(key)
+        if cost is None:
+            cost = self._computed[key] = self._exact(campaign, loan)
+        return cost
+
+    def _exact(self, campaign: CampaignConfig, loan: GreenLoan) -> int:
+        facility = self._facilities.get(campaign.funding.facility_id)
+        standard = _standard_plan(self._schedule, loan)
+        return int(benefit_cost_fen(campaign, loan, facility.facility_rate, standard))
+
+    def _price_interest_free(self, loans: Sequence[GreenLoan], offers: Offers) -> None:
+        by_group: dict[tuple[str, int], list[GreenLoan]] = defaultdict(list)
+        campaigns: dict[str, CampaignConfig] = {}
+        for loan in loans:
+            if not 0 < loan.principal_fen <= batch.MAX_PRINCIPAL_FEN:
+                continue
+            for campaign in offers[loan.purchase_id]:
+                if isinstance(campaign.benefit, InterestFree):
+                    campaigns[campaign.id] = campaign
+                    by_group[(campaign.id, loan.periods)].append(loan)
+        for (campaign_id, periods), group in by_group.items():
+            campaign = campaigns[campaign_id]
+            principals = np.fromiter(
+                (loan.principal_fen for loan in group), np.int64, len(group)
+            )
+            priced = self._batch_costs(campaign, principals, periods)
+            if priced is None:
+                continue
+            costs, exact = priced
+            for loan, cost, is_exact in zip(
+                group, costs.tolist(), exact.tolist(), strict=True
+            ):
+                if not is_exact:
+                    self._computed[(campaign_id, loan.purchase_id)] = cost
+
+    def _batch_costs(
+        self, campaign: CampaignConfig, principals: Any, periods: int
+    ) -> tuple[Any, Any] | None:
+        """Return batch costs and the mask of loans to price exactly, or None."""
+        benefit = campaign.benefit
+        assert isinstance(benefit, InterestFree)
+        if benefit.cost_basis == "forgone_fee":
+            # The standard plan's fee and interest; a fee plan has no interest.
+            kind, rate = self._schedule.pricing(periods)
+            if kind != "fee" or not batch.supports(rate, periods):
+                return None
+            fees = batch.fee_plans(principals, periods, rate).fee
+            return fees, np.zeros(fees.shape, dtype=bool)
+        facility = self._facilities.get(campaign.funding.facility_id)
+        if facility.facility_rate < 0:
+            return None
+        return batch.interest_free_funding_cost(
+            principals, periods, facility.facility_rate
+        )
 
 
 class _ChunkConflict(Exception):
@@ -885,7 +1159,7 @@ CostFunction = Callable[[CampaignConfig, GreenLoan], int]
 def _award_chunk(
     engine: Engine,
     chunk: Sequence[GreenLoan],
-    campaigns: CampaignsFile,
+    offers: Offers,
     cost_of: CostFunction,
 ) -> list[tuple[str, str, str]]:
     """Award a chunk of loans in one transaction and return each offer's status.
@@ -899,7 +1173,7 @@ def _award_chunk(
     for attempt in range(1, AWARD_ATTEMPTS + 1):
         try:
             with engine.begin() as connection:
-                return _award_chunk_once(connection, chunk, campaigns, cost_of)
+                return _award_chunk_once(connection, chunk, offers, cost_of)
         except _ChunkConflict as conflict:
             logger.info(
                 "award chunk of %d loans from %s conflicted (attempt %d of %d): %s",
@@ -917,7 +1191,7 @@ def _award_chunk(
         AWARD_ATTEMPTS,
     )
     with engine.connect() as connection:
-        candidates, _ = _pending_candidates(connection, chunk, campaigns, cost_of)
+        candidates, _ = _pending_candidates(connection, chunk, offers, cost_of)
     return [
         (
             candidate.campaign.id,
@@ -936,10 +1210,13 @@ def _award_chunk(
 def _pending_candidates(
     connection: Connection,
     chunk: Sequence[GreenLoan],
-    campaigns: CampaignsFile,
+    offers: Offers,
     cost_of: CostFunction,
 ) -> tuple[list[_Candidate], set[str]]:
-    """Return the awards still to try for active loans, and the fee-waived loans."""
+    """Return the awards still to try for active loans, and the fee-waived loans.
+
+    `offers` maps each loan of the chunk to the campaigns it qualifies for.
+    """
     ids = [loan.purchase_id for loan in chunk]
     stored = connection.execute(
         select(
@@ -969,11 +1246,8 @@ def _pending_candidates(
         )
         for loan in chunk
         if loan.purchase_id in active
-        for campaign in campaigns.campaigns
-        # The category test first: it is cheap and rejects most pairs.
-        if loan.category in campaign.eligibility.categories
-        and (campaign.id, loan.purchase_id) not in existing
-        and ineligibility_reason(campaign, loan) is None
+        for campaign in offers.get(loan.purchase_id, ())
+        if (campaign.id, loan.purchase_id) not in existing
     ]
     return candidates, waived
 
@@ -1055,11 +1329,11 @@ class _Budgets:
 def _award_chunk_once(
     connection: Connection,
     chunk: Sequence[GreenLoan],
-    campaigns: CampaignsFile,
+    offers: Offers,
     cost_of: CostFunction,
 ) -> list[tuple[str, str, str]]:
     """Decide and write one chunk's awards inside the caller's transaction."""
-    candidates, waived = _pending_candidates(connection, chunk, campaigns, cost_of)
+    candidates, waived = _pending_candidates(connection, chunk, offers, cost_of)
     if not candidates:
         return []
     budgets = _read_budgets(connection, candidates, waived)
@@ -1076,7 +1350,8 @@ def _award_chunk_once(
     # single award or refund cannot deadlock each other.
     _insert_award_rows(connection, award_rows)
     _waive_fees(connection, budgets.newly_waived)
-    _write_budget_charges(connection, campaigns, budgets)
+    by_id = {candidate.campaign.id: candidate.campaign for candidate in candidates}
+    _write_budget_charges(connection, by_id, budgets)
     return results
 
 
@@ -1194,7 +1469,7 @@ def _waive_fees(connection: Connection, purchase_ids: list[str]) -> None:
 
 
 def _write_budget_charges(
-    connection: Connection, campaigns: CampaignsFile, budgets: _Budgets
+    connection: Connection, campaigns: Mapping[str, CampaignConfig], budgets: _Budgets
 ) -> None:
     """Add the chunk's charges to every counter, each within its limit.
 
@@ -1218,9 +1493,8 @@ def _write_budget_charges(
         if charged.rowcount != 1:
             raise _ChunkConflict(f"campaign {campaign_id} budget changed")
 
-    by_id = {campaign.id: campaign for campaign in campaigns.campaigns}
     for campaign_id in sorted(budgets.campaign_charges):
-        budget = by_id[campaign_id].budget
+        budget = campaigns[campaign_id].budget
         user_rows = [
             {
                 "campaign_id": campaign_id,
@@ -2216,46 +2490,75 @@ def _cost_per_tonne(spent_fen: int, kg_co2e: Decimal) -> str | None:
 def _loan_results(
     engine: Engine, loans: Sequence[GreenLoan], errors: Mapping[str, str]
 ) -> dict[str, LoanResult]:
-    ids = [loan.purchase_id for loan in loans if loan.purchase_id not in errors]
+    """Read back each loan's plan figures, facility and awards.
+
+    Loans are read RESULT_BLOCK at a time, so memory grows with the results
+    and not with the stored rows.
+    """
+    results: dict[str, LoanResult] = {}
     with engine.connect() as connection:
-        stored = {}
-        facility_of: dict[str, str] = {}
-        awards: dict[str, list[AwardSummary]] = {}
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            for row in connection.execute(
-                select(finance_loans).where(finance_loans.c.purchase_id.in_(chunk))
-            ):
-                stored[row.purchase_id] = row
-            for row in connection.execute(
-                select(
-                    finance_allocations.c.purchase_id, finance_allocations.c.facility_id
-                ).where(
-                    and_(
-                        finance_allocations.c.purchase_id.in_(chunk),
-                        finance_allocations.c.released_on.is_(None),
-                    )
+        for start in range(0, len(loans), RESULT_BLOCK):
+            block = loans[start : start + RESULT_BLOCK]
+            ids = [loan.purchase_id for loan in block if loan.purchase_id not in errors]
+            results.update(_block_results(connection, block, ids, errors))
+    return results
+
+
+def _block_results(
+    connection: Connection,
+    block: Sequence[GreenLoan],
+    ids: list[str],
+    errors: Mapping[str, str],
+) -> dict[str, LoanResult]:
+    stored: list[Any] = []
+    facility_of: dict[str, str] = {}
+    awards: dict[str, list[AwardSummary]] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        stored.extend(
+            connection.execute(
+                select(*PLAN_COLUMNS).where(finance_loans.c.purchase_id.in_(chunk))
+            )
+        )
+        for row in connection.execute(
+            select(
+                finance_allocations.c.purchase_id, finance_allocations.c.facility_id
+            ).where(
+                and_(
+                    finance_allocations.c.purchase_id.in_(chunk),
+                    finance_allocations.c.released_on.is_(None),
                 )
-            ):
-                facility_of[row.purchase_id] = row.facility_id
-            for row in connection.execute(
-                select(finance_awards)
-                .where(finance_awards.c.purchase_id.in_(chunk))
-                .order_by(finance_awards.c.id)
-            ):
-                awards.setdefault(row.purchase_id, []).append(
-                    AwardSummary(
-                        row.campaign_id,
-                        row.benefit_kind,
-                        int(row.amount_fen),
-                        row.status,
-                    )
+            )
+        ):
+            facility_of[row.purchase_id] = row.facility_id
+        for award_row in connection.execute(
+            select(
+                finance_awards.c.purchase_id,
+                finance_awards.c.campaign_id,
+                finance_awards.c.benefit_kind,
+                finance_awards.c.amount_fen,
+                finance_awards.c.status,
+            )
+            .where(finance_awards.c.purchase_id.in_(chunk))
+            .order_by(finance_awards.c.id)
+        ):
+            awards.setdefault(award_row.purchase_id, []).append(
+                AwardSummary(
+                    award_row.campaign_id,
+                    award_row.benefit_kind,
+                    int(award_row.amount_fen),
+                    award_row.status,
                 )
+            )
+    figures = {
+        row.purchase_id: (plan_figures, row.consumer_fee_waived)
+        for row, plan_figures in zip(stored, _fees_and_rates(stored), strict=True)
+    }
     results = {}
-    for loan in loans:
+    for loan in block:
         error = errors.get(loan.purchase_id)
-        stored_row = stored.get(loan.purchase_id)
-        if error is not None or stored_row is None:
+        found = figures.get(loan.purchase_id)
+        if error is not None or found is None:
             results[loan.purchase_id] = LoanResult(
                 loan.purchase_id,
                 None,
@@ -2267,14 +2570,13 @@ def _loan_results(
                 error or "not stored",
             )
             continue
-        plan = _plan_of(stored_row)
-        rate = plan.annual_rate()
+        (fee_fen, apr, effective), waived = found
         results[loan.purchase_id] = LoanResult(
             purchase_id=loan.purchase_id,
-            fee_fen=int(plan.fee_fen),
-            apr=rate.nominal_annual,
-            effective_annual_rate=rate.effective_annual,
-            consumer_fee_waived=bool(stored_row.consumer_fee_waived),
+            fee_fen=fee_fen,
+            apr=apr,
+            effective_annual_rate=effective,
+            consumer_fee_waived=bool(waived),
             facility_id=facility_of.get(loan.purchase_id),
             awards=tuple(awards.get(loan.purchase_id, ())),
         )

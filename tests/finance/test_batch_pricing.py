@@ -1,0 +1,142 @@
+"""Batch plan pricing against the per-loan Decimal computation.
+
+`greenloop.lending.batch` prices fee plans for arrays of loans, and the finance
+store uses it for allocation, awards and loan results. These tests check
+that every figure equals the one the Decimal plan of each loan gives, first
+plan by plan, then for a whole store scenario run both ways.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from finance_scenario import run_scenario
+from sqlalchemy.engine import Engine
+
+from greenloop.lending import batch
+from greenloop.lending.plans import fee_plan
+from greenloop.lending.subsidy import interest_free_cost
+from greenloop.store import finance
+from greenloop.store.base import make_engine, metadata
+
+RATES = ("0", "0.023", "0.025", "0.045", "0.065", "0.075", "0.088")
+PERIODS = (2, 3, 6, 9, 12, 13, 24, 36)
+
+
+def random_day(generator: random.Random) -> date:
+    year = generator.choice((2024, 2025, 2026))
+    month = generator.randint(1, 12)
+    day = min(
+        generator.choice((1, 15, 28, 29, 30, 31)), calendar.monthrange(year, month)[1]
+    )
+    return date(year, month, day)
+
+
+def random_principals(generator: random.Random, count: int) -> list[int]:
+    return [
+        generator.choice(
+            (
+                generator.randint(1, 300),
+                generator.randint(300, 5_000_000),
+                generator.randint(5_000_000, batch.MAX_PRINCIPAL_FEN),
+            )
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_fee_plans_match_decimal_plans(rate: str) -> None:
+    generator = random.Random(rate)
+    for periods in PERIODS:
+        principals = random_principals(generator, 150)
+        starts = [random_day(generator) for _ in principals]
+        on = random_day(generator)
+        plans = batch.fee_plans(
+            np.array(principals, dtype=np.int64), periods, Decimal(rate)
+        )
+        due = batch.installments_due(batch.date_numbers(starts), periods, on)
+        repaid = batch.repaid_principal(plans, due)
+        annual = batch.annual_rates(plans)
+        for index, principal in enumerate(principals):
+            plan = fee_plan(Decimal(principal), periods, Decimal(rate), starts[index])
+            assert plans.fee[index] == plan.fee_fen
+            assert plans.regular[index] == plan.installments[0].amount_fen
+            assert plans.last[index] == plan.installments[-1].amount_fen
+            assert principal - repaid[index] == plan.outstanding_fen(on)
+            if annual.exact[index]:
+                continue
+            expected = plan.annual_rate()
+            if plans.fee[index] == 0:
+                assert expected == batch.zero_rate()
+                continue
+            nominal = batch.rate_decimal(int(annual.nominal_micro[index]))
+            effective = batch.rate_decimal(int(annual.effective_micro[index]))
+            assert repr(nominal) == repr(expected.nominal_annual)
+            assert repr(effective) == repr(expected.effective_annual)
+
+
+@pytest.mark.parametrize("periods", PERIODS)
+def test_funding_costs_match_decimal(periods: int) -> None:
+    generator = random.Random(periods)
+    principals = random_principals(generator, 300)
+    for funding_rate in (Decimal("0.005"), Decimal("0.025"), Decimal("0.0275")):
+        costs, exact = batch.interest_free_funding_cost(
+            np.array(principals, dtype=np.int64), periods, funding_rate
+        )
+        for index, principal in enumerate(principals):
+            if exact[index]:
+                continue
+            expected = interest_free_cost(Decimal(principal), periods, funding_rate)
+            assert costs[index] == expected.funding_cost_fen
+
+
+def test_installments_due_at_month_ends() -> None:
+    # Installments of a plan started on January 31 fall due on the last day
+    # of shorter months.
+    starts = batch.date_numbers([date(2026, 1, 31)] * 4)
+    days = [date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 30), date(2026, 3, 31)]
+    counts = [int(batch.installments_due(starts, 12, day)[0]) for day in days]
+    assert counts == [0, 1, 1, 2]
+
+
+def test_unsupported_inputs_raise() -> None:
+    with pytest.raises(ValueError, match="batch pricing"):
+        batch.fee_plans(np.array([0], dtype=np.int64), 3, Decimal("0.025"))
+    with pytest.raises(ValueError, match="batch pricing"):
+        batch.fee_plans(
+            np.array([batch.MAX_PRINCIPAL_FEN + 1], dtype=np.int64), 3, Decimal("0.025")
+        )
+    assert not batch.supports(Decimal(1), 3)
+    assert not batch.supports(Decimal("0.025"), 0)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    created = make_engine(database_url)
+    yield created
+    created.dispose()
+
+
+def test_scenario_matches_per_loan_pricing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batched = run_scenario(engine, tmp_path)
+
+    # The same database again, empty, so stored values compare exactly.
+    metadata.drop_all(engine, tables=list(finance.FINANCE_TABLES))
+    monkeypatch.setattr(finance, "BATCH_PRICING", False)
+    per_loan = run_scenario(engine, tmp_path)
+
+    assert len(batched["tables"]["finance_awards"]) > 100
+    assert len(batched["tables"]["finance_allocations"]) > 50
+    assert batched["outcomes"] == per_loan["outcomes"]
+    for name, rows in per_loan["tables"].items():
+        assert batched["tables"][name] == rows, name
