@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import CountVectorizer
 
+import greenloop.identify.model as model_module
 from greenloop.categories import Category
 from greenloop.identify.model import (
     ARTIFACT_NAME,
@@ -239,3 +240,21 @@ def test_handwritten_expansion_is_stable() -> None:
     second = list(_handwritten_titles(None))
     assert first == second
     assert len(first) > 1000
+
+
+def test_hash_and_binary_lookup_agree(
+    shipped: CategoryModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles = ["冰箱 海尔 新一级能效", "WHITE HANGING HEART T-LIGHT HOLDER", "", "ü ß ☃"]
+    monkeypatch.setattr(model_module, "HASH_LOOKUP_MIN_CODES", 0)
+    hashed = shipped.probabilities(titles)
+    monkeypatch.setattr(model_module, "HASH_LOOKUP_MIN_CODES", 10**12)
+    searched = shipped.probabilities(titles)
+    assert np.array_equal(hashed, searched)
+
+
+def test_title_scores_alone_and_in_batch(shipped: CategoryModel) -> None:
+    titles = [f"organic apple juice {number}" for number in range(20)]
+    together = shipped.probabilities(titles)
+    for position, title in enumerate(titles):
+        assert np.array_equal(shipped.probabilities([title])[0], together[position])

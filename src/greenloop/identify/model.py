@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
@@ -40,6 +42,8 @@ _ARRAY_KEYS = ("ngrams", "idf", "coef", "intercept", "classes")
 # Titles scored at once; a chunk of 8,192 titles of about 40 characters needs
 # tens of megabytes for its n-gram arrays.
 SCORE_CHUNK_TITLES = 8_192
+# N-gram codes from which a hash lookup beats a binary search (see `_columns`).
+HASH_LOOKUP_MIN_CODES = 50_000
 
 
 class ModelArtifactError(ValueError):
@@ -135,6 +139,7 @@ class CategoryModel:
         self._categories = tuple(_category_of(label) for label in self.classes)
         self.card = dict(card or {})
         self._ngrams = ngrams.astype(np.int64)
+        self._ngram_set = pa.array(self._ngrams)
         self._idf = idf.astype(np.float32)
         self._coef_t = np.ascontiguousarray(coef.T.astype(np.float32))
         self._intercept = intercept.astype(np.float32)
@@ -239,9 +244,7 @@ class CategoryModel:
         if vocabulary_size == 0:
             return scores
         rows, codes = ngram_codes(titles)
-        columns = np.searchsorted(self._ngrams, codes)
-        columns[columns == vocabulary_size] = 0
-        known = self._ngrams[columns] == codes
+        columns, known = self._columns(codes)
         # One sorted key per (title, n-gram) occurrence; runs of equal keys
         # are the counts, and keys are grouped by title.
         keys = rows[known] * vocabulary_size + columns[known]
@@ -269,6 +272,23 @@ class CategoryModel:
         )
         scores[title_of_run[title_starts]] += sums / norms[:, None]
         return scores
+
+    def _columns(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the vocabulary column of each n-gram code and which are known.
+
+        Both lookups are exact, so they give the same columns. A hash lookup
+        (Arrow's `index_in`) is about three times faster than a binary search
+        on large arrays, but building its table costs about 0.5 ms per call.
+        """
+        if len(codes) >= HASH_LOOKUP_MIN_CODES:
+            found = pc.index_in(pa.array(codes), value_set=self._ngram_set)
+            columns = found.fill_null(-1).to_numpy().astype(np.int64)
+            known = columns >= 0
+            columns[~known] = 0
+            return columns, known
+        columns = np.searchsorted(self._ngrams, codes)
+        columns[columns == len(self._ngrams)] = 0
+        return columns, self._ngrams[columns] == codes
 
     def propose(self, titles: Sequence[str]) -> list[Proposal]:
         """Propose the most probable category of each title, with its probability."""
