@@ -36,7 +36,7 @@ def _results(purchase_id: str, merchant_id: str, user_id: str) -> pa.Table:
             "kg_co2e_per_year": [106.3],
             "kg_co2e_lifetime": [1063.25],
             "verdict_digest": ["ab" * 32],
-            "impact_json": ['{"method": "appliance"}'],
+            "impact_digest": ["cd" * 32],
         }
     )
 

@@ -40,6 +40,7 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     for name in (
         "manifest.json",
         "verdicts.parquet",
+        "products.parquet",
         "quarantine.csv",
         "report.json",
         "report.html",
@@ -80,6 +81,14 @@ def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url
     assert total == ingest["rows_read"]
     verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
     assert verdicts.num_rows == ingest["purchases"]
+    assert verdicts.column("row").to_pylist() == sorted(
+        verdicts.column("row").to_pylist()
+    )
+    products = pq.read_table(result.run_dir / "products.parquet")
+    assert products.num_rows == result.counts["identify"]["distinct_products"]
+    keys = set(products.column("product_key").to_pylist())
+    assert set(verdicts.column("product_key").to_pylist()) == keys
+    assert all(products.column("reasons").to_pylist())
     identify = result.counts["identify"]
     statuses = identify["green"] + identify["needs_review"] + identify["not_green"]
     assert statuses == ingest["purchases"]

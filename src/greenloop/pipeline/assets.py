@@ -58,9 +58,7 @@ ASSET_SQL = """
 WITH green AS (
     SELECT r.*, k.user_key,
            CAST(round(r.net_amount * 100) AS BIGINT) AS amount_fen,
-           CAST(greatest(coalesce(r.installments, 1), 1) AS INTEGER) AS periods,
-           CASE WHEN r.impact_json IS NULL THEN NULL ELSE sha256(r.impact_json) END
-               AS impact_digest
+           CAST(greatest(coalesce(r.installments, 1), 1) AS INTEGER) AS periods
     FROM results r LEFT JOIN user_keys k USING (user_id)
     WHERE r.status = 'green' AND r.net_quantity > 0
 )
@@ -90,7 +88,6 @@ SELECT purchase_id, $run_id AS run_id,
        CAST(NULL AS BIGINT) AS ledger_index,
        false AS reversed
 FROM green
-ORDER BY purchase_id
 """
 
 

@@ -89,11 +89,18 @@ def identify_products(
     identifier: Identifier,
     progress: ProgressSink,
 ) -> dict[int, Verdict]:
-    """Identify each distinct product of `purchases` into `product_verdicts`."""
+    """Identify each distinct product of `purchases` into `product_verdicts`.
+
+    The distinct products, with the fields their key covers, are kept in the
+    table `products`.
+    """
     columns = ", ".join(f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS)
+    connection.execute(
+        f"CREATE OR REPLACE TABLE products AS SELECT product_key, {columns} "
+        f"FROM purchases GROUP BY product_key"
+    )
     products = connection.sql(
-        f"SELECT product_key, {columns} FROM purchases "
-        f"GROUP BY product_key ORDER BY product_key"
+        "SELECT * FROM products ORDER BY product_key"
     ).to_arrow_table()
     progress.start("identify", products.num_rows)
     verdicts: dict[int, Verdict] = {}

@@ -7,6 +7,7 @@ year) for one unit and scaled in SQL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -33,6 +34,7 @@ UNIT_IMPACT_SCHEMA = pa.schema(
         ("unit_high_kg_co2e_lifetime", pa.float64()),
         ("lifetime_years", pa.float64()),
         ("impact_json", pa.string()),
+        ("impact_digest", pa.string()),
     ]
 )
 
@@ -148,6 +150,7 @@ def _facts_key(verdict: Verdict) -> str:
 
 
 def _unit_row(facts_id: int, region_code: str | None, impact: Impact) -> dict[str, Any]:
+    impact_json = json.dumps(impact.to_dict(), ensure_ascii=False, default=str)
     return {
         "facts_id": facts_id,
         "region_code": region_code,
@@ -159,7 +162,8 @@ def _unit_row(facts_id: int, region_code: str | None, impact: Impact) -> dict[st
         "unit_low_kg_co2e_lifetime": impact.low_kg_co2e_lifetime,
         "unit_high_kg_co2e_lifetime": impact.high_kg_co2e_lifetime,
         "lifetime_years": impact.lifetime_years,
-        "impact_json": json.dumps(impact.to_dict(), ensure_ascii=False, default=str),
+        "impact_json": impact_json,
+        "impact_digest": hashlib.sha256(impact_json.encode("utf-8")).hexdigest(),
     }
 
 
@@ -206,20 +210,24 @@ def _replace_table(
 
 
 def create_purchase_results(connection: duckdb.DuckDBPyConnection) -> None:
-    """Create `results`: each purchase with its verdict, impact and spend estimate."""
+    """Create `results`: each purchase with its verdict, impact and spend estimate.
+
+    The verdict's reasons, claims, evidence and attributes stay in
+    `product_verdicts`, one row per product, instead of being copied to every
+    purchase of the product.
+    """
     connection.execute(
         """
         CREATE OR REPLACE TABLE results AS
         SELECT p.*, r.region_code, f.facts_id,
                v.status, v.category, v.standard_id, v.standard_version, v.top_tier,
-               v.model_category, v.model_score, v.reasons, v.claims, v.claim_kinds,
-               v.evidence, v.attributes, v.verdict_digest,
+               v.model_category, v.model_score, v.claim_kinds, v.verdict_digest,
                u.impact_method, u.impact_basis, u.region_used, u.lifetime_years,
                u.unit_kg_co2e_per_year * p.net_quantity AS kg_co2e_per_year,
                u.unit_kg_co2e_lifetime * p.net_quantity AS kg_co2e_lifetime,
                u.unit_low_kg_co2e_lifetime * p.net_quantity AS low_kg_co2e_lifetime,
                u.unit_high_kg_co2e_lifetime * p.net_quantity AS high_kg_co2e_lifetime,
-               u.impact_json,
+               u.impact_digest,
                s.spend_method,
                s.kg_co2e_per_currency_unit * CAST(p.net_amount AS DOUBLE)
                    AS spend_estimate_kg_co2e

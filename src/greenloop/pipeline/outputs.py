@@ -34,10 +34,17 @@ VERDICT_COLUMNS = (
     "model_number, region, region_code, quantity, returned_quantity, net_quantity, "
     "amount, net_amount, currency, installments, energy_label_grade, certificate_id, "
     "label_codes, product_key, status, category, standard_id, standard_version, "
-    "top_tier, model_category, model_score, reasons, claims, claim_kinds, evidence, "
-    "attributes, verdict_digest, impact_method, impact_basis, region_used, "
+    "top_tier, model_category, model_score, claim_kinds, verdict_digest, "
+    "impact_method, impact_basis, region_used, "
     "lifetime_years, kg_co2e_per_year, kg_co2e_lifetime, low_kg_co2e_lifetime, "
     "high_kg_co2e_lifetime, spend_method, spend_estimate_kg_co2e"
+)
+# The verdict in full, once per distinct product; purchases refer to it by key.
+PRODUCT_COLUMNS = (
+    "product_key, title, sku, brand, model_number, mcc, merchant_id, "
+    "merchant_name, energy_label_grade, certificate_id, label_codes, status, "
+    "category, standard_id, standard_version, top_tier, model_category, "
+    "model_score, reasons, claims, claim_kinds, evidence, attributes, verdict_digest"
 )
 TOP_REASONS = 12
 
@@ -88,6 +95,15 @@ def write_outputs(
         ),
     )
     _write_atomically(
+        run_dir / "products.parquet",
+        _copy_to(
+            connection,
+            f"SELECT {PRODUCT_COLUMNS} FROM products "
+            f"JOIN product_verdicts USING (product_key) ORDER BY product_key",
+            "FORMAT parquet, COMPRESSION zstd",
+        ),
+    )
+    _write_atomically(
         run_dir / "quarantine.csv",
         _copy_to(
             connection,
@@ -129,6 +145,7 @@ def write_outputs(
         "step_seconds": timings,
         "outputs": [
             "verdicts.parquet",
+            "products.parquet",
             "quarantine.csv",
             "returns.csv",
             "report.json",
@@ -202,8 +219,9 @@ def build_report(
         for reason, n in connection.execute(
             f"""
             SELECT reason, sum(n) AS n FROM (
-                SELECT unnest(from_json(reasons, '["VARCHAR"]')) AS reason, n
-                FROM (SELECT reasons, count(*) AS n FROM results GROUP BY reasons)
+                SELECT unnest(from_json(v.reasons, '["VARCHAR"]')) AS reason, n
+                FROM (SELECT product_key, count(*) AS n FROM results GROUP BY 1)
+                JOIN product_verdicts v USING (product_key)
             ) GROUP BY 1 ORDER BY n DESC, reason LIMIT {TOP_REASONS}
             """
         ).fetchall()
@@ -227,8 +245,8 @@ def build_report(
         ).fetchall()
     )
     green_without_evidence = connection.execute(
-        "SELECT count(*) FROM results WHERE status = 'green' AND (evidence IS NULL "
-        "OR evidence = '[]')"
+        "SELECT count(*) FROM results JOIN product_verdicts v USING (product_key) "
+        "WHERE v.status = 'green' AND (v.evidence IS NULL OR v.evidence = '[]')"
     ).fetchall()[0][0]
     impact_rows = _impact_rows(connection, unit_impacts)
     spend = [
