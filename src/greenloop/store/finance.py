@@ -18,14 +18,15 @@ Money is stored as integer fen (BIGINT).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -116,6 +117,8 @@ INCREMENTAL_LIMIT = 500
 # Purchase ids per IN list, well below SQLite's default limit of 32,766 bound
 # parameters.
 CHUNK = 1000
+# Loans per insert of new loan rows.
+INSERT_BLOCK = 5000
 # Loans whose results are read back and priced together.
 RESULT_BLOCK = 20_000
 # Loans per batch award transaction. A larger chunk makes fewer transactions
@@ -421,41 +424,74 @@ def _price(loan: GreenLoan) -> tuple[str, str, Decimal] | str:
     return schedule.id, kind, rate
 
 
+LOAN_INSERT_COLUMNS = (
+    "purchase_id",
+    "user_key",
+    "occurred_at",
+    "principal_fen",
+    "periods",
+    "category",
+    "region",
+    "merchant_id",
+    "kg_co2e_lifetime",
+    "plan_kind",
+    "fee_rate",
+    "fee_schedule",
+    "consumer_fee_waived",
+    "status",
+    "created_at",
+)
+
+
 def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
-    """Insert loans not yet stored; return purchase id -> reason for invalid loans."""
+    """Insert loans not yet stored; return purchase id -> reason for invalid loans.
+
+    The rows are built and inserted INSERT_BLOCK at a time, so memory does not
+    grow with the batch.
+    """
     errors: dict[str, str] = {}
-    rows = []
     now = datetime.now(UTC)
-    for loan in loans:
-        priced = _price(loan)
-        if isinstance(priced, str):
-            errors[loan.purchase_id] = priced
-            logger.warning("green loan %s rejected: %s", loan.purchase_id, priced)
-            continue
-        schedule_id, plan_kind, rate = priced
-        rows.append(
-            {
-                "purchase_id": loan.purchase_id,
-                "user_key": loan.user_key,
-                "occurred_at": loan.occurred_at,
-                "principal_fen": loan.principal_fen,
-                "periods": loan.periods,
-                "category": loan.category,
-                "region": loan.region,
-                "merchant_id": loan.merchant_id,
-                "kg_co2e_lifetime": loan.kg_co2e_lifetime,
-                "plan_kind": plan_kind,
-                "fee_rate": str(rate),
-                "fee_schedule": schedule_id,
-                "consumer_fee_waived": 0,
-                "status": LoanStatus.ACTIVE.value,
-                "created_at": now,
-            }
-        )
+    # A valid loan's pricing depends only on its number of periods.
+    pricing: dict[int, tuple[str, str, Decimal] | str] = {}
+    active = LoanStatus.ACTIVE.value
     with engine.begin() as connection:
-        for start in range(0, len(rows), 1000):
-            _insert_ignore(
-                connection, finance_loans, rows[start : start + 1000], ["purchase_id"]
+        for start in range(0, len(loans), INSERT_BLOCK):
+            rows = []
+            for loan in loans[start : start + INSERT_BLOCK]:
+                if loan.principal_fen <= 0 or loan.periods < 2:
+                    priced = _price(loan)
+                else:
+                    priced = pricing.get(loan.periods) or pricing.setdefault(
+                        loan.periods, _price(loan)
+                    )
+                if isinstance(priced, str):
+                    errors[loan.purchase_id] = priced
+                    logger.warning(
+                        "green loan %s rejected: %s", loan.purchase_id, priced
+                    )
+                    continue
+                schedule_id, plan_kind, rate = priced
+                rows.append(
+                    (
+                        loan.purchase_id,
+                        loan.user_key,
+                        loan.occurred_at,
+                        loan.principal_fen,
+                        loan.periods,
+                        loan.category,
+                        loan.region,
+                        loan.merchant_id,
+                        loan.kg_co2e_lifetime,
+                        plan_kind,
+                        str(rate),
+                        schedule_id,
+                        0,
+                        active,
+                        now,
+                    )
+                )
+            _insert_ignore_rows(
+                connection, finance_loans, LOAN_INSERT_COLUMNS, rows, ["purchase_id"]
             )
     return errors
 
@@ -488,17 +524,59 @@ def _as_date(moment: datetime | date) -> date:
     return moment.date() if isinstance(moment, datetime) else moment
 
 
-# The stored loan columns that `_plan_of` reads.
-PLAN_COLUMNS = (
-    finance_loans.c.purchase_id,
-    finance_loans.c.occurred_at,
-    finance_loans.c.principal_fen,
-    finance_loans.c.periods,
-    finance_loans.c.plan_kind,
-    finance_loans.c.fee_rate,
-    finance_loans.c.consumer_fee_waived,
-    finance_loans.c.partial_refunds,
+class _StoredLoan(NamedTuple):
+    """The stored loan columns that `_plan_of` and the allocation read."""
+
+    purchase_id: str
+    # The date part of the stored purchase time.
+    occurred_at: date
+    principal_fen: int
+    periods: int
+    plan_kind: str
+    fee_rate: str
+    consumer_fee_waived: int
+    partial_refunds: list[dict[str, Any]] | None
+    category: str
+    status: str
+
+
+STORED_LOAN_QUERY = (
+    "SELECT purchase_id, occurred_at, principal_fen, periods, plan_kind, fee_rate,"
+    " consumer_fee_waived, partial_refunds, category, status FROM finance_loans"
 )
+
+
+def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
+    """Convert raw driver rows of STORED_LOAN_QUERY.
+
+    SQLite returns the purchase time as text and the refunds as JSON text.
+    PostgreSQL returns a datetime and parsed JSON.
+    """
+    loans = []
+    for row in rows:
+        moment = row[1]
+        if isinstance(moment, str):
+            start = date.fromisoformat(moment[:10])
+        else:
+            start = _as_date(moment)
+        refunds = row[7]
+        if isinstance(refunds, str):
+            refunds = json.loads(refunds)
+        loans.append(
+            _StoredLoan(
+                row[0],
+                start,
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                refunds,
+                row[8],
+                row[9],
+            )
+        )
+    return loans
 
 
 def _fee_plan_groups(
@@ -784,27 +862,9 @@ def _reallocate(
             )
         ).scalars()
     )
-    categories = [str(item) for item in facility.eligible_categories]
-    held_here = select(finance_allocations.c.purchase_id).where(
-        and_(
-            finance_allocations.c.facility_id == facility.id,
-            finance_allocations.c.released_on.is_(None),
-        )
+    positions = _positions(
+        _candidate_loans(connection, facility, only), as_of, set(current)
     )
-    new_candidates = and_(
-        finance_loans.c.category.in_(categories),
-        finance_loans.c.status == LoanStatus.ACTIVE.value,
-    )
-    if only is not None:
-        new_candidates = and_(
-            new_candidates, finance_loans.c.purchase_id.in_(list(only))
-        )
-    candidate_rows = connection.execute(
-        select(*PLAN_COLUMNS, finance_loans.c.category, finance_loans.c.status)
-        .where(finance_loans.c.purchase_id.in_(held_here) | new_candidates)
-        .execution_options(yield_per=RESULT_BLOCK)
-    )
-    positions = _positions(candidate_rows.partitions(), as_of, set(current))
     # A loan released from this facility is never allocated to it again, because
     # the unique key (facility, purchase) keeps its release on record.
     excluded = taken_elsewhere | ever_allocated_here
@@ -906,6 +966,46 @@ def _store_releases(
         as_of.isoformat(),
         dict(Counter(reasons.values())),
     )
+
+
+def _candidate_loans(
+    connection: Connection, facility: FacilityConfig, only: set[str] | None
+) -> Iterator[list[_StoredLoan]]:
+    """Yield, RESULT_BLOCK at a time, the loans held by the facility and the new
+    candidates: active loans of an eligible category, or only those in `only`.
+    """
+    marker = _placeholder(connection)
+    categories = sorted(str(item) for item in facility.eligible_categories)
+    query = (
+        f"{STORED_LOAN_QUERY} WHERE purchase_id IN (SELECT purchase_id FROM"
+        f" finance_allocations WHERE facility_id = {marker} AND released_on IS NULL)"
+        f" OR (category IN ({', '.join([marker] * len(categories))})"
+        f" AND status = {marker}"
+    )
+    parameters: tuple[Any, ...] = (
+        facility.id,
+        *categories,
+        LoanStatus.ACTIVE.value,
+    )
+    if only is None:
+        result = connection.exec_driver_sql(
+            query + ")",
+            parameters,
+            execution_options={"stream_results": True},
+        )
+        for rows in result.partitions(RESULT_BLOCK):
+            yield _stored_loans(rows)
+        return
+    # A small batch: its ids go into the statement.
+    ids = sorted(only)
+    tests = " OR ".join(
+        f"purchase_id IN ({', '.join([marker] * len(ids[start : start + CHUNK]))})"
+        for start in range(0, len(ids), CHUNK)
+    )
+    result = connection.exec_driver_sql(
+        f"{query} AND ({tests or 'FALSE'}))", (*parameters, *ids)
+    )
+    yield _stored_loans(result.all())
 
 
 def _positions(
@@ -1027,26 +1127,28 @@ def _award_incentives(
     return {key: dict(counts) for key, counts in outcomes.items()}
 
 
-Offers = Mapping[str, tuple[CampaignConfig, ...]]
+# Purchase id -> (campaign, purchase date in the campaign's time zone) for each
+# campaign the loan qualifies for, in file order.
+Offers = Mapping[str, tuple[tuple[CampaignConfig, date], ...]]
 
 
 def _eligible_offers(
     loans: Sequence[GreenLoan], campaigns: CampaignsFile
-) -> dict[str, tuple[CampaignConfig, ...]]:
-    """Map each loan that qualifies for a campaign to those campaigns, in file order."""
+) -> dict[str, tuple[tuple[CampaignConfig, date], ...]]:
+    """Map each loan that qualifies for a campaign to those campaigns."""
     rules = [CampaignRules.of(campaign) for campaign in campaigns.campaigns]
     zones = {
         campaign.timezone: ZoneInfo(campaign.timezone)
         for campaign in campaigns.campaigns
     }
-    offers: dict[str, tuple[CampaignConfig, ...]] = {}
+    offers: dict[str, tuple[tuple[CampaignConfig, date], ...]] = {}
     for loan in loans:
         moment = loan.occurred_at
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         days = {name: moment.astimezone(zone).date() for name, zone in zones.items()}
         eligible = tuple(
-            item.campaign
+            (item.campaign, days[item.campaign.timezone])
             for item in rules
             if loan.category in item.categories
             and item.accepts(loan, days[item.campaign.timezone])
@@ -1099,7 +1201,7 @@ class _AwardCosts:
         for loan in loans:
             if not 0 < loan.principal_fen <= batch.MAX_PRINCIPAL_FEN:
                 continue
-            for campaign in offers[loan.purchase_id]:
+            for campaign, _ in offers[loan.purchase_id]:
                 if isinstance(campaign.benefit, InterestFree):
                     campaigns[campaign.id] = campaign
                     by_group[(campaign.id, loan.periods)].append(loan)
@@ -1218,35 +1320,29 @@ def _pending_candidates(
     `offers` maps each loan of the chunk to the campaigns it qualifies for.
     """
     ids = [loan.purchase_id for loan in chunk]
-    stored = connection.execute(
-        select(
-            finance_loans.c.purchase_id,
-            finance_loans.c.status,
-            finance_loans.c.consumer_fee_waived,
-        ).where(finance_loans.c.purchase_id.in_(ids))
-    ).all()
-    active = {
-        row.purchase_id for row in stored if row.status == LoanStatus.ACTIVE.value
-    }
-    waived = {row.purchase_id for row in stored if row.consumer_fee_waived}
+    stored = _rows_by_ids(
+        connection,
+        "SELECT purchase_id, status, consumer_fee_waived FROM finance_loans"
+        " WHERE purchase_id {ids}",
+        ids,
+    )
+    active_status = LoanStatus.ACTIVE.value
+    active = {row[0] for row in stored if row[1] == active_status}
+    waived = {row[0] for row in stored if row[2]}
     existing = {
-        (row.campaign_id, row.purchase_id)
-        for row in connection.execute(
-            select(finance_awards.c.campaign_id, finance_awards.c.purchase_id).where(
-                finance_awards.c.purchase_id.in_(ids)
-            )
+        (row[0], row[1])
+        for row in _rows_by_ids(
+            connection,
+            "SELECT campaign_id, purchase_id FROM finance_awards"
+            " WHERE purchase_id {ids}",
+            ids,
         )
     }
     candidates = [
-        _Candidate(
-            campaign,
-            loan,
-            cost_of(campaign, loan),
-            campaign.purchase_date(loan.occurred_at),
-        )
+        _Candidate(campaign, loan, cost_of(campaign, loan), day)
         for loan in chunk
         if loan.purchase_id in active
-        for campaign in offers.get(loan.purchase_id, ())
+        for campaign, day in offers.get(loan.purchase_id, ())
         if (campaign.id, loan.purchase_id) not in existing
     ]
     return candidates, waived
@@ -2510,46 +2606,29 @@ def _block_results(
     ids: list[str],
     errors: Mapping[str, str],
 ) -> dict[str, LoanResult]:
-    stored: list[Any] = []
     facility_of: dict[str, str] = {}
     awards: dict[str, list[AwardSummary]] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        stored.extend(
-            connection.execute(
-                select(*PLAN_COLUMNS).where(finance_loans.c.purchase_id.in_(chunk))
-            )
+    stored = _stored_loans(
+        _rows_by_ids(connection, STORED_LOAN_QUERY + " WHERE purchase_id {ids}", ids)
+    )
+    for purchase_id, facility_id in _rows_by_ids(
+        connection,
+        "SELECT purchase_id, facility_id FROM finance_allocations"
+        " WHERE released_on IS NULL AND purchase_id {ids}",
+        ids,
+    ):
+        facility_of[purchase_id] = facility_id
+    award_rows = _rows_by_ids(
+        connection,
+        "SELECT id, purchase_id, campaign_id, benefit_kind, amount_fen, status"
+        " FROM finance_awards WHERE purchase_id {ids}",
+        ids,
+    )
+    award_rows.sort(key=lambda row: row[0])
+    for _, purchase_id, campaign_id, kind, amount, status in award_rows:
+        awards.setdefault(purchase_id, []).append(
+            AwardSummary(campaign_id, kind, int(amount), status)
         )
-        for row in connection.execute(
-            select(
-                finance_allocations.c.purchase_id, finance_allocations.c.facility_id
-            ).where(
-                and_(
-                    finance_allocations.c.purchase_id.in_(chunk),
-                    finance_allocations.c.released_on.is_(None),
-                )
-            )
-        ):
-            facility_of[row.purchase_id] = row.facility_id
-        for award_row in connection.execute(
-            select(
-                finance_awards.c.purchase_id,
-                finance_awards.c.campaign_id,
-                finance_awards.c.benefit_kind,
-                finance_awards.c.amount_fen,
-                finance_awards.c.status,
-            )
-            .where(finance_awards.c.purchase_id.in_(chunk))
-            .order_by(finance_awards.c.id)
-        ):
-            awards.setdefault(award_row.purchase_id, []).append(
-                AwardSummary(
-                    award_row.campaign_id,
-                    award_row.benefit_kind,
-                    int(award_row.amount_fen),
-                    award_row.status,
-                )
-            )
     figures = {
         row.purchase_id: (plan_figures, row.consumer_fee_waived)
         for row, plan_figures in zip(stored, _fees_and_rates(stored), strict=True)
@@ -2606,3 +2685,82 @@ def _insert_ignore(
         returned = statement.values(rows[0]).returning(*(table.c[key] for key in keys))
         return 0 if connection.execute(returned).first() is None else 1
     return int(connection.execute(statement, rows).rowcount)
+
+
+def _insert_ignore_rows(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    keys: list[str],
+) -> None:
+    """Insert value tuples through the driver, skipping rows whose `keys` exist.
+
+    Each value first goes through its column type's bind processor, so it is
+    stored exactly as a SQLAlchemy insert would store it. One executemany
+    call sends all rows, without SQLAlchemy's per-row parameter handling.
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in columns
+    ]
+    converting = [
+        (position, processor)
+        for position, processor in enumerate(processors)
+        if processor is not None
+    ]
+    if converting:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for position, processor in converting:
+                values[position] = processor(values[position])
+            converted.append(tuple(values))
+        rows = converted
+    marker = _placeholder(connection)
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(columns)})"
+        f" VALUES ({', '.join([marker] * len(columns))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    )
+    connection.exec_driver_sql(statement, rows)
+
+
+def _placeholder(connection: Connection) -> str:
+    """Return the driver's positional parameter marker."""
+    style = connection.dialect.paramstyle
+    if style == "qmark":
+        return "?"
+    if style in ("format", "pyformat"):
+        return "%s"
+    raise NotImplementedError(
+        f"unsupported driver parameter style {style!r}: use SQLite or PostgreSQL"
+        " with psycopg"
+    )
+
+
+def _rows_by_ids(
+    connection: Connection, query: str, ids: Sequence[str]
+) -> list[Sequence[Any]]:
+    """Run `query` through the driver for `ids`, returning raw rows.
+
+    `{ids}` in the query marks where the membership test goes. PostgreSQL
+    gets RESULT_BLOCK ids per statement as one array parameter, SQLite CHUNK
+    ids as separate parameters.
+    """
+    marker = _placeholder(connection)
+    rows: list[Sequence[Any]] = []
+    if connection.dialect.name == "postgresql":
+        for start in range(0, len(ids), RESULT_BLOCK):
+            chunk = list(ids[start : start + RESULT_BLOCK])
+            statement = query.format(ids=f"= ANY({marker})")
+            rows.extend(connection.exec_driver_sql(statement, (chunk,)).all())
+        return rows
+    for start in range(0, len(ids), CHUNK):
+        values = tuple(ids[start : start + CHUNK])
+        statement = query.format(ids=f"IN ({', '.join([marker] * len(values))})")
+        rows.extend(connection.exec_driver_sql(statement, values).all())
+    return rows
