@@ -87,6 +87,7 @@ def main() -> None:
         help="Append a letter code to every title, so no two products share one.",
     )
     arguments = parser.parse_args()
+    load_before = os.getloadavg()
     if not SHARED_DATA.is_dir():
         raise SystemExit(f"reference data not found at {SHARED_DATA}")
 
@@ -139,7 +140,7 @@ def main() -> None:
                     "statuses": statuses,
                 },
                 "versions": identifier.versions(),
-                "load_average_after": os.getloadavg(),
+                "load_average_before": load_before,
             },
             indent=2,
             ensure_ascii=False,
@@ -322,7 +323,11 @@ def calibration_loop() -> float:
 
 
 def machine() -> dict[str, object]:
-    """Return the CPU model, core count, memory and load average of this machine."""
+    """Return the CPU model, core count, memory and load average of this machine.
+
+    It is called when the run has finished, so the load average and the
+    calibration loop describe the end of the run.
+    """
     cpu = "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as handle:
         for line in handle:
