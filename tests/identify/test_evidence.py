@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -187,3 +188,10 @@ def test_trailing_wildcards_match_full_model(
 @given(st.text(max_size=60))
 def test_normalization_is_idempotent(text: str) -> None:
     assert normalize_model(normalize_model(text)) == normalize_model(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_ascii_padded_words_match_general_rule(text: str) -> None:
+    words = re.sub(r"[^0-9A-Z\u3400-\u9fff]+", " ", text.upper()).strip()
+    assert padded_words(text) == f" {words} "

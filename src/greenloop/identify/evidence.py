@@ -51,6 +51,10 @@ _LATIN = "0-9A-Za-z\u00c0-\u024f"
 _TOKEN = re.compile(rf"[{_LATIN}][{_LATIN}*#+/()\-.€]*[{_LATIN}*#)€]|[{_LATIN}]")
 _NON_ALNUM = re.compile(r"[^0-9A-Z\u3400-\u9fff]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# Maps every ASCII character that `_NON_ALNUM` matches to a space.
+_ASCII_NON_ALNUM_TO_SPACE = str.maketrans(
+    {chr(code): " " for code in range(128) if _NON_ALNUM.match(chr(code))}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,11 @@ def brand_key(brand: str) -> str:
 
 def padded_words(text: str) -> str:
     """Return `text` as upper-case words separated and surrounded by single spaces."""
+    if text.isascii():
+        # Same result as the expression below, several times faster: NFKC
+        # leaves ASCII unchanged, and split() collapses the runs of spaces.
+        words = text.upper().translate(_ASCII_NON_ALNUM_TO_SPACE).split()
+        return f" {' '.join(words)} "
     folded = unicodedata.normalize("NFKC", text).upper()
     return f" {_NON_ALNUM.sub(' ', folded).strip()} "
 
