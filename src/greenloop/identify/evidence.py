@@ -146,7 +146,7 @@ def brand_key(brand: str) -> str:
 def padded_words(text: str) -> str:
     """Return `text` as upper-case words separated and surrounded by single spaces."""
     if text.isascii():
-        # Same result as the expression below, several times faster: NFKC
+        # Same result as the expression below, about 20 % faster: NFKC
         # leaves ASCII unchanged, and split() collapses the runs of spaces.
         words = text.upper().translate(_ASCII_NON_ALNUM_TO_SPACE).split()
         return f" {' '.join(words)} "
