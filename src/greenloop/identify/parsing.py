@@ -52,7 +52,7 @@ class ParsedQuery:
     """A product query with the parsed facts of its title.
 
     Not frozen, because a batch creates one per product and a frozen
-    dataclass is several times slower to create. Rules only read it.
+    dataclass is about three times slower to create. Rules only read it.
     """
 
     query: ProductQuery
