@@ -272,3 +272,24 @@ def test_append_batches_closed_early(log: LedgerStore) -> None:
     generator.close()
     assert first == [AppendResult("purchase-000000", 0, True)]
     assert log.size == 2
+
+
+def test_sqlite_insert_split_by_parameter_limit(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from sqlalchemy import event
+
+    engine = make_engine(sqlite_url)
+
+    def lower_limit(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Room for 2 entry rows (4 parameters each) per INSERT.
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 11)
+
+    event.listen(engine, "connect", lower_limit)
+    log = LedgerStore(engine, key_dir=tmp_path / "keys")
+    results = log.append([asset(index) for index in range(7)])
+    assert [result.index for result in results] == list(range(7))
+    assert log.size == 7
+    assert log.root() == reference_root(_entries(log))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -94,6 +95,8 @@ MAX_KEY_LENGTH = 255
 KEY_LOOKUP_CHUNK = 5_000
 TILE_CACHE_SIZE = 4_096
 STREAM_BATCH = 10_000
+# Maximum rows per multi-row INSERT on SQLite.
+SQLITE_ROWS_PER_INSERT = 5_000
 
 _STRING_TYPE = {str}
 _DICT_TYPE = {dict}
@@ -481,15 +484,32 @@ class LedgerStore:
     def _insert_rows(
         self, connection: Connection, target: str, rows: Sequence[tuple[Any, ...]]
     ) -> None:
-        """Insert many rows: COPY on PostgreSQL, one prepared executemany on SQLite."""
+        """Insert many rows: COPY on PostgreSQL, multi-row INSERTs on SQLite.
+
+        On SQLite each statement carries up to `SQLITE_ROWS_PER_INSERT` rows,
+        fewer when the connection's bound-parameter limit is lower. One step
+        per statement replaces one per row, and the driver releases the GIL
+        once per statement instead of once per row.
+        """
         if connection.dialect.name == "postgresql":
             cursor = connection.connection.cursor()
             with cursor.copy(f"COPY {target} FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        marks = ",".join("?" * len(rows[0]))
-        _driver_sql(connection, f"INSERT INTO {target} VALUES ({marks})", list(rows))
+        width = len(rows[0])
+        driver_connection: Any = connection.connection.driver_connection
+        limit = driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(1, min(limit // width, SQLITE_ROWS_PER_INSERT))
+        row_marks = "(" + ",".join("?" * width) + ")"
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            marks = ",".join([row_marks] * len(chunk))
+            _driver_sql(
+                connection,
+                f"INSERT INTO {target} VALUES {marks}",
+                tuple(chain.from_iterable(chunk)),
+            )
 
     # Proofs.
 
