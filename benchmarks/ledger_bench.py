@@ -376,7 +376,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--append-api",
         choices=["append_batches", "append"],
-        default="append_batches",
+        default="append",
         help="append_batches overlaps encoding with writing; append is one call "
         "per batch",
     )

@@ -19,11 +19,13 @@ from greenloop.ledger import (
 )
 from greenloop.ledger.merkle import (
     CompactRange,
+    Node,
     consistency_ranges,
     hash_ranges,
     inclusion_proof_from,
     inclusion_ranges,
 )
+from greenloop.ledger.tiles import TileError, read_nodes_from
 
 
 def _log_of(entries: list[bytes]) -> MemoryTileLog:
@@ -208,3 +210,21 @@ def test_inclusion_proof_matches_range_layout() -> None:
                 index,
                 size,
             )
+
+
+@pytest.mark.parametrize("node", [Node(0, 5), Node(1, 2), Node(2, 1), Node(3, 0)])
+def test_node_beyond_partial_tile_rejected(node: Node) -> None:
+    log = _log_of([str(number).encode() for number in range(5)])
+    with pytest.raises(TileError, match="too narrow"):
+        read_nodes_from(log.tiles, [node])
+
+
+def test_nodes_inside_partial_tile_read() -> None:
+    entries = [str(number).encode() for number in range(7)]
+    log = _log_of(entries)
+    nodes = [Node(0, 6), Node(1, 2), Node(2, 0)]
+    assert read_nodes_from(log.tiles, nodes) == [
+        leaf_hash(entries[6]),
+        reference_root(entries[4:6]),
+        reference_root(entries[0:4]),
+    ]
