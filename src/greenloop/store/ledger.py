@@ -258,16 +258,46 @@ class LedgerStore:
             )
         return size
 
-    def _reader(self, connection: Connection, cached: bool = True) -> NodeReader:
-        """Return a node reader; with `cached=False` it reads every tile afresh."""
+    def _reader(
+        self, connection: Connection, cached: bool = True, known: Tile | None = None
+    ) -> NodeReader:
+        """Return a node reader; with `cached=False` it reads every tile afresh.
+
+        A `known` tile, read in this transaction, serves like a cached one.
+        """
 
         def read(nodes: Sequence[Node]) -> list[bytes]:
-            return read_nodes_from(self._load_tiles(connection, nodes, cached), nodes)
+            tiles = self._load_tiles(connection, nodes, cached, known)
+            return read_nodes_from(tiles, nodes)
 
         return read
 
+    def _head_and_leaf_tile(
+        self, connection: Connection, index: int
+    ) -> tuple[int, Tile | None]:
+        """Return the log's size and the level-0 tile of entry `index`, in one query.
+
+        The tile is None when it does not exist, for example when `index` is
+        outside the log.
+        """
+        (row,) = _driver_sql(
+            connection,
+            "SELECT ledger_log.size, ledger_tile.tile_index, ledger_tile.hashes, "
+            "ledger_tile.inner_hashes FROM ledger_log LEFT JOIN ledger_tile "
+            "ON ledger_tile.log_id = ledger_log.id AND ledger_tile.level = 0 "
+            "AND ledger_tile.tile_index = ? WHERE ledger_log.id = ?",
+            (index >> TILE_HEIGHT, self.log_id),
+        )
+        if row[1] is None:
+            return int(row[0]), None
+        return int(row[0]), Tile(0, int(row[1]), bytes(row[2]), bytes(row[3]))
+
     def _load_tiles(
-        self, connection: Connection, nodes: Sequence[Node], cached: bool = True
+        self,
+        connection: Connection,
+        nodes: Sequence[Node],
+        cached: bool = True,
+        known: Tile | None = None,
     ) -> dict[TileKey, Tile]:
         # Plain (level, index) tuples: they hash and compare as TileKeys do.
         needed: dict[tuple[int, int], int] = {}
@@ -281,11 +311,18 @@ class LedgerStore:
         tiles: dict[TileKey, Tile] = {}
         missing = []
         cache = self._cache
+        known_key = None if known is None else known.key
         with self._cache_lock:
             for key, width in needed.items():
-                hit = cache.get(key) if cached else None  # type: ignore[call-overload]
+                if key == known_key:
+                    hit: Tile | None = known
+                elif cached:
+                    hit = cache.get(key)  # type: ignore[call-overload]
+                    if hit is not None:
+                        cache.move_to_end(key)  # type: ignore[arg-type]
+                else:
+                    hit = None
                 if hit is not None and len(hit.hashes) >= width * HASH_SIZE:
-                    cache.move_to_end(key)  # type: ignore[arg-type]
                     tiles[key] = hit  # type: ignore[index]
                 else:
                     missing.append(TileKey(*key))
@@ -516,9 +553,12 @@ class LedgerStore:
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """Return the RFC 9162 inclusion proof of entry `index` at `size` entries."""
         with self.engine.connect() as connection:
-            current, _ = self._head(connection)
+            # One query returns the tree head and the leaf's tile. The upper
+            # tiles usually come from the cache, so most proofs need no other.
+            current, leaf_tile = self._head_and_leaf_tile(connection, index)
             size = current if size is None else self._check_size(size, current)
-            return inclusion_proof_from(index, size, self._reader(connection))
+            reader = self._reader(connection, known=leaf_tile)
+            return inclusion_proof_from(index, size, reader)
 
     def inclusion_proofs(
         self, indexes: Sequence[int], size: int | None = None
