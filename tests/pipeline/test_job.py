@@ -203,11 +203,19 @@ def test_asset_records_are_canonical(
     demo_sample, tmp_path, user_secret_dir, sqlite_url
 ):
     from greenloop.ledger import canonical_json
+    from greenloop.store.ledger import ledger_entries
 
     run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     engine = create_engine(sqlite_url)
     with engine.connect() as connection:
-        records = [row[0] for row in connection.execute(select(green_assets.c.record))]
-    assert records
-    for record in records:
-        assert canonical_json(json.loads(record)).decode("utf-8") == record
+        rows = connection.execute(
+            select(green_assets.c.ledger_index, ledger_entries.c.record).join(
+                ledger_entries,
+                ledger_entries.c.purchase_id == green_assets.c.purchase_id,
+            )
+        ).all()
+        assets = connection.execute(select(green_assets.c.purchase_id)).all()
+    assert rows and len(rows) == len(assets)
+    for _, record in rows:
+        text = bytes(record).decode("utf-8")
+        assert canonical_json(json.loads(text)).decode("utf-8") == text

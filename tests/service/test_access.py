@@ -233,7 +233,6 @@ def test_consumer_sees_only_own_assets(client: TestClient, keys: Keys) -> None:
         "kg_co2e_lifetime": 200.0,
         "verdict_digest": "0" * 64,
         "impact_digest": None,
-        "record": "{}",
         "ledger_index": None,
         "reversed": False,
     }

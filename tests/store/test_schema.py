@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from greenloop.store import schema
@@ -97,3 +98,43 @@ def test_unrelated_tables_are_left_alone(sqlite_url: str) -> None:
     engine.dispose()
     assert found == []
     assert "notes" in names
+
+
+@pytest.mark.postgres
+def test_green_assets_lose_the_record_copy_and_get_it_back(database_url: str) -> None:
+    schema.upgrade(database_url, revision="0001")
+    engine = make_engine(database_url)
+    asset = (
+        "INSERT INTO green_assets (purchase_id, run_id, occurred_at, user_key, "
+        "category, standard_id, standard_version, amount_fen, currency, periods, "
+        "verdict_digest, record, ledger_index, reversed) VALUES ('p1', 'r1', "
+        "'2026-05-01 10:30:00', 'u1', 'appliance', 'cn', '2025', 100, 'CNY', 2, "
+        "'d', '{\"purchase_id\":\"p1\"}', 0, false)"
+    )
+    entry = "INSERT INTO ledger_log (id, origin, size, root) VALUES (1, 'o', 1, :root)"
+    with engine.begin() as connection:
+        connection.execute(text(asset))
+        connection.execute(text(entry), {"root": b"\0" * 32})
+        connection.execute(
+            text(
+                "INSERT INTO ledger_entry (log_id, entry_index, purchase_id, record) "
+                "VALUES (1, 0, 'p1', :record)"
+            ),
+            {"record": b'{"purchase_id":"p1"}'},
+        )
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("green_assets")}
+        indexes = {i["name"] for i in inspect(connection).get_indexes("green_assets")}
+        kept = connection.execute(text("SELECT purchase_id FROM green_assets")).all()
+    assert "record" not in columns
+    assert "ix_green_assets_user_key" in indexes
+    assert kept == [("p1",)]
+    with engine.begin() as connection:
+        config = schema.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    with engine.connect() as connection:
+        record = connection.execute(text("SELECT record FROM green_assets")).scalar()
+    engine.dispose()
+    assert record == '{"purchase_id":"p1"}'

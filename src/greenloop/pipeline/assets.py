@@ -218,7 +218,7 @@ def append_to_ledger(
     batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
     columns = ", ".join(run_store.ASSET_COLUMNS)
     reader = connection.sql(
-        f"SELECT {columns} FROM assets ORDER BY purchase_id"
+        f"SELECT {columns}, record FROM assets ORDER BY purchase_id"
     ).to_arrow_reader(batch_size)
     progress.start("ledger", int(total))
     appended = existing = stored = 0

@@ -1,7 +1,8 @@
 """Tables and queries for batch runs and the green assets they create.
 
 A green asset is keyed by its purchase id, so running the same input twice, or
-again after a crash, never creates a second asset.
+again after a crash, never creates a second asset. Its canonical record lives
+in the ledger entry that `ledger_index` names, not here.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ green_assets = Table(
     Column("purchase_id", String(200), primary_key=True),
     Column("run_id", String(64), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("user_key", String(64)),
+    Column("user_key", String(64), index=True),
     Column("merchant_id", String(200)),
     Column("category", String(40), nullable=False),
     Column("standard_id", String(80), nullable=False),
@@ -63,7 +64,6 @@ green_assets = Table(
     Column("kg_co2e_lifetime", Float),
     Column("verdict_digest", String(64), nullable=False),
     Column("impact_digest", String(64)),
-    Column("record", Text, nullable=False),
     Column("ledger_index", BigInteger, unique=True),
     Column("reversed", Boolean, nullable=False, default=False),
 )
@@ -110,7 +110,7 @@ def insert_assets(engine: Engine, assets: pa.Table) -> int:
             .returning(green_assets.c.purchase_id)
         )
         inserted = 0
-        for batch in assets.to_batches(INSERT_BATCH):
+        for batch in assets.select(list(ASSET_COLUMNS)).to_batches(INSERT_BATCH):
             inserted += len(connection.execute(statement, batch.to_pylist()).all())
         return inserted
 
@@ -147,54 +147,6 @@ def _count(connection: Connection) -> int:
     return int(
         connection.execute(select(func.count()).select_from(green_assets)).scalar_one()
     )
-
-
-def assets_without_ledger_index(
-    engine: Engine, after: str | None = None, limit: int | None = None
-) -> list[tuple[str, str]]:
-    """Return (purchase_id, record JSON) of assets not yet in the ledger, sorted.
-
-    `after` and `limit` page through them by purchase id.
-    """
-    query = (
-        select(green_assets.c.purchase_id, green_assets.c.record)
-        .where(green_assets.c.ledger_index.is_(None))
-        .order_by(green_assets.c.purchase_id)
-    )
-    if after is not None:
-        query = query.where(green_assets.c.purchase_id > after)
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as connection:
-        return [(row[0], row[1]) for row in connection.execute(query)]
-
-
-def count_without_ledger_index(engine: Engine) -> int:
-    """Return how many stored assets are not yet in the ledger."""
-    with engine.connect() as connection:
-        return int(
-            connection.execute(
-                select(func.count())
-                .select_from(green_assets)
-                .where(green_assets.c.ledger_index.is_(None))
-            ).scalar_one()
-        )
-
-
-def set_ledger_indexes(engine: Engine, indexes: Iterable[tuple[str, int]]) -> None:
-    """Store the ledger index of each asset."""
-    from sqlalchemy import bindparam
-
-    statement = (
-        update(green_assets)
-        .where(green_assets.c.purchase_id == bindparam("key"))
-        .values(ledger_index=bindparam("index"))
-    )
-    parameters = [{"key": key, "index": index} for key, index in indexes]
-    if not parameters:
-        return
-    with engine.begin() as connection:
-        connection.execute(statement, parameters)
 
 
 def ledger_indexes(engine: Engine, purchase_ids: Iterable[str]) -> dict[str, int]:
