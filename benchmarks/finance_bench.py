@@ -7,7 +7,9 @@ The loans spread over 2026 across six categories and 500 users, so every
 example campaign and facility receives loans. They go to the example facility
 and campaign files. The database should be empty, so the first run makes every
 award and the rerun makes none. Prints one JSON line per run with the seconds
-taken and the load average when the run started.
+taken, the load average when the run started, the process's resident memory
+before the run and its peak so far (MiB). The first run's peak minus the
+memory before it bounds what the finance step itself used.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -55,6 +58,20 @@ def synthetic_loans(count: int) -> list[GreenLoan]:
     ]
 
 
+def resident_mib() -> float:
+    """Return the current resident set size of this process in MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status; run this on Linux")
+
+
+def peak_mib() -> float:
+    """Return the peak resident set size of this process so far in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="URL of an empty database")
@@ -66,6 +83,7 @@ def main() -> None:
     loans = synthetic_loans(arguments.loans)
     for label in ("first run", "rerun"):
         load_average = os.getloadavg()[0]
+        before = resident_mib()
         began = time.perf_counter()
         outcome = process_green_loans(engine, loans, FACILITIES, CAMPAIGNS, AS_OF)
         elapsed = time.perf_counter() - began
@@ -76,6 +94,8 @@ def main() -> None:
             "awards": awards,
             "seconds": round(elapsed, 1),
             "load_average_1min": round(load_average, 2),
+            "rss_before_mib": round(before),
+            "peak_rss_mib": round(peak_mib()),
         }
         print(json.dumps(record), flush=True)
     engine.dispose()
