@@ -20,6 +20,7 @@ TEXT = st.text(min_size=1, max_size=30)
 def _results(purchase_id: str, merchant_id: str, user_id: str) -> pa.Table:
     return pa.table(
         {
+            "row": [1],
             "purchase_id": [purchase_id],
             "occurred_at": [datetime(2026, 5, 1, 10, 30)],
             "user_id": [user_id],

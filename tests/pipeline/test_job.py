@@ -219,3 +219,59 @@ def test_asset_records_are_canonical(
     for _, record in rows:
         text = bytes(record).decode("utf-8")
         assert canonical_json(json.loads(text)).decode("utf-8") == text
+
+
+def test_verdicts_are_written_range_by_range_in_row_order(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
+):
+    from greenloop.pipeline import outputs
+
+    monkeypatch.setattr(outputs, "VERDICT_ROW_RANGE", 997)
+    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
+    rows = verdicts.column("row").to_pylist()
+    assert len(rows) == result.counts["ingest"]["purchases"]
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        stored = {
+            row[0]: row[1]
+            for row in connection.execute(
+                select(green_assets.c.purchase_id, green_assets.c.ledger_index)
+            )
+        }
+    written = {
+        key: index
+        for key, index in zip(
+            verdicts.column("purchase_id").to_pylist(),
+            verdicts.column("ledger_index").to_pylist(),
+            strict=True,
+        )
+        if index is not None
+    }
+    assert written == stored
+
+
+def test_run_with_every_row_quarantined_writes_empty_verdicts(
+    tmp_path, user_secret_dir, sqlite_url
+):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
+        "p1,not a date,u1,kettle,1,10.00,CNY\n"
+        "p2,2026-05-01 10:00:00,u1,kettle,1,10.00,QQQ\n",
+        encoding="utf-8",
+    )
+    config = RunConfig(
+        input_path=path,
+        out_dir=tmp_path / "runs",
+        database_url=sqlite_url,
+        key_dir=user_secret_dir,
+        facilities_path=None,
+        campaigns_path=None,
+    )
+    result = run_job(config)
+    verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
+    assert verdicts.num_rows == 0
+    assert "ledger_index" in verdicts.column_names
+    assert result.counts["ingest"]["quarantined_rows"] == 2

@@ -62,7 +62,7 @@ WITH green AS (
     FROM results r LEFT JOIN user_keys k USING (user_id)
     WHERE r.status = 'green' AND r.net_quantity > 0
 )
-SELECT purchase_id, $run_id AS run_id,
+SELECT row, purchase_id, $run_id AS run_id,
        CAST(occurred_at AS TIMESTAMPTZ) AS occurred_at, user_key, merchant_id,
        category, standard_id, standard_version, region_code AS region, amount_fen,
        currency, periods, kg_co2e_per_year, kg_co2e_lifetime, verdict_digest,
@@ -218,7 +218,7 @@ def append_to_ledger(
     batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
     columns = ", ".join(run_store.ASSET_COLUMNS)
     reader = connection.sql(
-        f"SELECT {columns}, record FROM assets ORDER BY purchase_id"
+        f"SELECT {columns}, record, row FROM assets ORDER BY purchase_id"
     ).to_arrow_reader(batch_size)
     progress.start("ledger", int(total))
     appended = existing = stored = 0
@@ -240,10 +240,11 @@ def append_to_ledger(
             table.schema.get_field_index("ledger_index"), "ledger_index", indexes
         )
         stored += run_store.insert_assets(engine, table)
-        # A new array, not a slice of the batch, so the records can be freed.
+        # The row column holds its own buffer, so keeping it frees the records.
         index_batches.append(
             pa.RecordBatch.from_arrays(
-                [pa.array(keys, pa.string()), indexes], ["purchase_id", "ledger_index"]
+                [batch.column("row").cast(pa.int64()), indexes],
+                ["row", "ledger_index"],
             )
         )
         progress.advance(batch.num_rows)
@@ -259,8 +260,12 @@ def append_to_ledger(
 def _create_index_table(
     connection: duckdb.DuckDBPyConnection, batches: list[pa.RecordBatch]
 ) -> None:
-    """Create the DuckDB table `ledger_indexes` (purchase_id, ledger_index)."""
-    schema = pa.schema([("purchase_id", pa.string()), ("ledger_index", pa.int64())])
+    """Create the DuckDB table `ledger_indexes` (row, ledger_index).
+
+    The input row number is the key, so the report can join one range of rows
+    at a time.
+    """
+    schema = pa.schema([("row", pa.int64()), ("ledger_index", pa.int64())])
     table = pa.Table.from_batches(batches, schema=schema)
     connection.register("ledger_index_arrow", table)
     connection.execute(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 import greenloop
@@ -47,6 +48,8 @@ PRODUCT_COLUMNS = (
     "model_score, reasons, claims, claim_kinds, evidence, attributes, verdict_digest"
 )
 TOP_REASONS = 12
+VERDICT_ROW_RANGE = 1_000_000
+VERDICT_ROW_GROUP = 122_880
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -63,6 +66,36 @@ def _copy_to(
         connection.execute(f"COPY ({query}) TO '{quoted}' ({options})")
 
     return write
+
+
+def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Write every purchase's verdict to `path`, in input row order.
+
+    One sort of every purchase would spill to disk at tens of millions of rows,
+    so rows are sorted one range of VERDICT_ROW_RANGE row numbers at a time
+    and appended to the file in range order.
+    """
+    query = (
+        f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
+        "LEFT JOIN (SELECT * FROM ledger_indexes WHERE row >= $low AND row < $high) "
+        "USING (row) WHERE row >= $low AND row < $high ORDER BY row"
+    )
+    first, last = connection.execute(
+        "SELECT min(row), max(row) FROM results"
+    ).fetchall()[0]
+    bounds = {"low": 0, "high": 0}
+    schema = connection.sql(query, params=bounds).to_arrow_table().schema
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        if first is None:
+            writer.write_table(schema.empty_table())
+            return
+        for low in range(first, last + 1, VERDICT_ROW_RANGE):
+            bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
+            reader = connection.sql(query, params=bounds).to_arrow_reader(
+                VERDICT_ROW_GROUP
+            )
+            for batch in reader:
+                writer.write_batch(batch)
 
 
 def write_outputs(
@@ -86,13 +119,7 @@ def write_outputs(
     """Write every output of a run into `run_dir` and return the manifest."""
     started = time.perf_counter()
     _write_atomically(
-        run_dir / "verdicts.parquet",
-        _copy_to(
-            connection,
-            f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
-            f"LEFT JOIN ledger_indexes USING (purchase_id) ORDER BY row",
-            "FORMAT parquet, COMPRESSION zstd",
-        ),
+        run_dir / "verdicts.parquet", lambda path: _write_verdicts(connection, path)
     )
     _write_atomically(
         run_dir / "products.parquet",
