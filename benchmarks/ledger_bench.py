@@ -82,10 +82,10 @@ def append_until(
 ) -> tuple[float, float]:
     """Grow the log from `start` to `end` entries; return wall and CPU seconds.
 
-    Records are built before the clock starts. With `append_batches`, they are
-    built in groups of `--group-batches` batches, each group one call, so the
-    encoding of one batch overlaps the database write of the one before. CPU
-    seconds count every thread of this process.
+    Records are built before the clock starts, `--group-batches` batches at a
+    time. With `append_batches` each group is one call, so the encoding of one
+    batch overlaps the database write of the one before. With `append` each
+    batch is one call. CPU seconds count every thread of this process.
     """
     wall_seconds = cpu_seconds = 0.0
     step = arguments.batch_size * arguments.group_batches
@@ -377,8 +377,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--append-api",
         choices=["append_batches", "append"],
         default="append",
-        help="append_batches overlaps encoding with writing; append is one call "
-        "per batch",
+        help="append: one call per batch, as the main job makes them. "
+        "append_batches: one call per group of batches, which encodes the next "
+        "batch while a worker thread writes the current one",
     )
     parser.add_argument(
         "--group-batches",

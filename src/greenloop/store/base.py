@@ -70,9 +70,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # A 64 MiB page cache per connection (negative: KiB) keeps the upper
-    # B-tree pages of large tables in memory; the default is 2 MiB. Reads map
-    # up to 1 GiB of the file instead of copying it into the cache.
+    # A 64 MiB page cache per connection (a negative size is in KiB) keeps the
+    # upper B-tree pages of large tables in memory, where the default is 2 MiB.
+    # Reads map up to 1 GiB of the file instead of copying it into the cache.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA mmap_size=1073741824")
     cursor.close()

@@ -263,7 +263,7 @@ class LedgerStore:
     ) -> NodeReader:
         """Return a node reader; with `cached=False` it reads every tile afresh.
 
-        A `known` tile, read in this transaction, serves like a cached one.
+        A `known` tile, read on the same connection, serves like a cached one.
         """
 
         def read(nodes: Sequence[Node]) -> list[bytes]:
