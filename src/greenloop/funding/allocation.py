@@ -183,16 +183,31 @@ def financing_share(
     The rest refinances loans from the look-back period. None when nothing is
     allocated.
     """
-    total = sum(allocations.values(), ZERO)
+    originated = {
+        purchase_id: loans[purchase_id].originated_on for purchase_id in allocations
+    }
+    return financing_share_of(facility, allocations, originated)
+
+
+def financing_share_of(
+    facility: FacilityConfig,
+    allocations: Mapping[str, Decimal | int],
+    originated: Mapping[str, date],
+) -> Decimal | None:
+    """Compute `financing_share` from each allocated loan's origination date."""
+    total = Decimal(sum(allocations.values(), ZERO))
     if total == 0:
         return None
-    financing = sum(
-        (
-            amount
-            for purchase_id, amount in allocations.items()
-            if loans[purchase_id].originated_on >= facility.first_drawdown
-        ),
-        ZERO,
+    first_drawdown = facility.first_drawdown
+    financing = Decimal(
+        sum(
+            (
+                amount
+                for purchase_id, amount in allocations.items()
+                if originated[purchase_id] >= first_drawdown
+            ),
+            ZERO,
+        )
     )
     return (financing / total).quantize(Decimal("0.0001"))
 

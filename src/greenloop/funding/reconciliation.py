@@ -39,20 +39,21 @@ class Reconciliation:
 def reconcile(
     facility_id: str,
     drawn_fen: Decimal,
-    allocations: Mapping[str, Decimal],
+    allocations: Mapping[str, Decimal | int],
     unallocated_fen: Decimal,
-    outstanding: Mapping[str, Decimal],
+    outstanding: Mapping[str, Decimal | int],
 ) -> Reconciliation:
     """Check the stored allocations and unallocated balance against the drawn amount.
 
     `outstanding` maps each allocated purchase id to its outstanding principal.
+    Amounts are whole fen, as Decimal or int; the totals are Decimal.
     The accounting checks are: allocated + unallocated == drawn, no negative
     amount, and no loan allocated more than it owes. Whether the eligible pool
     covers the drawn amount is reported apart, because a shortfall is a funding
     gap to close with new loans, not an error in the books.
     """
-    allocated = sum(allocations.values(), ZERO)
-    pool = sum((outstanding.get(key, ZERO) for key in allocations), ZERO)
+    allocated = Decimal(sum(allocations.values(), ZERO))
+    pool = Decimal(sum((outstanding.get(key, ZERO) for key in allocations), ZERO))
     problems = []
     if allocated + unallocated_fen != drawn_fen:
         problems.append(

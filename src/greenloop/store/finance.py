@@ -57,7 +57,7 @@ from greenloop.funding.allocation import (
     LoanPosition,
     LoanStatus,
     allocate,
-    financing_share,
+    financing_share_of,
 )
 from greenloop.funding.config import FacilitiesFile, FacilityConfig, load_facilities
 from greenloop.funding.reconciliation import Reconciliation, reconcile
@@ -527,7 +527,7 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
                         now,
                     )
                 )
-            _insert_ignore_rows(
+            _insert_rows(
                 connection, finance_loans, LOAN_INSERT_COLUMNS, rows, ["purchase_id"]
             )
     return errors
@@ -858,6 +858,16 @@ def _accrue(
     )
 
 
+ALLOCATION_COLUMNS = (
+    "facility_id",
+    "purchase_id",
+    "allocated_fen",
+    "outstanding_fen",
+    "allocated_on",
+    "measured_on",
+)
+
+
 def _reallocate(
     connection: Connection,
     facility: FacilityConfig,
@@ -938,18 +948,19 @@ def _reallocate(
             changed,
         )
     added_rows = [
-        {
-            "facility_id": facility.id,
-            "purchase_id": purchase_id,
-            "allocated_fen": int(result.allocations[purchase_id]),
-            "outstanding_fen": int(positions[purchase_id].outstanding_fen),
-            "allocated_on": as_of,
-            "measured_on": as_of,
-        }
+        (
+            facility.id,
+            purchase_id,
+            int(result.allocations[purchase_id]),
+            int(positions[purchase_id].outstanding_fen),
+            as_of,
+            as_of,
+        )
         for purchase_id in result.added
     ]
-    if added_rows:
-        connection.execute(finance_allocations.insert(), added_rows)
+    # A plain insert: an existing allocation of the same loan is a conflict
+    # with a concurrent writer and raises IntegrityError.
+    _insert_rows(connection, finance_allocations, ALLOCATION_COLUMNS, added_rows)
     connection.execute(
         update(finance_facilities)
         .where(finance_facilities.c.facility_id == facility.id)
@@ -1138,15 +1149,16 @@ def _award_incentives(
     made and why others were not made, so the report can show them.
     """
     ordered = sorted(loans, key=lambda loan: (loan.occurred_at, loan.purchase_id))
-    offers = _eligible_offers(ordered, campaigns)
-    offered = [loan for loan in ordered if loan.purchase_id in offers]
+    offered = _eligible_offers(ordered, campaigns)
     del ordered
-    costs = _AwardCosts(facilities, offered, offers)
+    costs = _AwardCosts(facilities, offered)
     outcomes: dict[str, Counter[str]] = {
         item.id: Counter() for item in campaigns.campaigns
     }
     for start in range(0, len(offered), AWARD_CHUNK):
-        chunk = offered[start : start + AWARD_CHUNK]
+        block = offered[start : start + AWARD_CHUNK]
+        chunk = [loan for loan, _ in block]
+        offers = {loan.purchase_id: entries for loan, entries in block}
         for campaign_id, purchase_id, status in _award_chunk(
             engine, chunk, offers, costs.cost_of
         ):
@@ -1164,35 +1176,50 @@ def _award_incentives(
     return {key: dict(counts) for key, counts in outcomes.items()}
 
 
-# Purchase id -> (campaign, purchase date in the campaign's time zone) for each
-# campaign the loan qualifies for, in file order.
-Offers = Mapping[str, tuple[tuple[CampaignConfig, date], ...]]
+# The campaigns a loan qualifies for, in file order, each with the purchase
+# date in the campaign's time zone.
+OfferEntries = tuple[tuple[CampaignConfig, date], ...]
+# Purchase id -> the offer entries of that loan.
+Offers = Mapping[str, OfferEntries]
 
 
 def _eligible_offers(
     loans: Sequence[GreenLoan], campaigns: CampaignsFile
-) -> dict[str, tuple[tuple[CampaignConfig, date], ...]]:
-    """Map each loan that qualifies for a campaign to those campaigns."""
+) -> list[tuple[GreenLoan, OfferEntries]]:
+    """Pair each loan that qualifies for a campaign with its offer entries.
+
+    Loans keep their order. Equal entries (the same campaigns on the same
+    dates) share one tuple, which keeps memory small for large batches.
+    """
     rules = [CampaignRules.of(campaign) for campaign in campaigns.campaigns]
     zones = {
         campaign.timezone: ZoneInfo(campaign.timezone)
         for campaign in campaigns.campaigns
     }
-    offers: dict[str, tuple[tuple[CampaignConfig, date], ...]] = {}
+    # Keyed by (campaign position, date) pairs, because campaigns are not
+    # hashable.
+    shared: dict[tuple[tuple[int, date], ...], OfferEntries] = {}
+    offered: list[tuple[GreenLoan, OfferEntries]] = []
     for loan in loans:
         moment = loan.occurred_at
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         days = {name: moment.astimezone(zone).date() for name, zone in zones.items()}
-        eligible = tuple(
-            (item.campaign, days[item.campaign.timezone])
-            for item in rules
+        key = tuple(
+            (position, days[item.campaign.timezone])
+            for position, item in enumerate(rules)
             if loan.category in item.categories
             and item.accepts(loan, days[item.campaign.timezone])
         )
-        if eligible:
-            offers[loan.purchase_id] = eligible
-    return offers
+        if not key:
+            continue
+        entries = shared.get(key)
+        if entries is None:
+            entries = shared[key] = tuple(
+                (rules[position].campaign, day) for position, day in key
+            )
+        offered.append((loan, entries))
+    return offered
 
 
 class _AwardCosts:
@@ -1205,14 +1232,16 @@ class _AwardCosts:
     """
 
     def __init__(
-        self, facilities: FacilitiesFile, loans: Sequence[GreenLoan], offers: Offers
+        self,
+        facilities: FacilitiesFile,
+        offered: Sequence[tuple[GreenLoan, OfferEntries]],
     ) -> None:
         self._facilities = facilities
         self._schedule = load_fee_schedules().get()
         self._fixed: dict[str, int] = {}
         self._computed: dict[tuple[str, str], int] = {}
         if BATCH_PRICING:
-            self._price_interest_free(loans, offers)
+            self._price_interest_free(offered)
 
     def cost_of(self, campaign: CampaignConfig, loan: GreenLoan) -> int:
         """Return the cost of `campaign`'s benefit for `loan`."""
@@ -1232,13 +1261,15 @@ class _AwardCosts:
         standard = _standard_plan(self._schedule, loan)
         return int(benefit_cost_fen(campaign, loan, facility.facility_rate, standard))
 
-    def _price_interest_free(self, loans: Sequence[GreenLoan], offers: Offers) -> None:
+    def _price_interest_free(
+        self, offered: Sequence[tuple[GreenLoan, OfferEntries]]
+    ) -> None:
         by_group: dict[tuple[str, int], list[GreenLoan]] = defaultdict(list)
         campaigns: dict[str, CampaignConfig] = {}
-        for loan in loans:
+        for loan, entries in offered:
             if not 0 < loan.principal_fen <= batch.MAX_PRINCIPAL_FEN:
                 continue
-            for campaign, _ in offers[loan.purchase_id]:
+            for campaign, _ in entries:
                 if isinstance(campaign.benefit, InterestFree):
                     campaigns[campaign.id] = campaign
                     by_group[(campaign.id, loan.periods)].append(loan)
@@ -2449,19 +2480,12 @@ def _facility_section(
         per_category[item.category] = per_category.get(item.category, 0) + int(
             item.allocated_fen
         )
-    allocations = {item.purchase_id: Decimal(item.allocated_fen) for item in active}
-    positions = {
-        item.purchase_id: LoanPosition(
-            purchase_id=item.purchase_id,
-            category=item.category,
-            originated_on=_as_date(item.occurred_at),
-            principal_fen=Decimal(item.outstanding_fen),
-            outstanding_fen=Decimal(item.outstanding_fen),
-        )
-        for item in active
-    }
-    share = financing_share(facility, allocations, positions)
-    allocated = sum(int(item.allocated_fen) for item in active)
+    # Integer fen, which `reconcile` and `financing_share_of` sum into Decimal
+    # totals as they would Decimal amounts.
+    allocations = {item.purchase_id: int(item.allocated_fen) for item in active}
+    originated = {item.purchase_id: _as_date(item.occurred_at) for item in active}
+    share = financing_share_of(facility, allocations, originated)
+    allocated = sum(allocations.values())
     pool = sum(int(item.outstanding_fen) for item in active)
     drawn = int(row.drawn_fen)
     check = reconcile(
@@ -2469,7 +2493,7 @@ def _facility_section(
         Decimal(drawn),
         allocations,
         Decimal(row.unallocated_fen),
-        {item.purchase_id: Decimal(item.outstanding_fen) for item in active},
+        {item.purchase_id: int(item.outstanding_fen) for item in active},
     )
     return {
         "lender": facility.lender,
@@ -2743,14 +2767,16 @@ def _insert_ignore(
     return int(connection.execute(statement, rows).rowcount)
 
 
-def _insert_ignore_rows(
+def _insert_rows(
     connection: Connection,
     table: Table,
     columns: Sequence[str],
     rows: list[tuple[Any, ...]],
-    keys: list[str],
+    keys: list[str] | None = None,
 ) -> None:
     """Insert value tuples through the driver, skipping rows whose `keys` exist.
+
+    Without `keys`, an existing row raises IntegrityError.
 
     Each value first goes through its column type's bind processor, so it is
     stored exactly as a SQLAlchemy insert would store it. The rows go in one
@@ -2787,7 +2813,7 @@ def _insert_ignore_rows(
         rows = converted
     marker = _placeholder(connection)
     names = ", ".join(columns)
-    conflict = f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    conflict = f" ON CONFLICT ({', '.join(keys)}) DO NOTHING" if keys else ""
     if dialect.name == "postgresql":
         # One array per column in one statement: psycopg's executemany sends
         # a statement per row, which took about 40 µs per loan.
@@ -2797,13 +2823,13 @@ def _insert_ignore_rows(
         )
         connection.exec_driver_sql(
             f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"
-            f" {conflict}",
+            f"{conflict}",
             tuple(list(values) for values in zip(*rows, strict=True)),
         )
         return
     statement = (
         f"INSERT INTO {table.name} ({names})"
-        f" VALUES ({', '.join([marker] * len(columns))}) {conflict}"
+        f" VALUES ({', '.join([marker] * len(columns))}){conflict}"
     )
     connection.exec_driver_sql(statement, rows)
 
