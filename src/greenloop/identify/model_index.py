@@ -39,6 +39,9 @@ _MIN_SLASH_ALTERNATIVE = 4
 # The first word of a several-word name is filed when it is this long.
 _MIN_NAME_WORD = 4
 _DIGIT = re.compile(r"[0-9]")
+# A key with up to this many `/` is filed under each spelling, with and
+# without each `/`; one with more keeps its regex.
+MAX_SLASH_SPELLINGS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,11 @@ class ModelIndex(Generic[RecordT]):
             self.exact[compiled.key].append(record)
             if compiled.pattern is None:
                 continue
+            spellings = _slash_spellings(compiled.key)
+            if spellings is not None:
+                for spelling in spellings:
+                    self.exact[spelling].append(record)
+                continue
             prefix = _literal_prefix(compiled.key)
             entry = _Pattern(compiled.pattern, _longest_literal(compiled.key), record)
             if _DIGIT.search(compiled.key) is None:
@@ -240,6 +248,30 @@ class ModelIndex(Generic[RecordT]):
             if entry.pattern.fullmatch(candidate) and entry.record not in found:
                 found.append(entry.record)
         return found
+
+
+def _slash_spellings(key: str) -> list[str] | None:
+    """Return the other spellings of a key whose only variable parts are `/`.
+
+    Each `/` may be written or left out, so `KFR-35GW/BP3DN8Y` is also found
+    as `KFR-35GWBP3DN8Y`. Listing the few spellings as exact keys spares a
+    regex per lookup. Returns None when the key has a wildcard, parentheses,
+    a hinge alternative or more than MAX_SLASH_SPELLINGS slashes.
+    """
+    slashes = key.count("/")
+    if (
+        not slashes
+        or slashes > MAX_SLASH_SPELLINGS
+        or any(char in key for char in "*#()")
+        or _HINGE_ALTERNATIVE.search(key)
+    ):
+        return None
+    parts = key.split("/")
+    spellings = {parts[0]}
+    for part in parts[1:]:
+        spellings = {f"{s}/{part}" for s in spellings} | {s + part for s in spellings}
+    spellings.discard(key)
+    return sorted(spellings)
 
 
 def _literal_prefix(key: str) -> str:

@@ -55,13 +55,15 @@ def query_from_row(row: dict[str, Any]) -> ProductQuery:
     )
 
 
-def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
+def _verdict_document(verdict: Verdict) -> bytes:
+    # orjson turns the dataclasses, enums and dates into plain values in C.
+    return orjson.dumps(verdict, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
+def _verdict_columns(verdict: Verdict, raw: bytes) -> dict[str, Any]:
     from greenloop.ledger import canonical_json
 
-    # orjson turns the dataclasses, enums and dates into plain values in C.
-    document = orjson.loads(
-        orjson.dumps(verdict, option=orjson.OPT_NON_STR_KEYS, default=str)
-    )
+    document = orjson.loads(raw)
     return {
         "status": document["status"],
         "category": document["category"],
@@ -127,17 +129,23 @@ def identify_products(
 def _verdict_table(keys: pa.Array, batch_verdicts: list[Verdict]) -> pa.Table:
     """Return the VERDICT_SCHEMA rows of one batch.
 
-    The identifier returns one object for products it judged alike, so each
-    distinct object is flattened once and its row repeated with `take`.
+    Products often get equal verdicts (the identifier even returns one object
+    for products it judged alike), so each distinct verdict is flattened and
+    digested once and its row repeated with `take`.
     """
     position_of: dict[int, int] = {}
+    position_of_document: dict[bytes, int] = {}
     distinct: list[dict[str, Any]] = []
     positions = []
     for verdict in batch_verdicts:
         position = position_of.get(id(verdict))
         if position is None:
-            position = position_of[id(verdict)] = len(distinct)
-            distinct.append(_verdict_columns(verdict))
+            raw = _verdict_document(verdict)
+            position = position_of_document.get(raw)
+            if position is None:
+                position = position_of_document[raw] = len(distinct)
+                distinct.append(_verdict_columns(verdict, raw))
+            position_of[id(verdict)] = position
         positions.append(position)
     names = VERDICT_SCHEMA.names[1:]
     flattened = pa.Table.from_pydict(
