@@ -590,10 +590,15 @@ def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
     PostgreSQL returns a datetime and parsed JSON.
     """
     loans = []
+    # Many loans share a purchase date, so each date object is made once.
+    dates: dict[str, date] = {}
     for row in rows:
         moment = row[1]
         if isinstance(moment, str):
-            start = date.fromisoformat(moment[:10])
+            day_text = moment[:10]
+            start = dates.get(day_text) or dates.setdefault(
+                day_text, date.fromisoformat(day_text)
+            )
         else:
             start = _as_date(moment)
         refunds = row[7]
@@ -2691,13 +2696,16 @@ def _block_results(
     stored = _stored_loans(
         _rows_by_ids(connection, STORED_LOAN_QUERY + " WHERE purchase_id {ids}", ids)
     )
+    # Results keep one copy of each facility id, campaign id, kind and status
+    # instead of one string per row read.
+    texts: dict[str, str] = {}
     for purchase_id, facility_id in _rows_by_ids(
         connection,
         "SELECT purchase_id, facility_id FROM finance_allocations"
         " WHERE released_on IS NULL AND purchase_id {ids}",
         ids,
     ):
-        facility_of[purchase_id] = facility_id
+        facility_of[purchase_id] = texts.setdefault(facility_id, facility_id)
     award_rows = _awards_by_ids(
         connection,
         "id, purchase_id, campaign_id, benefit_kind, amount_fen, status",
@@ -2707,7 +2715,12 @@ def _block_results(
     award_rows.sort(key=lambda row: row[0])
     for _, purchase_id, campaign_id, kind, amount, status in award_rows:
         awards.setdefault(purchase_id, []).append(
-            AwardSummary(campaign_id, kind, int(amount), status)
+            AwardSummary(
+                texts.setdefault(campaign_id, campaign_id),
+                texts.setdefault(kind, kind),
+                int(amount),
+                texts.setdefault(status, status),
+            )
         )
     figures = {
         row.purchase_id: (plan_figures, row.consumer_fee_waived)
