@@ -13,13 +13,15 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
@@ -206,10 +208,11 @@ def append_to_ledger(
 ) -> LedgerCounts:
     """Append the `assets` table to the ledger and the store, then sign a checkpoint.
 
-    Batches go in purchase-id order. Each batch is appended to the log first and
-    then stored with its ledger index. Both steps skip purchase ids they already
-    contain, so a run resumed after a crash appends the remaining assets in the
-    order an uninterrupted run would have used.
+    Batches go in purchase-id order. Each batch is appended to the log first
+    and then stored with its ledger index, while the log writes the next
+    batch. Both steps skip purchase ids they already contain, so a run resumed
+    after a crash appends the remaining assets in the order an uninterrupted
+    run would have used.
     """
     from greenloop.store.ledger import LedgerStore
 
@@ -223,17 +226,25 @@ def append_to_ledger(
     progress.start("ledger", int(total))
     appended = existing = stored = 0
     index_batches: list[pa.RecordBatch] = []
-    for batch in reader:
-        keys = batch.column("purchase_id").to_pylist()
-        records = batch.column("record").to_pylist()
-        results = log.append(
-            [
-                (key, json.loads(record))
+    # Batches read but not yet stored, oldest first: the log yields each
+    # batch's results after its commit, while it writes the next one.
+    waiting: deque[pa.RecordBatch] = deque()
+
+    def ledger_batches() -> Iterator[list[tuple[str, Any]]]:
+        for batch in reader:
+            waiting.append(batch)
+            keys = batch.column("purchase_id").to_pylist()
+            records = batch.column("record").to_pylist()
+            yield [
+                (key, orjson.loads(record))
                 for key, record in zip(keys, records, strict=True)
             ]
-        )
-        appended += sum(1 for result in results if result.created)
-        existing += sum(1 for result in results if not result.created)
+
+    for results in log.append_batches(ledger_batches()):
+        batch = waiting.popleft()
+        created = sum(1 for result in results if result.created)
+        appended += created
+        existing += len(results) - created
         indexes = pa.array([result.index for result in results], pa.int64())
         table = pa.Table.from_batches([batch])
         table = table.set_column(
