@@ -11,6 +11,7 @@ from sqlalchemy import text
 from greenloop.ledger import (
     CheckpointError,
     ReceiptError,
+    canonical_json,
     leaf_hash,
     open_checkpoint,
     verify_consistency,
@@ -293,3 +294,28 @@ def test_sqlite_insert_split_by_parameter_limit(
     assert [result.index for result in results] == list(range(7))
     assert log.size == 7
     assert log.root() == reference_root(_entries(log))
+
+
+def test_encoded_batches_match_records(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url)
+    encoded = LedgerStore(engine, origin="example.org/encoded", key_dir=tmp_path)
+    records = LedgerStore(engine, origin="example.org/records", key_dir=tmp_path)
+    batches = [[asset(index) for index in range(0, 300)], [asset(299), asset(300)]]
+    as_bytes = [
+        [(key, canonical_json(record)) for key, record in batch] for batch in batches
+    ]
+    assert list(encoded.append_batches(as_bytes, encoded=True)) == list(
+        records.append_batches(batches)
+    )
+    assert encoded.root() == records.root()
+    assert encoded.entry("purchase-000007") == records.entry("purchase-000007")
+
+
+def test_encoded_entry_must_state_its_purchase(log: LedgerStore) -> None:
+    key, record = asset(1)
+    entry = canonical_json({**record, "purchase_id": "purchase-000002"})
+    with pytest.raises(ValueError, match="does not state that purchase_id"):
+        list(log.append_batches([[(key, entry)]], encoded=True))
+    with pytest.raises(ValueError, match="as bytes"):
+        list(log.append_batches([[(key, entry.decode())]], encoded=True))
+    assert log.size == 0

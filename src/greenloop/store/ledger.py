@@ -22,6 +22,7 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -377,7 +378,10 @@ class LedgerStore:
         return self._append_prepared(prepare_batch(entries))
 
     def append_batches(
-        self, batches: Iterable[Sequence[tuple[str, Mapping[str, Any]]]]
+        self,
+        batches: Iterable[Sequence[tuple[str, Any]]],
+        *,
+        encoded: bool = False,
     ) -> Iterator[list[AppendResult]]:
         """Append many batches, each as its own transaction; yield each one's results.
 
@@ -389,14 +393,20 @@ class LedgerStore:
         written. When a batch is invalid, ValueError is raised once the batches
         before it have been committed, and nothing of it is written. Closing
         the generator early waits for the batch being written and commits it.
+
+        With `encoded=True` each pair is (purchase_id, canonical bytes): the
+        caller has encoded the record as RFC 8785 JSON without personal data,
+        as the main job does in SQL, and the log only checks that each entry
+        states its purchase id (see `prepare_encoded`).
         """
+        prepare = prepare_encoded if encoded else prepare_batch
         with ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ledger-append"
         ) as writer:
             pending: Future[list[AppendResult]] | None = None
             try:
                 for batch in batches:
-                    prepared = prepare_batch(batch)
+                    prepared = prepare(batch)
                     if pending is None:
                         pending = writer.submit(self._append_prepared, prepared)
                         continue
@@ -924,6 +934,36 @@ def prepare_batch(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> PreparedB
     return PreparedBatch(keys, encoded, leaves)
 
 
+def prepare_encoded(entries: Iterable[tuple[str, bytes]]) -> PreparedBatch:
+    """Check (purchase_id, canonical bytes) pairs and hash their leaves.
+
+    The bytes are stored as given, so they must already be the record's RFC
+    8785 canonical JSON. Each entry must contain `"purchase_id":` followed by
+    its key as a JSON string; otherwise ValueError names the key.
+    """
+    pairs = list(entries)
+    keys = [key for key, _ in pairs]
+    encoded = [entry for _, entry in pairs]
+    for key, entry in pairs:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise ValueError(
+                f"purchase id {key!r} must be a non-empty string of at most "
+                f"{MAX_KEY_LENGTH} characters"
+            )
+        if not isinstance(entry, bytes):
+            raise ValueError(
+                f"entry for purchase {key!r} is a {type(entry).__name__}; pass "
+                "the record's canonical JSON as bytes"
+            )
+        if b'"purchase_id":' + orjson.dumps(key) not in entry:
+            raise ValueError(
+                f"entry for purchase {key!r} does not state that purchase_id; an "
+                "entry must be the canonical JSON of that purchase's record"
+            )
+    leaves = [_sha256(LEAF_PREFIX + entry).digest() for entry in encoded]
+    return PreparedBatch(keys, encoded, leaves)
+
+
 def _check_pair(key: str, record: Mapping[str, Any]) -> None:
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValueError(
@@ -984,4 +1024,5 @@ __all__ = [
     "ledger_logs",
     "ledger_tiles",
     "prepare_batch",
+    "prepare_encoded",
 ]
