@@ -251,7 +251,7 @@ def append_to_ledger(
             table.schema.get_field_index("ledger_index"), "ledger_index", indexes
         )
         stored += run_store.insert_assets(engine, table)
-        # The row column holds its own buffer, so keeping it frees the records.
+        # The row column has its own buffer; keeping it lets the records go.
         index_batches.append(
             pa.RecordBatch.from_arrays(
                 [batch.column("row").cast(pa.int64()), indexes],
