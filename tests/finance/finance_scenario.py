@@ -43,7 +43,7 @@ CATEGORIES = (
 PERIODS = (2, 3, 6, 9, 12, 13, 18, 24, 36, 60)
 FIRST_AS_OF = date(2026, 6, 30)
 SECOND_AS_OF = date(2026, 12, 31)
-# Columns that hold the wall-clock time of a write, which differs between runs.
+# Columns that contain the wall-clock time of a write, which differs between runs.
 CLOCK_COLUMNS = {"created_at", "awarded_at", "updated_at", "refunded_at", "id"}
 
 
@@ -92,7 +92,7 @@ def scenario_loans(count: int, seed: int = 11) -> list[GreenLoan]:
 
 
 def scenario_configs(directory: Path) -> tuple[Path, Path]:
-    """Write two facilities and six campaigns that exhaust every kind of limit."""
+    """Write two facilities and six campaigns with every kind of budget limit."""
     facilities = [
         facility_dict(
             id="wide",
@@ -197,7 +197,7 @@ def scenario_configs(directory: Path) -> tuple[Path, Path]:
 
 
 def run_scenario(engine: Engine, directory: Path, count: int = 3000) -> dict[str, Any]:
-    """Run the scenario on an empty database; return outcomes and stored rows."""
+    """Run the scenario on an empty database and return outcomes and stored rows."""
     facilities_path, campaigns_path = scenario_configs(directory)
     loans = scenario_loans(count)
     first_batch = loans[: count * 2 // 3]
@@ -261,12 +261,12 @@ def stored_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             keys = [
                 column for column in table.primary_key.columns if column.name != "id"
             ]
-            if not keys:
-                keys = (
-                    [table.c.purchase_id, table.c.campaign_id]
-                    if "campaign_id" in table.c
-                    else [table.c.facility_id, table.c.purchase_id]
-                )
+            # Awards and allocations have a generated id, so they are ordered
+            # by their unique keys instead.
+            if not keys and "campaign_id" in table.c:
+                keys = [table.c.purchase_id, table.c.campaign_id]
+            elif not keys:
+                keys = [table.c.facility_id, table.c.purchase_id]
             result = connection.execute(select(*columns).order_by(*keys))
             rows[table.name] = [tuple(repr(value) for value in row) for row in result]
     return rows

@@ -46,7 +46,7 @@ def reconcile(
     """Check the stored allocations and unallocated balance against the drawn amount.
 
     `outstanding` maps each allocated purchase id to its outstanding principal.
-    Amounts are whole fen, as Decimal or int; the totals are Decimal.
+    Amounts are whole fen, as Decimal or int, and the totals are Decimal.
     The accounting checks are: allocated + unallocated == drawn, no negative
     amount, and no loan allocated more than it owes. Whether the eligible pool
     covers the drawn amount is reported apart, because a shortfall is a funding

@@ -94,7 +94,10 @@ class CampaignRules:
         )
 
     def accepts(self, loan: GreenLoan, purchase_day: date) -> bool:
-        """Tell whether `loan` qualifies; `purchase_day` is in the campaign's zone."""
+        """Tell whether `loan`, bought on `purchase_day`, qualifies.
+
+        `purchase_day` is the purchase date in the campaign's time zone.
+        """
         campaign = self.campaign
         return (
             loan.category in self.categories

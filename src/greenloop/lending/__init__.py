@@ -1,7 +1,9 @@
 """Installment plans, APR by internal rate of return, and interest-free cost.
 
 Pure domain code: amounts are whole fen as `Decimal`, never floats, and nothing
-here touches a database or the network.
+here touches a database or the network. The exception is `greenloop.lending.batch`,
+which prices many fee plans at once in int64 fen with NumPy. Its float rates are
+used only where they round to the same Decimal result, and it flags the rest.
 """
 
 from greenloop.lending.adjustments import (
