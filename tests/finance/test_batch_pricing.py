@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from finance_scenario import run_scenario
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from greenloop.lending import batch
 from greenloop.lending.plans import fee_plan
@@ -140,3 +142,42 @@ def test_scenario_matches_per_loan_pricing(
     assert batched["outcomes"] == per_loan["outcomes"]
     for name, rows in per_loan["tables"].items():
         assert batched["tables"][name] == rows, name
+
+
+def test_bulk_insert_duplicate_raises(engine: Engine) -> None:
+    # Enough rows for COPY on PostgreSQL; both databases raise SQLAlchemy's
+    # IntegrityError for a second allocation of the same loans.
+    finance.create_finance_tables(engine)
+    rows = [
+        ("facility", f"p{index:05d}", 100, 100, date(2026, 1, 1), date(2026, 1, 1))
+        for index in range(finance.COPY_MIN_ROWS)
+    ]
+    with engine.begin() as connection:
+        finance._insert_rows(
+            connection, finance.finance_allocations, finance.ALLOCATION_COLUMNS, rows
+        )
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        finance._insert_rows(
+            connection, finance.finance_allocations, finance.ALLOCATION_COLUMNS, rows
+        )
+    with engine.connect() as connection:
+        count = connection.execute(
+            select(func.count()).select_from(finance.finance_allocations)
+        ).scalar_one()
+    assert count == finance.COPY_MIN_ROWS
+
+
+def test_bulk_insert_skips_existing_keys(engine: Engine) -> None:
+    finance.create_finance_tables(engine)
+    rows = [
+        ("facility", f"p{index:05d}", 100, 100, date(2026, 1, 1), date(2026, 1, 1))
+        for index in range(finance.COPY_MIN_ROWS + 10)
+    ]
+    keys = ["facility_id", "purchase_id"]
+    table = finance.finance_allocations
+    with engine.begin() as connection:
+        finance._insert_rows(connection, table, finance.ALLOCATION_COLUMNS, rows[:20])
+        finance._insert_rows(connection, table, finance.ALLOCATION_COLUMNS, rows, keys)
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(table)).scalar_one()
+    assert count == len(rows)

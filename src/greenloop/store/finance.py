@@ -52,6 +52,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from greenloop.funding.allocation import (
     LoanPosition,
@@ -122,6 +123,9 @@ CHUNK = 1000
 # Batches of at least this many loans run with the cyclic garbage collector
 # paused (see `_collector_paused`).
 GC_PAUSE_MIN_LOANS = 1000
+# Inserts of at least this many rows use COPY on PostgreSQL. Smaller ones,
+# such as a checkout's single loan, skip its temporary table.
+COPY_MIN_ROWS = 1000
 # Loans per insert of new loan rows.
 INSERT_BLOCK = 5000
 # Loans whose results are read back and priced together.
@@ -2827,9 +2831,12 @@ def _insert_rows(
     marker = _placeholder(connection)
     names = ", ".join(columns)
     conflict = f" ON CONFLICT ({', '.join(keys)}) DO NOTHING" if keys else ""
+    if dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        _copy_insert(connection, table, columns, rows, conflict)
+        return
     if dialect.name == "postgresql":
         # One array per column in one statement: psycopg's executemany sends
-        # a statement per row, which took about 40 µs per loan.
+        # a statement per row.
         arrays = ", ".join(
             f"{marker}::{table.c[name].type.compile(dialect=dialect)}[]"
             for name in columns
@@ -2845,6 +2852,47 @@ def _insert_rows(
         f" VALUES ({', '.join([marker] * len(columns))}){conflict}"
     )
     connection.exec_driver_sql(statement, rows)
+
+
+def _copy_insert(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    conflict: str,
+) -> None:
+    """Insert rows on PostgreSQL with COPY.
+
+    Without a conflict clause the rows go straight into the table. With one,
+    they go into a temporary table that lives until the transaction ends, and
+    an INSERT ... SELECT applies the clause. COPY sends the values without
+    parsing statement parameters: at 100,000 loans it took about two thirds
+    of the time of one INSERT with an array parameter per column.
+    """
+    names = ", ".join(columns)
+    target = table.name
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conflict:
+            target = f"{table.name}_stage"
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {target}"
+                f" (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            cursor.execute(f"TRUNCATE {target}")
+        with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if conflict:
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names})"
+                f" SELECT {names} FROM {target}{conflict}"
+            )
+    except connection.dialect.loaded_dbapi.IntegrityError as error:
+        # Raised as SQLAlchemy's error, as an insert through SQLAlchemy would be.
+        raise IntegrityError(f"COPY {target}", None, error) from error
+    finally:
+        cursor.close()
 
 
 def _placeholder(connection: Connection) -> str:
