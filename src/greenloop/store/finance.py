@@ -2796,8 +2796,9 @@ def _insert_rows(
     Without `keys`, an existing row raises IntegrityError.
 
     Each value first goes through its column type's bind processor, so it is
-    stored exactly as a SQLAlchemy insert would store it. The rows go in one
-    driver call, without SQLAlchemy's per-row parameter handling.
+    stored exactly as a SQLAlchemy insert would store it. The rows go to the
+    driver in bulk (executemany, an array statement or COPY), without
+    SQLAlchemy's per-row parameter handling.
     """
     if not rows:
         return
