@@ -251,10 +251,11 @@ def append_to_ledger(
             table.schema.get_field_index("ledger_index"), "ledger_index", indexes
         )
         stored += run_store.insert_assets(engine, table)
-        # The row column has its own buffer; keeping it lets the records go.
+        # A column imported from DuckDB keeps its whole batch in memory, the
+        # records included, so the row numbers are copied into a new array.
         index_batches.append(
             pa.RecordBatch.from_arrays(
-                [batch.column("row").cast(pa.int64()), indexes],
+                [pa.array(batch.column("row").to_pylist(), pa.int64()), indexes],
                 ["row", "ledger_index"],
             )
         )
