@@ -68,7 +68,10 @@ def ingest(
     _create_quarantine(connection, source)
     _create_returns(connection, mapping)
     _create_purchases(connection)
-    return _counts(connection, source)
+    counts = _counts(connection, source)
+    # Every row now sits in purchases, returns or the quarantine.
+    connection.execute("DROP TABLE staged")
+    return counts
 
 
 def _check_mapping(source: Source, mapping: ColumnMapping) -> None:

@@ -43,6 +43,8 @@ DEFAULT_CAMPAIGNS = PACKAGE_DATA / "incentives" / "examples" / "campaigns.yaml"
 
 T = TypeVar("T")
 
+FINANCE_DUCKDB_MEMORY = "192MB"
+
 
 @dataclass
 class RunConfig:
@@ -212,6 +214,8 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     def impact_step() -> dict[tuple[int, str | None], Any]:
         impacts = compute_impacts(run.connection, calculator, verdicts, run.sink)
         create_purchase_results(run.connection)
+        # Every later step reads `results`, which has all purchase columns.
+        run.connection.execute("DROP TABLE purchases")
         return impacts
 
     # The step's time covers the join that gives every purchase its results.
@@ -254,6 +258,9 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     finance = None
     facilities, campaigns = run.config.facilities_path, run.config.campaigns_path
     if facilities and campaigns:
+        # The finance step holds every financed loan in Python, so DuckDB
+        # gives back most of its memory (spilling to disk) until the report.
+        run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
         finance = _timed(
             run.timings,
             "finance",
@@ -261,6 +268,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                 run.engine, run.connection, facilities, campaigns, run.as_of
             ),
         )
+        run.connection.execute(f"SET memory_limit = '{run.config.memory_limit}'")
         run.counts["finance"] = {"loans": len(finance.loans)}
 
     manifest = _timed(
