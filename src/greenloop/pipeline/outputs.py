@@ -48,7 +48,7 @@ PRODUCT_COLUMNS = (
     "model_score, reasons, claims, claim_kinds, evidence, attributes, verdict_digest"
 )
 TOP_REASONS = 12
-VERDICT_ROW_RANGE = 1_000_000
+VERDICT_ROW_RANGE = 500_000
 VERDICT_ROW_GROUP = 122_880
 
 
