@@ -116,7 +116,9 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         duckdb.__version__,
     )
 
-    engine = make_engine(config.database_url)
+    # The run streams through the store, so mapped pages would only add to
+    # its resident memory.
+    engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
     upgrade(engine)
     run_store.record_run_start(
         engine,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine, create_engine
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
+SQLITE_MMAP_BYTES = 1 << 30
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -55,24 +56,35 @@ def database_url(explicit: str | None = None) -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
-def make_engine(url: str | None = None) -> Engine:
-    """Create an engine; SQLite connections get WAL mode and foreign keys on."""
+def make_engine(
+    url: str | None = None, *, sqlite_mmap_bytes: int = SQLITE_MMAP_BYTES
+) -> Engine:
+    """Create an engine; SQLite connections get WAL mode and foreign keys on.
+
+    `sqlite_mmap_bytes` sets how much of a SQLite file reads map into memory
+    (0 turns mapping off); mapped pages count as the process's resident memory.
+    """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
         engine = create_engine(resolved, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _configure_sqlite)
+        mmap_bytes = int(sqlite_mmap_bytes)
+
+        def configure(dbapi_connection: Any, _record: Any) -> None:
+            _configure_sqlite(dbapi_connection, mmap_bytes)
+
+        event.listen(engine, "connect", configure)
         return engine
     return create_engine(resolved, pool_pre_ping=True)
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # A 64 MiB page cache per connection (a negative size is in KiB) keeps the
     # upper B-tree pages of large tables in memory, where the default is 2 MiB.
-    # Reads map up to 1 GiB of the file instead of copying it into the cache.
+    # Reads map up to `mmap_bytes` of the file instead of copying it.
     cursor.execute("PRAGMA cache_size=-65536")
-    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute(f"PRAGMA mmap_size={mmap_bytes}")
     cursor.close()
