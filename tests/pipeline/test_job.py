@@ -275,3 +275,13 @@ def test_run_with_every_row_quarantined_writes_empty_verdicts(
     assert verdicts.num_rows == 0
     assert "ledger_index" in verdicts.column_names
     assert result.counts["ingest"]["quarantined_rows"] == 2
+
+
+@pytest.mark.parametrize(
+    ("configured", "used"),
+    [("768MB", "512MB"), ("256MB", "256MB"), ("2GiB", "512MB"), ("300 MiB", "300 MiB")],
+)
+def test_report_never_gets_more_duckdb_memory_than_configured(configured, used):
+    from greenloop.pipeline.job import _smaller_limit
+
+    assert _smaller_limit(configured) == used
