@@ -16,16 +16,15 @@ Decision order for one product:
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from greenloop.categories import Category, Jurisdiction, Status
+from greenloop.collector import collector_paused
 from greenloop.identify.certified import CertifiedProduct
 from greenloop.identify.energy_star import (
     EnergyStarRecord,
@@ -55,7 +54,9 @@ FLAGGED_CLAIM_KINDS = frozenset(
 # cache per identifier and each batch has its own. A full cache is emptied.
 TITLE_CACHE_SIZE = 20_000
 # Batches of at least this many queries run with the cyclic garbage collector
-# paused (see `_collector_paused`).
+# paused: on the 200,000 products of benchmarks/identify_bench.py its full
+# collections took about 40 % of the batch time, and identification leaves no
+# cyclic garbage there (a `gc.collect()` after a batch finds none).
 GC_PAUSE_MIN_QUERIES = 1_000
 # Evidence categories whose certificate is an ISO 14024 Type I ecolabel and so
 # can back a generic claim, when their standard says so.
@@ -186,7 +187,7 @@ class Identifier:
         """
         if len(queries) < GC_PAUSE_MIN_QUERIES:
             return self._identify_batch(queries)
-        with _collector_paused():
+        with collector_paused():
             return self._identify_batch(queries)
 
     def _identify_batch(self, queries: Sequence[ProductQuery]) -> list[Verdict]:
@@ -399,29 +400,6 @@ class Identifier:
         if category is None:
             return None
         return self._context.standards.get(category)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a large batch runs.
-
-    A batch allocates millions of container objects, and every full
-    collection during it scans all of them again: on 200,000 products of
-    `benchmarks/identify_bench.py` the collections took about 40 % of the
-    batch time. Identification leaves no cyclic garbage on that mix (a
-    `gc.collect()` after a batch finds none), so the pause delays no memory
-    release. The collector's previous state is restored afterwards.
-    """
-    # NOTE: the pause is process-wide, so other threads run without cyclic
-    # collection until the batch returns.
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _needs_model(parsed: ParsedQuery, finding: Finding | None) -> bool:

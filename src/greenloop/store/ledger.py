@@ -945,11 +945,7 @@ def prepare_encoded(entries: Iterable[tuple[str, bytes]]) -> PreparedBatch:
     keys = [key for key, _ in pairs]
     encoded = [entry for _, entry in pairs]
     for key, entry in pairs:
-        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
-            raise ValueError(
-                f"purchase id {key!r} must be a non-empty string of at most "
-                f"{MAX_KEY_LENGTH} characters"
-            )
+        _check_key(key)
         if not isinstance(entry, bytes):
             raise ValueError(
                 f"entry for purchase {key!r} is a {type(entry).__name__}; pass "
@@ -964,12 +960,16 @@ def prepare_encoded(entries: Iterable[tuple[str, bytes]]) -> PreparedBatch:
     return PreparedBatch(keys, encoded, leaves)
 
 
-def _check_pair(key: str, record: Mapping[str, Any]) -> None:
+def _check_key(key: str) -> None:
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValueError(
             f"purchase id {key!r} must be a non-empty string of at most "
             f"{MAX_KEY_LENGTH} characters"
         )
+
+
+def _check_pair(key: str, record: Mapping[str, Any]) -> None:
+    _check_key(key)
     if not isinstance(record, Mapping):
         raise ValueError(
             f"record for purchase {key!r} is a {type(record).__name__}; "
