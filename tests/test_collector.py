@@ -9,20 +9,20 @@ import pytest
 from greenloop.collector import collector_paused
 
 
-def test_collector_is_paused_then_restored() -> None:
+def test_pause_then_restore() -> None:
     assert gc.isenabled()
     with collector_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
 
 
-def test_collector_is_restored_after_an_error() -> None:
+def test_restore_after_error() -> None:
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("batch failed")
     assert gc.isenabled()
 
 
-def test_collector_left_off_when_it_was_off() -> None:
+def test_stays_off_when_off() -> None:
     gc.disable()
     try:
         with collector_paused():

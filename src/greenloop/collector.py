@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector; restore its previous state after.
+    """Pause the cyclic garbage collector, then restore its previous state.
 
     The pause is process-wide, so other threads run without cyclic
     collection until the block ends.

@@ -206,6 +206,8 @@ def run_scenario(engine: Engine, directory: Path, count: int = 3000) -> dict[str
             engine, first_batch, facilities_path, campaigns_path, FIRST_AS_OF
         )
     ]
+
+    # Partial refunds on a twelfth of the stored loans, some refunded twice.
     stored = [
         loan for loan in first_batch if loan.periods >= 2 and loan.principal_fen > 0
     ]
@@ -221,6 +223,8 @@ def run_scenario(engine: Engine, directory: Path, count: int = 3000) -> dict[str
             apply_partial_refund(
                 engine, loan.purchase_id, refund // 3 + 1, SECOND_AS_OF
             )
+
+    # Fifteen loans each end by refund, revocation and repayment.
     ended = generator.sample(stored, 45)
     refund_purchases(
         engine, [loan.purchase_id for loan in ended[:15]], "returned", SECOND_AS_OF
@@ -231,6 +235,8 @@ def run_scenario(engine: Engine, directory: Path, count: int = 3000) -> dict[str
     repay_loans(
         engine, [loan.purchase_id for loan in ended[30:]], "repaid", SECOND_AS_OF
     )
+
+    # The whole batch again, twice, on the second date.
     for _ in range(2):
         outcomes.append(
             process_green_loans(

@@ -221,7 +221,7 @@ def test_asset_records_are_canonical(
         assert canonical_json(json.loads(text)).decode("utf-8") == text
 
 
-def test_verdicts_are_written_range_by_range_in_row_order(
+def test_verdict_ranges_keep_row_order(
     demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
 ):
     from greenloop.pipeline import outputs
@@ -231,7 +231,9 @@ def test_verdicts_are_written_range_by_range_in_row_order(
     verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
     rows = verdicts.column("row").to_pylist()
     assert len(rows) == result.counts["ingest"]["purchases"]
-    assert rows == sorted(rows) and len(set(rows)) == len(rows)
+    assert rows == sorted(rows)
+    assert len(set(rows)) == len(rows)
+
     engine = create_engine(sqlite_url)
     with engine.connect() as connection:
         stored = {

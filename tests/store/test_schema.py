@@ -101,9 +101,10 @@ def test_unrelated_tables_are_left_alone(sqlite_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_green_assets_lose_the_record_copy_and_get_it_back(database_url: str) -> None:
+def test_migration_0002_up_and_down(database_url: str) -> None:
     schema.upgrade(database_url, revision="0001")
     engine = make_engine(database_url)
+
     asset = (
         "INSERT INTO green_assets (purchase_id, run_id, occurred_at, user_key, "
         "category, standard_id, standard_version, amount_fen, currency, periods, "
@@ -122,6 +123,7 @@ def test_green_assets_lose_the_record_copy_and_get_it_back(database_url: str) ->
             ),
             {"record": b'{"purchase_id":"p1"}'},
         )
+
     schema.upgrade(engine)
     with engine.connect() as connection:
         columns = {c["name"] for c in inspect(connection).get_columns("green_assets")}
@@ -130,6 +132,7 @@ def test_green_assets_lose_the_record_copy_and_get_it_back(database_url: str) ->
     assert "record" not in columns
     assert "ix_green_assets_user_key" in indexes
     assert kept == [("p1",)]
+
     with engine.begin() as connection:
         config = schema.alembic_config()
         config.attributes["connection"] = connection

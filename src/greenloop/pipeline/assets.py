@@ -54,8 +54,8 @@ class LedgerCounts:
 # The ledger record of a green asset, built in SQL. DuckDB's to_json writes
 # compact JSON in the struct's key order with RFC 8785 string escaping, so with
 # the keys in sorted order the text is canonical JSON. The ledger stores these
-# bytes as they are; `check_canonical` confirms the form on a random sample of
-# every run, and the record has no floating-point field whose form could differ.
+# bytes as they are, so `check_canonical` confirms the form on a random sample
+# of every run. The record has no floating-point field whose form could differ.
 ASSET_SQL = """
 WITH green AS (
     SELECT r.*, k.user_key,
@@ -227,7 +227,7 @@ def append_to_ledger(
     progress.start("ledger", int(total))
     appended = existing = stored = 0
     index_batches: list[pa.RecordBatch] = []
-    # Batches read but not yet stored, oldest first: the log yields each
+    # Batches read but not yet stored, oldest first. The log yields each
     # batch's results after its commit, while it writes the next one.
     waiting: deque[pa.RecordBatch] = deque()
 

@@ -129,9 +129,9 @@ def identify_products(
 def _verdict_table(keys: pa.Array, batch_verdicts: list[Verdict]) -> pa.Table:
     """Return the VERDICT_SCHEMA rows of one batch.
 
-    Products often get equal verdicts (the identifier even returns one object
-    for products it judged alike), so each distinct verdict is flattened and
-    digested once and its row repeated with `take`.
+    Many products get equal verdicts, and the identifier returns one object
+    for products it judged alike. Each distinct verdict is flattened and
+    digested once, and its row is repeated with `take`.
     """
     position_of: dict[int, int] = {}
     position_of_document: dict[bytes, int] = {}

@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 FINANCE_DUCKDB_MEMORY = "192MB"
 # The report sorts verdicts one row range at a time and aggregates into few
-# groups; more memory would only raise the run's peak.
+# groups, so more memory would only raise the run's peak.
 REPORT_DUCKDB_MEMORY = "512MB"
 
 
@@ -267,7 +267,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     finance = None
     facilities, campaigns = run.config.facilities_path, run.config.campaigns_path
     if facilities and campaigns:
-        # The finance step holds every financed loan in Python, so DuckDB
+        # The finance step keeps every financed loan in Python, so DuckDB
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
         finance = _timed(
@@ -311,7 +311,9 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B)\s*", re.IGNORECASE)
-_UNIT_BYTES = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# DuckDB reads KB, MB, GB and TB as powers of 1000 and KiB, MiB, GiB and TiB
+# as powers of 1024.
+_UNIT_POWER = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}
 
 
 def _smaller_limit(configured: str) -> str:
@@ -327,14 +329,15 @@ def _size_bytes(text: str) -> float | None:
     match = _SIZE.fullmatch(text)
     if match is None:
         return None
-    return float(match.group(1)) * _UNIT_BYTES[match.group(2)[0].upper()]
+    unit = match.group(2).upper()
+    base = 1024 if "I" in unit else 1000
+    return float(match.group(1)) * base ** _UNIT_POWER[unit[0]]
 
 
 def _release_freed_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the system (glibc).
+    """Collect garbage and return freed heap pages to the system (glibc only).
 
-    Freed objects otherwise stay in the process's heap, and the run's peak
-    memory is measured by the system.
+    Without this, freed pages stay in the heap and count towards the run's peak.
     """
     gc.collect()
     try:

@@ -83,19 +83,22 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     first, last = connection.execute(
         "SELECT min(row), max(row) FROM results"
     ).fetchall()[0]
-    bounds = {"low": 0, "high": 0}
-    schema = connection.sql(query, params=bounds).to_arrow_table().schema
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        if first is None:
-            writer.write_table(schema.empty_table())
-            return
-        for low in range(first, last + 1, VERDICT_ROW_RANGE):
+    # Without purchases, one empty range still gives the file its columns.
+    lows = [0] if first is None else range(first, last + 1, VERDICT_ROW_RANGE)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for low in lows:
             bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
             reader = connection.sql(query, params=bounds).to_arrow_reader(
                 VERDICT_ROW_GROUP
             )
+            if writer is None:
+                writer = pq.ParquetWriter(path, reader.schema, compression="zstd")
             for batch in reader:
                 writer.write_batch(batch)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def write_outputs(

@@ -61,8 +61,8 @@ def make_engine(
 ) -> Engine:
     """Create an engine; SQLite connections get WAL mode and foreign keys on.
 
-    `sqlite_mmap_bytes` sets how much of a SQLite file reads map into memory
-    (0 turns mapping off); mapped pages count as the process's resident memory.
+    `sqlite_mmap_bytes` sets how much of a SQLite file reads map into memory,
+    and 0 turns mapping off. Mapped pages count as resident memory.
     """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):

@@ -1025,6 +1025,7 @@ def _candidate_loans(
         *categories,
         LoanStatus.ACTIVE.value,
     )
+
     if only is None:
         result = connection.exec_driver_sql(
             query + ")",
@@ -1034,6 +1035,7 @@ def _candidate_loans(
         for rows in result.partitions(RESULT_BLOCK):
             yield _stored_loans(rows)
         return
+
     # A small batch: its ids go into the statement.
     ids = sorted(only)
     tests = " OR ".join(

@@ -394,9 +394,9 @@ class LedgerStore:
         before it have been committed, and nothing of it is written. Closing
         the generator early waits for the batch being written and commits it.
 
-        With `encoded=True` each pair is (purchase_id, canonical bytes): the
-        caller has encoded the record as RFC 8785 JSON without personal data,
-        as the main job does in SQL, and the log only checks that each entry
+        With `encoded=True` each pair is (purchase_id, canonical bytes). The
+        caller must have encoded the record as RFC 8785 JSON without personal
+        data, as the main job does in SQL. The log only checks that each entry
         states its purchase id (see `prepare_encoded`).
         """
         prepare = prepare_encoded if encoded else prepare_batch

@@ -119,8 +119,8 @@ def _insert_sqlite(connection: Connection, assets: pa.Table) -> int:
     # The driver's executemany is an order of magnitude faster than inserts
     # through SQLAlchemy. Arrow formats microsecond timestamps with six
     # fraction digits, which is SQLAlchemy's SQLite text form. For
-    # executemany, the cursor's rowcount sums the rows inserted; the ones
-    # INSERT OR IGNORE skipped are not counted.
+    # executemany, the cursor's rowcount sums the rows inserted, without the
+    # ones INSERT OR IGNORE skipped.
     names = list(ASSET_COLUMNS)
     placeholders = ", ".join("?" for _ in names)
     statement = (
