@@ -729,6 +729,8 @@ def _fees_and_rates(rows: Sequence[Any]) -> list[tuple[int, Decimal, Decimal]]:
             figures[index] = unrefunded[key]
             continue
         plan = _plan_of(row)
+        # NOTE: a loan whose partial refunds leave almost no principal after
+        # paid installments has no rate, and the ValueError fails the batch.
         annual_rate = plan.annual_rate()
         figures[index] = (
             int(plan.fee_fen),
