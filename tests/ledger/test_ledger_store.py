@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from greenloop.ledger import (
 from greenloop.ledger.tiles import MemoryTileLog, tail_keys
 from greenloop.store.base import make_engine
 from greenloop.store.ledger import (
+    WRITER_SWITCH_INTERVAL,
     AppendResult,
     LedgerError,
     LedgerStore,
@@ -432,3 +434,18 @@ def test_batch_hook_commits_with_the_entries(database_url: str, tmp_path: Path) 
     assert {(key, idx) for key, idx in rows} == {
         (result.key, result.index) for batch in yielded for result in batch
     }
+
+
+def test_switch_interval_short_while_appending(log: LedgerStore) -> None:
+    before = sys.getswitchinterval()
+    during: list[float] = []
+
+    def note(_connection: Connection, _results: list[AppendResult]) -> None:
+        during.append(sys.getswitchinterval())
+
+    batches = [[asset(index)] for index in range(3)]
+    for _ in log.append_batches(batches, with_each=note):
+        during.append(sys.getswitchinterval())
+    assert during
+    assert max(during) <= WRITER_SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before

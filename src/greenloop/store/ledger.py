@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import chain, repeat
 from pathlib import Path
@@ -96,7 +97,9 @@ MAX_KEY_LENGTH = 255
 KEY_LOOKUP_CHUNK = 5_000
 TILE_CACHE_SIZE = 4_096
 STREAM_BATCH = 10_000
-PREPARE_SLICE = 250
+# Seconds a thread may keep the GIL while another waits for it, during
+# append_batches (the interpreter's default is 0.005).
+WRITER_SWITCH_INTERVAL = 0.001
 
 _STRING_TYPE = {str}
 _DICT_TYPE = {dict}
@@ -436,13 +439,16 @@ class LedgerStore:
         # The state the log will be in once the batch in flight is written,
         # as far as this generator can tell; None when it cannot.
         expected: TreeState | None = self._tree_state()
-        with ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="ledger-append"
-        ) as writer:
+        with (
+            _short_switch_interval(),
+            ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ledger-append"
+            ) as writer,
+        ):
             pending: Future[tuple[list[AppendResult], TreeState]] | None = None
             try:
                 for batch in batches:
-                    prepared = _prepare_in_slices(prepare, batch)
+                    prepared = prepare(batch)
                     # The tiles are worked out here, while the writer is busy,
                     # on the assumption that the batch in flight adds its keys.
                     plan = plan_tiles(expected, prepared)
@@ -1096,30 +1102,34 @@ def _extend(
     return changed, replaced, end
 
 
-def _prepare_in_slices(
-    prepare: Callable[[Sequence[tuple[str, Any]]], PreparedBatch],
-    batch: Sequence[tuple[str, Any]],
-) -> PreparedBatch:
-    """Prepare `batch` slice by slice, offering the GIL to other threads between slices.
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
 
-    The writer thread releases the GIL for each statement and then waits for
-    it again. A thread that keeps the GIL busy holds it for up to the
-    interpreter's switch interval (5 ms by default) before handing it over,
-    so offering it after every slice keeps that wait short.
+
+@contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """Shorten the interpreter's switch interval while appends run on two threads.
+
+    The writer thread releases the GIL for every statement, about a dozen
+    times a batch, and must get it back each time. A thread that keeps the
+    GIL busy yields it only after the switch interval, so each wait can last
+    that long. Nested and concurrent users share one change, which the last
+    one out undoes.
     """
-    if len(batch) <= PREPARE_SLICE:
-        return prepare(batch)
-    keys: list[str] = []
-    entries: list[bytes] = []
-    leaves: list[bytes] = []
-    pairs = list(batch)
-    for start in range(0, len(pairs), PREPARE_SLICE):
-        part = prepare(pairs[start : start + PREPARE_SLICE])
-        keys += part.keys
-        entries += part.entries
-        leaves += part.leaves
-        time.sleep(0)
-    return PreparedBatch(keys, entries, leaves)
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, WRITER_SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 def _check_key(key: str) -> None:
