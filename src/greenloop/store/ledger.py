@@ -1073,14 +1073,7 @@ def plan_tiles(state: TreeState | None, prepared: PreparedBatch) -> TilePlan | N
 
 def _new_results(keys: Sequence[str], first: int) -> list[AppendResult]:
     """Return the results of new entries for `keys`, numbered from `first`."""
-    # tuple.__new__ builds each result in C, where _make is a Python call.
-    return list(
-        map(
-            tuple.__new__,
-            repeat(AppendResult),
-            zip(keys, range(first, first + len(keys)), repeat(True), strict=False),
-        )
-    )
+    return list(map(AppendResult, keys, range(first, first + len(keys)), repeat(True)))
 
 
 def _extend(
