@@ -120,6 +120,77 @@ def test_unsupported_inputs_raise() -> None:
     assert not batch.supports(Decimal("0.025"), 0)
 
 
+def stored_rows(generator: random.Random, count: int) -> list[finance._StoredLoan]:
+    """Build stored loans of every plan kind, half of them sharing terms."""
+    shared_principals = [generator.randint(1, 3_000_000) for _ in range(12)]
+    rows = []
+    for index in range(count):
+        periods = generator.choice((3, 6, 9, 12, 13, 24, 36, 60))
+        if periods > 12:
+            plan_kind, rate = "interest", generator.choice(("0.035", "0.0435"))
+        else:
+            plan_kind, rate = "fee", generator.choice(("0.025", "0.088"))
+        if index % 2:
+            principal = generator.choice(shared_principals)
+        else:
+            principal = generator.choice(
+                (*random_principals(generator, 1), batch.MAX_PRINCIPAL_FEN + 7)
+            )
+        start = random_day(generator)
+        refunds = []
+        if generator.random() < 0.2:
+            left = principal
+            for _ in range(generator.randint(1, 3)):
+                # Some refunds fall on the same day, in the same period.
+                refunded_on = generator.choice((start, random_day(generator)))
+                fen = generator.randint(1, left - 1) if left > 1 else 0
+                if not fen:
+                    break
+                left -= fen
+                refunds.append({"on": refunded_on.isoformat(), "fen": fen})
+            refunds.sort(key=lambda item: item["on"])
+        rows.append(
+            finance._StoredLoan(
+                purchase_id=f"r{index:05d}",
+                occurred_at=start,
+                principal_fen=principal,
+                periods=periods,
+                plan_kind=plan_kind,
+                fee_rate=rate,
+                consumer_fee_waived=int(generator.random() < 0.1),
+                partial_refunds=refunds or None,
+                category="appliance",
+                status="active",
+            )
+        )
+    return rows
+
+
+def test_stored_plans_match_per_loan_plans() -> None:
+    generator = random.Random(29)
+    rows = stored_rows(generator, 1500)
+    assert sum(1 for row in rows if row.plan_kind == "interest") > 500
+    assert sum(1 for row in rows if row.partial_refunds) > 200
+    finance._repaid_after.cache_clear()
+    finance._unrefunded_figures.cache_clear()
+    # The second pass reads the figures that the first one stored.
+    for on in (random_day(generator), random_day(generator), date(2031, 1, 1)):
+        principals, outstanding = finance._plan_principals_and_outstanding(rows, on)
+        figures = finance._fees_and_rates(rows)
+        for index, row in enumerate(rows):
+            plan = finance._plan_of(row)
+            expected = plan.annual_rate()
+            assert principals[index] == plan.principal_fen, row
+            assert outstanding[index] == plan.outstanding_fen(on), row
+            assert figures[index].fee_fen == plan.fee_fen, row
+            assert figures[index].rate_error is None, row
+            assert repr(figures[index].apr) == repr(expected.nominal_annual), row
+            effective = figures[index].effective_annual_rate
+            assert repr(effective) == repr(expected.effective_annual), row
+    assert finance._repaid_after.cache_info().hits > 0
+    assert finance._unrefunded_figures.cache_info().hits > 0
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     created = make_engine(database_url)
