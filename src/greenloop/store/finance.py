@@ -640,17 +640,9 @@ def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
     PostgreSQL returns a datetime and parsed JSON.
     """
     loans = []
-    # Many loans share a purchase date, so each date object is made once.
     dates: dict[str, date] = {}
     for row in rows:
-        moment = row[1]
-        if isinstance(moment, str):
-            day_text = moment[:10]
-            start = dates.get(day_text) or dates.setdefault(
-                day_text, date.fromisoformat(day_text)
-            )
-        else:
-            start = _as_date(moment)
+        start = _stored_date(row[1], dates)
         refunds = row[7]
         if isinstance(refunds, str):
             refunds = json.loads(refunds)
@@ -669,6 +661,21 @@ def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
             )
         )
     return loans
+
+
+def _stored_date(moment: str | date, dates: dict[str, date]) -> date:
+    """Return the date part of a date or time column read through the driver.
+
+    SQLite returns ISO text, and PostgreSQL a date or datetime. Many rows share
+    a date, so `dates` keeps one date object per text.
+    """
+    if not isinstance(moment, str):
+        return _as_date(moment)
+    day_text = moment[:10]
+    found = dates.get(day_text)
+    if found is None:
+        found = dates[day_text] = date.fromisoformat(day_text)
+    return found
 
 
 def _fee_plan_groups(
@@ -944,14 +951,7 @@ def _reallocate(
     loans in `only` when given. Returns the released and the added allocations
     (purchase id -> fen).
     """
-    active = connection.execute(
-        select(finance_allocations).where(
-            and_(
-                finance_allocations.c.facility_id == facility.id,
-                finance_allocations.c.released_on.is_(None),
-            )
-        )
-    ).all()
+    active = _held_allocations(connection, facility.id)
     current = {row.purchase_id: Decimal(row.allocated_fen) for row in active}
     taken_elsewhere = set(
         connection.execute(
@@ -1037,6 +1037,33 @@ def _reallocate(
     )
     added = {key: int(result.allocations[key]) for key in result.added}
     return released, added
+
+
+class _HeldAllocation(NamedTuple):
+    """An active allocation as `_reallocate` compares it with a new measurement."""
+
+    purchase_id: str
+    allocated_fen: int
+    outstanding_fen: int
+    measured_on: date
+
+
+def _held_allocations(
+    connection: Connection, facility_id: str
+) -> list[_HeldAllocation]:
+    """Read the facility's active allocations through the driver."""
+    marker = _placeholder(connection)
+    rows = connection.exec_driver_sql(
+        "SELECT purchase_id, allocated_fen, outstanding_fen, measured_on"
+        " FROM finance_allocations"
+        f" WHERE facility_id = {marker} AND released_on IS NULL",
+        (facility_id,),
+    ).all()
+    dates: dict[str, date] = {}
+    return [
+        _HeldAllocation(row[0], int(row[1]), int(row[2]), _stored_date(row[3], dates))
+        for row in rows
+    ]
 
 
 def _store_releases(
@@ -2507,23 +2534,7 @@ def build_allocation_report(
                     finance_facilities.c.facility_id == facility.id
                 )
             ).one()
-            active = connection.execute(
-                select(
-                    finance_allocations,
-                    finance_loans.c.category,
-                    finance_loans.c.occurred_at,
-                )
-                .join(
-                    finance_loans,
-                    finance_loans.c.purchase_id == finance_allocations.c.purchase_id,
-                )
-                .where(
-                    and_(
-                        finance_allocations.c.facility_id == facility.id,
-                        finance_allocations.c.released_on.is_(None),
-                    )
-                )
-            ).all()
+            active = _active_allocations(connection, facility.id)
             released_count = connection.execute(
                 select(func.count()).where(
                     and_(
@@ -2538,8 +2549,46 @@ def build_allocation_report(
     return {"as_of": as_of.isoformat(), "facilities": report}
 
 
+class _ActiveAllocation(NamedTuple):
+    """An active allocation with the category and purchase date of its loan."""
+
+    purchase_id: str
+    allocated_fen: int
+    outstanding_fen: int
+    category: str
+    originated_on: date
+
+
+def _active_allocations(
+    connection: Connection, facility_id: str
+) -> list[_ActiveAllocation]:
+    """Read the facility's active allocations through the driver.
+
+    Only the columns the report uses are read, and purchase times become dates
+    without SQLAlchemy's per-row conversion of every date column.
+    """
+    marker = _placeholder(connection)
+    rows = connection.exec_driver_sql(
+        "SELECT a.purchase_id, a.allocated_fen, a.outstanding_fen, l.category,"
+        " l.occurred_at FROM finance_allocations a JOIN finance_loans l"
+        " ON l.purchase_id = a.purchase_id"
+        f" WHERE a.facility_id = {marker} AND a.released_on IS NULL",
+        (facility_id,),
+    ).all()
+    dates: dict[str, date] = {}
+    return [
+        _ActiveAllocation(
+            row[0], int(row[1]), int(row[2]), row[3], _stored_date(row[4], dates)
+        )
+        for row in rows
+    ]
+
+
 def _facility_section(
-    facility: FacilityConfig, row: Any, active: Sequence[Any], released_count: int
+    facility: FacilityConfig,
+    row: Any,
+    active: Sequence[_ActiveAllocation],
+    released_count: int,
 ) -> dict[str, Any]:
     per_category: dict[str, int] = {}
     for item in active:
@@ -2549,7 +2598,7 @@ def _facility_section(
     # Integer fen, which `reconcile` and `financing_share_of` sum into Decimal
     # totals as they would Decimal amounts.
     allocations = {item.purchase_id: int(item.allocated_fen) for item in active}
-    originated = {item.purchase_id: _as_date(item.occurred_at) for item in active}
+    originated = {item.purchase_id: item.originated_on for item in active}
     share = financing_share_of(facility, allocations, originated)
     allocated = sum(allocations.values())
     pool = sum(int(item.outstanding_fen) for item in active)
