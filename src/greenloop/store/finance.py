@@ -572,7 +572,7 @@ def _base_plan(terms: PlanTerms, start: date | None) -> InstallmentPlan:
     return fee_plan(principal, periods, Decimal(rate), start)
 
 
-class PlanFigures(NamedTuple):
+class _PlanFigures(NamedTuple):
     """A plan's total fee and annual rates, or why it has no rate."""
 
     fee_fen: int
@@ -591,18 +591,18 @@ def _repaid_after(terms: PlanTerms) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=PLAN_CACHE_SIZE)
-def _unrefunded_figures(terms: PlanTerms) -> PlanFigures:
+def _unrefunded_figures(terms: PlanTerms) -> _PlanFigures:
     """Return the fee and annual rates of the plan of `terms`."""
     return _figures_of(_base_plan(terms, None))
 
 
-def _figures_of(plan: InstallmentPlan) -> PlanFigures:
+def _figures_of(plan: InstallmentPlan) -> _PlanFigures:
     """Return the plan's fee and rates, or the reason why it has no IRR."""
     try:
         annual_rate = plan.annual_rate()
     except ValueError as error:
-        return PlanFigures(int(plan.fee_fen), None, None, f"no APR: {error}")
-    return PlanFigures(
+        return _PlanFigures(int(plan.fee_fen), None, None, f"no APR: {error}")
+    return _PlanFigures(
         int(plan.fee_fen), annual_rate.nominal_annual, annual_rate.effective_annual
     )
 
@@ -769,12 +769,12 @@ def _plan_principals_and_outstanding(
     return principals, outstanding
 
 
-def _fees_and_rates(rows: Sequence[Any]) -> list[PlanFigures]:
+def _fees_and_rates(rows: Sequence[Any]) -> list[_PlanFigures]:
     """Return each stored loan's fee, APR and effective annual rate, as `_plan_of`."""
-    figures: list[PlanFigures] = [PlanFigures(0, ZERO, ZERO)] * len(rows)
+    figures: list[_PlanFigures] = [_PlanFigures(0, ZERO, ZERO)] * len(rows)
     groups, one_by_one = _fee_plan_groups(rows)
     zero = batch.zero_rate()
-    free = PlanFigures(0, zero.nominal_annual, zero.effective_annual)
+    free = _PlanFigures(0, zero.nominal_annual, zero.effective_annual)
     rates: dict[int, Decimal] = {}
     for (periods, rate), indexes in groups.items():
         amounts = np.fromiter(
@@ -805,7 +805,7 @@ def _fees_and_rates(rows: Sequence[Any]) -> list[PlanFigures]:
                     effective_rate = rates.setdefault(
                         effective[position], batch.rate_decimal(effective[position])
                     )
-                figures[index] = PlanFigures(fee, apr, effective_rate)
+                figures[index] = _PlanFigures(fee, apr, effective_rate)
     for index in one_by_one:
         row = rows[index]
         if BATCH_PRICING and not row.partial_refunds:
@@ -1321,7 +1321,9 @@ class _AwardCosts:
     Interest-free costs of fee-based loans are computed per number of periods
     with `greenloop.lending.batch`. The other loans and any cost that float
     arithmetic cannot round for certain go through `benefit_cost_fen`, as do
-    all loans when BATCH_PRICING is off.
+    all loans when BATCH_PRICING is off. A cost depends only on the campaign,
+    the principal and the periods, so with BATCH_PRICING on, loans that have
+    them in common share it.
     """
 
     def __init__(
@@ -1332,7 +1334,7 @@ class _AwardCosts:
         self._facilities = facilities
         self._schedule = load_fee_schedules().get()
         self._fixed: dict[str, int] = {}
-        self._computed: dict[tuple[str, str], int] = {}
+        self._computed: dict[tuple[str, Any], int] = {}
         if BATCH_PRICING:
             self._price_interest_free(offered)
 
@@ -1343,7 +1345,7 @@ class _AwardCosts:
             if campaign.id not in self._fixed:
                 self._fixed[campaign.id] = self._exact(campaign, loan)
             return self._fixed[campaign.id]
-        key = (campaign.id, loan.purchase_id)
+        key = (campaign.id, _cost_key(loan))
         cost = self._computed.get(key)
         if cost is None:
             cost = self._computed[key] = self._exact(campaign, loan)
@@ -1379,7 +1381,7 @@ class _AwardCosts:
                 group, costs.tolist(), exact.tolist(), strict=True
             ):
                 if not is_exact:
-                    self._computed[(campaign_id, loan.purchase_id)] = cost
+                    self._computed[(campaign_id, _cost_key(loan))] = cost
 
     def _batch_costs(
         self, campaign: CampaignConfig, principals: Any, periods: int
@@ -1400,6 +1402,17 @@ class _AwardCosts:
         return batch.interest_free_funding_cost(
             principals, periods, facility.facility_rate
         )
+
+
+def _cost_key(loan: GreenLoan) -> Any:
+    """Return the key of `loan`'s interest-free cost in `_AwardCosts`.
+
+    Without BATCH_PRICING every loan is priced on its own, so the per-loan
+    path stays the reference that the batch path is compared with.
+    """
+    if BATCH_PRICING:
+        return (loan.principal_fen, loan.periods)
+    return loan.purchase_id
 
 
 class _ChunkConflict(Exception):
