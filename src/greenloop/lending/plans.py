@@ -90,8 +90,8 @@ class InstallmentPlan:
         Raises ValueError when no monthly rate from -99 % to +100 % fits.
         NOTE: after a partial refund, `principal_fen` is the principal kept and
         the installments paid before the refund stay as they were, so the rate
-        counts the refund as if it came at month 0. That can overstate the rate of
-        a loan refunded after some installments.
+        counts the refund as if it came at month 0. That can overstate the rate
+        of a loan refunded after some installments.
         """
         if self.fee_fen + self.interest_fen == 0:
             return AnnualRate.from_monthly(ZERO)
