@@ -10,11 +10,11 @@ are instead those that a run of the main job stored, read from the
 `benchmarks/out/generated-run/bench.sqlite3` after
 `benchmarks/run_bench.py --rows 1000000 --products 20000 --skip-online-retail`.
 Those include interest plans of 24, 36 and 60 periods. The loans go to the
-example facility and campaign files. The database should be empty, so the first run makes every
-award and the rerun makes none. Prints one JSON line per run: the seconds
-taken (wall clock, and CPU time of this process, which leaves out the
-database server's), the load average when the run started, and the resident
-memory before the run and the process's peak so far (MiB). The first run's
+example facility and campaign files. The database should be empty, so the
+first run makes every award and the rerun makes none. Prints one JSON line per
+run: the seconds taken (wall clock, and CPU time of this process, which leaves
+out the database server's), the load average when the run started, and the
+resident memory before the run and the process's peak so far (MiB). The first run's
 peak minus the memory before it bounds what the finance step itself used.
 """
 
