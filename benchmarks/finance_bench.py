@@ -4,12 +4,17 @@
         --loans 100000
 
 The loans spread over 2026 across six categories and 500 users, so every
-example campaign and facility receives loans. They go to the example facility
-and campaign files. The database should be empty, so the first run makes every
-award and the rerun makes none. Prints one JSON line per run: the seconds
-taken (wall clock, and CPU time of this process, which leaves out the
-database server's), the load average when the run started, and the resident
-memory before the run and the process's peak so far (MiB). The first run's
+example campaign and facility receives loans. With `--loans-from`, the loans
+are instead those that a run of the main job stored, read from the
+`finance_loans` table of that run's SQLite file, for example
+`benchmarks/out/generated-run/bench.sqlite3` after
+`benchmarks/run_bench.py --rows 1000000 --products 20000 --skip-online-retail`.
+Those include interest plans of 24, 36 and 60 periods. The loans go to the
+example facility and campaign files. The database should be empty, so the
+first run makes every award and the rerun makes none. Prints one JSON line per
+run: the seconds taken (wall clock, and CPU time of this process, which leaves
+out the database server's), the load average when the run started, and the
+resident memory before the run and the process's peak so far (MiB). The first run's
 peak minus the memory before it bounds what the finance step itself used.
 """
 
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import sqlite3
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -59,6 +65,33 @@ def synthetic_loans(count: int) -> list[GreenLoan]:
     ]
 
 
+def stored_loans(path: Path) -> list[GreenLoan]:
+    """Read the loans of a main-job run from its SQLite store, in purchase id order."""
+    if not path.is_file():
+        raise SystemExit(f"store not found: {path}; run benchmarks/run_bench.py first")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT purchase_id, user_key, occurred_at, principal_fen, periods,"
+            " category, region, merchant_id, kg_co2e_lifetime FROM finance_loans"
+            " ORDER BY purchase_id"
+        ).fetchall()
+    return [
+        GreenLoan(
+            purchase_id=row[0],
+            user_key=row[1],
+            # SQLAlchemy stores the UTC time as naive ISO text on SQLite.
+            occurred_at=datetime.fromisoformat(row[2]).replace(tzinfo=UTC),
+            principal_fen=row[3],
+            periods=row[4],
+            category=row[5],
+            region=row[6],
+            merchant_id=row[7],
+            kg_co2e_lifetime=row[8],
+        )
+        for row in rows
+    ]
+
+
 def resident_mib() -> float:
     """Return the current resident set size of this process in MiB."""
     with open("/proc/self/status", encoding="ascii") as status:
@@ -79,9 +112,17 @@ def main() -> None:
     parser.add_argument(
         "--loans", type=int, default=5000, help="number of synthetic loans"
     )
+    parser.add_argument(
+        "--loans-from",
+        type=Path,
+        help="SQLite file of a main-job run whose stored loans to use instead",
+    )
     arguments = parser.parse_args()
     engine = make_engine(arguments.url)
-    loans = synthetic_loans(arguments.loans)
+    if arguments.loans_from:
+        loans = stored_loans(arguments.loans_from)
+    else:
+        loans = synthetic_loans(arguments.loans)
     for label in ("first run", "rerun"):
         load_average = os.getloadavg()[0]
         before = resident_mib()
@@ -93,7 +134,7 @@ def main() -> None:
         awards = sum(len(result.awards) for result in outcome.loans.values())
         record = {
             "run": label,
-            "loans": arguments.loans,
+            "loans": len(loans),
             "awards": awards,
             "seconds": round(elapsed, 1),
             "cpu_seconds": round(cpu, 1),

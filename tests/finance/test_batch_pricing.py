@@ -14,16 +14,22 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from finance_scenario import run_scenario
+from finance_helpers import make_loan
+from finance_scenario import run_scenario, scenario_configs
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from greenloop.funding.config import load_facilities
+from greenloop.incentives.config import load_campaigns
+from greenloop.incentives.rules import benefit_cost_fen
 from greenloop.lending import batch
 from greenloop.lending.plans import fee_plan
+from greenloop.lending.schedules import load_fee_schedules
 from greenloop.lending.subsidy import interest_free_cost
 from greenloop.store import finance
 from greenloop.store.base import make_engine, metadata
@@ -118,6 +124,119 @@ def test_unsupported_inputs_raise() -> None:
         )
     assert not batch.supports(Decimal(1), 3)
     assert not batch.supports(Decimal("0.025"), 0)
+
+
+def stored_rows(generator: random.Random, count: int) -> list[finance._StoredLoan]:
+    """Build stored loans of every plan kind, half of them sharing terms."""
+    shared_principals = [generator.randint(1, 3_000_000) for _ in range(12)]
+    rows = []
+    for index in range(count):
+        periods = generator.choice((3, 6, 9, 12, 13, 24, 36, 60))
+        if periods > 12:
+            plan_kind, rate = "interest", generator.choice(("0.035", "0.0435"))
+        else:
+            plan_kind, rate = "fee", generator.choice(("0.025", "0.088"))
+        if index % 2:
+            principal = generator.choice(shared_principals)
+        else:
+            principal = generator.choice(
+                (*random_principals(generator, 1), batch.MAX_PRINCIPAL_FEN + 7)
+            )
+        start = random_day(generator)
+        refunds = []
+        if generator.random() < 0.2:
+            left = principal
+            for _ in range(generator.randint(1, 3)):
+                # Some refunds fall on the same day, in the same period.
+                refunded_on = generator.choice((start, random_day(generator)))
+                fen = generator.randint(1, left - 1) if left > 1 else 0
+                if not fen:
+                    break
+                left -= fen
+                refunds.append({"on": refunded_on.isoformat(), "fen": fen})
+            refunds.sort(key=lambda item: item["on"])
+        rows.append(
+            finance._StoredLoan(
+                purchase_id=f"r{index:05d}",
+                occurred_at=start,
+                principal_fen=principal,
+                periods=periods,
+                plan_kind=plan_kind,
+                fee_rate=rate,
+                consumer_fee_waived=int(generator.random() < 0.1),
+                partial_refunds=refunds or None,
+                category="appliance",
+                status="active",
+            )
+        )
+    return rows
+
+
+def test_stored_plans_match_per_loan_plans() -> None:
+    generator = random.Random(29)
+    rows = stored_rows(generator, 1500)
+    assert sum(1 for row in rows if row.plan_kind == "interest") > 500
+    assert sum(1 for row in rows if row.partial_refunds) > 200
+    finance._repaid_after.cache_clear()
+    finance._unrefunded_figures.cache_clear()
+    # Passes after the first read the figures that the first one cached.
+    for on in (random_day(generator), random_day(generator), date(2031, 1, 1)):
+        principals, outstanding = finance._plan_principals_and_outstanding(rows, on)
+        figures = finance._fees_and_rates(rows)
+        for index, row in enumerate(rows):
+            plan = finance._plan_of(row)
+            expected = plan.annual_rate()
+            assert principals[index] == plan.principal_fen, row
+            assert outstanding[index] == plan.outstanding_fen(on), row
+            assert figures[index].fee_fen == plan.fee_fen, row
+            assert figures[index].rate_error is None, row
+            assert repr(figures[index].apr) == repr(expected.nominal_annual), row
+            effective = figures[index].effective_annual_rate
+            assert repr(effective) == repr(expected.effective_annual), row
+    assert finance._repaid_after.cache_info().hits > 0
+    assert finance._unrefunded_figures.cache_info().hits > 0
+
+
+def test_interest_free_costs_shared_by_terms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facilities_path, campaigns_path = scenario_configs(tmp_path)
+    facilities = load_facilities(facilities_path)
+    campaigns = {item.id: item for item in load_campaigns(campaigns_path).campaigns}
+    # Forgone fees of interest plans, and funding costs of principals too
+    # large for batch pricing, both go through `benefit_cost_fen`.
+    forgone = campaigns["free-forgone"]
+    funding = campaigns["free-funding"]
+    day = date(2026, 6, 1)
+    loans = [
+        make_loan(index, principal_fen=principal, periods=periods, day=1 + index % 28)
+        for index, (principal, periods) in enumerate(
+            [(250_000, 24), (250_000, 24), (250_000, 36), (90_000, 24)] * 3
+        )
+    ]
+    large = [
+        make_loan(100 + index, principal_fen=batch.MAX_PRINCIPAL_FEN + 5, periods=12)
+        for index in range(3)
+    ]
+    offered = [(loan, ((forgone, day),)) for loan in loans]
+    offered += [(loan, ((funding, day),)) for loan in large]
+    computed = []
+    original = finance._AwardCosts._exact
+
+    def counting_exact(self: finance._AwardCosts, campaign: Any, loan: Any) -> int:
+        computed.append((campaign.id, loan.principal_fen, loan.periods))
+        return original(self, campaign, loan)
+
+    monkeypatch.setattr(finance._AwardCosts, "_exact", counting_exact)
+    costs = finance._AwardCosts(facilities, offered)
+    schedule = load_fee_schedules().get()
+    for loan, ((campaign, _),) in offered:
+        rate = facilities.get(campaign.funding.facility_id).facility_rate
+        standard = finance._standard_plan(schedule, loan)
+        expected = benefit_cost_fen(campaign, loan, rate, standard)
+        assert costs.cost_of(campaign, loan) == expected, loan
+    assert sorted(computed) == sorted(set(computed))
+    assert len(computed) == 4
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Engine
 from greenloop.incentives.draws import new_seed, seed_digest, verify_record
 from greenloop.lending import fee_plan
 from greenloop.lending.configfile import ConfigError
+from greenloop.lending.plans import InstallmentPlan
+from greenloop.lending.rates import AnnualRate
 from greenloop.store import finance
 from greenloop.store.base import make_engine
 from greenloop.store.finance import (
@@ -391,6 +393,53 @@ def test_partial_refunds_reaching_principal(engine: Engine, tmp_path: Path) -> N
     with engine.connect() as connection:
         status = connection.execute(select(finance.finance_loans.c.status)).scalar()
     assert status == "refunded"
+
+
+def test_refunds_leaving_no_principal_priced(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(4)]
+    run(engine, loans, paths)
+    # Three installments are paid by AS_OF. Two refunds on that day return
+    # 599,000 of the 600,000 fen, more than the principal still outstanding.
+    apply_partial_refund(engine, "p00000", 400_000, AS_OF)
+    apply_partial_refund(engine, "p00000", 199_000, AS_OF)
+    outcome = run(engine, loans, paths)
+    result = outcome.loans["p00000"]
+    assert result.rate_error is None
+    assert result.apr is not None
+    assert result.apr > 0
+    assert result.facility_id is None
+    assert outcome.loans["p00001"].apr == outcome.loans["p00002"].apr
+    section = outcome.allocation_report["facilities"]["test-facility"]
+    assert section["reconciled"] is True
+
+
+def test_loan_without_rate_keeps_batch(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = write_configs(tmp_path)
+    loans = [make_loan(index, principal_fen=600_000) for index in range(3)]
+    run(engine, loans, paths)
+    apply_partial_refund(engine, "p00000", 100_000, AS_OF)
+    original = InstallmentPlan.annual_rate
+
+    def failing_rate(plan: InstallmentPlan) -> AnnualRate:
+        if plan.principal_fen == 500_000:
+            raise ValueError("no internal rate of return: payments are too large")
+        return original(plan)
+
+    monkeypatch.setattr(InstallmentPlan, "annual_rate", failing_rate)
+    outcome = run(engine, loans, paths)
+    result = outcome.loans["p00000"]
+    assert result.apr is None
+    assert result.effective_annual_rate is None
+    assert result.rate_error == (
+        "no APR: no internal rate of return: payments are too large"
+    )
+    assert result.error is None
+    assert result.fee_fen is not None
+    assert result.facility_id == "test-facility"
+    assert outcome.loans["p00001"].apr is not None
 
 
 def test_same_day_single_loan_allocated(engine: Engine, tmp_path: Path) -> None:

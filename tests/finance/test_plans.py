@@ -235,3 +235,35 @@ def test_outstanding_counts_refund_at_once() -> None:
     assert refund.plan is not None
     assert refund.plan.outstanding_fen(date(2026, 3, 10)) == 60000
     assert refund.plan.outstanding_fen(date(2027, 1, 10)) == 0
+
+
+def test_second_refund_same_period_reduces_further() -> None:
+    plan = fee_plan(Decimal(120000), 12, Decimal("0.12"))
+    first = apply_refund(plan, Decimal(50000), paid_installments=2)
+    assert first.plan is not None
+    second = apply_refund(first.plan, Decimal(30000), paid_installments=2)
+    assert second.plan is not None
+    # 100,000 fen were outstanding after two installments, and the refunds
+    # take 80,000 fen of it.
+    assert second.principal_reduction_fen == 30000
+    assert second.plan.principal_fen == 40000
+    principal_parts = sum(item.principal_fen for item in second.plan.installments)
+    assert principal_parts == 40000
+    assert second.plan.installments[-1].balance_fen == 0
+
+
+def test_second_refund_above_remaining_pays_cash() -> None:
+    plan = interest_plan(Decimal(120000), 24, Decimal("0.035"))
+    first = apply_refund(plan, Decimal(90000), paid_installments=3)
+    assert first.plan is not None
+    paid_principal = sum(item.principal_fen for item in plan.installments[:3])
+    remaining = 120000 - paid_principal - 90000
+    second = apply_refund(first.plan, Decimal(remaining + 500), paid_installments=3)
+    assert second.principal_reduction_fen == remaining
+    assert second.cash_back_fen == 500
+    assert second.plan is not None
+    assert second.plan.principal_fen == paid_principal
+    assert second.plan.periods == 3
+    # The paid interest was charged on the whole balance, so measured on the
+    # principal kept the rate is above the plan's 3.5 %, but it exists.
+    assert second.plan.annual_rate().nominal_annual > Decimal("0.035")

@@ -52,8 +52,9 @@ def reconcile(
     covers the drawn amount is reported apart, because a shortfall is a funding
     gap to close with new loans, not an error in the books.
     """
-    allocated = Decimal(sum(allocations.values(), ZERO))
-    pool = Decimal(sum((outstanding.get(key, ZERO) for key in allocations), ZERO))
+    # Integer sums are exact and, for whole fen, equal the Decimal sums.
+    allocated = Decimal(sum(allocations.values(), 0))
+    pool = Decimal(sum((outstanding.get(key, 0) for key in allocations), 0))
     problems = []
     if allocated + unallocated_fen != drawn_fen:
         problems.append(
@@ -62,7 +63,15 @@ def reconcile(
         )
     if unallocated_fen < 0:
         problems.append(f"unallocated balance {unallocated_fen} fen is negative")
-    for purchase_id, amount in sorted(allocations.items()):
+    # Only the allocations with a problem are sorted, for a stable message order.
+    wrong = [
+        (purchase_id, amount)
+        for purchase_id, amount in allocations.items()
+        if purchase_id not in outstanding
+        or amount <= 0
+        or amount > outstanding[purchase_id]
+    ]
+    for purchase_id, amount in sorted(wrong):
         owed = outstanding.get(purchase_id)
         if owed is None:
             problems.append(f"loan {purchase_id} is allocated but not found")

@@ -112,7 +112,11 @@ def apply_refund(
             fee_refunded_fen=paid_fee,
             fee_waived_fen=sum((item.fee_fen for item in later), ZERO),
         )
-    outstanding = paid_part[-1].balance_fen if paid_part else plan.principal_fen
+    # The principal parts, not the stored balances: an earlier refund in the
+    # same period lowered `principal_fen` but left the paid balances as they were.
+    outstanding = plan.principal_fen - sum(
+        (item.principal_fen for item in paid_part), ZERO
+    )
     reduction = min(refund_fen, outstanding)
     cash_back = refund_fen - reduction
     remaining = outstanding - reduction

@@ -85,7 +85,14 @@ class InstallmentPlan:
         return sum((item.amount_fen for item in self.installments), ZERO)
 
     def annual_rate(self) -> AnnualRate:
-        """Compute the APR by internal rate of return over the installments."""
+        """Compute the APR by internal rate of return over the installments.
+
+        Raises ValueError when no monthly rate from -99 % to +100 % fits.
+        NOTE: after a partial refund, `principal_fen` is the principal kept and
+        the installments paid before the refund stay as they were, so the rate
+        counts the refund as if it came at month 0. That can overstate the rate
+        of a loan refunded after some installments.
+        """
         if self.fee_fen + self.interest_fen == 0:
             return AnnualRate.from_monthly(ZERO)
         payments = [(item.number, item.amount_fen) for item in self.installments]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -140,6 +141,10 @@ AWARD_ATTEMPTS = 3
 # When false, every loan's plan is built with Decimal arithmetic, one loan at a
 # time, and the tests compare both paths.
 BATCH_PRICING = True
+# Distinct plan terms whose figures are kept between blocks, facilities and
+# calls when BATCH_PRICING is on. An entry contains one integer per period plus
+# one, about 5 KB at 120 periods, so a full cache takes at most about 40 MB.
+PLAN_CACHE_SIZE = 8192
 
 finance_loans = Table(
     "finance_loans",
@@ -320,7 +325,11 @@ class LoanResult:
     consumer_fee_waived: bool
     facility_id: str | None
     awards: tuple[AwardSummary, ...] = ()
+    # Why the loan was rejected or not found. Its figures are then None.
     error: str | None = None
+    # Why a stored loan has no APR, because no internal rate of return fits its
+    # installments. Its `apr` and `effective_annual_rate` are then None.
+    rate_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,13 +530,7 @@ def _record_loans(engine: Engine, loans: Sequence[GreenLoan]) -> dict[str, str]:
 def _plan_of(row: Any) -> InstallmentPlan:
     """Rebuild the stored loan's plan, with its waived fee and partial refunds."""
     start = _as_date(row.occurred_at)
-    principal = Decimal(row.principal_fen)
-    if row.consumer_fee_waived:
-        plan = fee_plan(principal, row.periods, ZERO, start)
-    elif row.plan_kind == "interest":
-        plan = interest_plan(principal, row.periods, Decimal(row.fee_rate), start)
-    else:
-        plan = fee_plan(principal, row.periods, Decimal(row.fee_rate), start)
+    plan = _base_plan(_terms_of(row), start)
     for refund in row.partial_refunds or ():
         refunded_on = date.fromisoformat(refund["on"])
         paid = sum(
@@ -540,6 +543,68 @@ def _plan_of(row: Any) -> InstallmentPlan:
             break
         plan = adjusted
     return plan
+
+
+# The stored values that fix the amounts of a loan's plan before any refund:
+# principal in fen, periods, plan kind, rate as stored, and whether the fee is
+# waived. The purchase date sets only the due dates.
+PlanTerms = tuple[int, int, str, str, bool]
+
+
+def _terms_of(row: Any) -> PlanTerms:
+    return (
+        row.principal_fen,
+        row.periods,
+        row.plan_kind,
+        row.fee_rate,
+        bool(row.consumer_fee_waived),
+    )
+
+
+def _base_plan(terms: PlanTerms, start: date | None) -> InstallmentPlan:
+    """Build the plan of a stored loan before any refund."""
+    principal_fen, periods, plan_kind, rate, waived = terms
+    principal = Decimal(principal_fen)
+    if waived:
+        return fee_plan(principal, periods, ZERO, start)
+    if plan_kind == "interest":
+        return interest_plan(principal, periods, Decimal(rate), start)
+    return fee_plan(principal, periods, Decimal(rate), start)
+
+
+class _PlanFigures(NamedTuple):
+    """A plan's total fee and annual rates, or why it has no rate."""
+
+    fee_fen: int
+    apr: Decimal | None
+    effective_annual_rate: Decimal | None
+    rate_error: str | None = None
+
+
+@lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _repaid_after(terms: PlanTerms) -> tuple[int, ...]:
+    """Return the principal repaid after 0, 1, ..., n installments of the plan."""
+    repaid = [0]
+    for item in _base_plan(terms, None).installments:
+        repaid.append(repaid[-1] + int(item.principal_fen))
+    return tuple(repaid)
+
+
+@lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _unrefunded_figures(terms: PlanTerms) -> _PlanFigures:
+    """Return the fee and annual rates of the plan of `terms`."""
+    return _figures_of(_base_plan(terms, None))
+
+
+def _figures_of(plan: InstallmentPlan) -> _PlanFigures:
+    """Return the plan's fee and rates, or the reason why it has no IRR."""
+    try:
+        annual_rate = plan.annual_rate()
+    except ValueError as error:
+        return _PlanFigures(int(plan.fee_fen), None, None, f"no APR: {error}")
+    return _PlanFigures(
+        int(plan.fee_fen), annual_rate.nominal_annual, annual_rate.effective_annual
+    )
 
 
 def _as_date(moment: datetime | date) -> date:
@@ -575,17 +640,9 @@ def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
     PostgreSQL returns a datetime and parsed JSON.
     """
     loans = []
-    # Many loans share a purchase date, so each date object is made once.
     dates: dict[str, date] = {}
     for row in rows:
-        moment = row[1]
-        if isinstance(moment, str):
-            day_text = moment[:10]
-            start = dates.get(day_text) or dates.setdefault(
-                day_text, date.fromisoformat(day_text)
-            )
-        else:
-            start = _as_date(moment)
+        start = _stored_date(row[1], dates)
         refunds = row[7]
         if isinstance(refunds, str):
             refunds = json.loads(refunds)
@@ -604,6 +661,21 @@ def _stored_loans(rows: Iterable[Sequence[Any]]) -> list[_StoredLoan]:
             )
         )
     return loans
+
+
+def _stored_date(moment: str | date, dates: dict[str, date]) -> date:
+    """Return the date part of a date or time column read through the driver.
+
+    SQLite returns ISO text, and PostgreSQL a date or datetime. Many rows share
+    a date, so `dates` keeps one date object per text.
+    """
+    if not isinstance(moment, str):
+        return _as_date(moment)
+    day_text = moment[:10]
+    found = dates.get(day_text)
+    if found is None:
+        found = dates[day_text] = date.fromisoformat(day_text)
+    return found
 
 
 def _fee_plan_groups(
@@ -650,6 +722,9 @@ def _plan_principals_and_outstanding(
     """Return each stored loan's plan principal and its outstanding on `as_of`.
 
     The figures equal those of `_plan_of(row)`. Fee plans are priced in batches.
+    Other plans without refunds share their repaid principal per `PlanTerms`,
+    and only loans with partial refunds, or all loans when BATCH_PRICING is
+    off, rebuild their own plan.
     """
     principals = [0] * len(rows)
     outstanding = [0] * len(rows)
@@ -667,18 +742,39 @@ def _plan_principals_and_outstanding(
         for position, index in enumerate(indexes):
             principals[index] = rows[index].principal_fen
             outstanding[index] = left[position]
+
+    unrefunded: dict[int, list[int]] = defaultdict(list)
     for index in one_by_one:
-        plan = _plan_of(rows[index])
+        row = rows[index]
+        if BATCH_PRICING and not row.partial_refunds:
+            unrefunded[row.periods].append(index)
+            continue
+        plan = _plan_of(row)
         principals[index] = int(plan.principal_fen)
         outstanding[index] = int(plan.outstanding_fen(as_of))
+
+    # Installments fall due in order, so those due by `as_of` are the first
+    # `installments_due` of them.
+    for periods, indexes in unrefunded.items():
+        starts = batch.date_numbers(
+            [_as_date(rows[index].occurred_at) for index in indexes]
+        )
+        due = batch.installments_due(starts, periods, as_of).tolist()
+        for index, count in zip(indexes, due, strict=True):
+            row = rows[index]
+            principals[index] = row.principal_fen
+            outstanding[index] = (
+                row.principal_fen - _repaid_after(_terms_of(row))[count]
+            )
     return principals, outstanding
 
 
-def _fees_and_rates(rows: Sequence[Any]) -> list[tuple[int, Decimal, Decimal]]:
+def _fees_and_rates(rows: Sequence[Any]) -> list[_PlanFigures]:
     """Return each stored loan's fee, APR and effective annual rate, as `_plan_of`."""
-    figures: list[tuple[int, Decimal, Decimal]] = [(0, ZERO, ZERO)] * len(rows)
+    figures: list[_PlanFigures] = [_PlanFigures(0, ZERO, ZERO)] * len(rows)
     groups, one_by_one = _fee_plan_groups(rows)
     zero = batch.zero_rate()
+    free = _PlanFigures(0, zero.nominal_annual, zero.effective_annual)
     rates: dict[int, Decimal] = {}
     for (periods, rate), indexes in groups.items():
         amounts = np.fromiter(
@@ -693,14 +789,10 @@ def _fees_and_rates(rows: Sequence[Any]) -> list[tuple[int, Decimal, Decimal]]:
         for position, index in enumerate(indexes):
             fee = fees[position]
             if exact[position]:
-                exact_rate = _plan_of(rows[index]).annual_rate()
-                figures[index] = (
-                    fee,
-                    exact_rate.nominal_annual,
-                    exact_rate.effective_annual,
-                )
+                # Loans in these groups have no refunds.
+                figures[index] = _unrefunded_figures(_terms_of(rows[index]))
             elif fee == 0:
-                figures[index] = (0, zero.nominal_annual, zero.effective_annual)
+                figures[index] = free
             else:
                 # One Decimal per distinct rate, shared by the loans that have it.
                 apr = rates.get(nominal[position])
@@ -713,32 +805,19 @@ def _fees_and_rates(rows: Sequence[Any]) -> list[tuple[int, Decimal, Decimal]]:
                     effective_rate = rates.setdefault(
                         effective[position], batch.rate_decimal(effective[position])
                     )
-                figures[index] = (fee, apr, effective_rate)
-    # Plans without refunds have the same amounts whatever their start date.
-    unrefunded: dict[tuple[Any, ...], tuple[int, Decimal, Decimal]] = {}
+                figures[index] = _PlanFigures(fee, apr, effective_rate)
     for index in one_by_one:
         row = rows[index]
-        key = (
-            row.principal_fen,
-            row.periods,
-            row.plan_kind,
-            row.fee_rate,
-            bool(row.consumer_fee_waived),
-        )
-        if not row.partial_refunds and key in unrefunded:
-            figures[index] = unrefunded[key]
-            continue
-        plan = _plan_of(row)
-        # NOTE: a loan whose partial refunds leave almost no principal after
-        # paid installments has no rate, and the ValueError fails the batch.
-        annual_rate = plan.annual_rate()
-        figures[index] = (
-            int(plan.fee_fen),
-            annual_rate.nominal_annual,
-            annual_rate.effective_annual,
-        )
-        if not row.partial_refunds:
-            unrefunded[key] = figures[index]
+        if BATCH_PRICING and not row.partial_refunds:
+            figures[index] = _unrefunded_figures(_terms_of(row))
+        else:
+            figures[index] = _figures_of(_plan_of(row))
+        if figures[index].rate_error:
+            logger.warning(
+                "green loan %s has no APR: %s",
+                row.purchase_id,
+                figures[index].rate_error,
+            )
     return figures
 
 
@@ -872,14 +951,7 @@ def _reallocate(
     loans in `only` when given. Returns the released and the added allocations
     (purchase id -> fen).
     """
-    active = connection.execute(
-        select(finance_allocations).where(
-            and_(
-                finance_allocations.c.facility_id == facility.id,
-                finance_allocations.c.released_on.is_(None),
-            )
-        )
-    ).all()
+    active = _held_allocations(connection, facility.id)
     current = {row.purchase_id: Decimal(row.allocated_fen) for row in active}
     taken_elsewhere = set(
         connection.execute(
@@ -965,6 +1037,33 @@ def _reallocate(
     )
     added = {key: int(result.allocations[key]) for key in result.added}
     return released, added
+
+
+class _HeldAllocation(NamedTuple):
+    """An active allocation as `_reallocate` compares it with a new measurement."""
+
+    purchase_id: str
+    allocated_fen: int
+    outstanding_fen: int
+    measured_on: date
+
+
+def _held_allocations(
+    connection: Connection, facility_id: str
+) -> list[_HeldAllocation]:
+    """Read the facility's active allocations through the driver."""
+    marker = _placeholder(connection)
+    rows = connection.exec_driver_sql(
+        "SELECT purchase_id, allocated_fen, outstanding_fen, measured_on"
+        " FROM finance_allocations"
+        f" WHERE facility_id = {marker} AND released_on IS NULL",
+        (facility_id,),
+    ).all()
+    dates: dict[str, date] = {}
+    return [
+        _HeldAllocation(row[0], int(row[1]), int(row[2]), _stored_date(row[3], dates))
+        for row in rows
+    ]
 
 
 def _store_releases(
@@ -1222,7 +1321,9 @@ class _AwardCosts:
     Interest-free costs of fee-based loans are computed per number of periods
     with `greenloop.lending.batch`. The other loans and any cost that float
     arithmetic cannot round for certain go through `benefit_cost_fen`, as do
-    all loans when BATCH_PRICING is off.
+    all loans when BATCH_PRICING is off. A cost depends only on the campaign,
+    the principal and the periods, so with BATCH_PRICING on, loans that have
+    them in common share it.
     """
 
     def __init__(
@@ -1233,7 +1334,7 @@ class _AwardCosts:
         self._facilities = facilities
         self._schedule = load_fee_schedules().get()
         self._fixed: dict[str, int] = {}
-        self._computed: dict[tuple[str, str], int] = {}
+        self._computed: dict[tuple[str, Any], int] = {}
         if BATCH_PRICING:
             self._price_interest_free(offered)
 
@@ -1244,7 +1345,7 @@ class _AwardCosts:
             if campaign.id not in self._fixed:
                 self._fixed[campaign.id] = self._exact(campaign, loan)
             return self._fixed[campaign.id]
-        key = (campaign.id, loan.purchase_id)
+        key = (campaign.id, _cost_key(loan))
         cost = self._computed.get(key)
         if cost is None:
             cost = self._computed[key] = self._exact(campaign, loan)
@@ -1280,7 +1381,7 @@ class _AwardCosts:
                 group, costs.tolist(), exact.tolist(), strict=True
             ):
                 if not is_exact:
-                    self._computed[(campaign_id, loan.purchase_id)] = cost
+                    self._computed[(campaign_id, _cost_key(loan))] = cost
 
     def _batch_costs(
         self, campaign: CampaignConfig, principals: Any, periods: int
@@ -1301,6 +1402,17 @@ class _AwardCosts:
         return batch.interest_free_funding_cost(
             principals, periods, facility.facility_rate
         )
+
+
+def _cost_key(loan: GreenLoan) -> Any:
+    """Return the key of `loan`'s interest-free cost in `_AwardCosts`.
+
+    Without BATCH_PRICING every loan is priced on its own, so the per-loan
+    path stays the reference that the batch path is compared with.
+    """
+    if BATCH_PRICING:
+        return (loan.principal_fen, loan.periods)
+    return loan.purchase_id
 
 
 class _ChunkConflict(Exception):
@@ -2435,23 +2547,7 @@ def build_allocation_report(
                     finance_facilities.c.facility_id == facility.id
                 )
             ).one()
-            active = connection.execute(
-                select(
-                    finance_allocations,
-                    finance_loans.c.category,
-                    finance_loans.c.occurred_at,
-                )
-                .join(
-                    finance_loans,
-                    finance_loans.c.purchase_id == finance_allocations.c.purchase_id,
-                )
-                .where(
-                    and_(
-                        finance_allocations.c.facility_id == facility.id,
-                        finance_allocations.c.released_on.is_(None),
-                    )
-                )
-            ).all()
+            active = _active_allocations(connection, facility.id)
             released_count = connection.execute(
                 select(func.count()).where(
                     and_(
@@ -2466,8 +2562,46 @@ def build_allocation_report(
     return {"as_of": as_of.isoformat(), "facilities": report}
 
 
+class _ActiveAllocation(NamedTuple):
+    """An active allocation with the category and purchase date of its loan."""
+
+    purchase_id: str
+    allocated_fen: int
+    outstanding_fen: int
+    category: str
+    originated_on: date
+
+
+def _active_allocations(
+    connection: Connection, facility_id: str
+) -> list[_ActiveAllocation]:
+    """Read the facility's active allocations through the driver.
+
+    Only the columns the report uses are read, and purchase times become dates
+    without SQLAlchemy's per-row conversion of every date column.
+    """
+    marker = _placeholder(connection)
+    rows = connection.exec_driver_sql(
+        "SELECT a.purchase_id, a.allocated_fen, a.outstanding_fen, l.category,"
+        " l.occurred_at FROM finance_allocations a JOIN finance_loans l"
+        " ON l.purchase_id = a.purchase_id"
+        f" WHERE a.facility_id = {marker} AND a.released_on IS NULL",
+        (facility_id,),
+    ).all()
+    dates: dict[str, date] = {}
+    return [
+        _ActiveAllocation(
+            row[0], int(row[1]), int(row[2]), row[3], _stored_date(row[4], dates)
+        )
+        for row in rows
+    ]
+
+
 def _facility_section(
-    facility: FacilityConfig, row: Any, active: Sequence[Any], released_count: int
+    facility: FacilityConfig,
+    row: Any,
+    active: Sequence[_ActiveAllocation],
+    released_count: int,
 ) -> dict[str, Any]:
     per_category: dict[str, int] = {}
     for item in active:
@@ -2477,7 +2611,7 @@ def _facility_section(
     # Integer fen, which `reconcile` and `financing_share_of` sum into Decimal
     # totals as they would Decimal amounts.
     allocations = {item.purchase_id: int(item.allocated_fen) for item in active}
-    originated = {item.purchase_id: _as_date(item.occurred_at) for item in active}
+    originated = {item.purchase_id: item.originated_on for item in active}
     share = financing_share_of(facility, allocations, originated)
     allocated = sum(allocations.values())
     pool = sum(int(item.outstanding_fen) for item in active)
@@ -2731,15 +2865,16 @@ def _block_results(
                 error or "not stored",
             )
             continue
-        (fee_fen, apr, effective), waived = found
+        plan_figures, waived = found
         results[loan.purchase_id] = LoanResult(
             purchase_id=loan.purchase_id,
-            fee_fen=fee_fen,
-            apr=apr,
-            effective_annual_rate=effective,
+            fee_fen=plan_figures.fee_fen,
+            apr=plan_figures.apr,
+            effective_annual_rate=plan_figures.effective_annual_rate,
             consumer_fee_waived=bool(waived),
             facility_id=facility_of.get(loan.purchase_id),
             awards=tuple(awards.get(loan.purchase_id, ())),
+            rate_error=plan_figures.rate_error,
         )
     return results
 
