@@ -260,3 +260,16 @@ def test_repeated_conflicts_fall_back(
     section = outcome.incentive_report["campaigns"]["test-envelope"]
     assert section["awards"] == 10
     assert section["remaining_fen"] == 0
+
+
+def test_counts_without_per_loan_results(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path, mixed_campaigns())
+    loans = [*mixed_loans(), make_loan(999, principal_fen=0)]
+    outcome = process_green_loans(engine, loans, *paths, AS_OF, per_loan=False)
+    assert outcome.loans == {}
+    assert outcome.processed == len(loans)
+    assert outcome.rejected == 1
+    assert award_rows(engine)
+    with_results = process_green_loans(engine, loans, *paths, AS_OF)
+    assert len(with_results.loans) == len(loans)
+    assert with_results.allocation_report == outcome.allocation_report

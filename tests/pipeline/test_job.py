@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
 from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.store.base import make_engine
 from greenloop.store.runs import green_assets
 
 
@@ -96,6 +97,14 @@ def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url
         (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
     )
     assert len(quarantine_lines) - 1 == ingest["quarantine_problems"]
+    with make_engine(sqlite_url).connect() as connection:
+        stored_loans = connection.exec_driver_sql(
+            "SELECT count(*) FROM finance_loans"
+        ).scalar_one()
+    assert result.counts["finance"]["loans"] > 0
+    assert result.counts["finance"]["loans"] == (
+        stored_loans + result.counts["finance"]["rejected_loans"]
+    )
 
 
 def test_run_finds_green_purchases(demo_sample, tmp_path, user_secret_dir, sqlite_url):

@@ -355,4 +355,7 @@ def finance_loans(
         )
         for row in financed
     ]
-    return process_green_loans(engine, loans, facilities_path, campaigns_path, as_of)
+    # The job reports counts and the two reports, not each loan's figures.
+    return process_green_loans(
+        engine, loans, facilities_path, campaigns_path, as_of, per_loan=False
+    )

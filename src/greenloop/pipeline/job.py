@@ -7,7 +7,6 @@ module, and each records its counts in the manifest.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import gc
 import logging
 import os
@@ -277,14 +276,14 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                 run.engine, run.connection, facilities, campaigns, run.as_of
             ),
         )
-        finance_loans = len(finance.loans)
-        # The report needs the two reports, not each loan's result.
-        finance = dataclasses.replace(finance, loans={})
         _release_freed_memory()
         run.connection.execute(
             f"SET memory_limit = '{_smaller_limit(run.config.memory_limit)}'"
         )
-        run.counts["finance"] = {"loans": finance_loans}
+        run.counts["finance"] = {
+            "loans": finance.processed,
+            "rejected_loans": finance.rejected,
+        }
 
     manifest = _timed(
         run.timings,

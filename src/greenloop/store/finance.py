@@ -339,6 +339,8 @@ class FinanceOutcome:
     loans: dict[str, LoanResult]
     allocation_report: dict[str, Any]
     incentive_report: dict[str, Any]
+    processed: int = 0
+    rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,16 +371,21 @@ def process_green_loans(
     facilities_path: Path,
     campaigns_path: Path,
     as_of: date,
+    *,
+    per_loan: bool = True,
 ) -> FinanceOutcome:
     """Record loans, allocate them to facilities, accrue savings, award incentives.
 
     Safe to call again with the same loans: nothing is allocated or awarded twice.
-    Raises ConfigError when a configuration file is invalid.
+    Raises ConfigError when a configuration file is invalid. With
+    `per_loan=False` the outcome's `loans` is empty: reading every loan's
+    figures back is skipped when only the counts and reports are needed.
     """
+    arguments = (engine, loans, facilities_path, campaigns_path, as_of, per_loan)
     if len(loans) < GC_PAUSE_MIN_LOANS:
-        return _process(engine, loans, facilities_path, campaigns_path, as_of)
+        return _process(*arguments)
     with collector_paused():
-        return _process(engine, loans, facilities_path, campaigns_path, as_of)
+        return _process(*arguments)
 
 
 def _process(
@@ -387,6 +394,7 @@ def _process(
     facilities_path: Path,
     campaigns_path: Path,
     as_of: date,
+    per_loan: bool,
 ) -> FinanceOutcome:
     facilities = load_facilities(facilities_path)
     campaigns = load_campaigns(campaigns_path)
@@ -405,7 +413,7 @@ def _process(
     for facility in facilities.facilities:
         _allocate_facility(engine, facility, as_of, batch_ids)
 
-    results = _loan_results(engine, loans, errors)
+    results = _loan_results(engine, loans, errors) if per_loan else {}
     allocation_report = build_allocation_report(engine, facilities, as_of)
     incentive_report = build_incentive_report(engine, campaigns)
     for campaign_id, counts in run_outcomes.items():
@@ -416,7 +424,9 @@ def _process(
         len(errors),
         as_of.isoformat(),
     )
-    return FinanceOutcome(results, allocation_report, incentive_report)
+    return FinanceOutcome(
+        results, allocation_report, incentive_report, len(loans), len(errors)
+    )
 
 
 def _check_campaign_funding(
