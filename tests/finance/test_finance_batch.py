@@ -273,3 +273,13 @@ def test_counts_without_per_loan_results(engine: Engine, tmp_path: Path) -> None
     with_results = process_green_loans(engine, loans, *paths, AS_OF)
     assert len(with_results.loans) == len(loans)
     assert with_results.allocation_report == outcome.allocation_report
+
+
+def test_plan_caches_cleared(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path, mixed_campaigns())
+    long_loans = [make_loan(500 + number, periods=24) for number in range(3)]
+    process_green_loans(engine, long_loans, *paths, AS_OF)
+    assert finance._unrefunded_figures.cache_info().currsize > 0
+    finance.clear_plan_caches()
+    assert finance._unrefunded_figures.cache_info().currsize == 0
+    assert finance._repaid_after.cache_info().currsize == 0

@@ -276,6 +276,10 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                 run.engine, run.connection, facilities, campaigns, run.as_of
             ),
         )
+        from greenloop.store.finance import clear_plan_caches
+
+        # The cached plan figures (up to about 40 MB) are not needed again.
+        clear_plan_caches()
         _release_freed_memory()
         run.connection.execute(
             f"SET memory_limit = '{_smaller_limit(run.config.memory_limit)}'"

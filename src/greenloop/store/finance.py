@@ -606,6 +606,12 @@ def _unrefunded_figures(terms: PlanTerms) -> _PlanFigures:
     return _figures_of(_base_plan(terms, None))
 
 
+def clear_plan_caches() -> None:
+    """Drop the cached plan figures, for a caller about to need the memory."""
+    _repaid_after.cache_clear()
+    _unrefunded_figures.cache_clear()
+
+
 def _figures_of(plan: InstallmentPlan) -> _PlanFigures:
     """Return the plan's fee and rates, or the reason why it has no IRR."""
     try:
