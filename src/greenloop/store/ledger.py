@@ -292,10 +292,10 @@ class LedgerStore:
 
         def read(connection: Connection) -> bytes:
             current, current_root = self._head(connection)
-            wanted = current if size is None else self._check_size(size, current)
-            if wanted == current:
+            tree_size = current if size is None else self._check_size(size, current)
+            if tree_size == current:
                 return current_root
-            return root_hash(wanted, self._reader(connection))
+            return root_hash(tree_size, self._reader(connection))
 
         return self._read(read)
 
@@ -425,9 +425,10 @@ class LedgerStore:
     ) -> list[Tile]:
         """Read tiles with one primary-key lookup each, joined by UNION ALL.
 
-        PostgreSQL 15 rewrites an OR of (level, tile_index) pairs that share
-        a level into one condition on the level plus a filter on tile_index.
-        Without table statistics it then scans every tile of that level.
+        PostgreSQL 15.20 (seen with EXPLAIN) rewrites an OR of (level,
+        tile_index) pairs that share a level into one condition on the level
+        plus a filter on tile_index. Without table statistics it then scans
+        every tile of that level.
         An exact key in each arm of a UNION ALL is planned as a primary-key
         lookup by both custom and generic plans.
         """
@@ -665,10 +666,10 @@ class LedgerStore:
             # One query returns the tree head and the leaf's tile. The upper
             # tiles usually come from the cache, so most proofs need no other.
             current, leaf_tile = self._head_and_leaf_tile(connection, index)
-            wanted = current if size is None else self._check_size(size, current)
+            tree_size = current if size is None else self._check_size(size, current)
             known = {} if leaf_tile is None else {leaf_tile.key: leaf_tile}
             reader = self._reader(connection, known=known)
-            return inclusion_proof_from(index, wanted, reader)
+            return inclusion_proof_from(index, tree_size, reader)
 
         return self._read(read)
 
@@ -683,21 +684,21 @@ class LedgerStore:
 
         def read(connection: Connection) -> list[list[bytes]]:
             current, _ = self._head(connection)
-            wanted = current if size is None else self._check_size(size, current)
+            tree_size = current if size is None else self._check_size(size, current)
             proofs: list[list[bytes]] = []
             for start in range(0, len(indexes), PROOFS_PER_LEAF_READ):
                 group = indexes[start : start + PROOFS_PER_LEAF_READ]
                 leaf_keys = dict.fromkeys(
                     TileKey(0, index >> TILE_HEIGHT)
                     for index in group
-                    if 0 <= index < wanted
+                    if 0 <= index < tree_size
                 )
                 leaf_tiles = self._select_tiles(connection, list(leaf_keys))
                 reader = self._reader(
                     connection, known={tile.key: tile for tile in leaf_tiles}
                 )
                 proofs.extend(
-                    inclusion_proof_from(index, wanted, reader) for index in group
+                    inclusion_proof_from(index, tree_size, reader) for index in group
                 )
             return proofs
 
@@ -708,8 +709,8 @@ class LedgerStore:
 
         def read(connection: Connection) -> list[bytes]:
             current, _ = self._head(connection)
-            wanted = current if size2 is None else self._check_size(size2, current)
-            return consistency_proof_from(size1, wanted, self._reader(connection))
+            tree_size = current if size2 is None else self._check_size(size2, current)
+            return consistency_proof_from(size1, tree_size, self._reader(connection))
 
         return self._read(read)
 
