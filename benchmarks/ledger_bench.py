@@ -376,9 +376,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--append-api",
         choices=["append_batches", "append"],
         default="append",
-        help="append: one call per batch, as the main job makes them. "
-        "append_batches: one call per group of batches, which encodes the next "
-        "batch while a worker thread writes the current one",
+        help="append: one call per batch. append_batches: one call per group of "
+        "batches, as the main job makes them, which encodes the next batch and "
+        "works out its tiles while a worker thread writes the current one",
     )
     parser.add_argument(
         "--group-batches",

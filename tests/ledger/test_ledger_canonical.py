@@ -195,3 +195,28 @@ def test_personal_key_rejected_after_same_shape_accepted() -> None:
 def test_integral_and_large_floats_match_ecmascript() -> None:
     value = {"a": 1.0, "b": 1e16, "c": 1e-7, "d": 2.5}
     assert canonical_json(value) == b'{"a":1,"b":10000000000000000,"c":1e-7,"d":2.5}'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2.0, b"2"),
+        (1e21, b"1e+21"),
+        (1e16, b"10000000000000000"),
+        (1e-7, b"1e-7"),
+        (0.00012, b"0.00012"),
+        (-0.5, b"-0.5"),
+    ],
+)
+def test_flat_record_floats_as_ecmascript(value: float, expected: bytes) -> None:
+    # The same keys each time, so the cached key check is warm from the first.
+    record = {"amount": "10.00", "kg": value, "purchase_id": "p-1"}
+    assert canonical_json(
+        record
+    ) == b'{"amount":"10.00","kg":%s,"purchase_id":"p-1"}' % (expected)
+
+
+def test_flat_record_with_a_non_string_key_rejected() -> None:
+    canonical_json({"a": 1, "b": "x"})
+    with pytest.raises(ValueError, match="must be a string"):
+        canonical_json({"a": 1, 2: "x"})

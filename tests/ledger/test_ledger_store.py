@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from ledger_helpers import asset, reference_root
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from greenloop.ledger import (
+    EMPTY_ROOT,
     CheckpointError,
     ReceiptError,
     canonical_json,
@@ -18,8 +23,17 @@ from greenloop.ledger import (
     verify_inclusion,
     verify_receipt,
 )
+from greenloop.ledger.tiles import MemoryTileLog, tail_keys
 from greenloop.store.base import make_engine
-from greenloop.store.ledger import AppendResult, LedgerError, LedgerStore
+from greenloop.store.ledger import (
+    WRITER_SWITCH_INTERVAL,
+    AppendResult,
+    LedgerError,
+    LedgerStore,
+    PreparedBatch,
+    TreeState,
+    plan_tiles,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -319,3 +333,119 @@ def test_encoded_entry_must_state_its_purchase(log: LedgerStore) -> None:
     with pytest.raises(ValueError, match="as bytes"):
         list(log.append_batches([[(key, entry.decode())]], encoded=True))
     assert log.size == 0
+
+
+def test_append_batches_with_another_writer(database_url: str, tmp_path: Path) -> None:
+    # Another store appends to the same log between the batches, so the tiles
+    # worked out ahead for the next batch start from a stale head.
+    log = LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+    other = LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+
+    def batches() -> Iterator[list[tuple[str, dict[str, object]]]]:
+        for start in range(0, 1_000, 250):
+            yield [asset(index) for index in range(start, start + 200)]
+            other.append([asset(index) for index in range(start + 200, start + 250)])
+
+    results = [result for batch in log.append_batches(batches()) for result in batch]
+    assert log.size == 1_000
+    stored = _entries(log)
+    assert log.root() == reference_root(stored)
+    for result in results:
+        assert result.created
+        assert orjson.loads(stored[result.index])["purchase_id"] == result.key
+    assert log.audit().ok
+
+
+def test_plan_tiles_gives_the_tree_of_an_append() -> None:
+    for size, count in [(0, 1), (0, 256), (255, 1), (250, 600), (65_530, 10), (3, 0)]:
+        tree = MemoryTileLog()
+        tree.append_hashes([leaf_hash(b"%d" % index) for index in range(size)])
+        state = TreeState(
+            tree.size,
+            tree.root(),
+            {key: tree.tiles[key] for key in tail_keys(tree.size)},
+        )
+        entries = [b"new %d" % index for index in range(count)]
+        prepared = PreparedBatch(
+            [f"key-{index}" for index in range(count)],
+            entries,
+            [leaf_hash(entry) for entry in entries],
+        )
+        plan = plan_tiles(state, prepared)
+        if count == 0:
+            assert plan is None
+            continue
+        assert plan is not None
+        tree.append_hashes(prepared.leaves)
+        assert plan.end.size == size + count
+        assert plan.end.root == tree.root()
+        assert plan.changed == [tree.tiles[tile.key] for tile in plan.changed]
+        assert {tile.key for tile in plan.replaced} <= set(state.tails or {})
+        assert plan.results[0] == AppendResult("key-0", size, True)
+
+
+def test_no_plan_for_repeated_keys_or_unknown_tiles() -> None:
+    entries = [b"a", b"b"]
+    prepared = PreparedBatch(["same", "same"], entries, [leaf_hash(e) for e in entries])
+    empty = TreeState(0, EMPTY_ROOT, {})
+    assert plan_tiles(empty, prepared) is None
+    distinct = prepared._replace(keys=["one", "two"])
+    assert plan_tiles(empty, distinct) is not None
+    assert plan_tiles(TreeState(0, EMPTY_ROOT, None), distinct) is None
+    assert plan_tiles(None, distinct) is None
+
+
+def test_batch_hook_commits_with_the_entries(database_url: str, tmp_path: Path) -> None:
+    log = LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+    with log.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS hook_rows"))
+        connection.execute(text("CREATE TABLE hook_rows (key VARCHAR(40), idx INT)"))
+    seen: list[list[AppendResult]] = []
+
+    def record(connection: Connection, results: list[AppendResult]) -> None:
+        seen.append(results)
+        if any(result.key == "purchase-000250" for result in results):
+            raise RuntimeError("the hook failed")
+        for result in results:
+            connection.execute(
+                text("INSERT INTO hook_rows VALUES (:key, :idx)"),
+                {"key": result.key, "idx": result.index},
+            )
+
+    batches = [
+        [asset(index) for index in range(0, 100)],
+        [],
+        [asset(index) for index in range(50, 200)],
+        [asset(index) for index in range(200, 300)],
+    ]
+    yielded = []
+    with pytest.raises(RuntimeError, match="the hook failed"):
+        for results in log.append_batches(batches, with_each=record):
+            yielded.append(results)
+    assert seen[:3] == yielded
+    assert len(seen) == 4
+    # The failing batch left neither entries nor hook rows behind.
+    assert log.size == 200
+    with log.engine.connect() as connection:
+        rows = connection.execute(text("SELECT key, idx FROM hook_rows")).all()
+        connection.execute(text("DROP TABLE hook_rows"))
+        connection.commit()
+    assert len(rows) == 250
+    assert {(key, idx) for key, idx in rows} == {
+        (result.key, result.index) for batch in yielded for result in batch
+    }
+
+
+def test_switch_interval_short_while_appending(log: LedgerStore) -> None:
+    before = sys.getswitchinterval()
+    during: list[float] = []
+
+    def note(_connection: Connection, _results: list[AppendResult]) -> None:
+        during.append(sys.getswitchinterval())
+
+    batches = [[asset(index)] for index in range(3)]
+    for _ in log.append_batches(batches, with_each=note):
+        during.append(sys.getswitchinterval())
+    assert during
+    assert max(during) <= WRITER_SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before

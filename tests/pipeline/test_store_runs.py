@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
 from sqlalchemy import select
 
-from greenloop.store.base import make_engine, metadata
+from greenloop.store.base import make_engine, metadata, sqlite_insert_many
 from greenloop.store.runs import (
     asset_count,
+    asset_rows,
     green_assets,
     insert_assets,
     ledger_indexes,
+    store_asset_rows,
 )
 
 
@@ -81,3 +84,46 @@ def test_insert_ignores_columns_the_table_lacks(database_url):
     engine = _engine(database_url)
     table = _assets(["p1"]).append_column("record", pa.array(['{"purchase_id":"p1"}']))
     assert insert_assets(engine, table) == 1
+
+
+def test_stored_rows_take_the_given_ledger_indexes(database_url):
+    engine = _engine(database_url)
+    rows = asset_rows(_assets(["p1", "p2", "p3"]), engine.dialect.name)
+    with engine.begin() as connection:
+        assert store_asset_rows(connection, rows, [7, 5, 6]) == 3
+    assert ledger_indexes(engine, ["p1", "p2", "p3"]) == {"p1": 7, "p2": 5, "p3": 6}
+
+
+def test_stored_rows_need_one_index_each(database_url):
+    engine = _engine(database_url)
+    rows = asset_rows(_assets(["p1", "p2"]), engine.dialect.name)
+    with engine.begin() as connection, pytest.raises(ValueError, match="2 assets"):
+        store_asset_rows(connection, rows, [1])
+    assert asset_count(engine) == 0
+
+
+def test_many_rows_split_over_statements(sqlite_url):
+    import sqlite3
+
+    from sqlalchemy import event
+
+    engine = make_engine(sqlite_url)
+
+    def lower_limit(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Room for 2 asset rows of 18 values per INSERT.
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40)
+
+    event.listen(engine, "connect", lower_limit)
+    metadata.create_all(engine, tables=[green_assets])
+    ids = [f"p{number}" for number in range(7)]
+    assert insert_assets(engine, _assets(ids)) == 7
+    assert insert_assets(engine, _assets(["p6", "p7", "p8"])) == 2
+    assert asset_count(engine) == 9
+
+
+def test_partial_rows_rejected(sqlite_url):
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE pairs (a, b)")
+        with pytest.raises(ValueError, match="whole rows of 2"):
+            sqlite_insert_many(connection, "INSERT INTO pairs", 2, [1, 2, 3])

@@ -42,6 +42,7 @@ _FLAT_VALUE_TYPES = frozenset(
 )
 _FLOAT_TYPE = frozenset({float})
 _STRING_TYPE = frozenset({str})
+_is_float = float.__instancecheck__
 
 # Whether a tuple of string keys passes the ASCII and personal-data checks.
 # Records of one kind share their keys, so the checks run once per key set.
@@ -96,32 +97,34 @@ def _flat_record_ok(record: dict[Any, Any]) -> bool:
     """Return whether orjson gives the RFC 8785 bytes of a dict of plain scalars.
 
     Most ledger records are one level of strings, numbers, Decimals and dates.
-    For them this check runs mostly in C: a set of key types, a cached check of
-    the key tuple and a set of value types. Only a record with a float takes a
-    Python loop over its values. False sends the record to `_fast_path_ok`,
-    which validates any shape. Integers are not range-checked here, because
-    orjson's OPT_STRICT_INTEGER raises on those beyond 53 bits.
+    For them this check runs mostly in C: a cached check of the key tuple and
+    a set of value types. Only a record with a float takes a Python loop, over
+    its floats alone. False sends the record to `_fast_path_ok`, which
+    validates any shape. Integers are not range-checked here, because orjson's
+    OPT_STRICT_INTEGER raises on those beyond 53 bits.
     """
-    if set(map(type, record)) - _STRING_TYPE:
-        return False
     keys = tuple(record)
     keys_ok = _checked_keys.get(keys)
     if keys_ok is None:
-        keys_ok = "".join(keys).isascii() and PERSONAL_DATA_KEYS.isdisjoint(
-            map(str.lower, keys)
+        keys_ok = (
+            set(map(type, keys)) <= _STRING_TYPE
+            and "".join(keys).isascii()
+            and PERSONAL_DATA_KEYS.isdisjoint(map(str.lower, keys))
         )
         if len(_checked_keys) >= _CHECKED_KEYS_LIMIT:
             _checked_keys.clear()
         _checked_keys[keys] = keys_ok
     if not keys_ok:
         return False
-    kinds = set(map(type, record.values()))
+    values = record.values()
+    kinds = set(map(type, values))
     if kinds <= _FLAT_VALUE_TYPES:
         return True
     if not kinds - _FLOAT_TYPE <= _FLAT_VALUE_TYPES:
         return False
-    for item in record.values():
-        if type(item) is float and not (
+    # Every float here is exactly a float: a subclass is not among the kinds.
+    for item in filter(_is_float, values):
+        if not (
             _REPR_SAFE_LOW <= abs(item) < _REPR_SAFE_HIGH and not item.is_integer()
         ):
             return False

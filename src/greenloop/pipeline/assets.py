@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from greenloop.pipeline.progress import ProgressSink
 from greenloop.store import runs as run_store
@@ -215,7 +215,7 @@ def append_to_ledger(
     after a crash appends the remaining assets in the order an uninterrupted
     run would have used.
     """
-    from greenloop.store.ledger import LedgerStore
+    from greenloop.store.ledger import AppendResult, LedgerStore
 
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
     total = connection.execute("SELECT count(*) FROM assets").fetchall()[0][0]
@@ -230,27 +230,38 @@ def append_to_ledger(
     # Batches read but not yet stored, oldest first. The log yields each
     # batch's results after its commit, while it writes the next one.
     waiting: deque[pa.RecordBatch] = deque()
+    # Each batch's assets, converted for the store while the log writes the
+    # batch before. The log's writer thread stores them in the batch's own
+    # transaction, so an entry and its asset commit together.
+    to_store: deque[run_store.AssetRows] = deque()
+    dialect = engine.dialect.name
 
     def ledger_batches() -> Iterator[list[tuple[str, bytes]]]:
         # The records are canonical JSON already (see ASSET_SQL), so their
         # bytes go to the log as they are.
         for batch in reader:
             waiting.append(batch)
+            to_store.append(
+                run_store.asset_rows(pa.Table.from_batches([batch]), dialect)
+            )
             keys = batch.column("purchase_id").to_pylist()
             records = batch.column("record").cast(pa.binary()).to_pylist()
             yield list(zip(keys, records, strict=True))
 
-    for results in log.append_batches(ledger_batches(), encoded=True):
+    def store_assets(database: Connection, results: list[AppendResult]) -> None:
+        nonlocal stored
+        rows = to_store.popleft()
+        indexes = [result.index for result in results]
+        stored += run_store.store_asset_rows(database, rows, indexes)
+
+    for results in log.append_batches(
+        ledger_batches(), encoded=True, with_each=store_assets
+    ):
         batch = waiting.popleft()
         created = sum(1 for result in results if result.created)
         appended += created
         existing += len(results) - created
         indexes = pa.array([result.index for result in results], pa.int64())
-        table = pa.Table.from_batches([batch])
-        table = table.set_column(
-            table.schema.get_field_index("ledger_index"), "ledger_index", indexes
-        )
-        stored += run_store.insert_assets(engine, table)
         # A column imported from DuckDB keeps its whole batch in memory, the
         # records included, so the row numbers are copied into a new array.
         index_batches.append(

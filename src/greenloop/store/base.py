@@ -8,7 +8,9 @@ database, for example `postgresql+psycopg://postgres@127.0.0.1:5432/test`.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from sqlalchemy.exc import InvalidatePoolError
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
 SQLITE_MMAP_BYTES = 1 << 30
+SQLITE_PAGE_BYTES = 16_384
+# Most rows one multi-row INSERT carries on SQLite.
+SQLITE_ROWS_PER_INSERT = 5_000
 # A pooled connection returned at least this many seconds ago is pinged
 # before it is used again (see `ping_idle_connections`).
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -123,6 +128,11 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
 
 def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
     cursor = dbapi_connection.cursor()
+    # The page size takes effect only while the file is still empty. With
+    # 16 KiB pages a full ledger tile (about 11 KiB of hashes) fits in one
+    # page instead of spilling into overflow pages, and bulk inserts write
+    # fewer, fuller pages than with the default 4 KiB.
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -132,3 +142,40 @@ def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute(f"PRAGMA mmap_size={mmap_bytes}")
     cursor.close()
+
+
+def sqlite_insert_many(
+    connection: Connection, head: str, width: int, values: Sequence[Any]
+) -> int:
+    """Insert rows on SQLite with multi-row INSERTs; return how many were inserted.
+
+    `head` is the statement up to VALUES, such as `INSERT OR IGNORE INTO t (a, b)`,
+    and `values` holds the rows' values one row after another, `width` per row.
+    Each statement carries up to `SQLITE_ROWS_PER_INSERT` rows, fewer when the
+    connection's bound-parameter limit is lower. One step per statement
+    replaces one per row, as executemany takes, and the driver releases the
+    GIL once per statement instead of once per row, so a thread writing
+    beside another thread rarely waits to get the GIL back.
+    """
+    if not values:
+        return 0
+    if len(values) % width:
+        raise ValueError(
+            f"{len(values)} values do not make whole rows of {width}; pass "
+            "every row's values in full"
+        )
+    driver_connection: Any = connection.connection.driver_connection
+    limit = driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(limit // width, SQLITE_ROWS_PER_INSERT)) * width
+    row_marks = "(" + ",".join("?" * width) + ")"
+    inserted = 0
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            marks = ",".join([row_marks] * (len(chunk) // width))
+            cursor.execute(f"{head} VALUES {marks}", chunk)
+            inserted += cursor.rowcount
+    finally:
+        cursor.close()
+    return inserted

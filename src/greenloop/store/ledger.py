@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain, repeat
@@ -89,7 +90,7 @@ from greenloop.ledger.tiles import (
     tail_keys,
     tile_path,
 )
-from greenloop.store.base import metadata
+from greenloop.store.base import metadata, sqlite_insert_many
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,9 @@ MAX_KEY_LENGTH = 255
 KEY_LOOKUP_CHUNK = 5_000
 TILE_CACHE_SIZE = 4_096
 STREAM_BATCH = 10_000
-# Maximum rows per multi-row INSERT on SQLite.
-SQLITE_ROWS_PER_INSERT = 5_000
+# Seconds a thread may keep the GIL while another waits for it, during
+# append_batches (the interpreter's default is 0.005).
+WRITER_SWITCH_INTERVAL = 0.001
 # Maximum tiles per SELECT on PostgreSQL, where each tile is its own lookup.
 POSTGRESQL_TILES_PER_SELECT = 64
 # Inclusion proofs per group in `inclusion_proofs`: the leaf tiles of a group,
@@ -200,6 +202,33 @@ class PreparedBatch(NamedTuple):
     keys: list[str]
     entries: list[bytes]
     leaves: list[bytes]
+
+
+BatchHook = Callable[[Connection, list[AppendResult]], None]
+"""Writes that join a batch's transaction: see `LedgerStore.append_batches`."""
+
+
+class TreeState(NamedTuple):
+    """A log's size and root, and its partial tiles at the right edge when known."""
+
+    size: int
+    root: bytes
+    tails: dict[TileKey, Tile] | None
+
+
+class TilePlan(NamedTuple):
+    """The tile changes of a batch, worked out before the batch is written.
+
+    A plan assumes that the log is at `start` and that every key of the batch
+    is new. The writer uses it only when both hold; otherwise it works the
+    changes out itself.
+    """
+
+    start: TreeState
+    changed: list[Tile]
+    replaced: list[Tile]
+    end: TreeState
+    results: list[AppendResult]
 
 
 class LedgerStore:
@@ -475,13 +504,14 @@ class LedgerStore:
         own `purchase_id` differs from the key, raises ValueError and nothing
         is written.
         """
-        return self._append_prepared(prepare_batch(entries))
+        return self._append_prepared(prepare_batch(entries))[0]
 
     def append_batches(
         self,
         batches: Iterable[Sequence[tuple[str, Any]]],
         *,
         encoded: bool = False,
+        with_each: BatchHook | None = None,
     ) -> Iterator[list[AppendResult]]:
         """Append many batches, each as its own transaction; yield each one's results.
 
@@ -498,24 +528,47 @@ class LedgerStore:
         caller must have encoded the record as RFC 8785 JSON without personal
         data, as the main job does in SQL. The log only checks that each entry
         states its purchase id (see `prepare_encoded`).
+
+        `with_each(connection, results)` runs in each batch's transaction, in
+        the writer thread, after the batch's entries are written, for every
+        batch in turn (empty ones too). What it writes on `connection` commits
+        with the entries or not at all, and an error it raises stops the
+        appends as an invalid batch does.
         """
         prepare = prepare_encoded if encoded else prepare_batch
-        with ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="ledger-append"
-        ) as writer:
-            pending: Future[list[AppendResult]] | None = None
+        # The state the log will be in once the batch in flight is written,
+        # as far as this generator can tell; None when it cannot.
+        expected: TreeState | None = self._tree_state()
+        with (
+            _short_switch_interval(),
+            ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ledger-append"
+            ) as writer,
+        ):
+            pending: Future[tuple[list[AppendResult], TreeState]] | None = None
             try:
                 for batch in batches:
                     prepared = prepare(batch)
+                    # The tiles are worked out here, while the writer is busy,
+                    # on the assumption that the batch in flight adds its keys.
+                    plan = plan_tiles(expected, prepared)
                     if pending is None:
-                        pending = writer.submit(self._append_prepared, prepared)
+                        pending = writer.submit(
+                            self._append_prepared, prepared, plan, with_each
+                        )
+                        expected = None if plan is None else plan.end
                         continue
-                    done = pending.result()
+                    done, reached = pending.result()
+                    if reached != expected:
+                        plan = plan_tiles(reached, prepared)
                     # Batch N + 1 is written while the caller handles batch N.
-                    pending = writer.submit(self._append_prepared, prepared)
+                    pending = writer.submit(
+                        self._append_prepared, prepared, plan, with_each
+                    )
+                    expected = None if plan is None else plan.end
                     yield done
                 if pending is not None:
-                    done = pending.result()
+                    done, _ = pending.result()
                     pending = None
                     yield done
             finally:
@@ -523,17 +576,50 @@ class LedgerStore:
                     # Wait for the write in flight, so its error is not lost.
                     pending.result()
 
-    def _append_prepared(self, prepared: PreparedBatch) -> list[AppendResult]:
+    def _tree_state(self) -> TreeState:
+        """Read the log's size, root and partial tiles at the right edge."""
+        with self.engine.connect() as connection:
+            size, root = self._head(connection)
+            tails = self._select_tiles(connection, tail_keys(size)) if size else []
+        return TreeState(size, root, {tile.key: tile for tile in tails})
+
+    def _append_prepared(
+        self,
+        prepared: PreparedBatch,
+        plan: TilePlan | None = None,
+        with_each: BatchHook | None = None,
+    ) -> tuple[list[AppendResult], TreeState]:
+        """Write a prepared batch; return its results and the log's state after it.
+
+        `plan` saves the tile work when it starts from the log's current state
+        and none of the keys is stored yet. `with_each` runs last in the
+        transaction.
+        """
         keys = prepared.keys
-        if not keys:
-            return []
         with self.engine.begin() as connection:
             self._lock_head(connection)
-            size, _ = self._head(connection)
-            existing = self._existing_indexes(connection, keys)
-            results, new_batch = _assign_indexes(prepared, existing, size)
-            if new_batch.keys:
-                self._write_batch(connection, size, new_batch)
+            size, root = self._head(connection)
+            existing = self._existing_indexes(connection, keys) if keys else {}
+            if not keys:
+                results: list[AppendResult] = []
+                new_batch = prepared
+                reached = TreeState(size, root, None)
+            elif (
+                plan is not None
+                and not existing
+                and plan.start.size == size
+                and plan.start.root == root
+            ):
+                results, new_batch = plan.results, prepared
+                self._write_planned(connection, new_batch, plan)
+                reached = plan.end
+            else:
+                results, new_batch = _assign_indexes(prepared, existing, size)
+                reached = TreeState(size, root, None)
+                if new_batch.keys:
+                    reached = self._write_batch(connection, size, new_batch)
+            if with_each is not None:
+                with_each(connection, results)
         if new_batch.keys:
             logger.info(
                 "appended %d entries to %s (size %d)",
@@ -541,7 +627,7 @@ class LedgerStore:
                 self.origin,
                 size + len(new_batch.keys),
             )
-        return results
+        return results, reached
 
     def _lock_head(self, connection: Connection) -> None:
         # A no-op update takes the row lock on PostgreSQL and the write lock on
@@ -579,14 +665,39 @@ class LedgerStore:
 
     def _write_batch(
         self, connection: Connection, size: int, batch: PreparedBatch
-    ) -> None:
+    ) -> TreeState:
         tails = self._select_tiles(connection, tail_keys(size)) if size else []
         tail_map = {tile.key: tile for tile in tails}
-        changed = extend_tiles(size, tail_map, batch.leaves)
-        new_size = size + len(batch.keys)
-        known = {**tail_map, **{tile.key: tile for tile in changed}}
-        new_root = root_hash(new_size, lambda nodes: read_nodes_from(known, nodes))
+        changed, replaced, end = _extend(size, tail_map, batch.leaves)
+        self._write_rows(connection, size, batch, replaced, changed, end.root)
+        return end
 
+    def _write_planned(
+        self, connection: Connection, batch: PreparedBatch, plan: TilePlan
+    ) -> None:
+        self._write_rows(
+            connection,
+            plan.start.size,
+            batch,
+            plan.replaced,
+            plan.changed,
+            plan.end.root,
+        )
+
+    def _write_rows(
+        self,
+        connection: Connection,
+        size: int,
+        batch: PreparedBatch,
+        replaced: Sequence[Tile],
+        changed: Sequence[Tile],
+        new_root: bytes,
+    ) -> None:
+        """Insert the batch's entries, replace its tiles and move the tree head.
+
+        `replaced` are the stored tiles that `changed` supersedes.
+        """
+        new_size = size + len(batch.keys)
         self._insert_rows(
             connection,
             "ledger_entry (log_id, entry_index, purchase_id, record)",
@@ -600,9 +711,7 @@ class LedgerStore:
                 )
             ),
         )
-        self._replace_tiles(
-            connection, [tile for tile in changed if tile.key in tail_map], changed
-        )
+        self._replace_tiles(connection, replaced, changed)
         connection.execute(
             update(ledger_logs)
             .where(ledger_logs.c.id == self.log_id)
@@ -631,32 +740,19 @@ class LedgerStore:
     def _insert_rows(
         self, connection: Connection, target: str, rows: Sequence[tuple[Any, ...]]
     ) -> None:
-        """Insert many rows: COPY on PostgreSQL, multi-row INSERTs on SQLite.
-
-        On SQLite each statement carries up to `SQLITE_ROWS_PER_INSERT` rows,
-        fewer when the connection's bound-parameter limit is lower. One step
-        per statement replaces one per row, and the driver releases the GIL
-        once per statement instead of once per row.
-        """
+        """Insert many rows: COPY on PostgreSQL, multi-row INSERTs on SQLite."""
         if connection.dialect.name == "postgresql":
             cursor = connection.connection.cursor()
             with cursor.copy(f"COPY {target} FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        width = len(rows[0])
-        driver_connection: Any = connection.connection.driver_connection
-        limit = driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(1, min(limit // width, SQLITE_ROWS_PER_INSERT))
-        row_marks = "(" + ",".join("?" * width) + ")"
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            marks = ",".join([row_marks] * len(chunk))
-            _driver_sql(
-                connection,
-                f"INSERT INTO {target} VALUES {marks}",
-                tuple(chain.from_iterable(chunk)),
-            )
+        sqlite_insert_many(
+            connection,
+            f"INSERT INTO {target}",
+            len(rows[0]),
+            list(chain.from_iterable(rows)),
+        )
 
     # Proofs.
 
@@ -1118,6 +1214,75 @@ def prepare_encoded(entries: Iterable[tuple[str, bytes]]) -> PreparedBatch:
     return PreparedBatch(keys, encoded, leaves)
 
 
+def plan_tiles(state: TreeState | None, prepared: PreparedBatch) -> TilePlan | None:
+    """Work out a batch's tiles, assuming the log is at `state` and every key is new.
+
+    Returns None when that cannot be worked out here: the state or its tiles
+    are unknown, or a key repeats within the batch.
+    """
+    keys = prepared.keys
+    if state is None or state.tails is None or not keys:
+        return None
+    if len(set(keys)) != len(keys):
+        return None
+    changed, replaced, end = _extend(state.size, state.tails, prepared.leaves)
+    return TilePlan(state, changed, replaced, end, _new_results(keys, state.size))
+
+
+def _new_results(keys: Sequence[str], first: int) -> list[AppendResult]:
+    """Return the results of new entries for `keys`, numbered from `first`."""
+    return list(map(AppendResult, keys, range(first, first + len(keys)), repeat(True)))
+
+
+def _extend(
+    size: int, tails: Mapping[TileKey, Tile], leaves: Sequence[bytes]
+) -> tuple[list[Tile], list[Tile], TreeState]:
+    """Append `leaves` to the tiles of a log of `size` entries.
+
+    Returns the tiles that change, the stored tiles among `tails` that they
+    replace, and the log's state after the append.
+    """
+    changed = extend_tiles(size, tails, leaves)
+    replaced = [tails[tile.key] for tile in changed if tile.key in tails]
+    new_size = size + len(leaves)
+    known = {**tails, **{tile.key: tile for tile in changed}}
+    new_root = root_hash(new_size, lambda nodes: read_nodes_from(known, nodes))
+    end = TreeState(
+        new_size, new_root, {key: known[key] for key in tail_keys(new_size)}
+    )
+    return changed, replaced, end
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """Shorten the interpreter's switch interval while appends run on two threads.
+
+    The writer thread releases the GIL for every statement, about a dozen
+    times a batch, and must get it back each time. A thread that keeps the
+    GIL busy yields it only after the switch interval, so each wait can last
+    that long. Nested and concurrent users share one change, which the last
+    one out undoes.
+    """
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, WRITER_SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValueError(
@@ -1147,13 +1312,7 @@ def _assign_indexes(
     keys = prepared.keys
     if not existing and len(set(keys)) == len(keys):
         # Every key is new: build the results without a Python loop.
-        results = list(
-            map(
-                AppendResult._make,
-                zip(keys, range(size, size + len(keys)), repeat(True), strict=False),
-            )
-        )
-        return results, prepared
+        return _new_results(keys, size), prepared
     results = []
     new_batch = PreparedBatch([], [], [])
     for key, entry, leaf in zip(keys, prepared.entries, prepared.leaves, strict=True):

@@ -8,9 +8,10 @@ in the ledger entry that `ledger_index` names, not here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from greenloop.store.base import dialect_insert, metadata
+from greenloop.store.base import dialect_insert, metadata, sqlite_insert_many
 
 runs = Table(
     "runs",
@@ -69,6 +70,7 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
+_LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
 INSERT_BATCH = 10_000
 
 
@@ -92,6 +94,18 @@ def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) 
         )
 
 
+class AssetRows(NamedTuple):
+    """Green assets converted for one database's INSERT, ready to be stored.
+
+    On SQLite `values` holds every row's values one after another, in the
+    order of `ASSET_COLUMNS`; on PostgreSQL it holds one dict per row.
+    """
+
+    dialect: str
+    row_count: int
+    values: list[Any]
+
+
 def insert_assets(engine: Engine, assets: pa.Table) -> int:
     """Insert green assets and return how many were new.
 
@@ -99,47 +113,73 @@ def insert_assets(engine: Engine, assets: pa.Table) -> int:
     are those of `green_assets`. The count comes from the rows each statement
     inserted, so a batch costs the same however many assets are stored.
     """
-    if assets.num_rows == 0:
+    rows = asset_rows(assets, engine.dialect.name)
+    if rows.row_count == 0:
         return 0
     with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            return _insert_sqlite(connection, assets)
-        statement = (
-            dialect_insert(connection, green_assets)
-            .on_conflict_do_nothing(index_elements=["purchase_id"])
-            .returning(green_assets.c.purchase_id)
-        )
-        inserted = 0
-        for batch in assets.select(list(ASSET_COLUMNS)).to_batches(INSERT_BATCH):
-            inserted += len(connection.execute(statement, batch.to_pylist()).all())
-        return inserted
+        return store_asset_rows(connection, rows)
 
 
-def _insert_sqlite(connection: Connection, assets: pa.Table) -> int:
-    # The driver's executemany is an order of magnitude faster than inserts
-    # through SQLAlchemy. Arrow formats microsecond timestamps with six
-    # fraction digits, which is SQLAlchemy's SQLite text form. For
-    # executemany, the cursor's rowcount sums the rows inserted, without the
-    # ones INSERT OR IGNORE skipped.
+def asset_rows(assets: pa.Table, dialect: str) -> AssetRows:
+    """Convert a table with the columns of `green_assets` for `store_asset_rows`.
+
+    The conversion needs no connection, so it can run while another thread
+    writes to the database.
+    """
     names = list(ASSET_COLUMNS)
-    placeholders = ", ".join("?" for _ in names)
+    table = assets.select(names)
+    if dialect != "sqlite":
+        return AssetRows(dialect, table.num_rows, table.to_pylist())
+    columns = []
+    for name in names:
+        column = table.column(name)
+        if name == "occurred_at":
+            # Arrow writes microsecond timestamps with six fraction digits,
+            # which is SQLAlchemy's text form of a SQLite DATETIME.
+            column = pc.strftime(
+                column.cast(pa.timestamp("us", tz="UTC")),
+                format="%Y-%m-%d %H:%M:%S",
+            )
+        columns.append(column.to_pylist())
+    values = list(chain.from_iterable(zip(*columns, strict=True)))
+    return AssetRows(dialect, table.num_rows, values)
+
+
+def store_asset_rows(
+    connection: Connection,
+    rows: AssetRows,
+    ledger_indexes: Sequence[int] | None = None,
+) -> int:
+    """Insert converted assets on `connection`; return how many were new.
+
+    `ledger_indexes`, one per row, replaces the rows' ledger indexes.
+    """
+    if ledger_indexes is not None and len(ledger_indexes) != rows.row_count:
+        raise ValueError(
+            f"{len(ledger_indexes)} ledger indexes for {rows.row_count} assets; pass "
+            "one index per asset"
+        )
+    if rows.row_count == 0:
+        return 0
+    if rows.dialect == "sqlite":
+        width = len(ASSET_COLUMNS)
+        if ledger_indexes is not None:
+            rows.values[_LEDGER_INDEX_POSITION::width] = ledger_indexes
+        head = f"INSERT OR IGNORE INTO green_assets ({', '.join(ASSET_COLUMNS)})"
+        # INSERT OR IGNORE counts only the rows it inserted.
+        return sqlite_insert_many(connection, head, width, rows.values)
+    if ledger_indexes is not None:
+        for row, index in zip(rows.values, ledger_indexes, strict=True):
+            row["ledger_index"] = index
     statement = (
-        f"INSERT OR IGNORE INTO green_assets ({', '.join(names)}) "
-        f"VALUES ({placeholders})"
+        dialect_insert(connection, green_assets)
+        .on_conflict_do_nothing(index_elements=["purchase_id"])
+        .returning(green_assets.c.purchase_id)
     )
     inserted = 0
-    for batch in assets.select(names).to_batches(INSERT_BATCH):
-        columns = []
-        for name in names:
-            column = batch.column(name)
-            if name == "occurred_at":
-                column = pc.strftime(
-                    column.cast(pa.timestamp("us", tz="UTC")),
-                    format="%Y-%m-%d %H:%M:%S",
-                )
-            columns.append(column.to_pylist())
-        result = connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
-        inserted += result.rowcount
+    for start in range(0, rows.row_count, INSERT_BATCH):
+        chunk = rows.values[start : start + INSERT_BATCH]
+        inserted += len(connection.execute(statement, chunk).all())
     return inserted
 
 
