@@ -119,7 +119,7 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
             if not dialect.is_disconnect(error, dbapi_connection, None):
                 raise
             raise InvalidatePoolError(
-                f"ping of a pooled connection failed ({error}); reconnecting"
+                f"ping of a pooled connection failed ({error}), so the pool reconnects"
             ) from error
 
     event.listen(engine, "checkin", record_checkin)

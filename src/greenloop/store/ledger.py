@@ -301,8 +301,8 @@ class LedgerStore:
                     raise
                 connection.invalidate(error)
                 logger.warning(
-                    "database connection lost while reading %s (%s); "
-                    "replacing the connection pool and reading again",
+                    "database connection lost while reading %s (%s), so the "
+                    "connection pool is replaced and the read runs again",
                     self.origin,
                     error,
                 )
@@ -456,9 +456,8 @@ class LedgerStore:
         PostgreSQL 15.20 (seen with EXPLAIN) rewrites an OR of (level,
         tile_index) pairs that share a level into one condition on the level
         plus a filter on tile_index. Without table statistics it then scans
-        every tile of that level.
-        An exact key in each arm of a UNION ALL is planned as a primary-key
-        lookup by both custom and generic plans.
+        every tile of that level. An exact key in each arm of a UNION ALL is
+        planned as a primary-key lookup by both custom and generic plans.
         """
         tiles: list[Tile] = []
         for start in range(0, len(keys), POSTGRESQL_TILES_PER_SELECT):
