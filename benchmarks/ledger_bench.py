@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from greenloop.ledger import leaf_hash, pseudonym, verify_inclusion, verify_receipt
+from greenloop.store.base import make_engine
 from greenloop.store.ledger import LedgerStore
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -197,17 +198,15 @@ def run_backend(arguments: argparse.Namespace) -> list[dict[str, Any]]:
     schema = None
     if arguments.backend == "sqlite":
         database_path = work / "ledger.sqlite3"
-        from greenloop.store.base import make_engine
-
         engine = make_engine(f"sqlite:///{database_path}")
     else:
         schema = f"ledger_bench_{os.getpid()}"
         admin = create_engine(arguments.postgres_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = create_engine(
-            f"{arguments.postgres_url}?options=-csearch_path%3D{schema}",
-            pool_pre_ping=True,
+        # The project's engine, so the run measures its pool settings.
+        engine = make_engine(
+            f"{arguments.postgres_url}?options=-csearch_path%3D{schema}"
         )
     log = LedgerStore(engine, key_dir=key_dir)
     results = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, create_engine
+from sqlalchemy.exc import InvalidatePoolError
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
@@ -23,6 +25,10 @@ SQLITE_MMAP_BYTES = 1 << 30
 SQLITE_PAGE_BYTES = 16_384
 # Most rows one multi-row INSERT carries on SQLite.
 SQLITE_ROWS_PER_INSERT = 5_000
+# A pooled connection returned at least this many seconds ago is pinged
+# before it is used again (see `ping_idle_connections`).
+PING_AFTER_IDLE_SECONDS = 1.0
+_CHECKED_IN_AT = "greenloop_checked_in_at"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -67,7 +73,8 @@ def make_engine(
     """Create an engine; SQLite connections get WAL mode and foreign keys on.
 
     `sqlite_mmap_bytes` sets how much of a SQLite file reads map into memory,
-    and 0 turns mapping off. Mapped pages count as resident memory.
+    and 0 turns mapping off. Mapped pages count as resident memory. Other
+    databases get a pool that pings idle connections before use.
     """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
@@ -79,7 +86,44 @@ def make_engine(
 
         event.listen(engine, "connect", configure)
         return engine
-    return create_engine(resolved, pool_pre_ping=True)
+    engine = create_engine(resolved)
+    ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout if it was idle `idle_seconds` or longer.
+
+    This is SQLAlchemy's `pool_pre_ping` for idle connections only, so reads
+    that follow each other closely cost one round trip each instead of two.
+    On a failed ping, the pool replaces that connection and every connection
+    pooled before it, as `pool_pre_ping` does. A connection that the server
+    closes less than `idle_seconds` after its last use fails on its next
+    statement instead. SQLAlchemy then invalidates it for statements it runs,
+    and `LedgerStore` reads retry on a new connection.
+    """
+    dialect = engine.dialect
+
+    def record_checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.pop(_CHECKED_IN_AT, None)
+        # A new connection has never been checked in and needs no ping.
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if not dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            raise InvalidatePoolError(
+                f"ping of a pooled connection failed ({error}), so the pool reconnects"
+            ) from error
+
+    event.listen(engine, "checkin", record_checkin)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
