@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
-from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.pipeline.job import RunConfig, new_run_id, run_job
 from greenloop.store.base import make_engine
 from greenloop.store.runs import green_assets
 
@@ -296,3 +297,10 @@ def test_report_never_gets_more_duckdb_memory_than_configured(configured, used):
     from greenloop.pipeline.job import _smaller_limit
 
     assert _smaller_limit(configured) == used
+
+
+def test_run_ids_differ_within_one_second():
+    started = datetime(2026, 12, 4, 21, 0, 0, tzinfo=UTC)
+    ids = {new_run_id(started, "ab" * 32) for _ in range(20)}
+    assert len(ids) == 20
+    assert all(run_id.startswith("20261204T210000Z-abababab-") for run_id in ids)

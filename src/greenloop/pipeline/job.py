@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -84,8 +85,13 @@ class RunResult:
 
 
 def new_run_id(started_at: datetime, input_sha256: str) -> str:
-    """Return a run id: the UTC start time and the start of the input digest."""
-    return f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-{input_sha256[:8]}-{os.getpid()}"
+    """Return a run id: the UTC start time, the input digest's start, pid and a token.
+
+    The random token keeps apart two runs of one input that a process starts
+    within the same second.
+    """
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{input_sha256[:8]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResult:
