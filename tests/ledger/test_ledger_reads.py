@@ -98,6 +98,40 @@ def test_tile_select_uses_primary_key(
     assert "Seq Scan" not in plan
 
 
+def test_duplicate_check_looks_up_each_key(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(postgres_url)
+    log = LedgerStore(engine, key_dir=tmp_path)
+    log.append([asset(index) for index in range(3000)])
+    statements: list[tuple[str, Any]] = []
+    run = ledger_module._driver_sql
+
+    def capture(connection: Any, sql: str, parameters: Any = (), **options: Any) -> Any:
+        statements.append((sql, parameters))
+        return run(connection, sql, parameters, **options)
+
+    monkeypatch.setattr(ledger_module, "_driver_sql", capture)
+    results = log.append([asset(index) for index in range(2900, 3100)])
+    monkeypatch.undo()
+    assert sum(result.created for result in results) == 100
+    (sql, parameters) = next(
+        (sql, parameters) for sql, parameters in statements if "purchase_id" in sql
+    )
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        # The table has no statistics, as on a server without autovacuum.
+        cursor.execute("EXPLAIN " + sql.replace("?", "%s"), parameters)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.close()
+    assert plan.startswith("Nested Loop")
+    assert "Index Scan using uq_ledger_entry_log_id" in plan
+    assert "purchase_id)::text = wanted.purchase_id" in plan
+    assert "Filter" not in plan
+
+
 def _named_url(postgres_url: str) -> tuple[str, str]:
     name = f"greenloop-test-{uuid.uuid4().hex[:12]}"
     return f"{postgres_url}&application_name={name}", name

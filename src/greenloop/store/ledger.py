@@ -645,11 +645,20 @@ class LedgerStore:
         for start in range(0, len(unique), KEY_LOOKUP_CHUNK):
             chunk = unique[start : start + KEY_LOOKUP_CHUNK]
             if connection.dialect.name == "postgresql":
+                # One index lookup per key, whatever the table's statistics:
+                # the LIMIT keeps PostgreSQL from turning the lateral
+                # subquery into a join it could plan another way. Without
+                # statistics, PostgreSQL 15 planned `purchase_id = ANY(?)`
+                # for 5,000 keys as a scan of the log's whole key range,
+                # filtering purchase ids (3.8 s at 9.6 million entries).
                 rows = _driver_sql(
                     connection,
-                    "SELECT purchase_id, entry_index FROM ledger_entry "
-                    "WHERE log_id = ? AND purchase_id = ANY(?)",
-                    (self.log_id, chunk),
+                    "SELECT wanted.purchase_id, found.entry_index "
+                    "FROM unnest(?::text[]) AS wanted(purchase_id) "
+                    "CROSS JOIN LATERAL (SELECT entry_index FROM ledger_entry "
+                    "WHERE log_id = ? AND purchase_id = wanted.purchase_id "
+                    "LIMIT 1) AS found",
+                    (chunk, self.log_id),
                 )
             else:
                 marks = ",".join("?" * len(chunk))
