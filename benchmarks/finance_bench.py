@@ -76,17 +76,10 @@ def stored_loans(path: Path) -> list[GreenLoan]:
             " ORDER BY purchase_id"
         ).fetchall()
     return [
+        # The columns are GreenLoan's fields in order. SQLAlchemy stores the
+        # UTC time as naive ISO text on SQLite.
         GreenLoan(
-            purchase_id=row[0],
-            user_key=row[1],
-            # SQLAlchemy stores the UTC time as naive ISO text on SQLite.
-            occurred_at=datetime.fromisoformat(row[2]).replace(tzinfo=UTC),
-            principal_fen=row[3],
-            periods=row[4],
-            category=row[5],
-            region=row[6],
-            merchant_id=row[7],
-            kg_co2e_lifetime=row[8],
+            row[0], row[1], datetime.fromisoformat(row[2]).replace(tzinfo=UTC), *row[3:]
         )
         for row in rows
     ]

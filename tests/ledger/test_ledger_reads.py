@@ -62,12 +62,10 @@ def test_grouped_leaf_reads_match_single(
         log.inclusion_proofs([5, 1060], 1050)
 
 
-def test_tile_select_uses_primary_key(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = make_engine(postgres_url)
-    log = LedgerStore(engine, key_dir=tmp_path)
-    log.append([asset(index) for index in range(3000)])
+def _captured_statements(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[str, Any]]:
+    """Record each (sql, parameters) the store sends until monkeypatch.undo()."""
     statements: list[tuple[str, Any]] = []
     run = ledger_module._driver_sql
 
@@ -76,6 +74,27 @@ def test_tile_select_uses_primary_key(
         return run(connection, sql, parameters, **options)
 
     monkeypatch.setattr(ledger_module, "_driver_sql", capture)
+    return statements
+
+
+def _explain(engine: Any, sql: str, parameters: Any) -> str:
+    """Return PostgreSQL's plan for a statement the store sent, as one text."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN " + sql.replace("?", "%s"), parameters)
+        return "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.close()
+
+
+def test_tile_select_uses_primary_key(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(postgres_url)
+    log = LedgerStore(engine, key_dir=tmp_path)
+    log.append([asset(index) for index in range(3000)])
+    statements = _captured_statements(monkeypatch)
     # Two level-0 tiles in one query: the case an OR chain turns into a scan.
     proof = log.consistency_proof(300, 2900)
     monkeypatch.undo()
@@ -83,13 +102,7 @@ def test_tile_select_uses_primary_key(
     (sql, parameters) = next(
         (sql, parameters) for sql, parameters in statements if "hashes" in sql
     )
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("EXPLAIN " + sql.replace("?", "%s"), parameters)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    finally:
-        raw.close()
+    plan = _explain(engine, sql, parameters)
     lookups = len(parameters) // 3
     assert lookups >= 2
     assert plan.count("Index Cond") == lookups
@@ -104,28 +117,15 @@ def test_duplicate_check_looks_up_each_key(
     engine = make_engine(postgres_url)
     log = LedgerStore(engine, key_dir=tmp_path)
     log.append([asset(index) for index in range(3000)])
-    statements: list[tuple[str, Any]] = []
-    run = ledger_module._driver_sql
-
-    def capture(connection: Any, sql: str, parameters: Any = (), **options: Any) -> Any:
-        statements.append((sql, parameters))
-        return run(connection, sql, parameters, **options)
-
-    monkeypatch.setattr(ledger_module, "_driver_sql", capture)
+    statements = _captured_statements(monkeypatch)
     results = log.append([asset(index) for index in range(2900, 3100)])
     monkeypatch.undo()
     assert sum(result.created for result in results) == 100
     (sql, parameters) = next(
         (sql, parameters) for sql, parameters in statements if "purchase_id" in sql
     )
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        # The table has no statistics, as on a server without autovacuum.
-        cursor.execute("EXPLAIN " + sql.replace("?", "%s"), parameters)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    finally:
-        raw.close()
+    # The table has no statistics, as on a server without autovacuum.
+    plan = _explain(engine, sql, parameters)
     assert plan.startswith("Nested Loop")
     assert "Index Scan using uq_ledger_entry_log_id" in plan
     assert "purchase_id)::text = wanted.purchase_id" in plan

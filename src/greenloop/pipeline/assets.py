@@ -341,20 +341,9 @@ def finance_loans(
         "WHERE periods >= 2 AND currency = ? ORDER BY purchase_id",
         [FINANCED_CURRENCY],
     ).fetchall()
-    loans = [
-        GreenLoan(
-            purchase_id=row[0],
-            user_key=row[1] or "",
-            occurred_at=row[2],
-            principal_fen=row[3],
-            periods=row[4],
-            category=row[5],
-            region=row[6],
-            merchant_id=row[7],
-            kg_co2e_lifetime=row[8],
-        )
-        for row in financed
-    ]
+    # The columns are GreenLoan's fields in order; a loan without a user key
+    # gets an empty one.
+    loans = [GreenLoan(row[0], row[1] or "", *row[2:]) for row in financed]
     # The job reports counts and the two reports, not each loan's figures.
     return process_green_loans(
         engine, loans, facilities_path, campaigns_path, as_of, per_loan=False
