@@ -150,7 +150,8 @@ def sqlite_insert_many(
     """Insert rows on SQLite with multi-row INSERTs; return how many were inserted.
 
     `head` is the statement up to VALUES, such as `INSERT OR IGNORE INTO t (a, b)`,
-    and `values` holds the rows' values one row after another, `width` per row.
+    and `values` contains the rows' values one row after another, `width` per
+    row.
     Each statement carries up to `SQLITE_ROWS_PER_INSERT` rows, fewer when the
     connection's bound-parameter limit is lower. One step per statement
     replaces one per row, as executemany takes, and the driver releases the

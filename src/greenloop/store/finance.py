@@ -3056,6 +3056,10 @@ def _rows_by_ids(
     `{ids}` in the query marks where the membership test goes, after the
     markers of `parameters`. PostgreSQL gets RESULT_BLOCK ids per statement
     as one array parameter, SQLite CHUNK ids as separate parameters.
+
+    NOTE: the plans of `= ANY(...)` were not checked on PostgreSQL tables of
+    millions of rows without statistics. There the ledger's duplicate check,
+    on a two-column key, was planned as a scan of the whole table.
     """
     marker = _placeholder(connection)
     rows: list[Sequence[Any]] = []

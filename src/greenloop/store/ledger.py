@@ -220,8 +220,8 @@ class TilePlan(NamedTuple):
     """The tile changes of a batch, worked out before the batch is written.
 
     A plan assumes that the log is at `start` and that every key of the batch
-    is new. The writer uses it only when both hold; otherwise it works the
-    changes out itself.
+    is new. The writer uses it only when both are true. Otherwise it works
+    the changes out itself.
     """
 
     start: TreeState
@@ -522,6 +522,8 @@ class LedgerStore:
         written. When a batch is invalid, ValueError is raised once the batches
         before it have been committed, and nothing of it is written. Closing
         the generator early waits for the batch being written and commits it.
+        Until the generator finishes or is closed, the interpreter's switch
+        interval is at most `WRITER_SWITCH_INTERVAL`.
 
         With `encoded=True` each pair is (purchase_id, canonical bytes). The
         caller must have encoded the record as RFC 8785 JSON without personal
@@ -645,12 +647,11 @@ class LedgerStore:
         for start in range(0, len(unique), KEY_LOOKUP_CHUNK):
             chunk = unique[start : start + KEY_LOOKUP_CHUNK]
             if connection.dialect.name == "postgresql":
-                # One index lookup per key, whatever the table's statistics:
-                # the LIMIT keeps PostgreSQL from turning the lateral
-                # subquery into a join it could plan another way. Without
-                # statistics, PostgreSQL 15 planned `purchase_id = ANY(?)`
-                # for 5,000 keys as a scan of the log's whole key range,
-                # filtering purchase ids (3.8 s at 9.6 million entries).
+                # One index lookup per key, whatever the table's statistics.
+                # The LIMIT keeps PostgreSQL from turning the lateral subquery
+                # into a join it could plan another way. Without statistics,
+                # PostgreSQL 15 planned `purchase_id = ANY(?)` for 5,000 keys
+                # as a scan of the log's whole key range.
                 rows = _driver_sql(
                     connection,
                     "SELECT wanted.purchase_id, found.entry_index "
@@ -765,7 +766,13 @@ class LedgerStore:
     # Proofs.
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """Return the RFC 9162 inclusion proof of entry `index` at `size` entries."""
+        """Return the RFC 9162 inclusion proof of entry `index` at `size` entries.
+
+        NOTE: on PostgreSQL one call took about 320 µs at 10^7 entries in
+        ledger_bench.py (3,100 proofs/s), mostly client CPU in the connection
+        pool and psycopg. `inclusion_proofs` serves many proofs about 3 times
+        as fast.
+        """
 
         def read(connection: Connection) -> list[bytes]:
             # One query returns the tree head and the leaf's tile. The upper

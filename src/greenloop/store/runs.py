@@ -97,8 +97,8 @@ def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) 
 class AssetRows(NamedTuple):
     """Green assets converted for one database's INSERT, ready to be stored.
 
-    On SQLite `values` holds every row's values one after another, in the
-    order of `ASSET_COLUMNS`; on PostgreSQL it holds one dict per row.
+    On SQLite `values` contains every row's values one after another, in the
+    order of `ASSET_COLUMNS`. On PostgreSQL it contains one dict per row.
     """
 
     dialect: str
