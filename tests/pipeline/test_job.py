@@ -58,6 +58,29 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert manifest["factor_versions"]
     assert manifest["finished_at"] >= manifest["started_at"]
     assert set(manifest["step_seconds"]) >= {"ingest", "identify", "ledger", "report"}
+    assert "data_files" in manifest["step_seconds"]
+    peaks = manifest["peak_memory_mib"]
+    assert set(peaks) >= {"ingest", "ledger", "report"}
+    # Peak memory only grows, and a Python process with DuckDB loaded is large.
+    assert peaks["ingest"] <= peaks["ledger"] <= peaks["report"]
+    assert peaks["report"] > 50
+
+
+def test_failed_data_files_fail_the_run(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
+):
+    from greenloop.pipeline import job
+
+    def broken(connection, run_dir):
+        raise OSError("disk full while writing verdicts.parquet")
+
+    monkeypatch.setattr(job, "write_data_files", broken)
+    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    with pytest.raises(OSError, match="disk full"):
+        run_job(config)
+    runs = list(config.out_dir.glob("*"))
+    assert len(runs) == 1
+    assert not (runs[0] / "manifest.json").exists()
 
 
 def test_run_receipt_verifies_offline(

@@ -127,3 +127,31 @@ def test_partial_rows_rejected(sqlite_url):
         connection.exec_driver_sql("CREATE TABLE pairs (a, b)")
         with pytest.raises(ValueError, match="whole rows of 2"):
             sqlite_insert_many(connection, "INSERT INTO pairs", 2, [1, 2, 3])
+
+
+def test_sqlite_takes_times_already_formatted_by_duckdb(sqlite_url):
+    import duckdb
+
+    from greenloop.store.runs import SQLITE_DATETIME_FORMAT
+
+    engine = _engine(sqlite_url)
+    moment = datetime(2026, 5, 1, 10, 30, 5, 250, tzinfo=UTC)
+    table = _assets(["p1"])
+    table = table.set_column(
+        table.schema.get_field_index("occurred_at"),
+        "occurred_at",
+        pa.array([moment], pa.timestamp("us", tz="UTC")),
+    )
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    text = connection.execute(
+        "SELECT strftime(?::TIMESTAMPTZ, ?)", [moment, SQLITE_DATETIME_FORMAT]
+    ).fetchall()[0][0]
+    as_text = table.set_column(
+        table.schema.get_field_index("occurred_at"), "occurred_at", pa.array([text])
+    )
+    assert asset_rows(as_text, "sqlite") == asset_rows(table, "sqlite")
+    insert_assets(engine, as_text)
+    with engine.connect() as database:
+        stored = database.execute(select(green_assets.c.occurred_at)).scalar_one()
+    assert stored.replace(tzinfo=None) == moment.replace(tzinfo=None)

@@ -220,7 +220,17 @@ def append_to_ledger(
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
     total = connection.execute("SELECT count(*) FROM assets").fetchall()[0][0]
     batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
-    columns = ", ".join(run_store.ASSET_COLUMNS)
+    dialect = engine.dialect.name
+    selected = list(run_store.ASSET_COLUMNS)
+    if dialect == "sqlite":
+        # DuckDB writes the stored text form of each time in its own threads;
+        # converting in Arrow would hold the GIL that the log's writer needs.
+        at = selected.index("occurred_at")
+        selected[at] = (
+            f"strftime(occurred_at, '{run_store.SQLITE_DATETIME_FORMAT}') "
+            "AS occurred_at"
+        )
+    columns = ", ".join(selected)
     reader = connection.sql(
         f"SELECT {columns}, record, row FROM assets ORDER BY purchase_id"
     ).to_arrow_reader(batch_size)
@@ -234,7 +244,6 @@ def append_to_ledger(
     # batch before. The log's writer thread stores them in the batch's own
     # transaction, so an entry and its asset commit together.
     to_store: deque[run_store.AssetRows] = deque()
-    dialect = engine.dialect.name
 
     def ledger_batches() -> Iterator[list[tuple[str, bytes]]]:
         # The records are canonical JSON already (see ASSET_SQL), so their

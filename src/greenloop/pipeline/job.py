@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,7 +34,8 @@ from greenloop.pipeline.impact_step import (
 )
 from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
-from greenloop.pipeline.outputs import write_outputs
+from greenloop.pipeline.memory import peak_rss_mib
+from greenloop.pipeline.outputs import write_data_files, write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
 from greenloop.pipeline.sources import Source, register_source
 from greenloop.store.base import make_engine
@@ -106,11 +108,12 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     started_at = datetime.now(UTC)
     as_of = config.as_of or started_at.date()
     timings: dict[str, float] = {}
+    peaks: dict[str, int] = {}
     counts: dict[str, dict[str, Any]] = {}
 
     connection = _connect(config)
     source = _timed(
-        timings, "read", lambda: register_source(connection, config.input_path)
+        timings, peaks, "read", lambda: register_source(connection, config.input_path)
     )
     mapping = _resolve_mapping(config.mapping, source.columns)
     run_id = config.run_id or new_run_id(started_at, source.sha256)
@@ -156,6 +159,7 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
                 started_at,
                 as_of,
                 timings,
+                peaks,
                 counts,
             )
         )
@@ -187,6 +191,7 @@ class _Run:
     started_at: datetime
     as_of: date
     timings: dict[str, float]
+    peaks: dict[str, int]
     counts: dict[str, dict[str, Any]]
 
 
@@ -200,6 +205,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     run.sink.start("ingest", None)
     ingest_counts = _timed(
         run.timings,
+        run.peaks,
         "ingest",
         lambda: ingest(run.connection, run.source, run.mapping, run.started_at),
     )
@@ -217,6 +223,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     )
     verdicts = _timed(
         run.timings,
+        run.peaks,
         "identify",
         lambda: identify_products(run.connection, identifier, run.sink),
     )
@@ -233,7 +240,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         return impacts
 
     # The step's time covers the join that gives every purchase its results.
-    unit_impacts = _timed(run.timings, "impact", impact_step)
+    unit_impacts = _timed(run.timings, run.peaks, "impact", impact_step)
     verdicts.clear()  # the verdicts now live in DuckDB; free them before the ledger
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
@@ -241,12 +248,14 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     total = _timed(
         run.timings,
+        run.peaks,
         "green_assets",
         lambda: asset_step.build_assets(run.connection, run.run_id, secret),
     )
     receipt_ids = asset_step.receipt_purchase_ids(run.connection)
     ledger_counts = _timed(
         run.timings,
+        run.peaks,
         "ledger",
         lambda: asset_step.append_to_ledger(
             run.engine,
@@ -275,13 +284,24 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         # The finance step keeps every financed loan in Python, so DuckDB
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
-        finance = _timed(
-            run.timings,
-            "finance",
-            lambda: asset_step.finance_loans(
-                run.engine, run.connection, facilities, campaigns, run.as_of
-            ),
-        )
+    # The data files need only DuckDB, which works without the GIL, while the
+    # finance step is Python; so each gets a core of its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
+        data_files = files.submit(_write_data_files, run.connection, run.run_dir)
+        if facilities and campaigns:
+            finance = _timed(
+                run.timings,
+                run.peaks,
+                "finance",
+                lambda: asset_step.finance_loans(
+                    run.engine, run.connection, facilities, campaigns, run.as_of
+                ),
+            )
+    run.timings["data_files"] = data_files.result()
+    logger.info(
+        "data files took %.2f s, beside the finance step", run.timings["data_files"]
+    )
+    if finance is not None:
         from greenloop.store.finance import clear_plan_caches
 
         # The cached plan figures (up to about 40 MB) are not needed again.
@@ -297,6 +317,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     manifest = _timed(
         run.timings,
+        run.peaks,
         "report",
         lambda: write_outputs(
             connection=run.connection,
@@ -308,6 +329,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             started_at=run.started_at,
             counts=run.counts,
             timings=run.timings,
+            peaks=run.peaks,
             identifier_versions=identifier.versions(),
             factor_versions=calculator.versions(),
             unit_impacts=unit_impacts,
@@ -317,6 +339,16 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         ),
     )
     return manifest
+
+
+def _write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> float:
+    """Write the run's data files on a DuckDB cursor of their own; return seconds."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SET TimeZone = 'UTC'")
+        return write_data_files(cursor, run_dir)
+    finally:
+        cursor.close()
 
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B)\s*", re.IGNORECASE)
@@ -376,12 +408,23 @@ def _resolve_mapping(mapping: str | Path | None, columns: list[str]) -> ColumnMa
     return load_mapping(mapping)
 
 
-def _timed(timings: dict[str, float], step: str, action: Callable[[], T]) -> T:
+def _timed(
+    timings: dict[str, float],
+    peaks: dict[str, int],
+    step: str,
+    action: Callable[[], T],
+) -> T:
+    """Run one step; record its seconds and the process's peak memory after it."""
     started = time.perf_counter()
     result = action()
     timings[step] = round(time.perf_counter() - started, 3)
-    logger.info("step %s took %.2f s", step, timings[step])
+    peak = peak_rss_mib()
+    if peak is not None:
+        peaks[step] = peak
+    logger.info("step %s took %.2f s (peak memory %s MiB)", step, timings[step], peak)
     return result
+
+    return None
 
 
 def _verdict_counts(

@@ -1,7 +1,10 @@
 """The report step: write verdicts, quarantine, returns, reports and the manifest.
 
-Every file is written under a temporary name and renamed, and the manifest is
-written last, so a run folder with a manifest is complete.
+The data files (`write_data_files`) need only DuckDB, so the main job writes
+them in a thread of their own while the finance step runs; the reports and the
+manifest follow (`write_outputs`). Every file is written under a temporary name
+and renamed, and the manifest is written last, so a run folder with a manifest
+is complete.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.engine import Engine
 import greenloop
 from greenloop.impact.record import Impact
 from greenloop.pipeline.mapping import ColumnMapping
+from greenloop.pipeline.memory import peak_rss_mib
 from greenloop.pipeline.sources import Source
 from greenloop.reports.run_report import render_html
 
@@ -101,25 +105,12 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             writer.close()
 
 
-def write_outputs(
-    *,
-    connection: duckdb.DuckDBPyConnection,
-    run_dir: Path,
-    run_id: str,
-    config: RunConfig,
-    source: Source,
-    mapping: ColumnMapping,
-    started_at: datetime,
-    counts: dict[str, dict[str, Any]],
-    timings: dict[str, float],
-    identifier_versions: dict[str, str],
-    factor_versions: dict[str, str],
-    unit_impacts: dict[tuple[int, str | None], Impact],
-    ledger: LedgerCounts,
-    finance: Any,
-    engine: Engine,
-) -> dict[str, Any]:
-    """Write every output of a run into `run_dir` and return the manifest."""
+def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> float:
+    """Write verdicts, products, quarantine and returns; return the seconds taken.
+
+    `connection` must be a connection of its own (a cursor) when another thread
+    uses the database meanwhile.
+    """
     started = time.perf_counter()
     _write_atomically(
         run_dir / "verdicts.parquet", lambda path: _write_verdicts(connection, path)
@@ -150,6 +141,33 @@ def write_outputs(
             "HEADER, DELIMITER ','",
         ),
     )
+    return round(time.perf_counter() - started, 3)
+
+
+def write_outputs(
+    *,
+    connection: duckdb.DuckDBPyConnection,
+    run_dir: Path,
+    run_id: str,
+    config: RunConfig,
+    source: Source,
+    mapping: ColumnMapping,
+    started_at: datetime,
+    counts: dict[str, dict[str, Any]],
+    timings: dict[str, float],
+    peaks: dict[str, int],
+    identifier_versions: dict[str, str],
+    factor_versions: dict[str, str],
+    unit_impacts: dict[tuple[int, str | None], Impact],
+    ledger: LedgerCounts,
+    finance: Any,
+    engine: Engine,
+) -> dict[str, Any]:
+    """Write the reports and the manifest into `run_dir`; return the manifest.
+
+    The data files of `write_data_files` must be written already.
+    """
+    started = time.perf_counter()
     report = build_report(
         connection, run_id, counts, unit_impacts, ledger, finance, config.standard
     )
@@ -173,6 +191,7 @@ def write_outputs(
         "finished_at": finished_at.isoformat(),
         "counts": counts,
         "step_seconds": timings,
+        "peak_memory_mib": peaks,
         "outputs": [
             "verdicts.parquet",
             "products.parquet",
@@ -207,6 +226,9 @@ def write_outputs(
     (run_dir / "verifier-key.txt").write_text(ledger.verifier_key + "\n", "utf-8")
     # The manifest is the last file, so its report time covers everything else.
     timings["report"] = round(time.perf_counter() - started, 3)
+    peak = peak_rss_mib()
+    if peak is not None:
+        peaks["report"] = peak
     _write_atomically(
         run_dir / "manifest.json",
         lambda p: p.write_text(_json(manifest), encoding="utf-8"),

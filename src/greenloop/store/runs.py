@@ -70,6 +70,9 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
+# SQLAlchemy's text form of a SQLite DATETIME, in DuckDB's strftime codes: a
+# query can hand `asset_rows` the assets' times already in this form.
+SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
 INSERT_BATCH = 10_000
 
@@ -124,7 +127,8 @@ def asset_rows(assets: pa.Table, dialect: str) -> AssetRows:
     """Convert a table with the columns of `green_assets` for `store_asset_rows`.
 
     The conversion needs no connection, so it can run while another thread
-    writes to the database.
+    writes to the database. On SQLite `occurred_at` may be a timestamp or text
+    in `SQLITE_DATETIME_FORMAT`, which is used as it is.
     """
     names = list(ASSET_COLUMNS)
     table = assets.select(names)
@@ -133,7 +137,7 @@ def asset_rows(assets: pa.Table, dialect: str) -> AssetRows:
     columns = []
     for name in names:
         column = table.column(name)
-        if name == "occurred_at":
+        if name == "occurred_at" and not pa.types.is_string(column.type):
             # Arrow writes microsecond timestamps with six fraction digits,
             # which is SQLAlchemy's text form of a SQLite DATETIME.
             column = pc.strftime(

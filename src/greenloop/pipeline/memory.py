@@ -1,0 +1,20 @@
+"""The run's peak resident memory, as the manifest records it after each step."""
+
+from __future__ import annotations
+
+
+def peak_rss_mib() -> int | None:
+    """Return this process's peak resident memory so far in MiB, or None.
+
+    It is Linux's VmHWM, which counts from the start of the program. The
+    `ru_maxrss` of getrusage is not used: it keeps the size of the parent
+    process when this one was started from a large one.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024)
+    except OSError:
+        return None
+    return None
