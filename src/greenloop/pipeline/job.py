@@ -285,7 +285,10 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
     # The data files need only DuckDB, which works without the GIL, while the
-    # finance step is Python; so each gets a core of its own.
+    # finance step is Python; so each gets a core of its own, and DuckDB uses
+    # one thread until both are done.
+    threads = run.connection.execute("SELECT current_setting('threads')").fetchall()
+    run.connection.execute("SET threads = 1")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
         data_files = files.submit(_write_data_files, run.connection, run.run_dir)
         if facilities and campaigns:
@@ -297,6 +300,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                     run.engine, run.connection, facilities, campaigns, run.as_of
                 ),
             )
+    run.connection.execute(f"SET threads = {int(threads[0][0])}")
     run.timings["data_files"] = data_files.result()
     logger.info(
         "data files took %.2f s, beside the finance step", run.timings["data_files"]

@@ -52,7 +52,7 @@ PRODUCT_COLUMNS = (
     "model_score, reasons, claims, claim_kinds, evidence, attributes, verdict_digest"
 )
 TOP_REASONS = 12
-VERDICT_ROW_RANGE = 500_000
+VERDICT_ROW_RANGE = 100_000
 VERDICT_ROW_GROUP = 122_880
 
 
@@ -76,13 +76,17 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write every purchase's verdict to `path`, in input row order.
 
     One sort of every purchase would spill to disk at tens of millions of rows,
-    so rows are sorted one range of VERDICT_ROW_RANGE row numbers at a time
-    and appended to the file in range order.
+    so the rows of one range of VERDICT_ROW_RANGE row numbers at a time are
+    read, sorted in Arrow and appended to the file in range order. DuckDB
+    reads each range from the row groups whose row numbers overlap it, and the
+    results table keeps the rows roughly in input order, so a range reads few
+    of them. Sorting in Arrow keeps the rows out of DuckDB's memory limit,
+    which is small while the finance step runs.
     """
     query = (
         f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
         "LEFT JOIN (SELECT * FROM ledger_indexes WHERE row >= $low AND row < $high) "
-        "USING (row) WHERE row >= $low AND row < $high ORDER BY row"
+        "USING (row) WHERE row >= $low AND row < $high"
     )
     first, last = connection.execute(
         "SELECT min(row), max(row) FROM results"
@@ -93,13 +97,12 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         for low in lows:
             bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
-            reader = connection.sql(query, params=bounds).to_arrow_reader(
-                VERDICT_ROW_GROUP
-            )
+            rows = connection.sql(query, params=bounds).to_arrow_table()
+            rows = rows.sort_by("row")
             if writer is None:
-                writer = pq.ParquetWriter(path, reader.schema, compression="zstd")
-            for batch in reader:
-                writer.write_batch(batch)
+                writer = pq.ParquetWriter(path, rows.schema, compression="zstd")
+            writer.write_table(rows, row_group_size=VERDICT_ROW_GROUP)
+            del rows
     finally:
         if writer is not None:
             writer.close()
