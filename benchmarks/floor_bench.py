@@ -194,9 +194,9 @@ def main() -> None:
     timed(results, "scan and group by product", lambda: scan(path))
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
-    wanted = round(arguments.rows * GREEN_SHARE)
+    record_count = round(arguments.rows * GREEN_SHARE)
     rows = connection.execute(
-        RECORD_SQL, {"path": str(path), "records": wanted}
+        RECORD_SQL, {"path": str(path), "records": record_count}
     ).fetchall()
     connection.close()
     records = [row[1].encode("utf-8") for row in rows]

@@ -129,7 +129,7 @@ def test_partial_rows_rejected(sqlite_url):
             sqlite_insert_many(connection, "INSERT INTO pairs", 2, [1, 2, 3])
 
 
-def test_sqlite_takes_times_already_formatted_by_duckdb(sqlite_url):
+def test_sqlite_stores_duckdb_formatted_times(sqlite_url):
     import duckdb
 
     from greenloop.store.runs import SQLITE_DATETIME_FORMAT

@@ -225,8 +225,8 @@ def append_to_ledger(
     if dialect == "sqlite":
         # DuckDB writes the stored text form of each time in its own threads;
         # converting in Arrow would hold the GIL that the log's writer needs.
-        at = selected.index("occurred_at")
-        selected[at] = (
+        position = selected.index("occurred_at")
+        selected[position] = (
             f"strftime(occurred_at, '{run_store.SQLITE_DATETIME_FORMAT}') "
             "AS occurred_at"
         )

@@ -231,10 +231,10 @@ def _staging_sql(
     problems = ",\n        ".join(_problem(*check) for check in conditions)
     any_problem = " OR ".join(f"coalesce({check[0]}, false)" for check in conditions)
     raw_names = ", ".join(_quote("raw_" + field) for field in PURCHASE_FIELDS)
-    # The duplicate check reads `typed` a second time. Stored once, the whole
-    # input spilled to disk (3 GB for 10 million rows); inlined, the second
-    # read takes only the id and row columns from the input. Both reads give
-    # the same rows, as `raw` numbers them from the file.
+    # The duplicate check reads `typed` a second time, so DuckDB stored the
+    # whole input once and spilled it to disk (3 GB for 10 million rows).
+    # Inlined, the second read takes only the id and row columns. Both reads
+    # give the same rows because `raw` numbers them from the file.
     return f"""
 CREATE OR REPLACE TABLE staged AS
 WITH source AS NOT MATERIALIZED (

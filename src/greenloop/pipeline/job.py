@@ -284,9 +284,8 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         # The finance step keeps every financed loan in Python, so DuckDB
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
-    # The data files need only DuckDB, which works without the GIL, while the
-    # finance step is Python; so each gets a core of its own, and DuckDB uses
-    # one thread until both are done.
+    # The data files need only DuckDB, which works without the GIL, and the
+    # finance step is Python. So each gets a core, with one DuckDB thread.
     threads = run.connection.execute("SELECT current_setting('threads')").fetchall()
     run.connection.execute("SET threads = 1")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
