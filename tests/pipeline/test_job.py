@@ -66,6 +66,34 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert peaks["report"] > 50
 
 
+class _RecordedProgress:
+    """A progress sink that keeps each step's total and units done."""
+
+    def __init__(self) -> None:
+        self.steps: list[list] = []
+
+    def start(self, step: str, total: int | None) -> None:
+        self.steps.append([step, total, 0])
+
+    def advance(self, units: int) -> None:
+        self.steps[-1][2] += units
+
+    def finish(self) -> None:
+        pass
+
+
+def test_long_steps_report_progress(demo_sample, tmp_path, user_secret_dir, sqlite_url):
+    from greenloop.store.finance import FINANCE_PHASES
+
+    progress = _RecordedProgress()
+    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url), progress)
+    steps = {step: (total, done) for step, total, done in progress.steps}
+    assert {"ingest", "identify", "ledger", "finance"} <= set(steps)
+    assert steps["finance"] == (len(FINANCE_PHASES), len(FINANCE_PHASES))
+    assert steps["ledger"][0] == steps["ledger"][1] > 0
+    assert steps["identify"][0] == steps["identify"][1] > 0
+
+
 def test_failed_data_files_fail_the_run(
     demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
 ):

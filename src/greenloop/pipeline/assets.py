@@ -223,8 +223,8 @@ def append_to_ledger(
     dialect = engine.dialect.name
     selected = list(run_store.ASSET_COLUMNS)
     if dialect == "sqlite":
-        # DuckDB writes the stored text form of each time in its own threads;
-        # converting in Arrow would hold the GIL that the log's writer needs.
+        # DuckDB formats the times in its own threads. Arrow's strftime would
+        # hold the GIL, which the log's writer thread needs.
         position = selected.index("occurred_at")
         selected[position] = (
             f"strftime(occurred_at, '{run_store.SQLITE_DATETIME_FORMAT}') "
@@ -337,12 +337,18 @@ def finance_loans(
     facilities_path: Path,
     campaigns_path: Path,
     as_of: date,
+    progress: ProgressSink,
 ) -> Any:
     """Allocate this run's financed green assets and award incentives.
 
-    Only loans in CNY with two or more installments are financed.
+    Only loans in CNY with two or more installments are financed. Progress
+    counts the phases of the finance work.
     """
-    from greenloop.store.finance import GreenLoan, process_green_loans
+    from greenloop.store.finance import (
+        FINANCE_PHASES,
+        GreenLoan,
+        process_green_loans,
+    )
 
     financed = connection.execute(
         "SELECT purchase_id, user_key, occurred_at, amount_fen, periods, category, "
@@ -353,7 +359,16 @@ def finance_loans(
     # The columns are GreenLoan's fields in order; a loan without a user key
     # gets an empty one.
     loans = [GreenLoan(row[0], row[1] or "", *row[2:]) for row in financed]
+    progress.start("finance", len(FINANCE_PHASES))
     # The job reports counts and the two reports, not each loan's figures.
-    return process_green_loans(
-        engine, loans, facilities_path, campaigns_path, as_of, per_loan=False
+    outcome = process_green_loans(
+        engine,
+        loans,
+        facilities_path,
+        campaigns_path,
+        as_of,
+        per_loan=False,
+        on_phase=lambda _phase: progress.advance(1),
     )
+    progress.finish()
+    return outcome

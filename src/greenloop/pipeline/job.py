@@ -296,7 +296,12 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                 run.peaks,
                 "finance",
                 lambda: asset_step.finance_loans(
-                    run.engine, run.connection, facilities, campaigns, run.as_of
+                    run.engine,
+                    run.connection,
+                    facilities,
+                    campaigns,
+                    run.as_of,
+                    run.sink,
                 ),
             )
     run.connection.execute(f"SET threads = {int(threads[0][0])}")

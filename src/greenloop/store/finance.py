@@ -365,6 +365,16 @@ def create_finance_tables(engine: Engine) -> None:
 # The batch entry point
 
 
+# The phases of `process_green_loans`, in order, as `on_phase` receives them.
+FINANCE_PHASES = (
+    "record loans",
+    "accrue savings",
+    "award incentives",
+    "allocate loans",
+    "build reports",
+)
+
+
 def process_green_loans(
     engine: Engine,
     loans: Sequence[GreenLoan],
@@ -373,6 +383,7 @@ def process_green_loans(
     as_of: date,
     *,
     per_loan: bool = True,
+    on_phase: Callable[[str], None] | None = None,
 ) -> FinanceOutcome:
     """Record loans, allocate them to facilities, accrue savings, award incentives.
 
@@ -380,12 +391,25 @@ def process_green_loans(
     Raises ConfigError when a configuration file is invalid. With
     `per_loan=False` the outcome's `loans` is empty: reading every loan's
     figures back is skipped when only the counts and reports are needed.
+    `on_phase(name)` is called as each of FINANCE_PHASES ends, for progress.
     """
-    arguments = (engine, loans, facilities_path, campaigns_path, as_of, per_loan)
+    arguments = (
+        engine,
+        loans,
+        facilities_path,
+        campaigns_path,
+        as_of,
+        per_loan,
+        on_phase or _ignore_phase,
+    )
     if len(loans) < GC_PAUSE_MIN_LOANS:
         return _process(*arguments)
     with collector_paused():
         return _process(*arguments)
+
+
+def _ignore_phase(name: str) -> None:
+    """Accept the end of a phase when no one follows the progress."""
 
 
 def _process(
@@ -395,29 +419,36 @@ def _process(
     campaigns_path: Path,
     as_of: date,
     per_loan: bool,
+    on_phase: Callable[[str], None],
 ) -> FinanceOutcome:
     facilities = load_facilities(facilities_path)
     campaigns = load_campaigns(campaigns_path)
     _check_campaign_funding(campaigns, facilities, campaigns_path)
     create_finance_tables(engine)
+    record, accrue, award, allocate, report = FINANCE_PHASES
 
     errors = _record_loans(engine, loans)
     valid = [loan for loan in loans if loan.purchase_id not in errors]
+    on_phase(record)
     for facility in facilities.facilities:
         _accrue_facility(engine, facility, as_of)
+    on_phase(accrue)
     _sync_campaigns(engine, campaigns)
     # Awards come before allocation, because an interest-free award changes the
     # plan and so the outstanding principal that the allocation measures.
     run_outcomes = _award_incentives(engine, valid, campaigns, facilities)
+    on_phase(award)
     batch_ids = [loan.purchase_id for loan in valid]
     for facility in facilities.facilities:
         _allocate_facility(engine, facility, as_of, batch_ids)
+    on_phase(allocate)
 
     results = _loan_results(engine, loans, errors) if per_loan else {}
     allocation_report = build_allocation_report(engine, facilities, as_of)
     incentive_report = build_incentive_report(engine, campaigns)
     for campaign_id, counts in run_outcomes.items():
         incentive_report["campaigns"][campaign_id]["this_run"] = counts
+    on_phase(report)
     logger.info(
         "processed %d green loans (%d rejected) for %s",
         len(loans),
