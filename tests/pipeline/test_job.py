@@ -94,6 +94,27 @@ def test_long_steps_report_progress(demo_sample, tmp_path, user_secret_dir, sqli
     assert steps["identify"][0] == steps["identify"][1] > 0
 
 
+def test_collector_paused_while_assets_are_appended(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
+):
+    import gc
+
+    from greenloop.store import runs
+
+    store = runs.store_asset_rows
+    collector_on: list[bool] = []
+
+    def recorded(*arguments, **options):
+        collector_on.append(gc.isenabled())
+        return store(*arguments, **options)
+
+    monkeypatch.setattr(runs, "store_asset_rows", recorded)
+    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    assert collector_on
+    assert not any(collector_on)
+    assert gc.isenabled()
+
+
 def test_failed_data_files_fail_the_run(
     demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
 ):

@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy.engine import Connection, Engine
 
+from greenloop.collector import collector_paused
 from greenloop.pipeline.progress import ProgressSink
 from greenloop.store import runs as run_store
 
@@ -223,8 +224,8 @@ def append_to_ledger(
     dialect = engine.dialect.name
     selected = list(run_store.ASSET_COLUMNS)
     if dialect == "sqlite":
-        # DuckDB formats the times in its own threads. Arrow's strftime would
-        # hold the GIL, which the log's writer thread needs.
+        # DuckDB formats the times in its own threads, off the main thread,
+        # which prepares the next batch for the log meanwhile.
         position = selected.index("occurred_at")
         selected[position] = (
             f"strftime(occurred_at, '{run_store.SQLITE_DATETIME_FORMAT}') "
@@ -263,23 +264,17 @@ def append_to_ledger(
         indexes = [result.index for result in results]
         stored += run_store.store_asset_rows(database, rows, indexes)
 
-    for results in log.append_batches(
-        ledger_batches(), encoded=True, with_each=store_assets
-    ):
-        batch = waiting.popleft()
-        created = sum(1 for result in results if result.created)
-        appended += created
-        existing += len(results) - created
-        indexes = pa.array([result.index for result in results], pa.int64())
-        # A column imported from DuckDB keeps its whole batch in memory, the
-        # records included, so the row numbers are copied into a new array.
-        index_batches.append(
-            pa.RecordBatch.from_arrays(
-                [pa.array(batch.column("row").to_pylist(), pa.int64()), indexes],
-                ["row", "ledger_index"],
-            )
-        )
-        progress.advance(batch.num_rows)
+    # Each batch makes tens of thousands of short-lived tuples, and collecting
+    # them held the GIL that the log's writer thread waits for.
+    with collector_paused():
+        for results in log.append_batches(
+            ledger_batches(), encoded=True, with_each=store_assets
+        ):
+            index_batches.append(_index_batch(waiting.popleft(), results))
+            created = sum(1 for result in results if result.created)
+            appended += created
+            existing += len(results) - created
+            progress.advance(len(results))
     _create_index_table(connection, index_batches)
     checkpoint = log.checkpoint()
     progress.finish()
@@ -287,6 +282,15 @@ def append_to_ledger(
     return LedgerCounts(
         appended, existing, log.size, checkpoint, receipts, str(log.verifier), stored
     )
+
+
+def _index_batch(batch: pa.RecordBatch, results: Sequence[Any]) -> pa.RecordBatch:
+    """Return (row, ledger_index) for one appended batch of assets."""
+    indexes = pa.array([result.index for result in results], pa.int64())
+    # A column imported from DuckDB keeps its whole batch in memory, the
+    # records included, so the row numbers are copied into a new array.
+    rows = pa.array(batch.column("row").to_pylist(), pa.int64())
+    return pa.RecordBatch.from_arrays([rows, indexes], ["row", "ledger_index"])
 
 
 def _create_index_table(
