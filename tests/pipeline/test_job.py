@@ -376,3 +376,23 @@ def test_run_ids_differ_within_one_second():
     ids = {new_run_id(started, "ab" * 32) for _ in range(20)}
     assert len(ids) == 20
     assert all(run_id.startswith("20261204T210000Z-abababab-") for run_id in ids)
+
+
+def test_duckdb_threads_restored_after_an_error():
+    import duckdb
+
+    from greenloop.pipeline.job import _duckdb_threads
+
+    connection = duckdb.connect()
+    connection.execute("SET threads = 2")
+
+    def threads() -> int:
+        setting = "SELECT current_setting('threads')"
+        return int(connection.execute(setting).fetchall()[0][0])
+
+    with pytest.raises(RuntimeError), _duckdb_threads(connection, 1):
+        assert threads() == 1
+        raise RuntimeError("finance failed")
+    assert threads() == 2
+    with _duckdb_threads(connection, None):
+        assert threads() == 2

@@ -14,8 +14,9 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -286,9 +287,11 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
     # The data files need only DuckDB, which works without the GIL, and the
     # finance step is Python. So each gets a core, with one DuckDB thread.
-    threads = run.connection.execute("SELECT current_setting('threads')").fetchall()
-    run.connection.execute("SET threads = 1")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
+    threads = 1 if facilities and campaigns else None
+    with (
+        _duckdb_threads(run.connection, threads),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files,
+    ):
         data_files = files.submit(_write_data_files, run.connection, run.run_dir)
         if facilities and campaigns:
             finance = _timed(
@@ -304,7 +307,6 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                     run.sink,
                 ),
             )
-    run.connection.execute(f"SET threads = {int(threads[0][0])}")
     run.timings["data_files"] = data_files.result()
     logger.info(
         "data files took %.2f s, beside the finance step", run.timings["data_files"]
@@ -347,6 +349,22 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         ),
     )
     return manifest
+
+
+@contextmanager
+def _duckdb_threads(
+    connection: duckdb.DuckDBPyConnection, threads: int | None
+) -> Iterator[None]:
+    """Run the block with DuckDB limited to `threads` (None: as configured)."""
+    if threads is None:
+        yield
+        return
+    configured = connection.execute("SELECT current_setting('threads')").fetchall()
+    connection.execute(f"SET threads = {int(threads)}")
+    try:
+        yield
+    finally:
+        connection.execute(f"SET threads = {int(configured[0][0])}")
 
 
 def _write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> float:
