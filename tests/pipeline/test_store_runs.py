@@ -155,3 +155,31 @@ def test_sqlite_stores_duckdb_formatted_times(sqlite_url):
     with engine.connect() as database:
         stored = database.execute(select(green_assets.c.occurred_at)).scalar_one()
     assert stored.replace(tzinfo=None) == moment.replace(tzinfo=None)
+
+
+def test_first_of_repeated_ids_is_kept(database_url):
+    engine = _engine(database_url)
+    table = _assets(["p1", "p1", "p2"])
+    table = table.set_column(
+        table.schema.get_field_index("run_id"),
+        "run_id",
+        pa.array(["run-first", "run-second", "run-first"]),
+    )
+    assert insert_assets(engine, table) == 2
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(green_assets.c.run_id).where(green_assets.c.purchase_id == "p1")
+        ).scalar_one()
+    assert stored == "run-first"
+
+
+def test_two_stores_in_one_transaction(database_url):
+    engine = _engine(database_url)
+    dialect = engine.dialect.name
+    with engine.begin() as connection:
+        first = asset_rows(_assets(["p1", "p2"]), dialect)
+        assert store_asset_rows(connection, first, [0, 1]) == 2
+        second = asset_rows(_assets(["p2", "p3"]), dialect)
+        assert store_asset_rows(connection, second, [1, 2]) == 1
+    assert asset_count(engine) == 3
+    assert ledger_indexes(engine, ["p1", "p2", "p3"]) == {"p1": 0, "p2": 1, "p3": 2}

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from greenloop.store.base import dialect_insert, metadata, sqlite_insert_many
+from greenloop.store.base import metadata, sqlite_insert_many
 
 runs = Table(
     "runs",
@@ -74,7 +74,6 @@ ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
 # query can hand `asset_rows` the assets' times already in this form.
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
-INSERT_BATCH = 10_000
 
 
 def record_run_start(engine: Engine, run: Mapping[str, Any]) -> None:
@@ -101,7 +100,8 @@ class AssetRows(NamedTuple):
     """Green assets converted for one database's INSERT, ready to be stored.
 
     On SQLite `values` contains every row's values one after another, in the
-    order of `ASSET_COLUMNS`. On PostgreSQL it contains one dict per row.
+    order of `ASSET_COLUMNS`. On PostgreSQL it contains one list per row, in
+    that order.
     """
 
     dialect: str
@@ -133,7 +133,10 @@ def asset_rows(assets: pa.Table, dialect: str) -> AssetRows:
     names = list(ASSET_COLUMNS)
     table = assets.select(names)
     if dialect != "sqlite":
-        return AssetRows(dialect, table.num_rows, table.to_pylist())
+        columns = [table.column(name).to_pylist() for name in names]
+        return AssetRows(
+            dialect, table.num_rows, [list(row) for row in zip(*columns, strict=True)]
+        )
     columns = []
     for name in names:
         column = table.column(name)
@@ -172,18 +175,46 @@ def store_asset_rows(
         head = f"INSERT OR IGNORE INTO green_assets ({', '.join(ASSET_COLUMNS)})"
         # INSERT OR IGNORE counts only the rows it inserted.
         return sqlite_insert_many(connection, head, width, rows.values)
+    if rows.dialect != "postgresql":
+        raise NotImplementedError(
+            f"unsupported database dialect {rows.dialect!r}: use SQLite or PostgreSQL"
+        )
     if ledger_indexes is not None:
         for row, index in zip(rows.values, ledger_indexes, strict=True):
-            row["ledger_index"] = index
-    statement = (
-        dialect_insert(connection, green_assets)
-        .on_conflict_do_nothing(index_elements=["purchase_id"])
-        .returning(green_assets.c.purchase_id)
-    )
-    inserted = 0
-    for start in range(0, rows.row_count, INSERT_BATCH):
-        chunk = rows.values[start : start + INSERT_BATCH]
-        inserted += len(connection.execute(statement, chunk).all())
+            row[_LEDGER_INDEX_POSITION] = index
+    return _copy_assets(connection, rows.values)
+
+
+def _copy_assets(connection: Connection, values: Sequence[Sequence[Any]]) -> int:
+    """Insert asset rows on PostgreSQL through COPY; return how many were new.
+
+    COPY fills a temporary table and one INSERT moves the rows whose purchase
+    id is not stored yet, so the driver parses no statement per row. Within
+    the rows, the first with a purchase id wins, as in a row-by-row insert.
+    """
+    names = ", ".join(ASSET_COLUMNS)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS green_assets_incoming "
+            "(LIKE green_assets, position BIGINT) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(
+            f"COPY green_assets_incoming ({names}, position) FROM STDIN"
+        ) as copy:
+            for position, row in enumerate(values):
+                copy.write_row((*row, position))
+        cursor.execute(
+            f"INSERT INTO green_assets ({names}) "
+            f"SELECT DISTINCT ON (purchase_id) {names} FROM green_assets_incoming "
+            "ORDER BY purchase_id, position "
+            "ON CONFLICT (purchase_id) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+        # The rows would otherwise stay until the commit and meet the next call.
+        cursor.execute("TRUNCATE green_assets_incoming")
+    finally:
+        cursor.close()
     return inserted
 
 
