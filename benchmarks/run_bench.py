@@ -59,14 +59,40 @@ def machine() -> dict[str, str]:
     }
 
 
-def run_job(input_path: Path, work: Path, extra: list[str]) -> dict:
-    """Run `greenloop run` in a child process; return manifest, time and peak RSS."""
+def fresh_postgresql(url: str) -> str:
+    """Drop and create the database that `url` names; return `url`.
+
+    The script connects to the server's `postgres` database to do so, so the
+    URL must name a database that may be thrown away.
+    """
+    from sqlalchemy import create_engine, make_url, text
+
+    name = make_url(url).database
+    if not name or name == "postgres":
+        raise SystemExit(f"--postgresql {url}: name a database that may be dropped")
+    admin = create_engine(
+        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url
+
+
+def run_job(
+    input_path: Path, work: Path, extra: list[str], database: str | None = None
+) -> dict:
+    """Run `greenloop run` in a child process; return manifest, time and peak RSS.
+
+    The store is a new SQLite file in `work`, or the database URL `database`.
+    """
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     command = [
         sys.executable, "-m", "greenloop.cli", "run", str(input_path),
         "--out", str(work / "runs"),
-        "--database", f"sqlite:///{work / 'bench.sqlite3'}",
+        "--database", database or f"sqlite:///{work / 'bench.sqlite3'}",
         "--key-dir", str(work / "keys"), *extra,
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -144,6 +170,13 @@ def main() -> None:
         action="store_true",
         help="skip loan allocation and incentive awards in the generated run",
     )
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="store the generated run in this PostgreSQL database, which the "
+        "script drops and creates first (for example "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/greenloop_bench)",
+    )
     arguments = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "runs": []}
@@ -175,9 +208,16 @@ def main() -> None:
     extra = ["--registries", str(generated.parent / "registries")]
     if arguments.no_finance:
         extra.append("--no-finance")
-    result = run_job(generated, OUT / "generated-run", extra)
+    database = fresh_postgresql(arguments.postgresql) if arguments.postgresql else None
+    result = run_job(generated, OUT / "generated-run", extra, database)
     results["runs"].append(
-        describe(f"generated {arguments.rows:,} rows", arguments.rows, result, bare)
+        describe(
+            f"generated {arguments.rows:,} rows"
+            + (" on PostgreSQL" if arguments.postgresql else ""),
+            arguments.rows,
+            result,
+            bare,
+        )
     )
     print(json.dumps(results["runs"][-1], indent=2))
     _finish(results)
