@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ledger_helpers import asset
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from greenloop.ledger import leaf_hash, verify_consistency, verify_inclusion
@@ -88,12 +89,18 @@ def _explain(engine: Any, sql: str, parameters: Any) -> str:
         raw.close()
 
 
+def _log_of_3000(url: str, key_dir: Path) -> tuple[Engine, LedgerStore]:
+    """Return an engine and a log of 3,000 entries, for the plan checks."""
+    engine = make_engine(url)
+    log = LedgerStore(engine, key_dir=key_dir)
+    log.append([asset(index) for index in range(3000)])
+    return engine, log
+
+
 def test_tile_select_uses_primary_key(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = make_engine(postgres_url)
-    log = LedgerStore(engine, key_dir=tmp_path)
-    log.append([asset(index) for index in range(3000)])
+    engine, log = _log_of_3000(postgres_url, tmp_path)
     statements = _captured_statements(monkeypatch)
     # Two level-0 tiles in one query: the case an OR chain turns into a scan.
     proof = log.consistency_proof(300, 2900)
@@ -114,9 +121,7 @@ def test_tile_select_uses_primary_key(
 def test_duplicate_check_looks_up_each_key(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = make_engine(postgres_url)
-    log = LedgerStore(engine, key_dir=tmp_path)
-    log.append([asset(index) for index in range(3000)])
+    engine, log = _log_of_3000(postgres_url, tmp_path)
     statements = _captured_statements(monkeypatch)
     results = log.append([asset(index) for index in range(2900, 3100)])
     monkeypatch.undo()
