@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from run_bench import positive_rows
 
 from greenloop.pipeline.demo import write_benchmark_input
 from greenloop.store.base import SQLITE_ROWS_PER_INSERT, make_engine
@@ -174,9 +175,11 @@ def write_verdict_file(path: Path, target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=10_000_000, help="generated rows")
     parser.add_argument(
-        "--products", type=int, default=200_000, help="distinct products"
+        "--rows", type=positive_rows, default=10_000_000, help="generated rows"
+    )
+    parser.add_argument(
+        "--products", type=positive_rows, default=200_000, help="distinct products"
     )
     parser.add_argument(
         "--executemany",

@@ -66,18 +66,50 @@ def fresh_postgresql(url: str) -> str:
     URL must name a database that may be thrown away.
     """
     from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.exc import ArgumentError, OperationalError
 
-    name = make_url(url).database
-    if not name or name == "postgres":
-        raise SystemExit(f"--postgresql {url}: name a database that may be dropped")
-    admin = create_engine(
-        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        message = f"--postgresql {url!r} is not a database URL: {error}"
+        raise SystemExit(message) from error
+    name = parsed.database
+    if parsed.get_backend_name() != "postgresql":
+        raise SystemExit(
+            f"--postgresql {url!r} is not a PostgreSQL URL; give one such as "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/greenloop_bench"
+        )
+    if not name or name == "postgres" or '"' in name:
+        raise SystemExit(
+            f"--postgresql {url!r}: name a database that may be dropped, "
+            "such as greenloop_bench"
+        )
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        raise SystemExit(
+            f"--postgresql {url!r}: cannot connect to the server to create "
+            f"{name!r} ({error.orig}); check that PostgreSQL runs there"
+        ) from error
+    finally:
+        admin.dispose()
     return url
+
+
+def positive_rows(text: str) -> int:
+    """Return `text` as a row count above zero, for argparse."""
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = 0
+    if rows <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid row count {text!r}: give a whole number above 0, such as 1000000"
+        )
+    return rows
 
 
 def run_job(
@@ -157,9 +189,11 @@ def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=10_000_000, help="generated rows")
     parser.add_argument(
-        "--products", type=int, default=200_000, help="distinct products"
+        "--rows", type=positive_rows, default=10_000_000, help="generated rows"
+    )
+    parser.add_argument(
+        "--products", type=positive_rows, default=200_000, help="distinct products"
     )
     parser.add_argument("--skip-online-retail", action="store_true")
     parser.add_argument(
@@ -178,6 +212,8 @@ def main() -> None:
         "postgresql+psycopg://postgres@127.0.0.1:5432/greenloop_bench)",
     )
     arguments = parser.parse_args()
+    # A bad URL fails here, before any run; the database is dropped now too.
+    database = fresh_postgresql(arguments.postgresql) if arguments.postgresql else None
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "runs": []}
 
@@ -208,7 +244,6 @@ def main() -> None:
     extra = ["--registries", str(generated.parent / "registries")]
     if arguments.no_finance:
         extra.append("--no-finance")
-    database = fresh_postgresql(arguments.postgresql) if arguments.postgresql else None
     result = run_job(generated, OUT / "generated-run", extra, database)
     results["runs"].append(
         describe(
