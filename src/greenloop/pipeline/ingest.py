@@ -232,7 +232,7 @@ def _staging_sql(
     any_problem = " OR ".join(f"coalesce({check[0]}, false)" for check in conditions)
     raw_names = ", ".join(_quote("raw_" + field) for field in PURCHASE_FIELDS)
     # The duplicate check reads `typed` a second time, so DuckDB stored the
-    # whole input once and spilled it to disk (3 GB for 10 million rows).
+    # whole input once and spilled it to disk at millions of rows.
     # Inlined, the second read takes only the id and row columns. Both reads
     # give the same rows because `raw` numbers them from the file.
     return f"""
