@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from run_bench import positive_rows
+from run_bench import positive_count
 
 from greenloop.pipeline.demo import write_benchmark_input
 from greenloop.store.base import SQLITE_ROWS_PER_INSERT, make_engine
@@ -123,7 +123,8 @@ def insert_batches(
 
     `head` is the statement up to VALUES. A statement carries as many rows as
     SQLite's bound-parameter limit allows, up to SQLITE_ROWS_PER_INSERT, which
-    was faster than executemany here; `--executemany` times executemany.
+    was faster than executemany on this machine. With `executemany` set, the
+    rows go through executemany instead.
     """
     connection = sqlite3.connect(database, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
@@ -176,10 +177,10 @@ def write_verdict_file(path: Path, target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rows", type=positive_rows, default=10_000_000, help="generated rows"
+        "--rows", type=positive_count, default=10_000_000, help="generated rows"
     )
     parser.add_argument(
-        "--products", type=positive_rows, default=200_000, help="distinct products"
+        "--products", type=positive_count, default=200_000, help="distinct products"
     )
     parser.add_argument(
         "--executemany",

@@ -91,7 +91,7 @@ def fresh_postgresql(url: str) -> str:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
         raise SystemExit(
-            f"--postgresql {url!r}: cannot connect to the server to create "
+            f"--postgresql {url!r}: failed to connect to the server to create "
             f"{name!r} ({error.orig}); check that PostgreSQL runs there"
         ) from error
     finally:
@@ -99,15 +99,15 @@ def fresh_postgresql(url: str) -> str:
     return url
 
 
-def positive_rows(text: str) -> int:
-    """Return `text` as a row count above zero, for argparse."""
+def positive_count(text: str) -> int:
+    """Return `text` as a count above zero, for argparse."""
     try:
         rows = int(text)
     except ValueError:
         rows = 0
     if rows <= 0:
         raise argparse.ArgumentTypeError(
-            f"invalid row count {text!r}: give a whole number above 0, such as 1000000"
+            f"invalid count {text!r}: give a whole number above 0, such as 1000000"
         )
     return rows
 
@@ -190,10 +190,10 @@ def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--rows", type=positive_rows, default=10_000_000, help="generated rows"
+        "--rows", type=positive_count, default=10_000_000, help="generated rows"
     )
     parser.add_argument(
-        "--products", type=positive_rows, default=200_000, help="distinct products"
+        "--products", type=positive_count, default=200_000, help="distinct products"
     )
     parser.add_argument("--skip-online-retail", action="store_true")
     parser.add_argument(
@@ -212,7 +212,7 @@ def main() -> None:
         "postgresql+psycopg://postgres@127.0.0.1:5432/greenloop_bench)",
     )
     arguments = parser.parse_args()
-    # A bad URL fails here, before any run; the database is dropped now too.
+    # A bad URL fails here, before any run. The database is dropped now too.
     database = fresh_postgresql(arguments.postgresql) if arguments.postgresql else None
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "runs": []}

@@ -378,7 +378,7 @@ def test_run_ids_differ_within_one_second():
     assert all(run_id.startswith("20261204T210000Z-abababab-") for run_id in ids)
 
 
-def test_duckdb_threads_restored_after_an_error():
+def test_duckdb_threads_restored_after_error():
     import duckdb
 
     from greenloop.pipeline.job import _duckdb_threads

@@ -70,9 +70,9 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
-# SQLAlchemy's text form of a SQLite DATETIME, and a UTC time PostgreSQL
-# reads, in DuckDB's strftime codes: a query can hand `asset_rows` the
-# assets' times already in these forms.
+# Text forms of a UTC time, in DuckDB's strftime codes, that `asset_rows`
+# stores as they are: SQLAlchemy's form of a SQLite DATETIME, and a
+# PostgreSQL timestamptz.
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 POSTGRESQL_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00"
 _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
