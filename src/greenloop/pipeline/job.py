@@ -281,15 +281,15 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     finance = None
     facilities, campaigns = run.config.facilities_path, run.config.campaigns_path
-    if facilities and campaigns:
+    financed = bool(facilities and campaigns)
+    if financed:
         # The finance step keeps every financed loan in Python, so DuckDB
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
     # The data files need only DuckDB, which works without the GIL, and the
     # finance step is Python. So each gets a core, with one DuckDB thread.
-    threads = 1 if facilities and campaigns else None
     with (
-        _duckdb_threads(run.connection, threads),
+        _duckdb_threads(run.connection, 1 if financed else None),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files,
     ):
         data_files = files.submit(_write_data_files, run.connection, run.run_dir)
@@ -308,9 +308,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
                 ),
             )
     run.timings["data_files"] = data_files.result()
-    logger.info(
-        "data files took %.2f s, beside the finance step", run.timings["data_files"]
-    )
+    logger.info("step data_files took %.2f s", run.timings["data_files"])
     if finance is not None:
         from greenloop.store.finance import clear_plan_caches
 
