@@ -8,11 +8,17 @@ from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenloop.ledger import canonical_json
-from greenloop.pipeline.assets import build_assets
+from greenloop.pipeline.assets import (
+    RECORD_SQL,
+    PurchaseIdOrder,
+    build_assets,
+    canonical_records,
+)
 
 TEXT = st.text(min_size=1, max_size=30)
 
@@ -42,6 +48,12 @@ def _results(purchase_id: str, merchant_id: str, user_id: str) -> pa.Table:
     )
 
 
+def _record(connection: duckdb.DuckDBPyConnection) -> str:
+    """Return the one asset's record as the ledger step reads it."""
+    records = connection.sql(f"SELECT {RECORD_SQL} AS record FROM assets")
+    return canonical_records(records.to_arrow_table().column("record"))[0].as_py()
+
+
 @settings(max_examples=30, deadline=None)
 @given(purchase_id=TEXT, merchant_id=TEXT, user_id=TEXT)
 def test_sql_record_is_canonical(purchase_id, merchant_id, user_id):
@@ -50,7 +62,7 @@ def test_sql_record_is_canonical(purchase_id, merchant_id, user_id):
     connection.register("results_arrow", _results(purchase_id, merchant_id, user_id))
     connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
     build_assets(connection, "run-1", b"k" * 32)
-    record = connection.execute("SELECT record FROM assets").fetchall()[0][0]
+    record = _record(connection)
     assert canonical_json(json.loads(record)).decode("utf-8") == record
     assert json.loads(record)["purchase_id"] == purchase_id
     assert json.loads(record)["merchant_id"] == merchant_id
@@ -61,10 +73,37 @@ def test_sql_record_rounds_amount_half_up():
     connection.register("results_arrow", _results("p1", "m1", "u1"))
     connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
     build_assets(connection, "run-1", b"k" * 32)
-    record = json.loads(
-        connection.execute("SELECT record FROM assets").fetchall()[0][0]
-    )
+    record = json.loads(_record(connection))
     assert record["amount_minor_units"] == 329901
     assert record["g_co2e_lifetime"] == 1063250
     assert record["occurred_at"] == "2026-05-01T10:30:00Z"
     assert record["user"] != "u1"
+
+
+@pytest.mark.parametrize("merchant_id", ["m\x1f1", "m\\u0041", "m\x00\x7f\u2028"])
+def test_escaped_records_become_canonical(merchant_id):
+    connection = duckdb.connect()
+    connection.register("results_arrow", _results("p1", merchant_id, "u1"))
+    connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
+    build_assets(connection, "run-1", b"k" * 32)
+    record = _record(connection)
+    assert canonical_json(json.loads(record)).decode("utf-8") == record
+    assert json.loads(record)["merchant_id"] == merchant_id
+
+
+def test_order_accepts_increasing_ids():
+    order = PurchaseIdOrder()
+    order.check(pa.array(["a", "b"]))
+    order.check(pa.array([], pa.string()))
+    order.check(pa.array(["c"]))
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [[["b", "a"]], [["a", "b"], ["b", "c"]], [["a", "a"]], [["c"], ["a"]]],
+)
+def test_order_rejects_repeats_and_reversals(batches):
+    order = PurchaseIdOrder()
+    with pytest.raises(RuntimeError, match="purchase-id order"):
+        for batch in batches:
+            order.check(pa.array(batch))

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.engine import Connection, Engine
 
 from greenloop.collector import collector_paused
@@ -52,11 +53,9 @@ class LedgerCounts:
     assets_stored: int
 
 
-# The ledger record of a green asset, built in SQL. DuckDB's to_json writes
-# compact JSON in the struct's key order with RFC 8785 string escaping, so with
-# the keys in sorted order the text is canonical JSON. The ledger stores these
-# bytes as they are, so `check_canonical` confirms the form on a random sample
-# of every run. The record has no floating-point field whose form could differ.
+# A green asset's columns, one row per green purchase that was not wholly
+# returned. Its ledger record is built from them by RECORD_SQL when the ledger
+# reads the assets, so the run keeps no copy of the records' text.
 ASSET_SQL = """
 WITH green AS (
     SELECT r.*, k.user_key,
@@ -70,38 +69,49 @@ SELECT row, purchase_id, $run_id AS run_id,
        category, standard_id, standard_version, region_code AS region, amount_fen,
        currency, periods, kg_co2e_per_year, kg_co2e_lifetime, verdict_digest,
        impact_digest,
-       CAST(to_json({
-           'amount_minor_units': amount_fen,
-           'category': category,
-           'currency': currency,
-           'g_co2e_lifetime': CAST(round(kg_co2e_lifetime * 1000) AS BIGINT),
-           'impact_digest': impact_digest,
-           'merchant_id': merchant_id,
-           'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
-           'periods': periods,
-           'purchase_id': purchase_id,
-           'region': region_code,
-           'standard_id': standard_id,
-           'standard_version': standard_version,
-           'type': $record_type,
-           'user': user_key,
-           'verdict_digest': verdict_digest,
-           'version': $record_version
-       }) AS VARCHAR) AS record,
        CAST(NULL AS BIGINT) AS ledger_index,
        false AS reversed
 FROM green
+"""
+
+# The ledger record of a green asset, built in SQL from a row of `assets`.
+# DuckDB's to_json writes compact JSON in the struct's key order with RFC 8785
+# string escaping, so with the keys in sorted order the text is canonical JSON,
+# except for the escapes that `canonical_records` rewrites. The ledger stores
+# these bytes as they are, so `build_assets` confirms the form on a random
+# sample of every run. The record has no floating-point field whose form could
+# differ.
+RECORD_SQL = f"""
+CAST(to_json({{
+    'amount_minor_units': amount_fen,
+    'category': category,
+    'currency': currency,
+    'g_co2e_lifetime': CAST(round(kg_co2e_lifetime * 1000) AS BIGINT),
+    'impact_digest': impact_digest,
+    'merchant_id': merchant_id,
+    'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ'),
+    'periods': periods,
+    'purchase_id': purchase_id,
+    'region': region,
+    'standard_id': standard_id,
+    'standard_version': standard_version,
+    'type': '{RECORD_TYPE}',
+    'user': user_key,
+    'verdict_digest': verdict_digest,
+    'version': {RECORD_VERSION:d}
+}}) AS VARCHAR)
 """
 
 
 def build_assets(
     connection: duckdb.DuckDBPyConnection, run_id: str, user_secret: bytes
 ) -> int:
-    """Create the DuckDB table `assets`: this run's green assets with their records.
+    """Create the DuckDB table `assets`: this run's green assets.
 
     Amounts become hundredths (fen for CNY), rounded half away from zero; the
-    user becomes a keyed hash computed once per distinct user. Returns how many
-    assets there are.
+    user becomes a keyed hash computed once per distinct user. The records of
+    a random sample are checked to be canonical JSON. Returns how many assets
+    there are.
     """
     from greenloop.ledger import pseudonym
 
@@ -122,54 +132,35 @@ def build_assets(
     )
     connection.register("user_keys", user_keys)
     connection.execute(
-        f"CREATE OR REPLACE TABLE assets AS {ASSET_SQL}",
-        {
-            "run_id": run_id,
-            "record_type": RECORD_TYPE,
-            "record_version": RECORD_VERSION,
-        },
+        f"CREATE OR REPLACE TABLE assets AS {ASSET_SQL}", {"run_id": run_id}
     )
     connection.unregister("user_keys")
-    _recanonicalize_escapes(connection)
-    sample = connection.execute(
-        f"SELECT record FROM assets "
+    sample = connection.sql(
+        f"SELECT {RECORD_SQL} AS record FROM assets "
         f"USING SAMPLE reservoir({CANONICAL_SAMPLE} ROWS) REPEATABLE (7)"
-    ).fetchall()
-    check_canonical([row[0] for row in sample])
+    ).to_arrow_table()
+    check_canonical(canonical_records(sample.column("record")).to_pylist())
     return int(connection.execute("SELECT count(*) FROM assets").fetchall()[0][0])
 
 
-def _recanonicalize_escapes(connection: duckdb.DuckDBPyConnection) -> None:
-    """Rewrite records that contain a \\u escape in canonical form.
+def canonical_records(records: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Return the records, with each one containing a \\u escape rewritten canonically.
 
-    DuckDB writes control characters as upper-case \\u001F, but RFC 8785 requires
-    lower case. Such records are rare, so Python rewrites them one by one.
+    DuckDB writes control characters as upper-case \\u001F, but RFC 8785
+    requires lower case. Such records are rare, so Python rewrites them one by
+    one.
     """
     from greenloop.ledger import canonical_json
 
-    escaped = connection.execute(
-        "SELECT purchase_id, record FROM assets WHERE contains(record, '\\u')"
-    ).fetchall()
-    if not escaped:
-        return
-    rewritten = pa.table(
-        {
-            "purchase_id": pa.array([key for key, _ in escaped], pa.string()),
-            "record": pa.array(
-                [
-                    canonical_json(json.loads(text)).decode("utf-8")
-                    for _, text in escaped
-                ],
-                pa.string(),
-            ),
-        }
-    )
-    connection.register("rewritten_records", rewritten)
-    connection.execute(
-        "UPDATE assets SET record = w.record FROM rewritten_records w "
-        "WHERE assets.purchase_id = w.purchase_id"
-    )
-    connection.unregister("rewritten_records")
+    if isinstance(records, pa.ChunkedArray):
+        records = records.combine_chunks()
+    escaped = pc.match_substring(records, "\\u")
+    if not pc.any(escaped).as_py():
+        return records
+    texts = records.to_pylist()
+    for position in pc.indices_nonzero(escaped).to_pylist():
+        texts[position] = canonical_json(json.loads(texts[position])).decode("utf-8")
+    return pa.array(texts, pa.string())
 
 
 def check_canonical(records: Sequence[str]) -> None:
@@ -231,8 +222,10 @@ def append_to_ledger(
         "AS occurred_at"
     )
     columns = ", ".join(selected)
+    # The records are built after the sort, so it moves only the columns.
     reader = connection.sql(
-        f"SELECT {columns}, record, row FROM assets ORDER BY purchase_id"
+        f"SELECT {columns}, {RECORD_SQL} AS record, row "
+        "FROM (SELECT * FROM assets ORDER BY purchase_id)"
     ).to_arrow_reader(batch_size)
     progress.start("ledger", int(total))
     appended = existing = stored = 0
@@ -245,17 +238,20 @@ def append_to_ledger(
     # transaction, so an entry and its asset commit together.
     to_store: deque[run_store.AssetRows] = deque()
 
+    order = PurchaseIdOrder()
+
     def ledger_batches() -> Iterator[list[tuple[str, bytes]]]:
-        # The records are canonical JSON already (see ASSET_SQL), so their
-        # bytes go to the log as they are.
+        # The records are canonical JSON (see RECORD_SQL), so their bytes go
+        # to the log as they are.
         for batch in reader:
+            order.check(batch.column("purchase_id"))
             waiting.append(batch)
             to_store.append(
                 run_store.asset_rows(pa.Table.from_batches([batch]), dialect)
             )
             keys = batch.column("purchase_id").to_pylist()
-            records = batch.column("record").cast(pa.binary()).to_pylist()
-            yield list(zip(keys, records, strict=True))
+            records = canonical_records(batch.column("record"))
+            yield list(zip(keys, records.cast(pa.binary()).to_pylist(), strict=True))
 
     def store_assets(database: Connection, results: list[AppendResult]) -> None:
         nonlocal stored
@@ -281,6 +277,37 @@ def append_to_ledger(
     return LedgerCounts(
         appended, existing, log.size, checkpoint, receipts, str(log.verifier), stored
     )
+
+
+class PurchaseIdOrder:
+    """Check that batches of purchase ids arrive in strictly increasing order.
+
+    A resumed run appends in the order an uninterrupted run would have used
+    only if the assets are read in purchase-id order.
+    """
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def check(self, ids: pa.Array) -> None:
+        if len(ids) == 0:
+            return
+        first = ids[0].as_py()
+        out_of_order = self.last is not None and first <= self.last
+        if len(ids) > 1:
+            out_of_order = (
+                out_of_order
+                or pc.any(
+                    pc.less_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+                ).as_py()
+            )
+        if out_of_order:
+            raise RuntimeError(
+                "the assets were not read in purchase-id order, so a resumed run "
+                "could append them in another order; this is a defect in the "
+                "ledger step's query"
+            )
+        self.last = ids[-1].as_py()
 
 
 def _index_batch(batch: pa.RecordBatch, results: Sequence[Any]) -> pa.RecordBatch:
