@@ -51,7 +51,8 @@ def _results(purchase_id: str, merchant_id: str, user_id: str) -> pa.Table:
 def _record(connection: duckdb.DuckDBPyConnection) -> str:
     """Return the one asset's record as the ledger step reads it."""
     records = connection.sql(f"SELECT {RECORD_SQL} AS record FROM assets")
-    return canonical_records(records.to_arrow_table().column("record"))[0].as_py()
+    record = canonical_records(records.to_arrow_table().column("record"))[0]
+    return record.decode("utf-8")
 
 
 @settings(max_examples=30, deadline=None)

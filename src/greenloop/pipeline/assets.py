@@ -139,28 +139,27 @@ def build_assets(
         f"SELECT {RECORD_SQL} AS record FROM assets "
         f"USING SAMPLE reservoir({CANONICAL_SAMPLE} ROWS) REPEATABLE (7)"
     ).to_arrow_table()
-    check_canonical(canonical_records(sample.column("record")).to_pylist())
+    check_canonical(
+        [text.decode("utf-8") for text in canonical_records(sample.column("record"))]
+    )
     return int(connection.execute("SELECT count(*) FROM assets").fetchall()[0][0])
 
 
-def canonical_records(records: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Return the records, with each one containing a \\u escape rewritten canonically.
+def canonical_records(records: pa.ChunkedArray | pa.Array) -> list[bytes]:
+    """Return the records' bytes, with each one containing a \\u escape rewritten.
 
     DuckDB writes control characters as upper-case \\u001F, but RFC 8785
     requires lower case. Such records are rare, so Python rewrites them one by
-    one.
+    one. A search of each record's bytes takes less time than Arrow's
+    substring kernel on the whole column.
     """
     from greenloop.ledger import canonical_json
 
-    if isinstance(records, pa.ChunkedArray):
-        records = records.combine_chunks()
-    escaped = pc.match_substring(records, "\\u")
-    if not pc.any(escaped).as_py():
-        return records
-    texts = records.to_pylist()
-    for position in pc.indices_nonzero(escaped).to_pylist():
-        texts[position] = canonical_json(json.loads(texts[position])).decode("utf-8")
-    return pa.array(texts, pa.string())
+    texts: list[bytes] = records.cast(pa.binary()).to_pylist()
+    for position, text in enumerate(texts):
+        if b"\\u" in text:
+            texts[position] = canonical_json(json.loads(text))
+    return texts
 
 
 def check_canonical(records: Sequence[str]) -> None:
@@ -251,7 +250,7 @@ def append_to_ledger(
             )
             keys = batch.column("purchase_id").to_pylist()
             records = canonical_records(batch.column("record"))
-            yield list(zip(keys, records.cast(pa.binary()).to_pylist(), strict=True))
+            yield list(zip(keys, records, strict=True))
 
     def store_assets(database: Connection, results: list[AppendResult]) -> None:
         nonlocal stored
