@@ -18,6 +18,7 @@ from greenloop.pipeline.assets import (
     PurchaseIdOrder,
     build_assets,
     canonical_records,
+    check_canonical,
 )
 
 TEXT = st.text(min_size=1, max_size=30)
@@ -108,3 +109,13 @@ def test_order_rejects_repeats_and_reversals(batches):
     with pytest.raises(RuntimeError, match="purchase-id order"):
         for batch in batches:
             order.check(pa.array(batch))
+
+
+def test_check_canonical_accepts_canonical_bytes():
+    check_canonical([b'{"a":1,"b":"x"}', b"{}"])
+
+
+@pytest.mark.parametrize("record", [b'{"b":1,"a":2}', b'{"a": 1}', b'{"a":"\\u001F"}'])
+def test_check_canonical_rejects_other_forms(record):
+    with pytest.raises(RuntimeError, match="not canonical JSON"):
+        check_canonical([record])

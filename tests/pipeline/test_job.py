@@ -451,3 +451,16 @@ def test_range_reads_of_no_rows_is_zero():
     connection = duckdb.connect()
     connection.execute("CREATE TABLE results (row BIGINT)")
     assert range_reads(connection) == 0.0
+
+
+def test_non_canonical_records_stop_the_ledger(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
+):
+    from greenloop.pipeline import assets
+
+    # Keys out of sorted order make the record text non-canonical.
+    unsorted = "CAST(to_json({'version': 1, 'purchase_id': purchase_id}) AS VARCHAR)"
+    monkeypatch.setattr(assets, "RECORD_SQL", unsorted)
+    with pytest.raises(RuntimeError, match="not canonical JSON"):
+        run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    assert _ledger_rows(sqlite_url) == 0

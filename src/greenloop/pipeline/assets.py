@@ -36,7 +36,8 @@ RECORD_VERSION = 1
 LEDGER_BATCH = 10_000
 LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 20_000
-CANONICAL_SAMPLE = 2_000
+# Records per ledger batch, evenly spaced, whose canonical form is confirmed.
+CANONICAL_CHECKS_PER_BATCH = 20
 FINANCED_CURRENCY = "CNY"
 
 
@@ -78,9 +79,9 @@ FROM green
 # DuckDB's to_json writes compact JSON in the struct's key order with RFC 8785
 # string escaping, so with the keys in sorted order the text is canonical JSON,
 # except for the escapes that `canonical_records` rewrites. The ledger stores
-# these bytes as they are, so `build_assets` confirms the form on a random
-# sample of every run. The record has no floating-point field whose form could
-# differ.
+# these bytes as they are, so the ledger step confirms the form of
+# CANONICAL_CHECKS_PER_BATCH records in each batch. The record has no
+# floating-point field whose form could differ.
 RECORD_SQL = f"""
 CAST(to_json({{
     'amount_minor_units': amount_fen,
@@ -109,9 +110,8 @@ def build_assets(
     """Create the DuckDB table `assets`: this run's green assets.
 
     Amounts become hundredths (fen for CNY), rounded half away from zero; the
-    user becomes a keyed hash computed once per distinct user. The records of
-    a random sample are checked to be canonical JSON. Returns how many assets
-    there are.
+    user becomes a keyed hash computed once per distinct user. Returns how
+    many assets there are.
     """
     from greenloop.ledger import pseudonym
 
@@ -135,13 +135,6 @@ def build_assets(
         f"CREATE OR REPLACE TABLE assets AS {ASSET_SQL}", {"run_id": run_id}
     )
     connection.unregister("user_keys")
-    sample = connection.sql(
-        f"SELECT {RECORD_SQL} AS record FROM assets "
-        f"USING SAMPLE reservoir({CANONICAL_SAMPLE} ROWS) REPEATABLE (7)"
-    ).to_arrow_table()
-    check_canonical(
-        [text.decode("utf-8") for text in canonical_records(sample.column("record"))]
-    )
     return int(connection.execute("SELECT count(*) FROM assets").fetchall()[0][0])
 
 
@@ -162,14 +155,14 @@ def canonical_records(records: pa.ChunkedArray | pa.Array) -> list[bytes]:
     return texts
 
 
-def check_canonical(records: Sequence[str]) -> None:
-    """Raise RuntimeError when a record text is not its own canonical JSON."""
+def check_canonical(records: Sequence[bytes]) -> None:
+    """Raise RuntimeError when a record is not its own canonical JSON."""
     from greenloop.ledger import canonical_json
 
     for text in records:
-        if canonical_json(json.loads(text)).decode("utf-8") != text:
+        if canonical_json(json.loads(text)) != text:
             raise RuntimeError(
-                f"ledger record is not canonical JSON (RFC 8785): {text[:200]}"
+                f"ledger record is not canonical JSON (RFC 8785): {text[:200]!r}"
             )
 
 
@@ -250,6 +243,8 @@ def append_to_ledger(
             )
             keys = batch.column("purchase_id").to_pylist()
             records = canonical_records(batch.column("record"))
+            stride = max(1, len(records) // CANONICAL_CHECKS_PER_BATCH)
+            check_canonical(records[::stride])
             yield list(zip(keys, records, strict=True))
 
     def store_assets(database: Connection, results: list[AppendResult]) -> None:
