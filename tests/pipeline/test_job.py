@@ -336,14 +336,9 @@ def test_verdict_ranges_keep_row_order(
     assert written == stored
 
 
-@pytest.mark.parametrize("max_range_reads", [4.0, -1.0])
 def test_run_with_every_row_quarantined_writes_empty_verdicts(
-    tmp_path, user_secret_dir, sqlite_url, monkeypatch, max_range_reads
+    tmp_path, user_secret_dir, sqlite_url
 ):
-    from greenloop.pipeline import outputs
-
-    # -1 makes even an empty table take the one sorted read.
-    monkeypatch.setattr(outputs, "MAX_RANGE_READS", max_range_reads)
     path = tmp_path / "bad.csv"
     path.write_text(
         "purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
@@ -401,56 +396,6 @@ def test_duckdb_threads_restored_after_error():
     assert threads() == 2
     with _duckdb_threads(connection, None):
         assert threads() == 2
-
-
-def test_unordered_results_read_in_one_sort(
-    demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
-):
-    from greenloop.pipeline import outputs
-
-    monkeypatch.setattr(outputs, "MAX_RANGE_READS", -1.0)
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
-    verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
-    rows = verdicts.column("row").to_pylist()
-    assert len(rows) == result.counts["ingest"]["purchases"]
-    assert rows == sorted(rows)
-    indexed = [
-        index
-        for index in verdicts.column("ledger_index").to_pylist()
-        if index is not None
-    ]
-    assert len(indexed) == result.counts["green_assets"]["assets_found"]
-
-
-@pytest.mark.parametrize(
-    ("order", "expected_low", "expected_high"),
-    [("row", 1.0, 2.0), ("hash(row)", 4.0, 4.0)],
-)
-def test_range_reads_follow_table_order(
-    monkeypatch, order, expected_low, expected_high
-):
-    import duckdb
-
-    from greenloop.pipeline import outputs
-
-    monkeypatch.setattr(outputs, "VERDICT_ROW_RANGE", 150_000)
-    connection = duckdb.connect()
-    connection.execute(
-        "CREATE TABLE results AS SELECT range AS row FROM range(600000) "
-        f"ORDER BY {order}"
-    )
-    reads = outputs.range_reads(connection)
-    assert expected_low <= reads <= expected_high
-
-
-def test_range_reads_of_no_rows_is_zero():
-    import duckdb
-
-    from greenloop.pipeline.outputs import range_reads
-
-    connection = duckdb.connect()
-    connection.execute("CREATE TABLE results (row BIGINT)")
-    assert range_reads(connection) == 0.0
 
 
 def test_non_canonical_records_stop_the_ledger(

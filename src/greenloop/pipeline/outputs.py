@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
@@ -34,8 +32,6 @@ from greenloop.reports.run_report import render_html
 if TYPE_CHECKING:
     from greenloop.pipeline.assets import LedgerCounts
     from greenloop.pipeline.job import RunConfig
-
-logger = logging.getLogger(__name__)
 
 VERDICT_COLUMNS = (
     "row, purchase_id, occurred_at, merchant_id, merchant_name, mcc, title, sku, "
@@ -58,13 +54,6 @@ PRODUCT_COLUMNS = (
 TOP_REASONS = 12
 VERDICT_ROW_RANGE = 100_000
 VERDICT_ROW_GROUP = 122_880
-# Rows per row group of a DuckDB table (DuckDB's default row group size).
-DUCKDB_ROW_GROUP = 122_880
-# Most times over that reading verdicts by row ranges may scan `results`
-# before one sorted read takes their place. The sorted read can spill to disk at
-# millions of rows. NOTE: the value is an estimate, because the two ways were
-# not timed against each other on tables in various orders.
-MAX_RANGE_READS = 4.0
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -84,10 +73,38 @@ def _copy_to(
 
 
 def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Write every purchase's verdict to `path`, in input row order."""
+    """Write every purchase's verdict to `path`, in input row order.
+
+    One sort of every purchase would spill to disk at tens of millions of rows,
+    so the rows of one range of VERDICT_ROW_RANGE row numbers at a time are
+    read, sorted in Arrow and appended to the file in range order. DuckDB
+    reads each range from the row groups whose row numbers overlap it, and the
+    results table keeps the rows roughly in input order, so a range reads few
+    of them. Sorting in Arrow keeps the rows out of DuckDB's memory limit,
+    which is small while the finance step runs.
+
+    NOTE: at 10 million generated purchases, `results` is not in row order:
+    each of its row groups spans many ranges, so each range reads several
+    times its own rows. The file is the same, but the data files then take
+    about as long as the finance step that runs beside them. A full sort at
+    the finance step's DuckDB memory limit ran out of memory instead.
+    """
+    query = (
+        f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
+        "LEFT JOIN (SELECT * FROM ledger_indexes WHERE row >= $low AND row < $high) "
+        "USING (row) WHERE row >= $low AND row < $high"
+    )
+    first, last = connection.execute(
+        "SELECT min(row), max(row) FROM results"
+    ).fetchall()[0]
+    # Without purchases, one empty range still gives the file its columns.
+    lows = [0] if first is None else range(first, last + 1, VERDICT_ROW_RANGE)
     writer: pq.ParquetWriter | None = None
     try:
-        for rows in _verdicts_in_row_order(connection):
+        for low in lows:
+            bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
+            rows = connection.sql(query, params=bounds).to_arrow_table()
+            rows = rows.sort_by("row")
             if writer is None:
                 writer = pq.ParquetWriter(path, rows.schema, compression="zstd")
             writer.write_table(rows, row_group_size=VERDICT_ROW_GROUP)
@@ -95,73 +112,6 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     finally:
         if writer is not None:
             writer.close()
-
-
-def _verdicts_in_row_order(
-    connection: duckdb.DuckDBPyConnection,
-) -> Iterator[pa.Table]:
-    """Yield the verdicts in input row order, VERDICT_ROW_RANGE rows at a time.
-
-    One sort of every purchase would spill to disk at tens of millions of rows,
-    so the rows of one range of VERDICT_ROW_RANGE row numbers at a time are
-    read and sorted in Arrow. DuckDB reads each range from the row groups whose
-    row numbers overlap it, which are few when `results` is roughly in row
-    order, as DuckDB's joins leave it. Sorting in Arrow keeps the rows out of
-    DuckDB's memory limit, which is small while the finance step runs. When
-    the ranges would read `results` more than MAX_RANGE_READS times over, one
-    sorted read replaces them.
-    """
-    columns = f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
-    first, last = connection.execute(
-        "SELECT min(row), max(row) FROM results"
-    ).fetchall()[0]
-    reads = range_reads(connection)
-    if reads > MAX_RANGE_READS:
-        logger.info(
-            "results are not in row order (row ranges would read them %.1f "
-            "times over), so the verdicts are read in one sort",
-            reads,
-        )
-        reader = connection.sql(
-            f"{columns} LEFT JOIN ledger_indexes USING (row) ORDER BY row"
-        ).to_arrow_reader(VERDICT_ROW_RANGE)
-        batches = 0
-        for batch in reader:
-            batches += 1
-            yield pa.Table.from_batches([batch])
-        if batches == 0:
-            # An empty table still gives the file its columns.
-            yield reader.schema.empty_table()
-        return
-    query = (
-        f"{columns} LEFT JOIN "
-        "(SELECT * FROM ledger_indexes WHERE row >= $low AND row < $high) "
-        "USING (row) WHERE row >= $low AND row < $high"
-    )
-    # Without purchases, one empty range still gives the file its columns.
-    lows = [0] if first is None else range(first, last + 1, VERDICT_ROW_RANGE)
-    for low in lows:
-        bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
-        yield connection.sql(query, params=bounds).to_arrow_table().sort_by("row")
-
-
-def range_reads(connection: duckdb.DuckDBPyConnection) -> float:
-    """Return how many times over reading `results` by row ranges scans it.
-
-    DuckDB skips a row group whose row numbers miss a range, so each row
-    group is read once for every range its row numbers span. A table with no
-    rows gives 0.
-    """
-    scanned, total = connection.execute(
-        f"""
-        SELECT coalesce(sum((high // {VERDICT_ROW_RANGE} - low // {VERDICT_ROW_RANGE}
-                             + 1) * rows), 0),
-               coalesce(sum(rows), 0)
-        FROM (SELECT min(row) AS low, max(row) AS high, count(*) AS rows
-              FROM results GROUP BY rowid // {DUCKDB_ROW_GROUP})
-        """
-    ).fetchall()[0]
-    return float(scanned) / float(total) if total else 0.0
 
 
 def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> float:
