@@ -78,10 +78,10 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     One sort of every purchase would spill to disk at tens of millions of rows,
     so the rows of one range of VERDICT_ROW_RANGE row numbers at a time are
     read, sorted in Arrow and appended to the file in range order. DuckDB
-    reads each range from the row groups whose row numbers overlap it, and the
-    results table keeps the rows roughly in input order, so a range reads few
-    of them. Sorting in Arrow keeps the rows out of DuckDB's memory limit,
-    which is small while the finance step runs.
+    reads each range from the row groups whose row numbers overlap it, which
+    are few when `results` is roughly in row order, as it is at two million
+    generated purchases. Sorting in Arrow keeps the rows out of DuckDB's
+    memory limit, which is small while the finance step runs.
 
     NOTE: at 10 million generated purchases, `results` is not in row order:
     each of its row groups spans many ranges, so each range reads several
