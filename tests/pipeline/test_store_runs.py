@@ -175,13 +175,15 @@ def test_first_of_repeated_ids_is_kept(database_url):
     assert stored == "run-first"
 
 
-def test_two_stores_in_one_transaction(database_url):
+@pytest.mark.parametrize("expect_new", [True, False])
+def test_two_stores_in_one_transaction(database_url, expect_new):
     engine = _engine(database_url)
     dialect = engine.dialect.name
     with engine.begin() as connection:
         first = asset_rows(_assets(["p1", "p2"]), dialect)
         assert store_asset_rows(connection, first, [0, 1]) == 2
         second = asset_rows(_assets(["p2", "p3"]), dialect)
-        assert store_asset_rows(connection, second, [1, 2]) == 1
+        stored = store_asset_rows(connection, second, [1, 2], expect_new=expect_new)
+        assert stored == 1
     assert asset_count(engine) == 3
     assert ledger_indexes(engine, ["p1", "p2", "p3"]) == {"p1": 0, "p2": 1, "p3": 2}

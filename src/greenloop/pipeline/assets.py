@@ -251,7 +251,11 @@ def append_to_ledger(
         nonlocal stored
         rows = to_store.popleft()
         indexes = [result.index for result in results]
-        stored += run_store.store_asset_rows(database, rows, indexes)
+        # Assets of entries the log already had are likely stored already.
+        expect_new = all(result.created for result in results)
+        stored += run_store.store_asset_rows(
+            database, rows, indexes, expect_new=expect_new
+        )
 
     # Each batch makes tens of thousands of short-lived tuples, and collecting
     # them held the GIL that the log's writer thread waits for.

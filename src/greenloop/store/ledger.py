@@ -107,6 +107,10 @@ POSTGRESQL_TILES_PER_SELECT = 64
 # up to this many of about 11 KB each, are read together before its proofs.
 PROOFS_PER_LEAF_READ = 256
 
+# The PostgreSQL types of the columns that `_write_rows` copies, in order.
+ENTRY_COPY_TYPES = ("int4", "int8", "text", "bytea")
+TILE_COPY_TYPES = ("int4", "int2", "int8", "bytea", "bytea")
+
 _Result = TypeVar("_Result")
 _STRING_TYPE = {str}
 _DICT_TYPE = {dict}
@@ -710,6 +714,7 @@ class LedgerStore:
         self._insert_rows(
             connection,
             "ledger_entry (log_id, entry_index, purchase_id, record)",
+            ENTRY_COPY_TYPES,
             list(
                 zip(
                     repeat(self.log_id),
@@ -740,6 +745,7 @@ class LedgerStore:
         self._insert_rows(
             connection,
             "ledger_tile (log_id, level, tile_index, hashes, inner_hashes)",
+            TILE_COPY_TYPES,
             [
                 (self.log_id, tile.level, tile.index, tile.hashes, tile.inner)
                 for tile in changed
@@ -747,12 +753,22 @@ class LedgerStore:
         )
 
     def _insert_rows(
-        self, connection: Connection, target: str, rows: Sequence[tuple[Any, ...]]
+        self,
+        connection: Connection,
+        target: str,
+        copy_types: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Insert many rows: COPY on PostgreSQL, multi-row INSERTs on SQLite."""
+        """Insert many rows: COPY on PostgreSQL, multi-row INSERTs on SQLite.
+
+        `copy_types` names the PostgreSQL type of each column, in order, for
+        COPY's binary format, which sends the hashes and records as they are
+        instead of as hex text.
+        """
         if connection.dialect.name == "postgresql":
             cursor = connection.connection.cursor()
-            with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            with cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(copy_types)
                 for row in rows:
                     copy.write_row(row)
             return

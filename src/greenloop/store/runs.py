@@ -165,10 +165,14 @@ def store_asset_rows(
     connection: Connection,
     rows: AssetRows,
     ledger_indexes: Sequence[int] | None = None,
+    *,
+    expect_new: bool = True,
 ) -> int:
     """Insert converted assets on `connection`; return how many were new.
 
-    `ledger_indexes`, one per row, replaces the rows' ledger indexes.
+    `ledger_indexes`, one per row, replaces the rows' ledger indexes. With
+    `expect_new=False`, PostgreSQL skips the attempt to copy the rows straight
+    into the table, which fails when a purchase id is stored already.
     """
     if ledger_indexes is not None and len(ledger_indexes) != rows.row_count:
         raise ValueError(
@@ -191,19 +195,37 @@ def store_asset_rows(
     if ledger_indexes is not None:
         for row, index in zip(rows.values, ledger_indexes, strict=True):
             row[_LEDGER_INDEX_POSITION] = index
-    return _copy_assets(connection, rows.values)
+    return _copy_assets(connection, rows.values, expect_new)
 
 
-def _copy_assets(connection: Connection, values: Sequence[Sequence[Any]]) -> int:
+def _copy_assets(
+    connection: Connection, values: Sequence[Sequence[Any]], expect_new: bool
+) -> int:
     """Insert asset rows on PostgreSQL through COPY; return how many were new.
 
-    COPY fills a temporary table and one INSERT moves the rows whose purchase
-    id is not stored yet, so the driver parses no statement per row. Within
-    the rows, the first with a purchase id wins, as in a row-by-row insert.
+    With `expect_new`, the rows are first copied straight into green_assets,
+    which succeeds when none of their purchase ids is stored or repeated, as
+    in a first run. Otherwise, or when that COPY fails on a repeated id and is
+    rolled back to a savepoint, COPY fills a temporary table and one INSERT
+    moves the rows whose purchase id is not stored yet. Within the rows, the
+    first with a purchase id wins, as in a row-by-row insert.
     """
+    import psycopg.errors
+
     names = ", ".join(ASSET_COLUMNS)
     cursor = connection.connection.cursor()
     try:
+        if expect_new:
+            cursor.execute("SAVEPOINT green_assets_copy")
+            try:
+                with cursor.copy(f"COPY green_assets ({names}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT green_assets_copy")
+            else:
+                cursor.execute("RELEASE SAVEPOINT green_assets_copy")
+                return len(values)
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS green_assets_incoming "
             "(LIKE green_assets, position BIGINT) ON COMMIT DELETE ROWS"
