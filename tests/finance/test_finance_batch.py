@@ -13,6 +13,7 @@ import pytest
 from finance_helpers import campaign_dict, facility_dict, make_loan, write_yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from greenloop.incentives import CampaignConfig, ineligibility_reason
 from greenloop.store import finance
@@ -198,6 +199,18 @@ def test_existing_award_row_conflicts(engine: Engine, tmp_path: Path) -> None:
         row = connection.execute(select(finance.finance_awards)).one()
     values = {name: getattr(row, name) for name in row._fields if name != "id"}
     with pytest.raises(finance._ChunkConflict), engine.begin() as connection:
+        finance._insert_award_rows(connection, [values])
+
+
+def test_invalid_award_row_is_no_conflict(engine: Engine, tmp_path: Path) -> None:
+    paths = write_configs(tmp_path, [campaign_dict()])
+    process_green_loans(engine, [make_loan(1)], *paths, AS_OF)
+    with engine.connect() as connection:
+        row = connection.execute(select(finance.finance_awards)).one()
+    values = {name: getattr(row, name) for name in row._fields if name != "id"}
+    values["purchase_id"] = "another-purchase"
+    values["user_key"] = None
+    with pytest.raises(IntegrityError), engine.begin() as connection:
         finance._insert_award_rows(connection, [values])
 
 

@@ -1766,6 +1766,23 @@ def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> No
     if not rows:
         return
     rows = sorted(rows, key=lambda row: (row["campaign_id"], row["purchase_id"]))
+    if connection.dialect.name == "postgresql":
+        # COPY fails as a whole on an award that exists, which is a conflict
+        # too. Statements with RETURNING took about 100 microseconds per row.
+        columns = list(rows[0])
+        try:
+            _copy_insert(
+                connection,
+                finance_awards,
+                columns,
+                [tuple(row[name] for name in columns) for row in rows],
+                "",
+            )
+        except IntegrityError as error:
+            if _is_unique_violation(error):
+                raise _ChunkConflict(f"an award of {len(rows)} exists") from error
+            raise
+        return
     # An executemany with RETURNING, which SQLAlchemy sends as batched
     # multi-row INSERTs; a row skipped by ON CONFLICT returns nothing.
     statement = (
@@ -3020,6 +3037,12 @@ def _insert_rows(
         f" VALUES ({', '.join([marker] * len(columns))}){conflict}"
     )
     connection.exec_driver_sql(statement, rows)
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    """Tell whether PostgreSQL raised `error` for a duplicate key."""
+    # SQLSTATE 23505 is unique_violation.
+    return getattr(error.orig, "sqlstate", None) == "23505"
 
 
 def _copy_insert(
