@@ -119,3 +119,46 @@ def test_check_canonical_accepts_canonical_bytes():
 def test_check_canonical_rejects_other_forms(record):
     with pytest.raises(RuntimeError, match="not canonical JSON"):
         check_canonical([record])
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("kg_co2e_lifetime", 1.0e14),
+        ("kg_co2e_lifetime", float("inf")),
+        ("net_amount", Decimal("99999999999999.0000")),
+    ],
+)
+def test_too_large_integers_stop_the_assets(column, value):
+    table = _results("p-large", "m1", "u1")
+    position = table.schema.get_field_index(column)
+    table = table.set_column(
+        position, column, pa.array([value], table.schema.field(column).type)
+    )
+    connection = duckdb.connect()
+    connection.register("results_arrow", table)
+    connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
+    with pytest.raises(RuntimeError, match="'p-large' is too large for a ledger"):
+        build_assets(connection, "run-1", b"k" * 32)
+
+
+@pytest.mark.parametrize(
+    ("amount", "too_large"),
+    [(Decimal("90071992547409.91"), False), (Decimal("90071992547409.92"), True)],
+)
+def test_amount_limit_is_largest_exact_integer(amount, too_large):
+    table = _results("p-edge", "m1", "u1")
+    position = table.schema.get_field_index("net_amount")
+    table = table.set_column(
+        position, "net_amount", pa.array([amount], pa.decimal128(18, 4))
+    )
+    connection = duckdb.connect()
+    connection.register("results_arrow", table)
+    connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
+    if too_large:
+        with pytest.raises(RuntimeError, match="too large for a ledger record"):
+            build_assets(connection, "run-1", b"k" * 32)
+        return
+    build_assets(connection, "run-1", b"k" * 32)
+    record = json.loads(_record(connection))
+    assert record["amount_minor_units"] == 2**53 - 1

@@ -409,3 +409,25 @@ def test_non_canonical_records_stop_the_ledger(
     with pytest.raises(RuntimeError, match="not canonical JSON"):
         run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     assert _ledger_rows(sqlite_url) == 0
+
+
+def test_too_large_purchase_stops_before_the_ledger(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    import csv
+
+    with demo_sample.purchases.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    # A metro ride whose quantity makes its lifetime CO2e too large a number.
+    ride = next(row for row in rows if row["mcc"] == "4111" and not row["sku"])
+    ride["quantity"] = "100000000000000"
+    path = tmp_path / "large.csv"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config.input_path = path
+    with pytest.raises(RuntimeError, match="too large for a ledger record"):
+        run_job(config)
+    assert _ledger_rows(sqlite_url) == 0

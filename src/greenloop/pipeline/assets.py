@@ -60,7 +60,8 @@ class LedgerCounts:
 ASSET_SQL = """
 WITH green AS (
     SELECT r.*, k.user_key,
-           CAST(round(r.net_amount * 100) AS BIGINT) AS amount_fen,
+           CAST(round(CAST(r.net_amount AS DECIMAL(38, 4)) * 100) AS BIGINT)
+               AS amount_fen,
            CAST(greatest(coalesce(r.installments, 1), 1) AS INTEGER) AS periods
     FROM results r LEFT JOIN user_keys k USING (user_id)
     WHERE r.status = 'green' AND r.net_quantity > 0
@@ -135,7 +136,37 @@ def build_assets(
         f"CREATE OR REPLACE TABLE assets AS {ASSET_SQL}", {"run_id": run_id}
     )
     connection.unregister("user_keys")
+    _check_record_integers(connection)
     return int(connection.execute("SELECT count(*) FROM assets").fetchall()[0][0])
+
+
+def _check_record_integers(connection: duckdb.DuckDBPyConnection) -> None:
+    """Raise RuntimeError when an asset's record would carry too large an integer.
+
+    RFC 8785 numbers are IEEE 754 doubles, which hold integers exactly only up
+    to 2**53 - 1, and the ledger step checks the whole form of only a few
+    records per batch. So every asset's integers are checked here, before
+    anything is appended.
+    """
+    from greenloop.ledger.canonical import MAX_SAFE_INTEGER
+
+    # DOUBLE arithmetic, so a value beyond BIGINT is reported, not an error.
+    too_large = connection.execute(
+        "SELECT purchase_id, amount_fen, kg_co2e_lifetime FROM assets "
+        "WHERE abs(CAST(amount_fen AS DOUBLE)) > $limit "
+        "OR abs(round(kg_co2e_lifetime * 1000)) > $limit "
+        "OR NOT isfinite(kg_co2e_lifetime) "
+        "ORDER BY purchase_id LIMIT 1",
+        {"limit": MAX_SAFE_INTEGER},
+    ).fetchall()
+    if too_large:
+        purchase_id, amount_fen, kg_co2e_lifetime = too_large[0]
+        raise RuntimeError(
+            f"purchase {purchase_id!r} is too large for a ledger record: amount "
+            f"{amount_fen} hundredths, {kg_co2e_lifetime} kg CO2e over its lifetime "
+            f"(record integers must be at most {MAX_SAFE_INTEGER}); correct its "
+            "quantity or amount in the input and run again"
+        )
 
 
 def canonical_records(records: pa.ChunkedArray | pa.Array) -> list[bytes]:
