@@ -187,3 +187,15 @@ def test_two_stores_in_one_transaction(database_url, expect_new):
         assert stored == 1
     assert asset_count(engine) == 3
     assert ledger_indexes(engine, ["p1", "p2", "p3"]) == {"p1": 0, "p2": 1, "p3": 2}
+
+
+def test_taken_ledger_index_raises(database_url):
+    engine = _engine(database_url)
+    dialect = engine.dialect.name
+    with engine.begin() as connection:
+        store_asset_rows(connection, asset_rows(_assets(["p1"]), dialect), [0])
+    # The rows go through the driver's cursor, so the driver's error is raised.
+    error = engine.dialect.loaded_dbapi.IntegrityError
+    with pytest.raises(error), engine.begin() as connection:
+        store_asset_rows(connection, asset_rows(_assets(["p2"]), dialect), [0])
+    assert asset_count(engine) == 1

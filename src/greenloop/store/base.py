@@ -145,12 +145,17 @@ def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
 
 
 def sqlite_insert_many(
-    connection: Connection, head: str, width: int, values: Sequence[Any]
+    connection: Connection,
+    head: str,
+    width: int,
+    values: Sequence[Any],
+    tail: str = "",
 ) -> int:
     """Insert rows on SQLite with multi-row INSERTs; return how many were inserted.
 
-    `head` is the statement up to VALUES, such as `INSERT OR IGNORE INTO t (a, b)`,
-    and `values` contains the rows' values one row after another, `width` per
+    `head` is the statement up to VALUES, such as `INSERT INTO t (a, b)`,
+    `tail` what follows the rows, such as `ON CONFLICT (a) DO NOTHING`, and
+    `values` contains the rows' values one row after another, `width` per
     row.
     Each statement carries up to `SQLITE_ROWS_PER_INSERT` rows, fewer when the
     connection's bound-parameter limit is lower. One step per statement
@@ -175,7 +180,7 @@ def sqlite_insert_many(
         for start in range(0, len(values), per_statement):
             chunk = values[start : start + per_statement]
             marks = ",".join([row_marks] * (len(chunk) // width))
-            cursor.execute(f"{head} VALUES {marks}", chunk)
+            cursor.execute(f"{head} VALUES {marks} {tail}", chunk)
             inserted += cursor.rowcount
     finally:
         cursor.close()

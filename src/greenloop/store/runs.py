@@ -185,9 +185,12 @@ def store_asset_rows(
         width = len(ASSET_COLUMNS)
         if ledger_indexes is not None:
             rows.values[_LEDGER_INDEX_POSITION::width] = ledger_indexes
-        head = f"INSERT OR IGNORE INTO green_assets ({', '.join(ASSET_COLUMNS)})"
-        # INSERT OR IGNORE counts only the rows it inserted.
-        return sqlite_insert_many(connection, head, width, rows.values)
+        head = f"INSERT INTO green_assets ({', '.join(ASSET_COLUMNS)})"
+        # Only a stored purchase id is skipped, and the count is of the rows
+        # inserted. Any other conflict, such as a ledger index taken by another
+        # purchase, raises, where INSERT OR IGNORE would drop the row.
+        tail = "ON CONFLICT (purchase_id) DO NOTHING"
+        return sqlite_insert_many(connection, head, width, rows.values, tail)
     if rows.dialect != "postgresql":
         raise NotImplementedError(
             f"unsupported database dialect {rows.dialect!r}: use SQLite or PostgreSQL"
