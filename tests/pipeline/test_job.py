@@ -431,3 +431,19 @@ def test_too_large_purchase_stops_before_the_ledger(
     with pytest.raises(RuntimeError, match="too large for a ledger record"):
         run_job(config)
     assert _ledger_rows(sqlite_url) == 0
+
+
+def test_assets_of_another_log_are_refused(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    from greenloop.store.ledger import LedgerStore
+
+    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config.origin = "example.org/another-log"
+    with pytest.raises(RuntimeError, match="carry indexes of the log"):
+        run_job(config)
+    other = LedgerStore(
+        make_engine(sqlite_url), origin=config.origin, key_dir=user_secret_dir
+    )
+    assert other.size == 0

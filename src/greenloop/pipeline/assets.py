@@ -232,6 +232,13 @@ def append_to_ledger(
     """
     from greenloop.store.ledger import AppendResult, LedgerStore
 
+    stored_origin = asset_log_origin(engine)
+    if stored_origin is not None and stored_origin != origin:
+        raise RuntimeError(
+            f"the green assets in this store carry indexes of the log "
+            f"{stored_origin!r}, so assets of the log {origin!r} would clash with "
+            f"them; run with the origin {stored_origin!r} or use another database"
+        )
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
     total = connection.execute("SELECT count(*) FROM assets").fetchall()[0][0]
     batch_size = int(os.environ.get(LEDGER_BATCH_VARIABLE, LEDGER_BATCH))
@@ -337,6 +344,41 @@ class PurchaseIdOrder:
                 "ledger step's query"
             )
         self.last = ids[-1].as_py()
+
+
+def asset_log_origin(engine: Engine) -> str | None:
+    """Return the origin of the log whose indexes the stored assets carry.
+
+    Each asset's ledger index is unique in the store, so the assets of one
+    store belong to one log, and one asset tells which. Returns None when no
+    asset has a ledger index.
+    """
+    from sqlalchemy import select
+
+    from greenloop.store.ledger import ledger_entries, ledger_logs
+
+    assets = run_store.green_assets
+    with engine.connect() as connection:
+        asset = connection.execute(
+            select(assets.c.purchase_id, assets.c.ledger_index)
+            .where(assets.c.ledger_index.is_not(None))
+            .limit(1)
+        ).first()
+        if asset is None:
+            return None
+        for log_id, origin in connection.execute(
+            select(ledger_logs.c.id, ledger_logs.c.origin).order_by(ledger_logs.c.id)
+        ).all():
+            entry = connection.execute(
+                select(ledger_entries.c.entry_index).where(
+                    ledger_entries.c.log_id == log_id,
+                    ledger_entries.c.purchase_id == asset.purchase_id,
+                    ledger_entries.c.entry_index == asset.ledger_index,
+                )
+            ).first()
+            if entry is not None:
+                return str(origin)
+    return None
 
 
 def _index_batch(batch: pa.RecordBatch, results: Sequence[Any]) -> pa.RecordBatch:
