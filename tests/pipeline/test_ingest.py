@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import MappingError, identity_mapping, load_mapping
+from greenloop.pipeline.schema import MAX_PURCHASE_ID_LENGTH
 from greenloop.pipeline.sources import InputError, register_source
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
@@ -74,6 +77,7 @@ def test_clean_rows_become_purchases(tmp_path):
         ("b1,2031-05-01,u1,t,1,10,CNY,1", "occurred_at", "impossible date"),
         ("b1,2026-05-01,u1,t,1,10,CNY,-3", "installments", "impossible installments"),
         ("b1,2026-05-01,u1,,1,10,CNY,1", "title", "missing title"),
+        ("b" * 129 + ",2026-05-01,u1,t,1,10,CNY,1", "purchase_id", "invalid"),
     ],
 )
 def test_bad_row_is_quarantined(tmp_path, line, column, reason_start):
@@ -217,3 +221,46 @@ def test_unknown_mapping_field_rejected(tmp_path):
 def test_unknown_mapping_name_lists_shipped(tmp_path):
     with pytest.raises(MappingError, match="bank-transactions"):
         load_mapping("no-such-mapping")
+
+
+def test_longest_purchase_id_is_accepted(tmp_path):
+    line = "b" * MAX_PURCHASE_ID_LENGTH + ",2026-05-01,u1,t,1,10,CNY,1"
+    path = _write(tmp_path, [HEADER, line])
+    _, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 0
+
+
+def test_purchase_id_with_nul_is_quarantined(tmp_path):
+    path = tmp_path / "purchases.parquet"
+    table = pa.table(
+        {
+            "purchase_id": ["ok1", "b\x001"],
+            "occurred_at": ["2026-05-01", "2026-05-01"],
+            "user_id": ["u1", "u1"],
+            "title": ["t", "t"],
+            "quantity": [1, 1],
+            "amount": [10, 10],
+            "currency": ["CNY", "CNY"],
+        }
+    )
+    pq.write_table(table, path)
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 1
+    assert any(r.startswith("purchase_id: invalid") for r in _reasons(connection)[2])
+
+
+def test_purchase_id_limit_fits_every_store_column():
+    import greenloop.store.finance
+    import greenloop.store.ledger
+    import greenloop.store.models
+    import greenloop.store.runs  # noqa: F401
+    from greenloop.store.base import metadata
+
+    lengths = [
+        column.type.length
+        for table in metadata.tables.values()
+        for column in table.columns
+        if column.name == "purchase_id"
+    ]
+    assert min(lengths) == MAX_PURCHASE_ID_LENGTH

@@ -26,6 +26,7 @@ from greenloop.pipeline.schema import (
     EARLIEST_PURCHASE_YEAR,
     ENERGY_LABEL_GRADES,
     MAX_INSTALLMENTS,
+    MAX_PURCHASE_ID_LENGTH,
     MCC_RANGE,
     PRODUCT_KEY_FIELDS,
     PURCHASE_FIELDS,
@@ -329,6 +330,14 @@ def _problem_conditions(
             "purchase_id",
             "purchase_id",
             "duplicate purchase_id: the first row with this id is kept",
+        ),
+        (
+            f"length(purchase_id) > {MAX_PURCHASE_ID_LENGTH} "
+            "OR contains(purchase_id, chr(0))",
+            "purchase_id",
+            "purchase_id",
+            f"invalid purchase_id: the store takes ids of up to "
+            f"{MAX_PURCHASE_ID_LENGTH} characters with no NUL character",
         ),
         ("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
         (
