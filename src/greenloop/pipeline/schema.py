@@ -56,6 +56,6 @@ EARLIEST_PURCHASE_YEAR = 1990
 MAX_INSTALLMENTS = 60
 ENERGY_LABEL_GRADES = (1, 5)
 MCC_RANGE = (1, 9999)
-# The store's narrowest purchase_id column (the finance tables') holds this many
-# characters, and PostgreSQL text holds no NUL character.
+# The store's narrowest purchase_id column (the finance tables') takes this many
+# characters, and PostgreSQL text cannot contain a NUL character.
 MAX_PURCHASE_ID_LENGTH = 128
