@@ -13,7 +13,7 @@ import pytest
 
 from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import MappingError, identity_mapping, load_mapping
-from greenloop.pipeline.schema import MAX_PURCHASE_ID_LENGTH
+from greenloop.pipeline.schema import MAX_AMOUNT, MAX_PURCHASE_ID_LENGTH
 from greenloop.pipeline.sources import InputError, register_source
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
@@ -78,6 +78,11 @@ def test_clean_rows_become_purchases(tmp_path):
         ("b1,2026-05-01,u1,t,1,10,CNY,-3", "installments", "impossible installments"),
         ("b1,2026-05-01,u1,,1,10,CNY,1", "title", "missing title"),
         ("b" * 129 + ",2026-05-01,u1,t,1,10,CNY,1", "purchase_id", "invalid"),
+        (
+            "b1,2026-05-01,u1,t,1,90071992547409.92,CNY,1",
+            "amount",
+            "impossible amount: more",
+        ),
     ],
 )
 def test_bad_row_is_quarantined(tmp_path, line, column, reason_start):
@@ -221,6 +226,14 @@ def test_unknown_mapping_field_rejected(tmp_path):
 def test_unknown_mapping_name_lists_shipped(tmp_path):
     with pytest.raises(MappingError, match="bank-transactions"):
         load_mapping("no-such-mapping")
+
+
+def test_largest_amount_is_accepted(tmp_path):
+    line = f"b1,2026-05-01,u1,t,1,{MAX_AMOUNT},CNY,1"
+    path = _write(tmp_path, [HEADER, line])
+    _, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 0
 
 
 def test_longest_purchase_id_is_accepted(tmp_path):

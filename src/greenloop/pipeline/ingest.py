@@ -25,6 +25,7 @@ from greenloop.pipeline.mapping import (
 from greenloop.pipeline.schema import (
     EARLIEST_PURCHASE_YEAR,
     ENERGY_LABEL_GRADES,
+    MAX_AMOUNT,
     MAX_INSTALLMENTS,
     MAX_PURCHASE_ID_LENGTH,
     MCC_RANGE,
@@ -353,6 +354,13 @@ def _problem_conditions(
             "amount",
             "impossible amount 0: a purchase on credit has a price (zero-price lines "
             "are notes or stock adjustments)",
+        ),
+        (
+            f"amount > {MAX_AMOUNT}",
+            money_field,
+            "amount",
+            f"impossible amount: more than {MAX_AMOUNT:,}, the most a ledger record "
+            "states exactly",
         ),
         (
             "is_return AND amount < 0",
