@@ -13,7 +13,11 @@ import pytest
 
 from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import MappingError, identity_mapping, load_mapping
-from greenloop.pipeline.schema import MAX_AMOUNT, MAX_PURCHASE_ID_LENGTH
+from greenloop.pipeline.schema import (
+    MAX_AMOUNT,
+    MAX_MERCHANT_ID_LENGTH,
+    MAX_PURCHASE_ID_LENGTH,
+)
 from greenloop.pipeline.sources import InputError, register_source
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
@@ -261,6 +265,38 @@ def test_purchase_id_with_nul_is_quarantined(tmp_path):
     connection, counts = _ingest(path)
     assert counts.quarantined_rows == 1
     assert any(r.startswith("purchase_id: invalid") for r in _reasons(connection)[2])
+
+
+@pytest.mark.parametrize(
+    ("merchant_id", "quarantined"), [("m" * 128, 0), ("m" * 129, 1), ("m\x00", 1)]
+)
+def test_merchant_id_limit(tmp_path, merchant_id, quarantined):
+    path = tmp_path / "purchases.parquet"
+    table = pa.table(
+        {
+            "purchase_id": ["b1"],
+            "occurred_at": ["2026-05-01"],
+            "user_id": ["u1"],
+            "merchant_id": [merchant_id],
+            "title": ["t"],
+            "quantity": [1],
+            "amount": [10],
+            "currency": ["CNY"],
+        }
+    )
+    pq.write_table(table, path)
+    _, counts = _ingest(path)
+    assert counts.quarantined_rows == quarantined
+
+
+def test_merchant_id_limit_fits_the_finance_tables():
+    from greenloop.store.finance import finance_loans
+    from greenloop.store.runs import green_assets
+
+    lengths = [
+        table.c.merchant_id.type.length for table in (finance_loans, green_assets)
+    ]
+    assert min(lengths) == MAX_MERCHANT_ID_LENGTH
 
 
 def test_purchase_id_limit_fits_every_store_column():

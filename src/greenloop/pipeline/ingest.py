@@ -27,6 +27,7 @@ from greenloop.pipeline.schema import (
     ENERGY_LABEL_GRADES,
     MAX_AMOUNT,
     MAX_INSTALLMENTS,
+    MAX_MERCHANT_ID_LENGTH,
     MAX_PURCHASE_ID_LENGTH,
     MCC_RANGE,
     PRODUCT_KEY_FIELDS,
@@ -339,6 +340,14 @@ def _problem_conditions(
             "purchase_id",
             f"invalid purchase_id: the store takes ids of up to "
             f"{MAX_PURCHASE_ID_LENGTH} characters with no NUL character",
+        ),
+        (
+            f"length(merchant_id) > {MAX_MERCHANT_ID_LENGTH} "
+            "OR contains(merchant_id, chr(0))",
+            "merchant_id",
+            "merchant_id",
+            f"invalid merchant_id: the store takes ids of up to "
+            f"{MAX_MERCHANT_ID_LENGTH} characters with no NUL character",
         ),
         ("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
         (

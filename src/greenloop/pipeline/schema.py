@@ -61,6 +61,8 @@ MCC_RANGE = (1, 9999)
 # The store's narrowest purchase_id column (the finance tables') takes this many
 # characters, and PostgreSQL text cannot contain a NUL character.
 MAX_PURCHASE_ID_LENGTH = 128
+# The merchant_id column of the finance tables, the narrowest the run writes.
+MAX_MERCHANT_ID_LENGTH = 128
 # A ledger record states the amount in hundredths as an RFC 8785 number, which
 # is exact only up to 2**53 - 1.
 MAX_AMOUNT = Decimal(2**53 - 1) / 100
