@@ -313,3 +313,11 @@ def test_purchase_id_limit_fits_every_store_column():
         if column.name == "purchase_id"
     ]
     assert min(lengths) == MAX_PURCHASE_ID_LENGTH
+
+
+def test_too_many_digits_says_the_limit(tmp_path):
+    path = _write(tmp_path, [HEADER, "b1,2026-05-01,u1,t,1,100000000000000,CNY,1"])
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 1
+    reasons = _reasons(connection)[1]
+    assert any("at most 14 digits before the point" in r for r in reasons), reasons

@@ -40,7 +40,9 @@ EXPECTED_FORMS = {
     "TIMESTAMP": "a date and time such as 2024-05-01 14:30:00",
     "INTEGER": "a whole number",
     "DOUBLE": "a number such as 2 or 1.5",
-    "DECIMAL(18,4)": "a decimal number such as 3299.00",
+    "DECIMAL(18,4)": (
+        "a decimal number such as 3299.00, with at most 14 digits before the point"
+    ),
 }
 
 
