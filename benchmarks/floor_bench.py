@@ -40,19 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from run_bench import positive_count
+from run_bench import OUT, PRODUCT_COLUMNS, ROOT, add_input_options, generated_input
 
-from greenloop.pipeline.demo import write_benchmark_input
 from greenloop.store.base import SQLITE_ROWS_PER_INSERT, make_engine
 from greenloop.store.schema import upgrade
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
 BATCH = 10_000
-PRODUCT_COLUMNS = (
-    "title, mcc, merchant_id, merchant_name, brand, model_number, sku, "
-    "energy_label_grade, certificate_id"
-)
 # The job's green assets were 3,693,914 of the 10,000,000 generated purchases.
 GREEN_SHARE = 0.3694
 RECORD_SQL = """
@@ -176,22 +169,14 @@ def write_verdict_file(path: Path, target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rows", type=positive_count, default=10_000_000, help="generated rows"
-    )
-    parser.add_argument(
-        "--products", type=positive_count, default=200_000, help="distinct products"
-    )
+    add_input_options(parser)
     parser.add_argument(
         "--executemany",
         action="store_true",
         help="insert with executemany instead of multi-row INSERTs",
     )
     arguments = parser.parse_args()
-    path = OUT / f"generated-{arguments.rows}" / "purchases.parquet"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_benchmark_input(path, arguments.rows, arguments.products)
+    path = generated_input(arguments.rows, arguments.products)
     results: dict[str, float] = {}
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
 

@@ -112,6 +112,29 @@ def positive_count(text: str) -> int:
     return rows
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """Add the size options of the generated input: --rows and --products."""
+    parser.add_argument(
+        "--rows", type=positive_count, default=10_000_000, help="generated rows"
+    )
+    parser.add_argument(
+        "--products", type=positive_count, default=200_000, help="distinct products"
+    )
+
+
+def generated_input(rows: int, products: int) -> Path:
+    """Return the generated input of that size, writing it first when missing."""
+    from greenloop.pipeline.demo import write_benchmark_input
+
+    path = OUT / f"generated-{rows}" / "purchases.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        write_benchmark_input(path, rows, products)
+        print(f"generated {path} in {time.perf_counter() - started:.1f} s")
+    return path
+
+
 def run_job(
     input_path: Path, work: Path, extra: list[str], database: str | None = None
 ) -> dict:
@@ -189,12 +212,7 @@ def describe(name: str, rows: int, result: dict, bare: float | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--rows", type=positive_count, default=10_000_000, help="generated rows"
-    )
-    parser.add_argument(
-        "--products", type=positive_count, default=200_000, help="distinct products"
-    )
+    add_input_options(parser)
     parser.add_argument("--skip-online-retail", action="store_true")
     parser.add_argument(
         "--skip-generated", action="store_true", help="run only the Online Retail file"
@@ -232,14 +250,7 @@ def main() -> None:
         _finish(results)
         return
 
-    from greenloop.pipeline.demo import write_benchmark_input
-
-    generated = OUT / f"generated-{arguments.rows}" / "purchases.parquet"
-    if not generated.exists():
-        generated.parent.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        write_benchmark_input(generated, arguments.rows, arguments.products)
-        print(f"generated {generated} in {time.perf_counter() - started:.1f} s")
+    generated = generated_input(arguments.rows, arguments.products)
     bare = bare_query_seconds(generated)
     extra = ["--registries", str(generated.parent / "registries")]
     if arguments.no_finance:
