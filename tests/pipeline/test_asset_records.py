@@ -111,12 +111,19 @@ def test_order_rejects_repeats_and_reversals(batches):
             order.check(pa.array(batch))
 
 
-def test_check_canonical_accepts_canonical_bytes():
+def test_order_error_names_both_ids():
+    order = PurchaseIdOrder()
+    order.check(pa.array(["a", "c"]))
+    with pytest.raises(RuntimeError, match="'c' came before 'b'"):
+        order.check(pa.array(["b"]))
+
+
+def test_canonical_bytes_pass_check():
     check_canonical([b'{"a":1,"b":"x"}', b"{}"])
 
 
 @pytest.mark.parametrize("record", [b'{"b":1,"a":2}', b'{"a": 1}', b'{"a":"\\u001F"}'])
-def test_check_canonical_rejects_other_forms(record):
+def test_other_forms_fail_check(record):
     with pytest.raises(RuntimeError, match="not canonical JSON"):
         check_canonical([record])
 
@@ -142,11 +149,8 @@ def test_too_large_integers_stop_the_assets(column, value):
         build_assets(connection, "run-1", b"k" * 32)
 
 
-@pytest.mark.parametrize(
-    ("amount", "too_large"),
-    [(Decimal("90071992547409.91"), False), (Decimal("90071992547409.92"), True)],
-)
-def test_amount_limit_is_largest_exact_integer(amount, too_large):
+def _assets_of_amount(amount: Decimal) -> duckdb.DuckDBPyConnection:
+    """Return a connection whose `results` hold one green purchase of `amount`."""
     table = _results("p-edge", "m1", "u1")
     position = table.schema.get_field_index("net_amount")
     table = table.set_column(
@@ -155,10 +159,17 @@ def test_amount_limit_is_largest_exact_integer(amount, too_large):
     connection = duckdb.connect()
     connection.register("results_arrow", table)
     connection.execute("CREATE TABLE results AS SELECT * FROM results_arrow")
-    if too_large:
-        with pytest.raises(RuntimeError, match="too large for a ledger record"):
-            build_assets(connection, "run-1", b"k" * 32)
-        return
+    return connection
+
+
+def test_largest_exact_amount_passes():
+    connection = _assets_of_amount(Decimal("90071992547409.91"))
     build_assets(connection, "run-1", b"k" * 32)
     record = json.loads(_record(connection))
     assert record["amount_minor_units"] == 2**53 - 1
+
+
+def test_amount_above_exact_limit_stops():
+    connection = _assets_of_amount(Decimal("90071992547409.92"))
+    with pytest.raises(RuntimeError, match="too large for a ledger record"):
+        build_assets(connection, "run-1", b"k" * 32)

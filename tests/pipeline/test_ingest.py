@@ -289,7 +289,7 @@ def test_merchant_id_limit(tmp_path, merchant_id, quarantined):
     assert counts.quarantined_rows == quarantined
 
 
-def test_merchant_id_limit_fits_the_finance_tables():
+def test_merchant_limit_fits_finance_tables():
     from greenloop.store.finance import finance_loans
     from greenloop.store.runs import green_assets
 
@@ -299,7 +299,7 @@ def test_merchant_id_limit_fits_the_finance_tables():
     assert min(lengths) == MAX_MERCHANT_ID_LENGTH
 
 
-def test_purchase_id_limit_fits_every_store_column():
+def test_purchase_limit_fits_store_columns():
     import greenloop.store.finance
     import greenloop.store.ledger
     import greenloop.store.models

@@ -398,7 +398,7 @@ def test_duckdb_threads_restored_after_error():
         assert threads() == 2
 
 
-def test_non_canonical_records_stop_the_ledger(
+def test_non_canonical_records_stop_ledger(
     demo_sample, tmp_path, user_secret_dir, sqlite_url, monkeypatch
 ):
     from greenloop.pipeline import assets
@@ -411,7 +411,7 @@ def test_non_canonical_records_stop_the_ledger(
     assert _ledger_rows(sqlite_url) == 0
 
 
-def test_too_large_purchase_stops_before_the_ledger(
+def test_huge_purchase_stops_before_ledger(
     demo_sample, tmp_path, user_secret_dir, sqlite_url
 ):
     import csv
@@ -433,7 +433,7 @@ def test_too_large_purchase_stops_before_the_ledger(
     assert _ledger_rows(sqlite_url) == 0
 
 
-def test_assets_of_another_log_are_refused(
+def test_assets_of_another_log_rejected(
     demo_sample, tmp_path, user_secret_dir, sqlite_url
 ):
     from greenloop.store.ledger import LedgerStore

@@ -174,8 +174,8 @@ def canonical_records(records: pa.ChunkedArray | pa.Array) -> list[bytes]:
 
     DuckDB writes control characters as upper-case \\u001F, but RFC 8785
     requires lower case. Such records are rare, so Python rewrites them one by
-    one. A search of each record's bytes takes less time than Arrow's
-    substring kernel on the whole column.
+    one. In a profile of the ledger step, a search of each record's bytes took
+    less time than Arrow's substring kernel on the whole column.
     """
     from greenloop.ledger import canonical_json
 
@@ -326,22 +326,24 @@ class PurchaseIdOrder:
         self.last: str | None = None
 
     def check(self, ids: pa.Array) -> None:
+        """Raise RuntimeError when `ids` do not follow the ids checked before."""
         if len(ids) == 0:
             return
-        first = ids[0].as_py()
-        out_of_order = self.last is not None and first <= self.last
-        if len(ids) > 1:
-            out_of_order = (
-                out_of_order
-                or pc.any(
-                    pc.less_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
-                ).as_py()
-            )
-        if out_of_order:
+        previous = ids.slice(0, len(ids) - 1)
+        following = ids.slice(1)
+        backwards = pc.indices_nonzero(pc.less_equal(following, previous))
+        pair = None
+        if self.last is not None and ids[0].as_py() <= self.last:
+            pair = (self.last, ids[0].as_py())
+        elif len(backwards):
+            position = backwards[0].as_py()
+            pair = (previous[position].as_py(), following[position].as_py())
+        if pair is not None:
             raise RuntimeError(
-                "the assets were not read in purchase-id order, so a resumed run "
-                "could append them in another order; this is a defect in the "
-                "ledger step's query"
+                f"the assets were not read in purchase-id order ({pair[0]!r} came "
+                f"before {pair[1]!r}), so a resumed run could append them in "
+                "another order; report this defect in the ledger step's query "
+                "with the run's log"
             )
         self.last = ids[-1].as_py()
 
@@ -350,7 +352,7 @@ def asset_log_origin(engine: Engine) -> str | None:
     """Return the origin of the log whose indexes the stored assets carry.
 
     Each asset's ledger index is unique in the store, so the assets of one
-    store belong to one log, and one asset tells which. Returns None when no
+    store belong to one log, and one asset shows which. Returns None when no
     asset has a ledger index.
     """
     from sqlalchemy import select

@@ -448,8 +448,6 @@ def _timed(
     logger.info("step %s took %.2f s (peak memory %s MiB)", step, timings[step], peak)
     return result
 
-    return None
-
 
 def _verdict_counts(
     connection: duckdb.DuckDBPyConnection, products: int
