@@ -76,6 +76,14 @@ def run(
         help="DuckDB memory limit, for example 1GB or 512MB; DuckDB spills to disk "
         "beyond it.",
     ),
+    identify_workers: int = typer.Option(
+        None,
+        "--identify-workers",
+        min=0,
+        help="Worker processes that identify products; 0 identifies in the main "
+        "process. Default: one per CPU this process may use, none on one CPU. "
+        "Inputs of fewer than 60,000 purchases use none.",
+    ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""
     from greenloop.pipeline.job import DEFAULT_CAMPAIGNS, DEFAULT_FACILITIES, RunConfig
@@ -94,6 +102,7 @@ def run(
         facilities_path=None if no_finance else (facilities or DEFAULT_FACILITIES),
         campaigns_path=None if no_finance else (campaigns or DEFAULT_CAMPAIGNS),
         memory_limit=memory_limit,
+        identify_workers=identify_workers,
     )
     _execute(config)
 

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -11,10 +18,17 @@ import pyarrow as pa
 
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
+from greenloop.pipeline.impact_step import GreenFacts
+from greenloop.pipeline.memory import peak_rss_mib
 from greenloop.pipeline.progress import ProgressSink
 from greenloop.pipeline.schema import PRODUCT_KEY_FIELDS
 
+logger = logging.getLogger(__name__)
+
 BATCH_PRODUCTS = 20_000
+# Below this many purchases (so at most as many products), starting worker
+# processes costs more than it saves.
+PARALLEL_MIN_PURCHASES = 3 * BATCH_PRODUCTS
 
 VERDICT_SCHEMA = pa.schema(
     [
@@ -86,44 +100,171 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def default_workers() -> int:
+    """Return how many worker processes identify products: one per CPU the
+    process may use, or none on a single CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
 def identify_products(
     connection: duckdb.DuckDBPyConnection,
     identifier: Identifier,
     progress: ProgressSink,
-) -> dict[int, Verdict]:
+    workers: int | None = None,
+) -> IdentifiedProducts:
     """Identify each distinct product of `purchases` into `product_verdicts`.
 
     The distinct products, with the fields their key covers, are kept in the
-    table `products`.
+    table `products`. With `workers` above 0 (default: `default_workers()`),
+    that many processes judge the batches of products while this process
+    stores their verdicts; inputs of fewer than PARALLEL_MIN_PURCHASES
+    purchases are judged here. A batch's verdicts do not depend on which
+    process judged it, because each batch is judged on its own.
+
+    A script that calls this with workers must start its work under
+    `if __name__ == "__main__":`, as Python's multiprocessing requires.
     """
-    columns = ", ".join(f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS)
-    connection.execute(
-        f"CREATE OR REPLACE TABLE products AS SELECT product_key, {columns} "
-        f"FROM purchases GROUP BY product_key"
-    )
-    products = connection.sql(
-        "SELECT * FROM products ORDER BY product_key"
-    ).to_arrow_table()
-    progress.start("identify", products.num_rows)
-    verdicts: dict[int, Verdict] = {}
-    connection.register("verdict_empty", VERDICT_SCHEMA.empty_table())
-    connection.execute(
-        "CREATE OR REPLACE TABLE product_verdicts AS SELECT * FROM verdict_empty"
-    )
-    connection.unregister("verdict_empty")
-    for batch in products.to_batches(BATCH_PRODUCTS):
-        rows = batch.to_pylist()
-        batch_verdicts = identifier.identify_many([query_from_row(row) for row in rows])
-        keys = batch.column("product_key")
-        for key, verdict in zip(keys.to_pylist(), batch_verdicts, strict=True):
-            verdicts[key] = verdict
-        table = _verdict_table(keys, batch_verdicts)
-        connection.register("verdict_batch", table)
-        connection.execute("INSERT INTO product_verdicts SELECT * FROM verdict_batch")
-        connection.unregister("verdict_batch")
-        progress.advance(len(rows))
+    if workers is None:
+        workers = default_workers()
+    purchases = connection.execute("SELECT count(*) FROM purchases").fetchall()[0][0]
+    if purchases < PARALLEL_MIN_PURCHASES:
+        workers = 0
+    # The workers start while DuckDB finds the distinct products.
+    with _worker_pool(identifier, workers) as pool:
+        columns = ", ".join(
+            f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS
+        )
+        connection.execute(
+            f"CREATE OR REPLACE TABLE products AS SELECT product_key, {columns} "
+            f"FROM purchases GROUP BY product_key"
+        )
+        products = connection.sql(
+            "SELECT * FROM products ORDER BY product_key"
+        ).to_arrow_table()
+        progress.start("identify", products.num_rows)
+        identified = IdentifiedProducts(products.num_rows, GreenFacts(), 0, None)
+        connection.register("verdict_empty", VERDICT_SCHEMA.empty_table())
+        connection.execute(
+            "CREATE OR REPLACE TABLE product_verdicts AS SELECT * FROM verdict_empty"
+        )
+        connection.unregister("verdict_empty")
+        batches = products.to_batches(BATCH_PRODUCTS)
+        for batch, judged, worker_peak in _judged_batches(identifier, batches, pool):
+            identified.green.extend(judged.green)
+            connection.register("verdict_batch", judged.table)
+            connection.execute(
+                "INSERT INTO product_verdicts SELECT * FROM verdict_batch"
+            )
+            connection.unregister("verdict_batch")
+            progress.advance(batch.num_rows)
+            if worker_peak is not None:
+                identified.workers = workers
+                identified.worker_peak_mib = max(
+                    identified.worker_peak_mib or 0, worker_peak
+                )
     progress.finish()
-    return verdicts
+    return identified
+
+
+@dataclass
+class IdentifiedProducts:
+    """How many products were judged, the green ones, and the worker processes.
+
+    `worker_peak_mib` is the largest peak resident memory a worker process
+    reported, or None when no worker ran.
+    """
+
+    products: int
+    green: GreenFacts
+    workers: int
+    worker_peak_mib: int | None
+
+
+@contextmanager
+def _worker_pool(
+    identifier: Identifier, workers: int
+) -> Iterator[ProcessPoolExecutor | None]:
+    """Start `workers` processes, each with a copy of the identifier; None for none.
+
+    Each worker starts from a fresh interpreter (forkserver), not as a copy of
+    this process with its DuckDB threads and its memory. On leaving, work
+    not yet started is dropped.
+    """
+    if workers <= 0:
+        yield None
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_start_worker,
+        initargs=(identifier,),
+    )
+    try:
+        # A task per worker makes the pool start them all now.
+        for _ in range(workers):
+            pool.submit(os.getpid)
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _judged_batches(
+    identifier: Identifier,
+    batches: Sequence[pa.RecordBatch],
+    pool: ProcessPoolExecutor | None,
+) -> Iterator[tuple[pa.RecordBatch, JudgedBatch, int | None]]:
+    """Yield each batch with its verdicts, in batch order.
+
+    With a pool, each worker takes the next batch not yet taken. The third
+    item is the peak memory in MiB of the worker that judged the batch, or
+    None when this process judged it.
+    """
+    if pool is None:
+        for batch in batches:
+            yield batch, _judge(identifier, batch), None
+        return
+    futures = [pool.submit(_identify_in_worker, batch) for batch in batches]
+    for batch, future in zip(batches, futures, strict=True):
+        judged, peak = future.result()
+        yield batch, judged, peak or 0
+
+
+_worker_identifier: Identifier | None = None
+
+
+def _start_worker(identifier: Identifier) -> None:
+    global _worker_identifier
+    _worker_identifier = identifier
+
+
+def _identify_in_worker(batch: pa.RecordBatch) -> tuple[JudgedBatch, int | None]:
+    """Judge one batch in a worker; return it with the worker's peak MiB."""
+    if _worker_identifier is None:
+        raise RuntimeError("the identify worker was started without an identifier")
+    return _judge(_worker_identifier, batch), peak_rss_mib()
+
+
+@dataclass(frozen=True)
+class JudgedBatch:
+    """One batch's VERDICT_SCHEMA rows, in the batch's order, and its green products."""
+
+    table: pa.Table
+    green: GreenFacts
+
+
+def _judge(identifier: Identifier, batch: pa.RecordBatch) -> JudgedBatch:
+    verdicts = identifier.identify_many(
+        [query_from_row(row) for row in batch.to_pylist()]
+    )
+    keys = batch.column("product_key")
+    green = GreenFacts()
+    for key, verdict in zip(keys.to_pylist(), verdicts, strict=True):
+        green.add(key, verdict)
+    return JudgedBatch(_verdict_table(keys, verdicts), green)
 
 
 def _verdict_table(keys: pa.Array, batch_verdicts: list[Verdict]) -> pa.Table:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -75,10 +76,39 @@ def normalize_regions(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {"distinct_regions": len(pairs), "unrecognised_regions": unknown}
 
 
+@dataclass
+class GreenFacts:
+    """The green products and what an impact method may read of their verdicts.
+
+    `facts[i]` is the `impact_facts_key` of the verdict of `product_keys[i]`,
+    and `representatives` contains one verdict for each distinct facts key.
+    """
+
+    product_keys: list[int] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    representatives: dict[str, Verdict] = field(default_factory=dict)
+
+    def add(self, product_key: int, verdict: Verdict) -> None:
+        """Add one product if its verdict is green."""
+        if verdict.status != Status.GREEN:
+            return
+        key = impact_facts_key(verdict)
+        self.product_keys.append(product_key)
+        self.facts.append(key)
+        self.representatives.setdefault(key, verdict)
+
+    def extend(self, other: GreenFacts) -> None:
+        """Add the products of `other` after these."""
+        self.product_keys.extend(other.product_keys)
+        self.facts.extend(other.facts)
+        for key, verdict in other.representatives.items():
+            self.representatives.setdefault(key, verdict)
+
+
 def compute_impacts(
     connection: duckdb.DuckDBPyConnection,
     calculator: ImpactCalculator,
-    verdicts: dict[int, Verdict],
+    green: GreenFacts,
     progress: ProgressSink,
 ) -> dict[tuple[int, str | None], Impact]:
     """Create `product_facts`, `unit_impacts` and `spend_factors`.
@@ -88,22 +118,16 @@ def compute_impacts(
     the returned dict maps each pair to the impact of one unit.
     """
     facts_ids: dict[str, int] = {}
-    representative: dict[int, Verdict] = {}
-    product_keys: list[int] = []
-    product_facts: list[int] = []
-    for product_key, verdict in verdicts.items():
-        if verdict.status != Status.GREEN:
-            continue
-        facts_id = facts_ids.setdefault(_facts_key(verdict), len(facts_ids))
-        representative.setdefault(facts_id, verdict)
-        product_keys.append(product_key)
-        product_facts.append(facts_id)
+    product_facts = [facts_ids.setdefault(key, len(facts_ids)) for key in green.facts]
+    representative = {
+        facts_id: green.representatives[key] for key, facts_id in facts_ids.items()
+    }
     _replace_table(
         connection,
         "product_facts",
         pa.table(
             {
-                "product_key": pa.array(product_keys, pa.uint64()),
+                "product_key": pa.array(green.product_keys, pa.uint64()),
                 "facts_id": pa.array(product_facts, pa.int64()),
             }
         ),
@@ -133,7 +157,7 @@ def compute_impacts(
     return unit_impacts
 
 
-def _facts_key(verdict: Verdict) -> str:
+def impact_facts_key(verdict: Verdict) -> str:
     """Return a key of everything in a verdict that an impact method may read."""
     return json.dumps(
         [

@@ -29,6 +29,7 @@ import greenloop
 from greenloop.pipeline import assets as asset_step
 from greenloop.pipeline.identify_step import identify_products
 from greenloop.pipeline.impact_step import (
+    GreenFacts,
     compute_impacts,
     create_purchase_results,
     normalize_regions,
@@ -75,6 +76,9 @@ class RunConfig:
     run_id: str | None = None
     memory_limit: str = "768MB"
     threads: int | None = None
+    # Worker processes that identify products: None for one per CPU (see
+    # identify_step.default_workers), 0 to identify in this process.
+    identify_workers: int | None = None
 
 
 @dataclass
@@ -222,19 +226,31 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         certified_products=identifier_evidence(run.engine, as_of=run.as_of),
         as_of=run.as_of,
     )
-    verdicts = _timed(
+    identified = _timed(
         run.timings,
         run.peaks,
         "identify",
-        lambda: identify_products(run.connection, identifier, run.sink),
+        lambda: identify_products(
+            run.connection, identifier, run.sink, run.config.identify_workers
+        ),
     )
-    run.counts["identify"] = _verdict_counts(run.connection, len(verdicts))
+    run.counts["identify"] = {
+        **_verdict_counts(run.connection, identified.products),
+        "worker_processes": identified.workers,
+    }
+    if identified.worker_peak_mib is not None and "identify" in run.peaks:
+        # The workers ran beside the main process, so their memory adds to it.
+        run.peaks["identify_with_workers"] = (
+            run.peaks["identify"] + identified.workers * identified.worker_peak_mib
+        )
 
     calculator = ImpactCalculator.load(as_of=run.as_of)
     region_counts = normalize_regions(run.connection)
 
     def impact_step() -> dict[tuple[int, str | None], Any]:
-        impacts = compute_impacts(run.connection, calculator, verdicts, run.sink)
+        impacts = compute_impacts(
+            run.connection, calculator, identified.green, run.sink
+        )
         create_purchase_results(run.connection)
         # Every later step reads `results`, which has all purchase columns.
         run.connection.execute("DROP TABLE purchases")
@@ -242,7 +258,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
 
     # The step's time covers the join that gives every purchase its results.
     unit_impacts = _timed(run.timings, run.peaks, "impact", impact_step)
-    verdicts.clear()  # the verdicts now live in DuckDB; free them before the ledger
+    identified.green = GreenFacts()  # free the green products before the ledger
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
     secret = load_or_create_secret(run.config.key_dir / "user-hmac.key")

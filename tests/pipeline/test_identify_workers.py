@@ -1,0 +1,129 @@
+"""Identification in worker processes gives what one process gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from greenloop.identify import Identifier
+from greenloop.pipeline import identify_step
+from greenloop.pipeline.demo import DemoSample
+from greenloop.pipeline.identify_step import identify_products
+from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.pipeline.progress import NoProgress
+
+
+def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
+    result = run_job(
+        RunConfig(
+            input_path=sample.purchases,
+            out_dir=folder / "runs",
+            database_url=f"sqlite:///{folder / 'store.sqlite3'}",
+            key_dir=keys,
+            registry_dir=sample.registries,
+            as_of=sample.as_of,
+            identify_workers=workers,
+        )
+    )
+    products = pq.read_table(result.run_dir / "products.parquet").to_pylist()
+    verdicts = pq.read_table(
+        result.run_dir / "verdicts.parquet",
+        columns=["row", "status", "verdict_digest", "kg_co2e_lifetime", "ledger_index"],
+    ).to_pylist()
+    checkpoint = (result.run_dir / "checkpoint.txt").read_text("utf-8")
+    manifest = json.loads((result.run_dir / "manifest.json").read_text("utf-8"))
+    return {
+        "products": products,
+        "verdicts": sorted(verdicts, key=lambda row: row["row"]),
+        "root": checkpoint.splitlines()[2],
+        "manifest": manifest,
+    }
+
+
+def test_workers_give_the_same_verdicts_and_ledger(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch
+):
+    # Small batches and no lower bound send the demo's products to the workers.
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 97)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
+    alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
+    helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers=2)
+
+    assert helped["products"] == alone["products"]
+    assert helped["verdicts"] == alone["verdicts"]
+    assert helped["root"] == alone["root"]
+    counts, alone_counts = helped["manifest"]["counts"], alone["manifest"]["counts"]
+    assert counts["identify"].pop("worker_processes") == 2
+    assert alone_counts["identify"].pop("worker_processes") == 0
+    assert counts["identify"] == alone_counts["identify"]
+    assert counts["impact"] == alone_counts["impact"]
+    peaks = helped["manifest"]["peak_memory_mib"]
+    assert peaks["identify_with_workers"] > peaks["identify"]
+    assert "identify_with_workers" not in alone["manifest"]["peak_memory_mib"]
+
+
+class BrokenIdentifier(Identifier):
+    """An identifier whose batches fail, to show that a worker's error surfaces."""
+
+    def identify_many(self, queries):  # type: ignore[no-untyped-def]
+        raise ValueError(f"cannot judge {queries[0].title!r}")
+
+
+def _purchases(connection: duckdb.DuckDBPyConnection, count: int) -> None:
+    from greenloop.pipeline.schema import PRODUCT_KEY_FIELDS
+
+    columns = ", ".join(
+        f"'product ' || i AS {name}" if name == "title" else f"NULL AS {name}"
+        for name in PRODUCT_KEY_FIELDS
+    )
+    connection.execute(
+        f"CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
+        f"{columns} FROM range({count}) t(i)"
+    )
+
+
+def test_worker_error_stops_identification(monkeypatch):
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
+    loaded = Identifier.load(jurisdiction="cn")
+    broken = BrokenIdentifier.__new__(BrokenIdentifier)
+    broken.__dict__.update(loaded.__dict__)
+    connection = duckdb.connect()
+    _purchases(connection, 35)
+    with pytest.raises(ValueError, match="cannot judge 'product "):
+        identify_products(connection, broken, NoProgress(), workers=2)
+
+
+def test_small_inputs_stay_in_one_process(monkeypatch):
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 50)
+    connection = duckdb.connect()
+    _purchases(connection, 49)
+    identified = identify_products(
+        connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=2
+    )
+    assert identified.products == 49
+    assert identified.workers == 0
+    assert identified.worker_peak_mib is None
+    stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert stored == [(49,)]
+
+
+def test_default_workers_one_per_cpu(monkeypatch):
+    monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: {0})
+    assert identify_step.default_workers() == 0
+    monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert identify_step.default_workers() == 2
+
+
+def test_run_help_states_parallel_minimum():
+    from typer.testing import CliRunner
+
+    from greenloop.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert f"{identify_step.PARALLEL_MIN_PURCHASES:,} purchases" in result.output
