@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -127,3 +128,22 @@ def test_run_help_states_parallel_minimum():
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert f"{identify_step.PARALLEL_MIN_PURCHASES:,} purchases" in result.output
+
+
+class DyingIdentifier(Identifier):
+    """An identifier whose worker process ends abruptly while judging."""
+
+    def identify_many(self, queries):  # type: ignore[no-untyped-def]
+        os._exit(9)
+
+
+def test_killed_worker_names_the_way_out(monkeypatch):
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
+    loaded = Identifier.load(jurisdiction="cn")
+    dying = DyingIdentifier.__new__(DyingIdentifier)
+    dying.__dict__.update(loaded.__dict__)
+    connection = duckdb.connect()
+    _purchases(connection, 35)
+    with pytest.raises(RuntimeError, match="--identify-workers 0"):
+        identify_products(connection, dying, NoProgress(), workers=2)

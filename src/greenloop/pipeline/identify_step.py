@@ -8,6 +8,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +230,14 @@ def _judged_batches(
         return
     futures = [pool.submit(_identify_in_worker, batch) for batch in batches]
     for batch, future in zip(batches, futures, strict=True):
-        judged, peak = future.result()
+        try:
+            judged, peak = future.result()
+        except BrokenProcessPool as error:
+            raise RuntimeError(
+                f"an identify worker process stopped before it returned its "
+                f"verdicts (killed, or out of memory?): {error}; run again, or "
+                "with --identify-workers 0 to identify in the main process"
+            ) from error
         yield batch, judged, peak or 0
 
 
