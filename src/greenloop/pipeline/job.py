@@ -303,27 +303,26 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
     # The data files need only DuckDB, which works without the GIL, and the
-    # finance step is Python. So each gets a core, with one DuckDB thread.
-    with (
-        _duckdb_threads(run.connection, 1 if financed else None),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files,
-    ):
-        data_files = files.submit(_write_data_files, run.connection, run.run_dir)
-        if facilities and campaigns:
-            finance = _timed(
-                run.timings,
-                run.peaks,
-                "finance",
-                lambda: asset_step.finance_loans(
-                    run.engine,
-                    run.connection,
-                    facilities,
-                    campaigns,
-                    run.as_of,
-                    run.sink,
-                ),
-            )
-    run.timings["data_files"] = data_files.result()
+    # finance step is Python. So each gets a core, with one DuckDB thread
+    # until the finance step ends.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
+        with _duckdb_threads(run.connection, 1 if financed else None):
+            data_files = files.submit(_write_data_files, run.connection, run.run_dir)
+            if facilities and campaigns:
+                finance = _timed(
+                    run.timings,
+                    run.peaks,
+                    "finance",
+                    lambda: asset_step.finance_loans(
+                        run.engine,
+                        run.connection,
+                        facilities,
+                        campaigns,
+                        run.as_of,
+                        run.sink,
+                    ),
+                )
+        run.timings["data_files"] = data_files.result()
     logger.info("step data_files took %.2f s", run.timings["data_files"])
     if finance is not None:
         from greenloop.store.finance import clear_plan_caches

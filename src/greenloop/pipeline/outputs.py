@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,19 +76,14 @@ def _copy_to(
 def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write every purchase's verdict to `path`, in input row order.
 
-    One sort of every purchase would spill to disk at tens of millions of rows,
-    so the rows of one range of VERDICT_ROW_RANGE row numbers at a time are
-    read, sorted in Arrow and appended to the file in range order. DuckDB
-    reads each range from the row groups whose row numbers overlap it, which
-    are few when `results` is roughly in row order, as it is at two million
-    generated purchases. Sorting in Arrow keeps the rows out of DuckDB's
-    memory limit, which is small while the finance step runs.
-
-    NOTE: at 10 million generated purchases, `results` is not in row order:
-    each of its row groups spans many ranges, so each range reads several
-    times its own rows. The file is the same, but the data files then take
-    about as long as the finance step that runs beside them. A full sort at
-    the finance step's DuckDB memory limit ran out of memory instead.
+    One sort of every purchase would spill to disk at tens of millions of
+    rows, so the rows of one range of VERDICT_ROW_RANGE row numbers at a time
+    are read, sorted in Arrow and appended to the file in range order. Sorting
+    in Arrow keeps the rows out of DuckDB's memory limit, which is small while
+    the finance step runs. `results` is stored as a few sorted runs, one per
+    DuckDB thread that inserted into it, so each range reads few row groups.
+    Most of the time goes into making Arrow rows and encoding Parquet, so one
+    range is encoded in a second thread while DuckDB reads the next.
     """
     query = (
         f"SELECT {VERDICT_COLUMNS}, ledger_index FROM results "
@@ -100,18 +96,29 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     # Without purchases, one empty range still gives the file its columns.
     lows = [0] if first is None else range(first, last + 1, VERDICT_ROW_RANGE)
     writer: pq.ParquetWriter | None = None
-    try:
-        for low in lows:
-            bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
-            rows = connection.sql(query, params=bounds).to_arrow_table()
-            rows = rows.sort_by("row")
-            if writer is None:
-                writer = pq.ParquetWriter(path, rows.schema, compression="zstd")
-            writer.write_table(rows, row_group_size=VERDICT_ROW_GROUP)
-            del rows
-    finally:
-        if writer is not None:
-            writer.close()
+    written: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdicts") as encoder:
+        try:
+            for low in lows:
+                bounds = {"low": low, "high": low + VERDICT_ROW_RANGE}
+                rows = connection.sql(query, params=bounds).to_arrow_table()
+                rows = rows.sort_by("row")
+                if writer is None:
+                    writer = pq.ParquetWriter(path, rows.schema, compression="zstd")
+                if written is not None:
+                    written.result()
+                written = encoder.submit(
+                    writer.write_table, rows, row_group_size=VERDICT_ROW_GROUP
+                )
+                del rows
+            if written is not None:
+                written.result()
+        finally:
+            if written is not None:
+                # The writer is closed only after its last write, failed or not.
+                wait([written])
+            if writer is not None:
+                writer.close()
 
 
 def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> float:
