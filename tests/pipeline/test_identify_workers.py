@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -113,11 +114,14 @@ def test_small_inputs_stay_in_one_process(monkeypatch):
     assert stored == [(49,)]
 
 
-def test_default_workers_one_per_cpu(monkeypatch):
+def test_default_workers_one_per_further_cpu(monkeypatch):
     monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: {0})
     assert identify_step.default_workers() == 0
     monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert identify_step.default_workers() == 2
+    assert identify_step.default_workers() == 1
+    four = {0, 1, 2, 3}
+    monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: four)
+    assert identify_step.default_workers() == 3
 
 
 def test_run_help_states_parallel_minimum():
@@ -131,10 +135,15 @@ def test_run_help_states_parallel_minimum():
 
 
 class DyingIdentifier(Identifier):
-    """An identifier whose worker process ends abruptly while judging."""
+    """An identifier that ends a worker process abruptly while it judges.
+
+    In the main process it judges as usual, so that the test process lives.
+    """
 
     def identify_many(self, queries):  # type: ignore[no-untyped-def]
-        os._exit(9)
+        if multiprocessing.parent_process() is not None:
+            os._exit(9)
+        return super().identify_many(queries)
 
 
 def test_killed_worker_names_the_way_out(monkeypatch):

@@ -80,9 +80,10 @@ def run(
         None,
         "--identify-workers",
         min=0,
-        help="Worker processes that identify products; 0 identifies in the main "
-        "process. Default: one per CPU this process may use, none on one CPU. "
-        "Inputs of fewer than 60,000 purchases use none.",
+        help="Worker processes that identify products beside the main process; "
+        "0 identifies in the main process only. Default: one fewer than the "
+        "CPUs this process may use. Inputs of fewer than 60,000 purchases use "
+        "none.",
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""

@@ -6,8 +6,9 @@ import hashlib
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,13 +103,13 @@ def _json_text(value: Any) -> str:
 
 
 def default_workers() -> int:
-    """Return how many worker processes identify products: one per CPU the
-    process may use, or none on a single CPU."""
+    """Return how many worker processes identify products beside this one: one
+    per further CPU the process may use."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
+    return max(cpus - 1, 0)
 
 
 def identify_products(
@@ -121,9 +122,9 @@ def identify_products(
 
     The distinct products, with the fields their key covers, are kept in the
     table `products`. With `workers` above 0 (default: `default_workers()`),
-    that many processes judge the batches of products while this process
-    stores their verdicts; inputs of fewer than PARALLEL_MIN_PURCHASES
-    purchases are judged here. A batch's verdicts do not depend on which
+    that many processes judge batches of products beside this one, which
+    also stores the verdicts; inputs of fewer than PARALLEL_MIN_PURCHASES
+    purchases are judged here only. A batch's verdicts do not depend on which
     process judged it, because each batch is judged on its own.
 
     A script that calls this with workers must start its work under
@@ -154,7 +155,9 @@ def identify_products(
         )
         connection.unregister("verdict_empty")
         batches = products.to_batches(BATCH_PRODUCTS)
-        for batch, judged, worker_peak in _judged_batches(identifier, batches, pool):
+        for batch, judged, worker_peak in _judged_batches(
+            identifier, batches, pool, workers
+        ):
             identified.green.extend(judged.green)
             connection.register("verdict_batch", judged.table)
             connection.execute(
@@ -217,19 +220,35 @@ def _judged_batches(
     identifier: Identifier,
     batches: Sequence[pa.RecordBatch],
     pool: ProcessPoolExecutor | None,
+    workers: int,
 ) -> Iterator[tuple[pa.RecordBatch, JudgedBatch, int | None]]:
     """Yield each batch with its verdicts, in batch order.
 
-    With a pool, each worker takes the next batch not yet taken. The third
-    item is the peak memory in MiB of the worker that judged the batch, or
-    None when this process judged it.
+    The workers take batches from the front. While the next batch in order
+    is not back from its worker, this process judges the last batch not yet
+    handed out, so no process waits while batches remain. The third item is
+    the peak memory in MiB of the worker that judged the batch, or None when
+    this process judged it.
     """
     if pool is None:
         for batch in batches:
             yield batch, _judge(identifier, batch), None
         return
-    futures = [pool.submit(_identify_in_worker, batch) for batch in batches]
-    for batch, future in zip(batches, futures, strict=True):
+    not_started = deque(range(len(batches)))
+    running: dict[int, Future[tuple[JudgedBatch, int | None]]] = {}
+    judged_here: dict[int, JudgedBatch] = {}
+    for position, batch in enumerate(batches):
+        # Each worker has a batch in hand and one queued.
+        while not_started and len(running) < 2 * workers:
+            taken = not_started.popleft()
+            running[taken] = pool.submit(_identify_in_worker, batches[taken])
+        if position in judged_here:
+            yield batch, judged_here.pop(position), None
+            continue
+        future = running.pop(position)
+        while not future.done() and not_started:
+            last = not_started.pop()
+            judged_here[last] = _judge(identifier, batches[last])
         try:
             judged, peak = future.result()
         except BrokenProcessPool as error:

@@ -76,8 +76,8 @@ class RunConfig:
     run_id: str | None = None
     memory_limit: str = "768MB"
     threads: int | None = None
-    # Worker processes that identify products: None for one per CPU (see
-    # identify_step.default_workers), 0 to identify in this process.
+    # Worker processes that identify products beside this one: None for one
+    # per further CPU (see identify_step.default_workers), 0 for none.
     identify_workers: int | None = None
 
 
