@@ -88,16 +88,21 @@ def _purchases(connection: duckdb.DuckDBPyConnection, count: int) -> None:
     )
 
 
-def test_worker_error_stops_identification(monkeypatch):
+def _identify_with_workers(kind: type[Identifier], monkeypatch) -> None:
+    """Identify 35 products in batches of 10 with an identifier of `kind`."""
     monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
     loaded = Identifier.load(jurisdiction="cn")
-    broken = BrokenIdentifier.__new__(BrokenIdentifier)
-    broken.__dict__.update(loaded.__dict__)
+    identifier = kind.__new__(kind)
+    identifier.__dict__.update(loaded.__dict__)
     connection = duckdb.connect()
     _purchases(connection, 35)
+    identify_products(connection, identifier, NoProgress(), workers=2)
+
+
+def test_worker_error_stops_identification(monkeypatch):
     with pytest.raises(ValueError, match="cannot judge 'product "):
-        identify_products(connection, broken, NoProgress(), workers=2)
+        _identify_with_workers(BrokenIdentifier, monkeypatch)
 
 
 def test_small_inputs_stay_in_one_process(monkeypatch):
@@ -147,12 +152,5 @@ class DyingIdentifier(Identifier):
 
 
 def test_killed_worker_names_the_way_out(monkeypatch):
-    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
-    loaded = Identifier.load(jurisdiction="cn")
-    dying = DyingIdentifier.__new__(DyingIdentifier)
-    dying.__dict__.update(loaded.__dict__)
-    connection = duckdb.connect()
-    _purchases(connection, 35)
     with pytest.raises(RuntimeError, match="--identify-workers 0"):
-        identify_products(connection, dying, NoProgress(), workers=2)
+        _identify_with_workers(DyingIdentifier, monkeypatch)

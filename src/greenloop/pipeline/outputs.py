@@ -77,7 +77,7 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write every purchase's verdict to `path`, in input row order.
 
     One sort of every purchase would spill to disk at tens of millions of
-    rows, so the rows of one range of VERDICT_ROW_RANGE row numbers at a time
+    rows. So the rows of one range of VERDICT_ROW_RANGE row numbers at a time
     are read, sorted in Arrow and appended to the file in range order. Sorting
     in Arrow keeps the rows out of DuckDB's memory limit, which is small while
     the finance step runs. `results` is stored as a few sorted runs, one per
