@@ -51,7 +51,7 @@ def test_workers_give_the_same_verdicts_and_ledger(
 ):
     # Small batches and no lower bound send the demo's products to the workers.
     monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 97)
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
     alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
     helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers=2)
 
@@ -91,7 +91,7 @@ def _purchases(connection: duckdb.DuckDBPyConnection, count: int) -> None:
 def _identify_with_workers(kind: type[Identifier], monkeypatch) -> None:
     """Identify 35 products in batches of 10 with an identifier of `kind`."""
     monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 1)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
     loaded = Identifier.load(jurisdiction="cn")
     identifier = kind.__new__(kind)
     identifier.__dict__.update(loaded.__dict__)
@@ -106,17 +106,17 @@ def test_worker_error_stops_identification(monkeypatch):
 
 
 def test_small_inputs_stay_in_one_process(monkeypatch):
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PURCHASES", 50)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 50)
     connection = duckdb.connect()
-    _purchases(connection, 49)
+    _purchases(connection, 40)
     identified = identify_products(
         connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=2
     )
-    assert identified.products == 49
+    assert identified.products == 40
     assert identified.workers == 0
     assert identified.worker_peak_mib is None
     stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
-    assert stored == [(49,)]
+    assert stored == [(40,)]
 
 
 def test_default_workers_one_per_further_cpu(monkeypatch):
@@ -136,7 +136,7 @@ def test_run_help_states_parallel_minimum():
 
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert f"{identify_step.PARALLEL_MIN_PURCHASES:,} purchases" in result.output
+    assert f"{identify_step.PARALLEL_MIN_PRODUCTS:,} distinct" in result.output
 
 
 class DyingIdentifier(Identifier):

@@ -82,8 +82,8 @@ def run(
         min=0,
         help="Worker processes that identify products beside the main process; "
         "0 identifies in the main process only. Default: one fewer than the "
-        "CPUs this process may use. Inputs of fewer than 60,000 purchases use "
-        "none.",
+        "CPUs this process may use. Inputs of fewer than about 60,000 distinct "
+        "products use none.",
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""

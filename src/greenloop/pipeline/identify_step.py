@@ -28,9 +28,9 @@ from greenloop.pipeline.schema import PRODUCT_KEY_FIELDS
 logger = logging.getLogger(__name__)
 
 BATCH_PRODUCTS = 20_000
-# Below this many purchases (so at most as many products), starting worker
-# processes costs more than it saves.
-PARALLEL_MIN_PURCHASES = 3 * BATCH_PRODUCTS
+# Below about this many distinct products, starting worker processes costs
+# more than it saves.
+PARALLEL_MIN_PRODUCTS = 3 * BATCH_PRODUCTS
 
 VERDICT_SCHEMA = pa.schema(
     [
@@ -123,19 +123,23 @@ def identify_products(
     The distinct products, with the fields their key covers, are kept in the
     table `products`. With `workers` above 0 (default: `default_workers()`),
     that many processes judge batches of products beside this one, which
-    also stores the verdicts; inputs of fewer than PARALLEL_MIN_PURCHASES
-    purchases are judged here only. A batch's verdicts do not depend on which
-    process judged it, because each batch is judged on its own.
+    also stores the verdicts. Inputs whose estimated count of distinct
+    products is under PARALLEL_MIN_PRODUCTS are judged here only. A batch's
+    verdicts do not depend on which process judged it, because each batch is
+    judged on its own.
 
     A script that calls this with workers must start its work under
     `if __name__ == "__main__":`, as Python's multiprocessing requires.
     """
     if workers is None:
         workers = default_workers()
-    purchases = connection.execute("SELECT count(*) FROM purchases").fetchall()[0][0]
-    if purchases < PARALLEL_MIN_PURCHASES:
+    # An estimate suffices, and it is known before the exact count, so the
+    # workers can start while DuckDB finds the distinct products.
+    estimate = connection.execute(
+        "SELECT approx_count_distinct(product_key) FROM purchases"
+    ).fetchall()[0][0]
+    if estimate < PARALLEL_MIN_PRODUCTS:
         workers = 0
-    # The workers start while DuckDB finds the distinct products.
     with _worker_pool(identifier, workers) as pool:
         columns = ", ".join(
             f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS
