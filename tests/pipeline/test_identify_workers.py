@@ -18,6 +18,17 @@ from greenloop.pipeline.identify_step import identify_products
 from greenloop.pipeline.job import RunConfig, run_job
 from greenloop.pipeline.progress import NoProgress
 
+# The figures of report.json that do not name the run or its times.
+REPORT_FIGURES = (
+    "avoided_by_category",
+    "purchases_by_grid_factor",
+    "verdicts",
+    "impact",
+    "spend_estimates",
+    "allocation",
+    "incentives",
+)
+
 
 def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
     result = run_job(
@@ -38,7 +49,9 @@ def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
     ).to_pylist()
     checkpoint = (result.run_dir / "checkpoint.txt").read_text("utf-8")
     manifest = json.loads((result.run_dir / "manifest.json").read_text("utf-8"))
+    report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
     return {
+        "report": {key: report[key] for key in REPORT_FIGURES},
         "products": products,
         "verdicts": sorted(verdicts, key=lambda row: row["row"]),
         "root": checkpoint.splitlines()[2],
@@ -46,23 +59,26 @@ def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
     }
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_workers_give_the_same_verdicts_and_ledger(
-    demo_sample, tmp_path, user_secret_dir, monkeypatch
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, workers
 ):
-    # Small batches and no lower bound send the demo's products to the workers.
+    # Small batches and no lower bound send the demo's products to the
+    # workers, and the main process judges some of them too.
     monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 97)
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
     alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
-    helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers=2)
+    helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers)
 
     assert helped["products"] == alone["products"]
     assert helped["verdicts"] == alone["verdicts"]
     assert helped["root"] == alone["root"]
     counts, alone_counts = helped["manifest"]["counts"], alone["manifest"]["counts"]
-    assert counts["identify"].pop("worker_processes") == 2
+    assert counts["identify"].pop("worker_processes") == workers
     assert alone_counts["identify"].pop("worker_processes") == 0
     assert counts["identify"] == alone_counts["identify"]
     assert counts["impact"] == alone_counts["impact"]
+    assert helped["report"] == alone["report"]
     peaks = helped["manifest"]["peak_memory_mib"]
     assert peaks["identify_with_workers"] > peaks["identify"]
     assert "identify_with_workers" not in alone["manifest"]["peak_memory_mib"]

@@ -159,21 +159,27 @@ def identify_products(
         )
         connection.unregister("verdict_empty")
         batches = products.to_batches(BATCH_PRODUCTS)
-        for batch, judged, worker_peak in _judged_batches(
+        # Batches come back out of order, and the green products are kept in
+        # batch order, so the impact step numbers their facts the same way
+        # whichever process judged them.
+        green_of_batch: dict[int, GreenFacts] = {}
+        for position, judged, worker_peak in _judged_batches(
             identifier, batches, pool, workers
         ):
-            identified.green.extend(judged.green)
+            green_of_batch[position] = judged.green
             connection.register("verdict_batch", judged.table)
             connection.execute(
                 "INSERT INTO product_verdicts SELECT * FROM verdict_batch"
             )
             connection.unregister("verdict_batch")
-            progress.advance(batch.num_rows)
+            progress.advance(judged.table.num_rows)
             if worker_peak is not None:
                 identified.workers = workers
                 identified.worker_peak_mib = max(
                     identified.worker_peak_mib or 0, worker_peak
                 )
+        for position in sorted(green_of_batch):
+            identified.green.extend(green_of_batch[position])
     progress.finish()
     return identified
 
@@ -225,34 +231,32 @@ def _judged_batches(
     batches: Sequence[pa.RecordBatch],
     pool: ProcessPoolExecutor | None,
     workers: int,
-) -> Iterator[tuple[pa.RecordBatch, JudgedBatch, int | None]]:
-    """Yield each batch with its verdicts, in batch order.
+) -> Iterator[tuple[int, JudgedBatch, int | None]]:
+    """Yield each batch's position and verdicts as soon as the batch is judged.
 
-    The workers take batches from the front. While the next batch in order
-    is not back from its worker, this process judges the last batch not yet
-    handed out, so no process waits while batches remain. The third item is
-    the peak memory in MiB of the worker that judged the batch, or None when
+    The workers take batches from the front. While the oldest batch out with
+    a worker is not back, this process judges the last batch not yet handed
+    out, so no process waits while batches remain. The third item is the
+    peak memory in MiB of the worker that judged the batch, or None when
     this process judged it.
     """
     if pool is None:
-        for batch in batches:
-            yield batch, _judge(identifier, batch), None
+        for position, batch in enumerate(batches):
+            yield position, _judge(identifier, batch), None
         return
     not_started = deque(range(len(batches)))
-    running: dict[int, Future[tuple[JudgedBatch, int | None]]] = {}
-    judged_here: dict[int, JudgedBatch] = {}
-    for position, batch in enumerate(batches):
+    running: deque[tuple[int, Future[tuple[JudgedBatch, int | None]]]] = deque()
+    while not_started or running:
         # Each worker has a batch in hand and one queued.
         while not_started and len(running) < 2 * workers:
             taken = not_started.popleft()
-            running[taken] = pool.submit(_identify_in_worker, batches[taken])
-        if position in judged_here:
-            yield batch, judged_here.pop(position), None
-            continue
-        future = running.pop(position)
-        while not future.done() and not_started:
+            running.append((taken, pool.submit(_identify_in_worker, batches[taken])))
+        position, future = running[0]
+        if not future.done() and not_started:
             last = not_started.pop()
-            judged_here[last] = _judge(identifier, batches[last])
+            yield last, _judge(identifier, batches[last]), None
+            continue
+        running.popleft()
         try:
             judged, peak = future.result()
         except BrokenProcessPool as error:
@@ -261,7 +265,7 @@ def _judged_batches(
                 f"verdicts (killed, or out of memory?): {error}; run again, or "
                 "with --identify-workers 0 to identify in the main process"
             ) from error
-        yield batch, judged, peak or 0
+        yield position, judged, peak or 0
 
 
 _worker_identifier: Identifier | None = None
