@@ -223,6 +223,13 @@ def main() -> None:
         help="skip loan allocation and incentive awards in the generated run",
     )
     parser.add_argument(
+        "--identify-workers",
+        type=int,
+        default=1,
+        help="worker processes that identify products in the generated run "
+        "(default 1, for two CPUs; 0 identifies in the main process)",
+    )
+    parser.add_argument(
         "--postgresql",
         metavar="URL",
         help="store the generated run in this PostgreSQL database, which the "
@@ -255,6 +262,7 @@ def main() -> None:
     extra = ["--registries", str(generated.parent / "registries")]
     if arguments.no_finance:
         extra.append("--no-finance")
+    extra += ["--identify-workers", str(arguments.identify_workers)]
     result = run_job(generated, OUT / "generated-run", extra, database)
     results["runs"].append(
         describe(

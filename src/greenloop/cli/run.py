@@ -77,13 +77,14 @@ def run(
         "beyond it.",
     ),
     identify_workers: int = typer.Option(
-        None,
+        0,
         "--identify-workers",
         min=0,
-        help="Worker processes that identify products beside the main process; "
-        "0 identifies in the main process only. Default: one fewer than the "
-        "CPUs this process may use. Inputs of fewer than about 60,000 distinct "
-        "products use none.",
+        max=256,
+        help="Worker processes that identify products beside the main process "
+        "(for example 1 on two CPUs); 0, the default, identifies in the main "
+        "process only. Inputs of fewer than about 60,000 distinct products use "
+        "none.",
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""

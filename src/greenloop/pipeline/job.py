@@ -76,9 +76,11 @@ class RunConfig:
     run_id: str | None = None
     memory_limit: str = "768MB"
     threads: int | None = None
-    # Worker processes that identify products beside this one: None for one
-    # per further CPU (see identify_step.default_workers), 0 for none.
-    identify_workers: int | None = None
+    # Worker processes that identify products beside this one: 0 for none,
+    # None for one per further CPU (see identify_step.default_workers).
+    # NOTE: a worker killed while it sends a result can leave the run waiting
+    # forever (Python's process pool), so workers are not the default.
+    identify_workers: int | None = 0
 
 
 @dataclass
@@ -303,26 +305,28 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         # gives back most of its memory (spilling to disk) until the report.
         run.connection.execute(f"SET memory_limit = '{FINANCE_DUCKDB_MEMORY}'")
     # The data files need only DuckDB, which works without the GIL, and the
-    # finance step is Python. So each gets a core, with one DuckDB thread
-    # until the finance step ends.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files:
-        with _duckdb_threads(run.connection, 1 if financed else None):
-            data_files = files.submit(_write_data_files, run.connection, run.run_dir)
-            if facilities and campaigns:
-                finance = _timed(
-                    run.timings,
-                    run.peaks,
-                    "finance",
-                    lambda: asset_step.finance_loans(
-                        run.engine,
-                        run.connection,
-                        facilities,
-                        campaigns,
-                        run.as_of,
-                        run.sink,
-                    ),
-                )
-        run.timings["data_files"] = data_files.result()
+    # finance step is Python. So each gets a core, with one DuckDB thread:
+    # more threads at the finance step's memory limit run out of memory.
+    with (
+        _duckdb_threads(run.connection, 1 if financed else None),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-files") as files,
+    ):
+        data_files = files.submit(_write_data_files, run.connection, run.run_dir)
+        if facilities and campaigns:
+            finance = _timed(
+                run.timings,
+                run.peaks,
+                "finance",
+                lambda: asset_step.finance_loans(
+                    run.engine,
+                    run.connection,
+                    facilities,
+                    campaigns,
+                    run.as_of,
+                    run.sink,
+                ),
+            )
+    run.timings["data_files"] = data_files.result()
     logger.info("step data_files took %.2f s", run.timings["data_files"])
     if finance is not None:
         from greenloop.store.finance import clear_plan_caches
