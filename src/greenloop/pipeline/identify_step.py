@@ -186,7 +186,8 @@ def identify_products(
 
 @dataclass
 class IdentifiedProducts:
-    """How many products were judged, the green ones, and the worker processes.
+    """The outcome of identification: the product count, the green products
+    and the worker processes.
 
     `worker_peak_mib` is the largest peak resident memory a worker process
     reported, or None when no worker ran.
@@ -202,7 +203,9 @@ class IdentifiedProducts:
 def _worker_pool(
     identifier: Identifier, workers: int
 ) -> Iterator[ProcessPoolExecutor | None]:
-    """Start `workers` processes, each with a copy of the identifier; None for none.
+    """Start `workers` processes, each with a copy of the identifier.
+
+    Yields the pool, or None when `workers` is 0.
 
     Each worker starts from a fresh interpreter (forkserver), not as a copy of
     this process with its DuckDB threads and its memory. On leaving, work
@@ -218,7 +221,9 @@ def _worker_pool(
         initargs=(identifier,),
     )
     try:
-        # A task per worker makes the pool start them all now.
+        # Submitting tasks starts workers now, while DuckDB finds the products.
+        # Python 3.11 starts a worker only when none is idle, so some may
+        # start later.
         for _ in range(workers):
             pool.submit(os.getpid)
         yield pool
@@ -249,8 +254,9 @@ def _judged_batches(
     while not_started or running:
         # Each worker has a batch in hand and one queued.
         while not_started and len(running) < 2 * workers:
-            taken = not_started.popleft()
-            running.append((taken, pool.submit(_identify_in_worker, batches[taken])))
+            handed_out = not_started.popleft()
+            future = pool.submit(_identify_in_worker, batches[handed_out])
+            running.append((handed_out, future))
         position, future = running[0]
         if not future.done() and not_started:
             last = not_started.pop()
@@ -261,9 +267,10 @@ def _judged_batches(
             judged, peak = future.result()
         except BrokenProcessPool as error:
             raise RuntimeError(
-                f"an identify worker process stopped before it returned its "
-                f"verdicts (killed, or out of memory?): {error}; run again, or "
-                "with --identify-workers 0 to identify in the main process"
+                "an identify worker process stopped before it returned its "
+                f"verdicts, perhaps killed or out of memory ({error}). Run again, "
+                "or set --identify-workers 0 (RunConfig.identify_workers = 0) to "
+                "identify in the main process"
             ) from error
         yield position, judged, peak or 0
 
