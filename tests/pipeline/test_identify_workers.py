@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -152,7 +157,9 @@ def test_run_help_states_parallel_minimum():
 
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert f"{identify_step.PARALLEL_MIN_PRODUCTS:,} distinct" in result.output
+    # The help is wrapped inside a box, so only its words are compared.
+    words = " ".join(result.output.replace("│", " ").split())
+    assert f"{identify_step.PARALLEL_MIN_PRODUCTS:,} distinct" in words
 
 
 class DyingIdentifier(Identifier):
@@ -170,3 +177,61 @@ class DyingIdentifier(Identifier):
 def test_killed_worker_names_the_way_out(monkeypatch):
     with pytest.raises(RuntimeError, match="--identify-workers 0"):
         _identify_with_workers(DyingIdentifier, monkeypatch)
+
+
+def _reply_cut_short(pipe, identifier):  # type: ignore[no-untyped-def]
+    """Serve as a worker that dies halfway through sending its first reply."""
+    pipe.recv()
+    # A message header that announces a megabyte, then a few bytes of it.
+    os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + b"cut short")
+    os._exit(9)
+
+
+@pytest.mark.timeout(120)
+def test_worker_dying_mid_reply_stops_run(monkeypatch):
+    monkeypatch.setattr(identify_step, "_serve", _reply_cut_short)
+    with pytest.raises(
+        RuntimeError, match=r"exited with status 9.*--identify-workers 0"
+    ):
+        _identify_with_workers(Identifier, monkeypatch)
+
+
+def _process_ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The state follows the parenthesised command name.
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(120)
+def test_workers_exit_when_main_killed(tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import time\n"
+        "from greenloop.pipeline.identify_step import _WorkerPool, _serve\n"
+        "if __name__ == '__main__':\n"
+        "    pool = _WorkerPool(None, 2, _serve)\n"
+        "    print(*pool.pids, flush=True)\n"
+        "    time.sleep(600)\n",
+        encoding="utf-8",
+    )
+    main = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert main.stdout is not None
+        pids = [int(pid) for pid in main.stdout.readline().split()]
+        assert len(pids) == 2
+        assert not any(_process_ended(pid) for pid in pids)
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(map(_process_ended, pids)):
+            time.sleep(0.1)
+        assert all(_process_ended(pid) for pid in pids)
+    finally:
+        main.kill()
+        main.wait()

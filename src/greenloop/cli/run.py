@@ -76,15 +76,15 @@ def run(
         help="DuckDB memory limit, for example 1GB or 512MB; DuckDB spills to disk "
         "beyond it.",
     ),
-    identify_workers: int = typer.Option(
-        0,
+    identify_workers: int | None = typer.Option(
+        None,
         "--identify-workers",
         min=0,
         max=256,
-        help="Worker processes that identify products beside the main process "
-        "(for example 1 on two CPUs); 0, the default, identifies in the main "
-        "process only. Inputs of fewer than about 60,000 distinct products use "
-        "none.",
+        show_default="one per CPU beyond the first",
+        help="Worker processes that identify products beside the main process; "
+        "0 identifies in the main process only. Inputs of fewer than about "
+        "60,000 distinct products use none.",
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""

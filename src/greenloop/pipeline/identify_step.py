@@ -6,13 +6,15 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import pickle
+import queue
+import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
 
 import duckdb
 import orjson
@@ -152,7 +154,7 @@ def identify_products(
             "SELECT * FROM products ORDER BY product_key"
         ).to_arrow_table()
         progress.start("identify", products.num_rows)
-        identified = IdentifiedProducts(products.num_rows, GreenFacts(), 0, None)
+        identified = IdentifiedProducts(products.num_rows, GreenFacts())
         connection.register("verdict_empty", VERDICT_SCHEMA.empty_table())
         connection.execute(
             "CREATE OR REPLACE TABLE product_verdicts AS SELECT * FROM verdict_empty"
@@ -163,9 +165,7 @@ def identify_products(
         # batch order, so the impact step numbers their facts the same way
         # whichever process judged them.
         green_of_batch: dict[int, GreenFacts] = {}
-        for position, judged, worker_peak in _judged_batches(
-            identifier, batches, pool, workers
-        ):
+        for position, judged, worker in _judged_batches(identifier, batches, pool):
             green_of_batch[position] = judged.green
             connection.register("verdict_batch", judged.table)
             connection.execute(
@@ -173,11 +173,12 @@ def identify_products(
             )
             connection.unregister("verdict_batch")
             progress.advance(judged.table.num_rows)
-            if worker_peak is not None:
-                identified.workers = workers
-                identified.worker_peak_mib = max(
-                    identified.worker_peak_mib or 0, worker_peak
-                )
+            if worker is not None:
+                number, peak = worker
+                peaks = identified.worker_peaks_mib
+                peaks[number] = max(peaks.get(number, 0), peak)
+        if pool is not None:
+            identified.workers = pool.started
         for position in sorted(green_of_batch):
             identified.green.extend(green_of_batch[position])
     progress.finish()
@@ -189,105 +190,256 @@ class IdentifiedProducts:
     """The outcome of identification: the product count, the green products
     and the worker processes.
 
-    `worker_peak_mib` is the largest peak resident memory a worker process
-    reported, or None when no worker ran.
+    `workers` counts the worker processes started. `worker_peaks_mib` holds
+    the peak resident memory of each worker that judged a batch, by worker
+    number.
     """
 
     products: int
     green: GreenFacts
-    workers: int
-    worker_peak_mib: int | None
+    workers: int = 0
+    worker_peaks_mib: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def worker_peak_mib(self) -> int | None:
+        """The sum of the peaks of the workers that judged a batch, or None."""
+        return sum(self.worker_peaks_mib.values()) if self.worker_peaks_mib else None
+
+
+class _WorkerPool:
+    """Worker processes that judge batches, each driven by a thread of this process.
+
+    Each worker has a pipe of its own to this process. Its thread sends it one
+    batch, waits for the verdicts, puts them on `results` and takes the next
+    batch from the front of `unclaimed`. Only this process and the worker hold
+    the pipe's ends, so when either dies the other reads end-of-file: a killed
+    worker stops the run with an error instead of leaving it waiting, and a
+    worker whose main process died exits.
+
+    Each worker starts from a fresh interpreter (forkserver), not as a copy of
+    this process with its DuckDB threads and its memory.
+    """
+
+    def __init__(
+        self, identifier: Identifier, workers: int, target: Callable[..., None]
+    ) -> None:
+        context = multiprocessing.get_context("forkserver")
+        self.results: queue.SimpleQueue[_WorkerReport] = queue.SimpleQueue()
+        self.unclaimed: deque[int] = deque()
+        self.batches: Sequence[pa.RecordBatch] = ()
+        self._claim_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._threads: list[threading.Thread] = []
+        for number in range(workers):
+            ours, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=target,
+                args=(theirs, identifier),
+                name=f"greenloop-identify-{number + 1}",
+                daemon=True,
+            )
+            process.start()
+            # The worker's end stays open only in the worker, so its death
+            # closes the pipe.
+            theirs.close()
+            thread = threading.Thread(
+                target=self._drive,
+                args=(number + 1, ours, process),
+                name=f"identify-driver-{number + 1}",
+                daemon=True,
+            )
+            self._processes.append(process)
+            self._threads.append(thread)
+            thread.start()
+
+    @property
+    def started(self) -> int:
+        return len(self._processes)
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [process.pid for process in self._processes]
+
+    def hand_out(self, batches: Sequence[pa.RecordBatch]) -> None:
+        """Let the workers take `batches` from the front."""
+        with self._claim_lock:
+            self.batches = batches
+            self.unclaimed.extend(range(len(batches)))
+        self._ready.set()
+
+    def claim_last(self) -> int | None:
+        """Take the last batch no worker has taken, for this process to judge."""
+        with self._claim_lock:
+            return self.unclaimed.pop() if self.unclaimed else None
+
+    def _claim_first(self) -> int | None:
+        with self._claim_lock:
+            return self.unclaimed.popleft() if self.unclaimed else None
+
+    def _drive(self, number: int, pipe: Connection, process: Any) -> None:
+        self._ready.wait()
+        try:
+            while (position := self._claim_first()) is not None:
+                try:
+                    pipe.send(self.batches[position])
+                    outcome = pipe.recv()
+                except (EOFError, OSError) as error:
+                    code = _exit_code(process)
+                    logger.warning(
+                        "identify worker %d (pid %s) stopped with batch %d: %r, "
+                        "exit code %s",
+                        number,
+                        process.pid,
+                        position,
+                        error,
+                        code,
+                    )
+                    died = _worker_died(code, error)
+                    self.results.put(_WorkerReport(position, number, None, 0, died))
+                    return
+                judged, peak, failure = outcome
+                self.results.put(
+                    _WorkerReport(position, number, judged, peak or 0, failure)
+                )
+                if failure is not None:
+                    return
+        finally:
+            pipe.close()
+
+    def close(self) -> None:
+        """Stop the workers: those still judging are ended, not waited for."""
+        with self._claim_lock:
+            self.unclaimed.clear()
+        self._ready.set()
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+class _WorkerReport(NamedTuple):
+    """A batch's outcome from one worker: the verdicts and the worker's peak
+    MiB, or the error that stopped the worker."""
+
+    position: int
+    worker: int
+    judged: JudgedBatch | None
+    peak_mib: int
+    error: BaseException | None
+
+
+def _exit_code(process: Any) -> int | None:
+    process.join(timeout=1)
+    return process.exitcode
+
+
+def _worker_died(code: int | None, error: BaseException) -> RuntimeError:
+    if code is not None and code < 0:
+        cause = f"ended by signal {-code}"
+    elif code is not None:
+        cause = f"exited with status {code}"
+    else:
+        cause = f"closed its pipe ({type(error).__name__})"
+    return RuntimeError(
+        f"an identify worker process stopped before it returned its verdicts "
+        f"({cause}; perhaps killed or out of memory). Run again, or set "
+        "--identify-workers 0 (RunConfig.identify_workers = 0) to identify in "
+        "the main process"
+    )
 
 
 @contextmanager
 def _worker_pool(
-    identifier: Identifier, workers: int
-) -> Iterator[ProcessPoolExecutor | None]:
+    identifier: Identifier, workers: int, target: Callable[..., None] | None = None
+) -> Iterator[_WorkerPool | None]:
     """Start `workers` processes, each with a copy of the identifier.
 
-    Yields the pool, or None when `workers` is 0.
-
-    Each worker starts from a fresh interpreter (forkserver), not as a copy of
-    this process with its DuckDB threads and its memory. On leaving, work
-    not yet started is dropped.
+    Yields the pool, or None when `workers` is 0. On leaving, the workers
+    are stopped, and batches not yet handed out are dropped.
     """
     if workers <= 0:
         yield None
         return
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_start_worker,
-        initargs=(identifier,),
-    )
+    pool = _WorkerPool(identifier, workers, target or _serve)
     try:
-        # Submitting tasks starts workers now, while DuckDB finds the products.
-        # Python 3.11 starts a worker only when none is idle, so some may
-        # start later.
-        for _ in range(workers):
-            pool.submit(os.getpid)
         yield pool
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
 
 
 def _judged_batches(
     identifier: Identifier,
     batches: Sequence[pa.RecordBatch],
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-) -> Iterator[tuple[int, JudgedBatch, int | None]]:
+    pool: _WorkerPool | None,
+) -> Iterator[tuple[int, JudgedBatch, tuple[int, int] | None]]:
     """Yield each batch's position and verdicts as soon as the batch is judged.
 
-    The workers take batches from the front. While the oldest batch out with
-    a worker is not back, this process judges the last batch not yet handed
-    out, so no process waits while batches remain. The third item is the
-    peak memory in MiB of the worker that judged the batch, or None when
-    this process judged it.
+    The workers take batches from the front. While no worker's verdicts are
+    waiting, this process judges the last batch not yet taken, so no process
+    waits while batches remain. The third item is the number of the worker
+    that judged the batch and its peak memory in MiB, or None when this
+    process judged it.
     """
     if pool is None:
         for position, batch in enumerate(batches):
             yield position, _judge(identifier, batch), None
         return
-    not_started = deque(range(len(batches)))
-    running: deque[tuple[int, Future[tuple[JudgedBatch, int | None]]]] = deque()
-    while not_started or running:
-        # Each worker has a batch in hand and one queued.
-        while not_started and len(running) < 2 * workers:
-            handed_out = not_started.popleft()
-            future = pool.submit(_identify_in_worker, batches[handed_out])
-            running.append((handed_out, future))
-        position, future = running[0]
-        if not future.done() and not_started:
-            last = not_started.pop()
-            yield last, _judge(identifier, batches[last]), None
-            continue
-        running.popleft()
+    pool.hand_out(batches)
+    remaining = len(batches)
+    while remaining:
         try:
-            judged, peak = future.result()
-        except BrokenProcessPool as error:
-            raise RuntimeError(
-                "an identify worker process stopped before it returned its "
-                f"verdicts, perhaps killed or out of memory ({error}). Run again, "
-                "or set --identify-workers 0 (RunConfig.identify_workers = 0) to "
-                "identify in the main process"
-            ) from error
-        yield position, judged, peak or 0
+            report = pool.results.get_nowait()
+        except queue.Empty:
+            last = pool.claim_last()
+            if last is not None:
+                remaining -= 1
+                yield last, _judge(identifier, batches[last]), None
+                continue
+            report = pool.results.get()
+        if report.error is not None:
+            raise report.error
+        assert report.judged is not None
+        remaining -= 1
+        yield report.position, report.judged, (report.worker, report.peak_mib)
 
 
-_worker_identifier: Identifier | None = None
+def _serve(pipe: Connection, identifier: Identifier) -> None:
+    """Judge each batch that arrives on `pipe` and send back its verdicts.
+
+    Each reply is (JudgedBatch, peak MiB, None), or (None, None, error), after
+    which the worker stops. The worker ends when the pipe closes.
+    """
+    while True:
+        try:
+            batch = pipe.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[Any, ...] = (_judge(identifier, batch), peak_rss_mib(), None)
+        except Exception as error:  # sent to the main process
+            reply = (None, None, _sendable(error))
+        try:
+            pipe.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+        if reply[2] is not None:
+            return
 
 
-def _start_worker(identifier: Identifier) -> None:
-    global _worker_identifier
-    _worker_identifier = identifier
-
-
-def _identify_in_worker(batch: pa.RecordBatch) -> tuple[JudgedBatch, int | None]:
-    """Judge one batch in a worker; return it with the worker's peak MiB."""
-    if _worker_identifier is None:
-        raise RuntimeError("the identify worker was started without an identifier")
-    return _judge(_worker_identifier, batch), peak_rss_mib()
+def _sendable(error: Exception) -> BaseException:
+    """Return `error` if it survives pickling, or a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # any pickling failure
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,10 @@ class RunConfig:
     memory_limit: str = "768MB"
     threads: int | None = None
     # Worker processes that identify products beside this one: 0 for none,
-    # None for one per further CPU (see identify_step.default_workers).
-    # NOTE: a worker killed while it sends a result can leave the run waiting
-    # forever (Python's process pool), so workers are not the default.
+    # None for one per further CPU (see identify_step.default_workers). Each
+    # worker imports the main module, so a script that sets workers must start
+    # its work under `if __name__ == "__main__":`. The default, 0, needs no
+    # such guard. `greenloop run` passes None.
     identify_workers: int | None = 0
 
 
@@ -243,7 +244,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     if identified.worker_peak_mib is not None and "identify" in run.peaks:
         # The workers ran beside the main process, so their memory adds to it.
         run.peaks["identify_with_workers"] = (
-            run.peaks["identify"] + identified.workers * identified.worker_peak_mib
+            run.peaks["identify"] + identified.worker_peak_mib
         )
 
     calculator = ImpactCalculator.load(as_of=run.as_of)
