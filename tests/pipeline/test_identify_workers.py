@@ -87,6 +87,8 @@ def test_workers_give_the_same_verdicts_and_ledger(
     peaks = helped["manifest"]["peak_memory_mib"]
     assert peaks["identify_with_workers"] > peaks["identify"]
     assert "identify_with_workers" not in alone["manifest"]["peak_memory_mib"]
+    assert helped["manifest"]["cpu_seconds"]["identify_workers"] > 0
+    assert "identify_workers" not in alone["manifest"]["cpu_seconds"]
 
 
 class BrokenIdentifier(Identifier):

@@ -64,6 +64,12 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     # Peak memory only grows, and a Python process with DuckDB loaded is large.
     assert peaks["ingest"] <= peaks["ledger"] <= peaks["report"]
     assert peaks["report"] > 50
+    cpu = manifest["cpu_seconds"]
+    timed_steps = set(manifest["step_seconds"]) - {"data_files"}
+    assert set(cpu) == timed_steps | {"process"}
+    assert all(seconds >= 0 for seconds in cpu.values())
+    # The process's total covers its steps (and its start-up, which they do not).
+    assert cpu["process"] >= sum(cpu[step] for step in timed_steps if step != "report")
 
 
 class _RecordedProgress:

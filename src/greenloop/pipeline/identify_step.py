@@ -23,7 +23,7 @@ import pyarrow as pa
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
 from greenloop.pipeline.impact_step import GreenFacts
-from greenloop.pipeline.memory import peak_rss_mib
+from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.progress import ProgressSink
 from greenloop.pipeline.schema import PRODUCT_KEY_FIELDS
 
@@ -174,9 +174,9 @@ def identify_products(
             connection.unregister("verdict_batch")
             progress.advance(judged.table.num_rows)
             if worker is not None:
-                number, peak = worker
-                peaks = identified.worker_peaks_mib
-                peaks[number] = max(peaks.get(number, 0), peak)
+                number, usage = worker
+                # Each report gives the worker's totals so far.
+                identified.worker_usage[number] = usage
         if pool is not None:
             identified.workers = pool.started
         for position in sorted(green_of_batch):
@@ -190,20 +190,34 @@ class IdentifiedProducts:
     """The outcome of identification: the product count, the green products
     and the worker processes.
 
-    `workers` counts the worker processes started. `worker_peaks_mib` holds
-    the peak resident memory of each worker that judged a batch, by worker
+    `workers` counts the worker processes started. `worker_usage` contains the
+    peak memory and CPU time of each worker that judged a batch, by worker
     number.
     """
 
     products: int
     green: GreenFacts
     workers: int = 0
-    worker_peaks_mib: dict[int, int] = field(default_factory=dict)
+    worker_usage: dict[int, WorkerUsage] = field(default_factory=dict)
 
     @property
     def worker_peak_mib(self) -> int | None:
         """The sum of the peaks of the workers that judged a batch, or None."""
-        return sum(self.worker_peaks_mib.values()) if self.worker_peaks_mib else None
+        if not self.worker_usage:
+            return None
+        return sum(usage.peak_mib for usage in self.worker_usage.values())
+
+    @property
+    def worker_cpu_seconds(self) -> float:
+        """The CPU seconds of the workers that judged a batch."""
+        return sum(usage.cpu_seconds for usage in self.worker_usage.values())
+
+
+class WorkerUsage(NamedTuple):
+    """A worker process's peak resident memory in MiB and CPU seconds so far."""
+
+    peak_mib: int
+    cpu_seconds: float
 
 
 class _WorkerPool:
@@ -296,11 +310,11 @@ class _WorkerPool:
                         code,
                     )
                     died = _worker_died(code, error)
-                    self.results.put(_WorkerReport(position, number, None, 0, died))
+                    self.results.put(_WorkerReport(position, number, None, None, died))
                     return
-                judged, peak, failure = outcome
+                judged, usage, failure = outcome
                 self.results.put(
-                    _WorkerReport(position, number, judged, peak or 0, failure)
+                    _WorkerReport(position, number, judged, usage, failure)
                 )
                 if failure is not None:
                     return
@@ -325,13 +339,13 @@ class _WorkerPool:
 
 
 class _WorkerReport(NamedTuple):
-    """A batch's outcome from one worker: the verdicts and the worker's peak
-    MiB, or the error that stopped the worker."""
+    """A batch's outcome from one worker: the verdicts and the worker's usage,
+    or the error that stopped the worker."""
 
     position: int
     worker: int
     judged: JudgedBatch | None
-    peak_mib: int
+    usage: WorkerUsage | None
     error: BaseException | None
 
 
@@ -378,14 +392,14 @@ def _judged_batches(
     identifier: Identifier,
     batches: Sequence[pa.RecordBatch],
     pool: _WorkerPool | None,
-) -> Iterator[tuple[int, JudgedBatch, tuple[int, int] | None]]:
+) -> Iterator[tuple[int, JudgedBatch, tuple[int, WorkerUsage] | None]]:
     """Yield each batch's position and verdicts as soon as the batch is judged.
 
     The workers take batches from the front. While no worker's verdicts are
     waiting, this process judges the last batch not yet taken, so no process
     waits while batches remain. The third item is the number of the worker
-    that judged the batch and its peak memory in MiB, or None when this
-    process judged it.
+    that judged the batch and its usage so far, or None when this process
+    judged it.
     """
     if pool is None:
         for position, batch in enumerate(batches):
@@ -405,16 +419,16 @@ def _judged_batches(
             report = pool.results.get()
         if report.error is not None:
             raise report.error
-        assert report.judged is not None
+        assert report.judged is not None and report.usage is not None
         remaining -= 1
-        yield report.position, report.judged, (report.worker, report.peak_mib)
+        yield report.position, report.judged, (report.worker, report.usage)
 
 
 def _serve(pipe: Connection, identifier: Identifier) -> None:
     """Judge each batch that arrives on `pipe` and send back its verdicts.
 
-    Each reply is (JudgedBatch, peak MiB, None), or (None, None, error), after
-    which the worker stops. The worker ends when the pipe closes.
+    Each reply is (JudgedBatch, WorkerUsage, None), or (None, None, error),
+    after which the worker stops. The worker ends when the pipe closes.
     """
     while True:
         try:
@@ -422,7 +436,9 @@ def _serve(pipe: Connection, identifier: Identifier) -> None:
         except (EOFError, OSError):
             return
         try:
-            reply: tuple[Any, ...] = (_judge(identifier, batch), peak_rss_mib(), None)
+            judged = _judge(identifier, batch)
+            usage = WorkerUsage(peak_rss_mib() or 0, round(cpu_seconds(), 3))
+            reply: tuple[Any, ...] = (judged, usage, None)
         except Exception as error:  # sent to the main process
             reply = (None, None, _sendable(error))
         try:

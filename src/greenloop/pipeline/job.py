@@ -36,7 +36,7 @@ from greenloop.pipeline.impact_step import (
 )
 from greenloop.pipeline.ingest import ingest
 from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
-from greenloop.pipeline.memory import peak_rss_mib
+from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.outputs import write_data_files, write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
 from greenloop.pipeline.sources import Source, register_source
@@ -117,11 +117,16 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     as_of = config.as_of or started_at.date()
     timings: dict[str, float] = {}
     peaks: dict[str, int] = {}
+    cpu: dict[str, float] = {}
     counts: dict[str, dict[str, Any]] = {}
 
     connection = _connect(config)
     source = _timed(
-        timings, peaks, "read", lambda: register_source(connection, config.input_path)
+        timings,
+        peaks,
+        cpu,
+        "read",
+        lambda: register_source(connection, config.input_path),
     )
     mapping = _resolve_mapping(config.mapping, source.columns)
     run_id = config.run_id or new_run_id(started_at, source.sha256)
@@ -168,6 +173,7 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
                 as_of,
                 timings,
                 peaks,
+                cpu,
                 counts,
             )
         )
@@ -200,6 +206,7 @@ class _Run:
     as_of: date
     timings: dict[str, float]
     peaks: dict[str, int]
+    cpu: dict[str, float]
     counts: dict[str, dict[str, Any]]
 
 
@@ -214,6 +221,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     ingest_counts = _timed(
         run.timings,
         run.peaks,
+        run.cpu,
         "ingest",
         lambda: ingest(run.connection, run.source, run.mapping, run.started_at),
     )
@@ -232,6 +240,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     identified = _timed(
         run.timings,
         run.peaks,
+        run.cpu,
         "identify",
         lambda: identify_products(
             run.connection, identifier, run.sink, run.config.identify_workers
@@ -241,6 +250,8 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         **_verdict_counts(run.connection, identified.products),
         "worker_processes": identified.workers,
     }
+    if identified.worker_usage:
+        run.cpu["identify_workers"] = round(identified.worker_cpu_seconds, 3)
     if identified.worker_peak_mib is not None and "identify" in run.peaks:
         # The workers ran beside the main process, so their memory adds to it.
         run.peaks["identify_with_workers"] = (
@@ -260,7 +271,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         return impacts
 
     # The step's time covers the join that gives every purchase its results.
-    unit_impacts = _timed(run.timings, run.peaks, "impact", impact_step)
+    unit_impacts = _timed(run.timings, run.peaks, run.cpu, "impact", impact_step)
     identified.green = GreenFacts()  # free the green products before the ledger
     run.counts["impact"] = {**region_counts, **_impact_counts(run.connection)}
 
@@ -269,6 +280,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     total = _timed(
         run.timings,
         run.peaks,
+        run.cpu,
         "green_assets",
         lambda: asset_step.build_assets(run.connection, run.run_id, secret),
     )
@@ -276,6 +288,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     ledger_counts = _timed(
         run.timings,
         run.peaks,
+        run.cpu,
         "ledger",
         lambda: asset_step.append_to_ledger(
             run.engine,
@@ -317,6 +330,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             finance = _timed(
                 run.timings,
                 run.peaks,
+                run.cpu,
                 "finance",
                 lambda: asset_step.finance_loans(
                     run.engine,
@@ -346,6 +360,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
     manifest = _timed(
         run.timings,
         run.peaks,
+        run.cpu,
         "report",
         lambda: write_outputs(
             connection=run.connection,
@@ -358,6 +373,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
             counts=run.counts,
             timings=run.timings,
             peaks=run.peaks,
+            cpu=run.cpu,
             identifier_versions=identifier.versions(),
             factor_versions=calculator.versions(),
             unit_impacts=unit_impacts,
@@ -455,13 +471,20 @@ def _resolve_mapping(mapping: str | Path | None, columns: list[str]) -> ColumnMa
 def _timed(
     timings: dict[str, float],
     peaks: dict[str, int],
+    cpu: dict[str, float],
     step: str,
     action: Callable[[], T],
 ) -> T:
-    """Run one step; record its seconds and the process's peak memory after it."""
+    """Run one step; record its seconds, its CPU seconds and the peak memory after it.
+
+    The CPU seconds are those of the whole process while the step ran, so
+    they include a thread that works beside it.
+    """
     started = time.perf_counter()
+    started_cpu = cpu_seconds()
     result = action()
     timings[step] = round(time.perf_counter() - started, 3)
+    cpu[step] = round(cpu_seconds() - started_cpu, 3)
     peak = peak_rss_mib()
     if peak is not None:
         peaks[step] = peak

@@ -1,6 +1,8 @@
-"""The run's peak resident memory, as the manifest records it after each step."""
+"""The run's peak resident memory and CPU time, as the manifest records them."""
 
 from __future__ import annotations
+
+import os
 
 
 def peak_rss_mib() -> int | None:
@@ -18,3 +20,13 @@ def peak_rss_mib() -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds() -> float:
+    """Return the CPU seconds, user and system, that this process has used.
+
+    The figure covers every thread, and the child processes that have ended
+    and been waited for.
+    """
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system

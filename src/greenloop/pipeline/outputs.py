@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 import greenloop
 from greenloop.impact.record import Impact
 from greenloop.pipeline.mapping import ColumnMapping
-from greenloop.pipeline.memory import peak_rss_mib
+from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.sources import Source
 from greenloop.reports.run_report import render_html
 
@@ -172,6 +172,7 @@ def write_outputs(
     counts: dict[str, dict[str, Any]],
     timings: dict[str, float],
     peaks: dict[str, int],
+    cpu: dict[str, float],
     identifier_versions: dict[str, str],
     factor_versions: dict[str, str],
     unit_impacts: dict[tuple[int, str | None], Impact],
@@ -184,6 +185,7 @@ def write_outputs(
     The data files of `write_data_files` must be written already.
     """
     started = time.perf_counter()
+    started_cpu = cpu_seconds()
     report = build_report(
         connection, run_id, counts, unit_impacts, ledger, finance, config.standard
     )
@@ -208,6 +210,7 @@ def write_outputs(
         "counts": counts,
         "step_seconds": timings,
         "peak_memory_mib": peaks,
+        "cpu_seconds": cpu,
         "outputs": [
             "verdicts.parquet",
             "products.parquet",
@@ -242,6 +245,9 @@ def write_outputs(
     (run_dir / "verifier-key.txt").write_text(ledger.verifier_key + "\n", "utf-8")
     # The manifest is the last file, so its report time covers everything else.
     timings["report"] = round(time.perf_counter() - started, 3)
+    cpu["report"] = round(cpu_seconds() - started_cpu, 3)
+    # The whole process from its start, with the identify workers' time.
+    cpu["process"] = round(cpu_seconds() + cpu.get("identify_workers", 0.0), 3)
     peak = peak_rss_mib()
     if peak is not None:
         peaks["report"] = peak
