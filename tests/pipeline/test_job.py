@@ -341,6 +341,19 @@ def test_verdict_ranges_keep_row_order(
     }
     assert written == stored
 
+    # Statistics and dictionaries only where they serve a reader.
+    metadata = pq.ParquetFile(result.run_dir / "verdicts.parquet").metadata
+    columns = {
+        metadata.schema.column(i).name: metadata.row_group(0).column(i)
+        for i in range(metadata.num_columns)
+    }
+    assert set(columns) >= set(outputs.VERDICT_STATISTICS_COLUMNS)
+    for name in outputs.VERDICT_STATISTICS_COLUMNS:
+        assert columns[name].is_stats_set, name
+    assert not columns["title"].is_stats_set
+    assert columns["status"].has_dictionary_page
+    assert not columns["purchase_id"].has_dictionary_page
+
 
 def test_run_with_every_row_quarantined_writes_empty_verdicts(
     tmp_path, user_secret_dir, sqlite_url

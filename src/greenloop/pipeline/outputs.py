@@ -55,6 +55,20 @@ PRODUCT_COLUMNS = (
 TOP_REASONS = 12
 VERDICT_ROW_RANGE = 100_000
 VERDICT_ROW_GROUP = 122_880
+# Columns of the verdict file whose values nearly all differ, so a dictionary
+# would cost time and save no space.
+VERDICT_PLAIN_COLUMNS = ("row", "purchase_id", "occurred_at")
+# Columns whose minimum and maximum per row group the verdict file states, for
+# readers that filter on them. Statistics of every column took about a fifth
+# of the time to encode 2 million verdicts.
+VERDICT_STATISTICS_COLUMNS = (
+    "row",
+    "purchase_id",
+    "occurred_at",
+    "product_key",
+    "status",
+    "ledger_index",
+)
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -104,7 +118,17 @@ def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
                 rows = connection.sql(query, params=bounds).to_arrow_table()
                 rows = rows.sort_by("row")
                 if writer is None:
-                    writer = pq.ParquetWriter(path, rows.schema, compression="zstd")
+                    writer = pq.ParquetWriter(
+                        path,
+                        rows.schema,
+                        compression="zstd",
+                        use_dictionary=[
+                            name
+                            for name in rows.schema.names
+                            if name not in VERDICT_PLAIN_COLUMNS
+                        ],
+                        write_statistics=list(VERDICT_STATISTICS_COLUMNS),
+                    )
                 if written is not None:
                     written.result()
                 written = encoder.submit(
