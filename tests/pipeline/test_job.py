@@ -64,6 +64,8 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     # Peak memory only grows, and a Python process with DuckDB loaded is large.
     assert peaks["ingest"] <= peaks["ledger"] <= peaks["report"]
     assert peaks["report"] > 50
+    html = (result.run_dir / "report.html").read_text("utf-8")
+    assert 'id="rounding"' in html
 
 
 class _RecordedProgress:

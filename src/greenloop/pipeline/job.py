@@ -40,6 +40,7 @@ from greenloop.pipeline.memory import peak_rss_mib
 from greenloop.pipeline.outputs import write_data_files, write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
 from greenloop.pipeline.sources import Source, register_source
+from greenloop.pipeline.totals import exact_sum, fetch_totals, to_float
 from greenloop.store.base import make_engine
 
 logger = logging.getLogger(__name__)
@@ -496,17 +497,19 @@ def _verdict_counts(
 
 
 def _impact_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    row = connection.execute(
-        """
+    row = fetch_totals(
+        connection,
+        f"""
         SELECT count(*) FILTER (WHERE kg_co2e_per_year IS NOT NULL),
-               coalesce(sum(kg_co2e_per_year), 0), coalesce(sum(kg_co2e_lifetime), 0),
+               {exact_sum("kg_co2e_per_year")}, {exact_sum("kg_co2e_lifetime")},
                count(*) FILTER (WHERE spend_estimate_kg_co2e IS NOT NULL)
         FROM results
-        """
-    ).fetchall()[0]
+        """,
+        "the avoided kgCO2e of the run",
+    )[0]
     return {
         "purchases_with_activity_impact": int(row[0]),
-        "kg_co2e_per_year": float(row[1]),
-        "kg_co2e_lifetime": float(row[2]),
+        "kg_co2e_per_year": to_float(row[1]),
+        "kg_co2e_lifetime": to_float(row[2]),
         "purchases_with_spend_estimate": int(row[3]),
     }
