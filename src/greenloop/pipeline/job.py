@@ -108,6 +108,8 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     """Run the main job on one input file and write `runs/<run-id>/`.
 
     The run is recorded in the store as running, then as succeeded or failed.
+    Before that, earlier runs on this host whose process has ended are marked
+    interrupted.
     """
     from greenloop.store import runs as run_store
     from greenloop.store.schema import upgrade
@@ -142,6 +144,7 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     # its resident memory.
     engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
     upgrade(engine)
+    run_store.mark_interrupted_runs(engine)
     run_store.record_run_start(
         engine,
         {
