@@ -70,6 +70,8 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert all(seconds >= 0 for seconds in cpu.values())
     # The process's total covers its steps (and its start-up, which they do not).
     assert cpu["process"] >= sum(cpu[step] for step in timed_steps if step != "report")
+    html = (result.run_dir / "report.html").read_text("utf-8")
+    assert 'id="rounding"' in html
 
 
 class _RecordedProgress:
@@ -285,6 +287,51 @@ def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir
     crash_runs = sorted((tmp_path / "crash-runs").glob("*/checkpoint.txt"))
     clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
     assert _root(crash_runs[-1].read_text("utf-8")) == _root(clean_checkpoint)
+    # The resumed run found the killed run's process ended.
+    statuses = _run_statuses(crash_url)
+    assert [status for status, _ in statuses] == ["interrupted", "succeeded"]
+    assert statuses[0][1] is not None
+    assert statuses[1][1] is None
+
+
+def _run_statuses(url: str) -> list[tuple[str, datetime | None]]:
+    """Return each run's status and interruption time, in the order they started."""
+    from greenloop.store.runs import runs
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(runs.c.status, runs.c.interruption_noticed_at).order_by(
+                runs.c.started_at
+            )
+        ).all()
+    engine.dispose()
+    return [(row.status, row.interruption_noticed_at) for row in rows]
+
+
+def test_live_run_never_marked_interrupted(demo_sample, tmp_path, user_secret_dir):
+    from greenloop.store.runs import mark_interrupted_runs
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
+    command = _run_command(demo_sample, tmp_path / "runs", user_secret_dir, url)
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while _ledger_rows(url) == 0 and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before its ledger step"
+        time.sleep(0.05)
+
+    # A new run on the same store starts with this call.
+    engine = make_engine(url)
+    marked = mark_interrupted_runs(engine)
+    engine.dispose()
+    still_running = process.poll() is None
+    assert process.wait(timeout=300) == 0
+    assert marked == []
+    assert still_running
+    assert _run_statuses(url) == [("succeeded", None)]
 
 
 def test_asset_records_are_canonical(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from service_support import Keys, build_client
 from sqlalchemy.engine import Engine
@@ -93,3 +94,38 @@ def test_run_needs_existing_input(client: TestClient, keys: Keys) -> None:
     )
     assert response.status_code == 422
     assert "/nonexistent/purchases.csv" in response.json()["detail"]
+
+
+def test_runs_list_shows_interrupted_run(
+    client: TestClient, keys: Keys, service_engine: Engine
+) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from greenloop.store.processes import current_process
+    from greenloop.store.runs import mark_interrupted_runs, record_run_start
+
+    this_process = current_process()
+    if this_process.start_ticks is None:
+        pytest.skip("needs Linux /proc to identify processes")
+    # The same process id with another start time means the process has ended.
+    ended = dataclasses.replace(this_process, start_ticks=this_process.start_ticks - 1)
+    record_run_start(
+        service_engine,
+        {
+            "run_id": "run-killed",
+            "input_path": "purchases.csv",
+            "input_sha256": "0" * 64,
+            "standard": "cn",
+            "started_at": datetime(2026, 12, 5, 8, 0, tzinfo=UTC),
+        },
+        ended,
+    )
+    mark_interrupted_runs(service_engine)
+    response = client.get("/v1/operator/runs", headers=keys.headers("operator"))
+    [run] = response.json()
+    assert response.status_code == 200
+    assert run["status"] == "interrupted"
+    assert run["interruption_noticed_at"] is not None
+    assert run["host_name"] == this_process.host_name
+    assert run["process_id"] == this_process.process_id

@@ -15,6 +15,7 @@ import typer
 
 COMMAND_MODULES = (
     "greenloop.cli.run",
+    "greenloop.cli.runs",
     "greenloop.cli.standards",
     "greenloop.cli.identify",
     "greenloop.cli.evaluate",

@@ -167,7 +167,7 @@ def _execute(config: object) -> None:
     counts = result.counts
     ingest = counts["ingest"]
     identify = counts["identify"]
-    typer.echo(f"run {result.run_id} → {result.run_dir}")
+    typer.echo(f"run {result.run_id} {result.manifest['status']} → {result.run_dir}")
     typer.echo(
         f"rows read {ingest['rows_read']:,}, "
         f"quarantined {ingest['quarantined_rows']:,}, "

@@ -40,6 +40,7 @@ from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.outputs import write_data_files, write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
 from greenloop.pipeline.sources import Source, register_source
+from greenloop.pipeline.totals import exact_sum, fetch_totals, to_float
 from greenloop.store.base import make_engine
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     """Run the main job on one input file and write `runs/<run-id>/`.
 
     The run is recorded in the store as running, then as succeeded or failed.
+    Before that, earlier runs on this host whose process has ended are marked
+    interrupted.
     """
     from greenloop.store import runs as run_store
     from greenloop.store.schema import upgrade
@@ -147,6 +150,7 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     # its resident memory.
     engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
     upgrade(engine)
+    run_store.mark_interrupted_runs(engine)
     run_store.record_run_start(
         engine,
         {
@@ -520,17 +524,19 @@ def _verdict_counts(
 
 
 def _impact_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    row = connection.execute(
-        """
+    row = fetch_totals(
+        connection,
+        f"""
         SELECT count(*) FILTER (WHERE kg_co2e_per_year IS NOT NULL),
-               coalesce(sum(kg_co2e_per_year), 0), coalesce(sum(kg_co2e_lifetime), 0),
+               {exact_sum("kg_co2e_per_year")}, {exact_sum("kg_co2e_lifetime")},
                count(*) FILTER (WHERE spend_estimate_kg_co2e IS NOT NULL)
         FROM results
-        """
-    ).fetchall()[0]
+        """,
+        "the avoided kgCO2e of the run",
+    )[0]
     return {
         "purchases_with_activity_impact": int(row[0]),
-        "kg_co2e_per_year": float(row[1]),
-        "kg_co2e_lifetime": float(row[2]),
+        "kg_co2e_per_year": to_float(row[1]),
+        "kg_co2e_lifetime": to_float(row[2]),
         "purchases_with_spend_estimate": int(row[3]),
     }

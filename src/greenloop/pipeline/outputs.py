@@ -28,6 +28,7 @@ from greenloop.impact.record import Impact
 from greenloop.pipeline.mapping import ColumnMapping
 from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.sources import Source
+from greenloop.pipeline.totals import ROUNDING_NOTE, exact_sum, fetch_totals, to_float
 from greenloop.reports.run_report import render_html
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ PRODUCT_COLUMNS = (
     "model_score, reasons, claims, claim_kinds, evidence, attributes, verdict_digest"
 )
 TOP_REASONS = 12
+KG_PER_TONNE = 1000
 VERDICT_ROW_RANGE = 100_000
 VERDICT_ROW_GROUP = 122_880
 # Columns of the verdict file whose values nearly all differ, so a dictionary
@@ -328,7 +330,7 @@ def build_report(
         {"column": column, "reason": reason, "rows": int(n)}
         for column, reason, n in connection.execute(
             'SELECT "column", reason, count(*) FROM quarantine '
-            "GROUP BY 1, 2 ORDER BY 3 DESC"
+            'GROUP BY 1, 2 ORDER BY 3 DESC, reason, "column"'
         ).fetchall()
     ]
     claims = dict(
@@ -338,7 +340,7 @@ def build_report(
                 SELECT unnest(string_split(claim_kinds, ';')) AS kind, n
                 FROM (SELECT claim_kinds, count(*) AS n FROM results
                       WHERE claim_kinds IS NOT NULL GROUP BY claim_kinds)
-            ) GROUP BY 1
+            ) GROUP BY 1 ORDER BY 2 DESC, 1
             """
         ).fetchall()
     )
@@ -347,39 +349,16 @@ def build_report(
         "WHERE v.status = 'green' AND (v.evidence IS NULL OR v.evidence = '[]')"
     ).fetchall()[0][0]
     impact_rows = _impact_rows(connection, unit_impacts)
-    spend = [
-        {"category": category or "(none)", "purchases": int(n), "kg_co2e": float(kg)}
-        for category, n, kg in connection.execute(
-            """
-            SELECT category, count(*), sum(spend_estimate_kg_co2e) FROM results
-            WHERE spend_estimate_kg_co2e IS NOT NULL GROUP BY 1 ORDER BY 3 DESC
-            """
-        ).fetchall()
-    ]
-    avoided = [
-        {
-            "category": category,
-            "purchases": int(n),
-            "t_co2e_per_year": float(per_year) / 1000,
-            "t_co2e_lifetime": float(lifetime) / 1000,
-        }
-        for category, n, per_year, lifetime in connection.execute(
-            """
-            SELECT category, count(*), sum(kg_co2e_per_year), sum(kg_co2e_lifetime)
-            FROM results WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 3 DESC
-            """
-        ).fetchall()
-    ]
     factor_use = {
         str(scope): int(n)
         for scope, n in connection.execute(
             "SELECT coalesce(region_used, 'no grid factor'), count(*) FROM results "
-            "WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
+            "WHERE kg_co2e_per_year IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()
     }
     report: dict[str, Any] = {
         "counts": counts,
-        "avoided_by_category": avoided,
+        "avoided_by_category": _avoided_by_category(connection),
         "purchases_by_grid_factor": factor_use,
         "verdicts": {
             "by_category_status": by_category_status,
@@ -392,8 +371,9 @@ def build_report(
         "spend_estimates": {
             "note": "Footprint estimates of what was bought (spend-based); never added "
             "to the avoided emissions above.",
-            "by_category": spend,
+            "by_category": _spend_by_category(connection),
         },
+        "rounding": ROUNDING_NOTE,
         "ledger": {
             "entries_appended": ledger.entries_appended,
             "entries_existing": ledger.entries_existing,
@@ -408,6 +388,46 @@ def build_report(
     return report
 
 
+def _avoided_by_category(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Return the activity-based tCO2e avoided per category, largest first."""
+    rows = fetch_totals(
+        connection,
+        f"""
+        SELECT category, count(*), {exact_sum("kg_co2e_per_year")},
+               {exact_sum("kg_co2e_lifetime")}
+        FROM results WHERE kg_co2e_per_year IS NOT NULL
+        GROUP BY 1 ORDER BY 3 DESC, 1
+        """,
+        "the avoided kgCO2e per category",
+    )
+    return [
+        {
+            "category": category,
+            "purchases": int(n),
+            "t_co2e_per_year": to_float(per_year, KG_PER_TONNE),
+            "t_co2e_lifetime": to_float(lifetime, KG_PER_TONNE),
+        }
+        for category, n, per_year, lifetime in rows
+    ]
+
+
+def _spend_by_category(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Return the spend-based kgCO2e estimates per category, largest first."""
+    rows = fetch_totals(
+        connection,
+        f"""
+        SELECT category, count(*), {exact_sum("spend_estimate_kg_co2e")}
+        FROM results WHERE spend_estimate_kg_co2e IS NOT NULL
+        GROUP BY 1 ORDER BY 3 DESC, 1
+        """,
+        "the spend-based kgCO2e estimates per category",
+    )
+    return [
+        {"category": category or "(none)", "purchases": int(n), "kg_co2e": to_float(kg)}
+        for category, n, kg in rows
+    ]
+
+
 def _impact_rows(
     connection: duckdb.DuckDBPyConnection,
     unit_impacts: dict[tuple[int, str | None], Impact],
@@ -417,15 +437,17 @@ def _impact_rows(
     Impact is linear in quantity, so a group's impact is the unit impact times
     the group's total quantity.
     """
-    groups = connection.execute(
-        """
-        SELECT facts_id, region_code, category, sum(net_quantity), count(*)
+    groups = fetch_totals(
+        connection,
+        f"""
+        SELECT facts_id, region_code, category, {exact_sum("net_quantity")}, count(*)
         FROM results WHERE kg_co2e_per_year IS NOT NULL AND net_quantity > 0
         GROUP BY 1, 2, 3
-        """
-    ).fetchall()
+        """,
+        "the quantities of green purchases",
+    )
     for facts_id, region_code, category, quantity, purchases in groups:
-        scaled = _scale(unit_impacts[(facts_id, region_code)], float(quantity))
+        scaled = _scale(unit_impacts[(facts_id, region_code)], to_float(quantity))
         yield category, region_code, scaled, int(purchases)
 
 

@@ -1,5 +1,10 @@
 """Tables and queries for batch runs and the green assets they create.
 
+A run row is `running` from its start until its process records `succeeded`
+or `failed`. A process killed before that leaves the row `running`, so each
+new run first marks the `running` runs of ended processes on its host as
+`interrupted` (see `mark_interrupted_runs`).
+
 A green asset is keyed by its purchase id, so running the same input twice, or
 again after a crash, never creates a second asset. Its canonical record lives
 in the ledger entry that `ledger_index` names, not here.
@@ -8,6 +13,7 @@ in the ledger entry that `ledger_index` names, not here.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import chain
@@ -29,9 +35,20 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from greenloop.store.base import metadata, sqlite_insert_many
+from greenloop.store.processes import (
+    ProcessIdentity,
+    ProcessState,
+    current_process,
+    process_state,
+)
+
+logger = logging.getLogger(__name__)
+
+RUNNING = "running"
+INTERRUPTED = "interrupted"
 
 runs = Table(
     "runs",
@@ -44,6 +61,15 @@ runs = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("manifest", Text),
+    # The process that runs the run, as greenloop.store.processes identifies
+    # it. Rows recorded before these columns existed contain NULL.
+    Column("host_name", String(255)),
+    Column("process_id", Integer),
+    Column("process_scope", String(128)),
+    Column("process_start_ticks", BigInteger),
+    # When a later process found the run's process ended and marked the run
+    # `interrupted`. The run itself ended at some time before.
+    Column("interruption_noticed_at", DateTime(timezone=True)),
 )
 
 green_assets = Table(
@@ -78,10 +104,94 @@ POSTGRESQL_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00"
 _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
 
 
-def record_run_start(engine: Engine, run: Mapping[str, Any]) -> None:
-    """Insert a run row with status `running`."""
+def record_run_start(
+    engine: Engine, run: Mapping[str, Any], process: ProcessIdentity | None = None
+) -> None:
+    """Insert a run row with status `running` and the process that runs it.
+
+    `process` defaults to the calling process.
+    """
+    owner = process or current_process()
     with engine.begin() as connection:
-        connection.execute(runs.insert().values(**run, status="running"))
+        connection.execute(
+            runs.insert().values(
+                **run,
+                status=RUNNING,
+                host_name=owner.host_name,
+                process_id=owner.process_id,
+                process_scope=owner.scope,
+                process_start_ticks=owner.start_ticks,
+            )
+        )
+
+
+def mark_interrupted_runs(
+    engine: Engine, observer: ProcessIdentity | None = None
+) -> list[str]:
+    """Mark `running` runs whose process has ended as `interrupted`.
+
+    Returns the ids of the runs marked. Only runs of the observer's host, boot
+    and pid namespace can be checked, and only a run whose process the kernel
+    shows ended is marked (see `process_state`). So a run that still runs
+    stays `running`, and so do runs of other hosts and rows without a
+    recorded process. `observer` defaults to this process.
+    """
+    this_process = observer or current_process()
+    if this_process.scope is None:
+        return []
+    with engine.connect() as connection:
+        candidates = connection.execute(
+            select(
+                runs.c.run_id,
+                runs.c.host_name,
+                runs.c.process_id,
+                runs.c.process_scope,
+                runs.c.process_start_ticks,
+            ).where(
+                runs.c.status == RUNNING,
+                runs.c.host_name == this_process.host_name,
+                runs.c.process_scope == this_process.scope,
+            )
+        ).all()
+    ended = [
+        row.run_id
+        for row in candidates
+        if process_state(
+            ProcessIdentity(
+                row.host_name,
+                row.process_id,
+                row.process_scope,
+                row.process_start_ticks,
+            ),
+            this_process,
+        )
+        == ProcessState.ENDED
+    ]
+    if not ended:
+        return []
+    with engine.begin() as connection:
+        # The status condition leaves alone a run that was marked meanwhile.
+        connection.execute(
+            update(runs)
+            .where(runs.c.run_id.in_(ended), runs.c.status == RUNNING)
+            .values(status=INTERRUPTED, interruption_noticed_at=datetime.now(UTC))
+        )
+    logger.warning(
+        "marked %d run(s) interrupted because their process has ended: %s",
+        len(ended),
+        ", ".join(ended),
+    )
+    return ended
+
+
+def recent_runs(engine: Engine, limit: int) -> list[RowMapping]:
+    """Return up to `limit` run rows, newest start first."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+            ).mappings()
+        )
 
 
 def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) -> None:

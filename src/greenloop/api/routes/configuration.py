@@ -146,11 +146,25 @@ class RunOut(BaseModel):
     """A batch run's state as the runs table records it."""
 
     run_id: str
-    status: str
+    status: str = Field(
+        description="running, succeeded, failed, or interrupted: the run's process "
+        "ended before the run did"
+    )
     input_path: str
     standard: str
     started_at: UtcDatetime
     finished_at: UtcDatetime | None = None
+    host_name: str | None = Field(
+        default=None, description="Host of the run's process; null for older runs."
+    )
+    process_id: int | None = Field(
+        default=None, description="Id of the run's process on its host."
+    )
+    interruption_noticed_at: UtcDatetime | None = Field(
+        default=None,
+        description="When a later run found the run's process ended; the run "
+        "stopped at some time before.",
+    )
 
 
 class RunStarted(BaseModel):

@@ -1,0 +1,260 @@
+"""Runs whose process ended are marked interrupted, and live runs stay running."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Engine
+
+from greenloop.store import schema
+from greenloop.store.base import make_engine
+from greenloop.store.processes import (
+    ProcessIdentity,
+    ProcessState,
+    current_process,
+    process_state,
+)
+from greenloop.store.runs import mark_interrupted_runs, record_run_start, runs
+
+pytestmark = pytest.mark.skipif(
+    current_process().scope is None, reason="needs Linux /proc to identify processes"
+)
+
+
+def _start_sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _identity(process_id: int) -> ProcessIdentity:
+    """Return the identity of a process of this host, read as the store reads it."""
+    from greenloop.store.processes import _stat
+
+    stat = _stat(process_id)
+    assert stat is not None, f"process {process_id} has no /proc entry"
+    this_process = current_process()
+    return ProcessIdentity(
+        this_process.host_name, process_id, this_process.scope, stat[1]
+    )
+
+
+def _ended_process() -> ProcessIdentity:
+    """Return this process's identity with another start time, as after pid reuse."""
+    this_process = current_process()
+    assert this_process.start_ticks is not None
+    return dataclasses.replace(this_process, start_ticks=this_process.start_ticks - 1)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a child process that sleeps until the test ends it."""
+    process = _start_sleeper()
+    yield process
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _start(engine: Engine, run_id: str, process: ProcessIdentity) -> None:
+    record_run_start(
+        engine,
+        {
+            "run_id": run_id,
+            "input_path": "purchases.csv",
+            "input_sha256": "0" * 64,
+            "standard": "cn",
+            "started_at": datetime(2026, 12, 5, 8, 0, tzinfo=UTC),
+        },
+        process,
+    )
+
+
+def _status(engine: Engine, run_id: str) -> tuple[str, datetime | None]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(runs.c.status, runs.c.interruption_noticed_at).where(
+                runs.c.run_id == run_id
+            )
+        ).one()
+    return row.status, row.interruption_noticed_at
+
+
+def test_own_process_is_running():
+    assert process_state(current_process()) == ProcessState.RUNNING
+
+
+def test_live_child_is_running(sleeper):
+    assert process_state(_identity(sleeper.pid)) == ProcessState.RUNNING
+
+
+def test_reaped_child_has_ended(sleeper):
+    recorded = _identity(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
+    assert process_state(recorded) == ProcessState.ENDED
+
+
+def test_zombie_child_has_ended(sleeper):
+    recorded = _identity(sleeper.pid)
+    sleeper.kill()
+    # Not reaped yet, so the process id still exists, as a zombie.
+    deadline = time.monotonic() + 10
+    while process_state(recorded) != ProcessState.ENDED:
+        assert time.monotonic() < deadline, "the killed child never became a zombie"
+        time.sleep(0.01)
+    assert sleeper.poll() is not None
+
+
+def test_reused_process_id_has_ended():
+    assert process_state(_ended_process()) == ProcessState.ENDED
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"host_name": "another-host"},
+        {"scope": "another-boot pid:[1]"},
+        {"scope": None},
+        {"start_ticks": None},
+        {"process_id": 0},
+    ],
+    ids=["host", "scope", "no-scope", "no-start", "no-pid"],
+)
+def test_unverifiable_process_is_unknown(change):
+    recorded = dataclasses.replace(current_process(), **change)
+    assert process_state(recorded) == ProcessState.UNKNOWN
+
+
+@pytest.mark.postgres
+def test_ended_run_marked_interrupted(engine, sleeper):
+    _start(engine, "run-killed", _identity(sleeper.pid))
+    sleeper.kill()
+    sleeper.wait()
+    before = datetime.now(UTC)
+    assert mark_interrupted_runs(engine) == ["run-killed"]
+    status, noticed = _status(engine, "run-killed")
+    assert status == "interrupted"
+    assert noticed is not None
+    assert noticed.replace(tzinfo=UTC) >= before.replace(microsecond=0)
+
+
+@pytest.mark.postgres
+def test_live_run_stays_running(engine, sleeper):
+    _start(engine, "run-live", _identity(sleeper.pid))
+    _start(engine, "run-here", current_process())
+    assert mark_interrupted_runs(engine) == []
+    assert _status(engine, "run-live") == ("running", None)
+    assert _status(engine, "run-here") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_run_of_another_host_stays_running(engine, sleeper):
+    elsewhere = dataclasses.replace(_identity(sleeper.pid), host_name="another-host")
+    _start(engine, "run-elsewhere", elsewhere)
+    sleeper.kill()
+    sleeper.wait()
+    assert mark_interrupted_runs(engine) == []
+    assert _status(engine, "run-elsewhere") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_finished_run_keeps_its_status(engine, sleeper):
+    from greenloop.store.runs import record_run_end
+
+    _start(engine, "run-done", _identity(sleeper.pid))
+    record_run_end(engine, "run-done", "succeeded", {})
+    sleeper.kill()
+    sleeper.wait()
+    assert mark_interrupted_runs(engine) == []
+    assert _status(engine, "run-done")[0] == "succeeded"
+
+
+def _insert_run_at_0002(connection, run_id: str, status: str) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO runs (run_id, status, input_path, input_sha256, standard, "
+            "started_at) VALUES (:run_id, :status, 'purchases.csv', :digest, 'cn', "
+            ":started_at)"
+        ),
+        {
+            "run_id": run_id,
+            "status": status,
+            "digest": "0" * 64,
+            "started_at": datetime(2026, 12, 1, 8, 0, tzinfo=UTC),
+        },
+    )
+
+
+@pytest.mark.postgres
+def test_migration_0003_keeps_existing_runs(database_url):
+    schema.upgrade(database_url, revision="0002")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        _insert_run_at_0002(connection, "run-old-running", "running")
+        _insert_run_at_0002(connection, "run-old-done", "succeeded")
+
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("runs")}
+        stored = connection.execute(
+            select(runs.c.run_id, runs.c.status, runs.c.host_name).order_by(
+                runs.c.run_id
+            )
+        ).all()
+        found = schema.differences(connection)
+    assert {"host_name", "process_id", "interruption_noticed_at"} <= columns
+    assert stored == [
+        ("run-old-done", "succeeded", None),
+        ("run-old-running", "running", None),
+    ]
+    assert found == []
+    # A row without a recorded process cannot be checked, so it stays running.
+    assert mark_interrupted_runs(engine) == []
+
+    with engine.begin() as connection:
+        config = schema.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("runs")}
+        rows_left = connection.execute(text("SELECT count(*) FROM runs")).scalar_one()
+    engine.dispose()
+    assert "host_name" not in columns
+    assert rows_left == 2
+
+
+def test_cli_lists_interrupted_run(sqlite_url):
+    from typer.testing import CliRunner
+
+    from greenloop.cli import app
+
+    engine = make_engine(sqlite_url)
+    schema.upgrade(engine)
+    _start(engine, "run-killed", _ended_process())
+    _start(engine, "run-live", current_process())
+    engine.dispose()
+    result = CliRunner().invoke(app, ["runs", "list", "--database", sqlite_url])
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert result.exit_code == 0, result.output
+    assert lines["run-killed"].split()[1] == "interrupted"
+    assert "interruption noticed" in lines["run-killed"]
+    assert lines["run-live"].split()[1] == "running"
+    assert f"pid {current_process().process_id}" in lines["run-live"]
