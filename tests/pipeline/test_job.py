@@ -294,6 +294,40 @@ def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir
     assert statuses[1][1] is None
 
 
+def test_interrupted_run_exits_130_and_resumes(demo_sample, tmp_path, user_secret_dir):
+    clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
+    clean = run_job(_config(demo_sample, tmp_path, user_secret_dir, clean_url))
+
+    keys = tmp_path / "interrupted-keys"
+    shutil.copytree(user_secret_dir, keys)
+    url = f"sqlite:///{tmp_path / 'interrupted.sqlite3'}"
+    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
+    command = _run_command(demo_sample, tmp_path / "interrupted-runs", keys, url)
+    process = subprocess.Popen(
+        command,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _ledger_rows(url) == 0 and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors
+    assert errors.strip().splitlines()[-1].startswith("error: interrupted; ")
+    assert _ledger_rows(url) < clean.counts["green_assets"]["assets_found"]
+
+    resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    checkpoints = sorted((tmp_path / "interrupted-runs").glob("*/checkpoint.txt"))
+    clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
+    assert _root(checkpoints[-1].read_text("utf-8")) == _root(clean_checkpoint)
+
+
 def _run_statuses(url: str) -> list[tuple[str, datetime | None]]:
     """Return each run's status and interruption time, in the order they started."""
     from greenloop.store.runs import runs

@@ -143,7 +143,13 @@ def demo(
     _execute(config)
 
 
+# The exit status of a command stopped by SIGINT, as shells report it.
+INTERRUPTED_EXIT = 130
+
+
 def _execute(config: object) -> None:
+    import duckdb
+
     from greenloop.pipeline.job import RunConfig, run_job
     from greenloop.pipeline.mapping import MappingError
     from greenloop.pipeline.sources import InputError
@@ -154,6 +160,12 @@ def _execute(config: object) -> None:
             result = run_job(config, progress)
     except (InputError, MappingError) as error:
         fail(str(error))
+    except (KeyboardInterrupt, duckdb.InterruptException):
+        fail(
+            "interrupted; the ledger entries and assets stored so far are kept, "
+            "and running the same command again completes the run",
+            INTERRUPTED_EXIT,
+        )
     except OSError as error:
         fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except Exception as error:
