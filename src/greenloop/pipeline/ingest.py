@@ -423,8 +423,8 @@ def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) ->
     )
     if source.malformed:
         connection.executemany(
-            "INSERT INTO quarantine VALUES (?, NULL, '(record)', ?, ?)",
-            [(m.row, m.text, m.reason) for m in source.malformed],
+            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?)",
+            [(m.row, m.column, m.text, m.reason) for m in source.malformed],
         )
 
 
@@ -519,7 +519,8 @@ def _counts(connection: duckdb.DuckDBPyConnection, source: Source) -> IngestCoun
     returns, matched = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE match_status = 'matched') FROM returns"
     ).fetchall()[0]
-    malformed = len(source.malformed)
+    # A record can have several problems, one entry each.
+    malformed = len({record.row for record in source.malformed})
     return IngestCounts(
         rows_read=int(staged_rows) + malformed,
         quarantined_rows=int(quarantined_staged) + malformed,
