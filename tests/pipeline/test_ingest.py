@@ -17,6 +17,7 @@ from greenloop.pipeline.schema import (
     MAX_AMOUNT,
     MAX_MERCHANT_ID_LENGTH,
     MAX_PURCHASE_ID_LENGTH,
+    MAX_QUANTITY,
 )
 from greenloop.pipeline.sources import InputError, register_source
 
@@ -87,6 +88,28 @@ def test_clean_rows_become_purchases(tmp_path):
             "amount",
             "impossible amount: more",
         ),
+        ("b1,2026-05-01,u1,t,1,NaN,CNY,1", "amount", "unparseable amount"),
+        ("b1,2026-05-01,u1,t,1,inf,CNY,1", "amount", "unparseable amount"),
+        ("b1,2026-05-01,u1,t,1,-0,CNY,1", "amount", "impossible amount 0"),
+        ("b1,2026-05-01,u1,t,-0,10,CNY,1", "quantity", "impossible quantity 0"),
+        (
+            "b1,2026-05-01,u1,t,100000000000000,10,CNY,1",
+            "quantity",
+            "impossible quantity: more than",
+        ),
+        (
+            f"b1,2026-05-01,u1,t,{MAX_QUANTITY + 1},10,CNY,1",
+            "quantity",
+            "impossible quantity: more than",
+        ),
+        (
+            "b1,2026-05-01,u1,t,-100000000000000,10,CNY,1",
+            "quantity",
+            "impossible quantity: more than",
+        ),
+        ("b1,2026-05-01,u1,t,1e400,10,CNY,1", "quantity", "impossible quantity: not"),
+        ("b1,2026-05-01,u1,t,NaN,10,CNY,1", "quantity", "impossible quantity: not"),
+        ("b1,2026-05-01,u1,t,-inf,10,CNY,1", "quantity", "impossible quantity: not"),
     ],
 )
 def test_bad_row_is_quarantined(tmp_path, line, column, reason_start):
@@ -238,6 +261,95 @@ def test_largest_amount_is_accepted(tmp_path):
     _, counts = _ingest(path)
     assert counts.purchases == 1
     assert counts.quarantined_rows == 0
+
+
+@pytest.mark.parametrize("quantity", [MAX_QUANTITY, -MAX_QUANTITY, 0.5])
+def test_largest_quantity_is_accepted(tmp_path, quantity):
+    path = _write(tmp_path, [HEADER, f"b1,2026-05-01,u1,t,{quantity},10,CNY,1"])
+    _, counts = _ingest(path)
+    assert counts.purchases + counts.returns == 1
+    assert counts.quarantined_rows == 0
+
+
+def test_parquet_quantity_limits(tmp_path):
+    path = tmp_path / "purchases.parquet"
+    quantities = [1.0, 1e14, float("nan"), float("inf"), -1e14, float(MAX_QUANTITY)]
+    table = pa.table(
+        {
+            "purchase_id": [f"q{i}" for i in range(len(quantities))],
+            "occurred_at": ["2026-05-01"] * len(quantities),
+            "title": ["Metro ride"] * len(quantities),
+            "quantity": pa.array(quantities, pa.float64()),
+            "amount": pa.array([4.0] * len(quantities), pa.float64()),
+            "currency": ["CNY"] * len(quantities),
+        }
+    )
+    pq.write_table(table, path)
+    connection, counts = _ingest(path)
+    assert counts.purchases == 2
+    assert counts.quarantined_rows == 4
+    reasons = _reasons(connection)
+    assert sorted(reasons) == [2, 3, 4, 5]
+    assert all(
+        r[0].startswith("quantity: impossible quantity") for r in reasons.values()
+    )
+
+
+PRICE_MAPPING = """
+name: priced
+columns:
+  purchase_id: purchase_id
+  occurred_at: occurred_at
+  title: title
+  quantity: quantity
+  unit_price: unit_price
+constants:
+  currency: CNY
+"""
+
+
+@pytest.mark.parametrize(
+    ("quantity", "unit_price", "reason_start"),
+    [
+        ("100000000000000", "1", "quantity: impossible quantity: more than"),
+        ("NaN", "1", "quantity: impossible quantity: not"),
+        ("1000000", "1000000000000", "unit_price: impossible amount: more than"),
+        ("1000000", "99999999", "unit_price: impossible amount: more than"),
+        ("100000", "910000000", "unit_price: impossible amount: more than"),
+    ],
+)
+def test_price_times_quantity_limit(tmp_path, quantity, unit_price, reason_start):
+    mapping = tmp_path / "priced.yaml"
+    mapping.write_text(PRICE_MAPPING, "utf-8")
+    path = _write(
+        tmp_path,
+        [
+            "purchase_id,occurred_at,title,quantity,unit_price",
+            "ok1,2026-05-01,Kettle,2,99.5",
+            f"big,2026-05-01,Kettle,{quantity},{unit_price}",
+        ],
+    )
+    connection, counts = _ingest(path, str(mapping))
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 1
+    reasons = _reasons(connection)[2]
+    assert any(r.startswith(reason_start) for r in reasons), reasons
+
+
+def test_largest_price_times_quantity_accepted(tmp_path):
+    mapping = tmp_path / "priced.yaml"
+    mapping.write_text(PRICE_MAPPING, "utf-8")
+    path = _write(
+        tmp_path,
+        [
+            "purchase_id,occurred_at,title,quantity,unit_price",
+            "big,2026-05-01,Kettle,100000,900000000.5",
+        ],
+    )
+    connection, counts = _ingest(path, str(mapping))
+    assert counts.purchases == 1
+    amount = connection.execute("SELECT amount FROM purchases").fetchall()[0][0]
+    assert str(amount) == "90000000050000.0000"
 
 
 def test_longest_purchase_id_is_accepted(tmp_path):

@@ -511,26 +511,77 @@ def test_non_canonical_records_stop_ledger(
     assert _ledger_rows(sqlite_url) == 0
 
 
-def test_huge_purchase_stops_before_ledger(
-    demo_sample, tmp_path, user_secret_dir, sqlite_url
-):
+def _rewrite_sample(sample: DemoSample, path: Path, change) -> list[dict]:
+    """Write the sample's rows, each changed by `change`, to `path`; return them."""
     import csv
 
-    with demo_sample.purchases.open(encoding="utf-8", newline="") as stream:
+    with sample.purchases.open(encoding="utf-8", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    # A metro ride whose quantity makes its lifetime CO2e too large a number.
-    ride = next(row for row in rows if row["mcc"] == "4111" and not row["sku"])
-    ride["quantity"] = "100000000000000"
-    path = tmp_path / "large.csv"
+    for row in rows:
+        change(row)
     with path.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return rows
+
+
+def test_huge_quantity_is_quarantined(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    # A metro ride whose quantity would make its lifetime CO2e too large a
+    # number for a ledger record.
+    huge: list[str] = []
+
+    def enlarge_first_ride(row: dict) -> None:
+        if not huge and row["mcc"] == "4111" and not row["sku"]:
+            row["quantity"] = "100000000000000"
+            huge.append(row["purchase_id"])
+
     config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
-    config.input_path = path
-    with pytest.raises(RuntimeError, match="too large for a ledger record"):
-        run_job(config)
-    assert _ledger_rows(sqlite_url) == 0
+    config.input_path = tmp_path / "large.csv"
+    _rewrite_sample(demo_sample, config.input_path, enlarge_first_ride)
+    result = run_job(config)
+    ingest = result.counts["ingest"]
+    total = ingest["purchases"] + ingest["returns"] + ingest["quarantined_rows"]
+    assert total == ingest["rows_read"]
+    quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8")
+    line = next(line for line in quarantine.splitlines() if huge[0] in line)
+    assert ",quantity,100000000000000," in line
+    assert "impossible quantity: more than 1,000,000 units" in line
+    verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
+    assert huge[0] not in verdicts.column("purchase_id").to_pylist()
+    assert _ledger_rows(sqlite_url) == result.counts["ledger"]["entries_appended"] > 0
+
+
+def test_largest_quantity_fits_ledger_records(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    from greenloop.pipeline.schema import MAX_QUANTITY
+
+    def enlarge(row: dict) -> None:
+        if float(row["quantity"]) > 0:
+            row["quantity"] = str(MAX_QUANTITY)
+
+    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config.input_path = tmp_path / "largest.csv"
+    config.facilities_path = config.campaigns_path = None
+    rows = _rewrite_sample(demo_sample, config.input_path, enlarge)
+    result = run_job(config)
+    assert result.counts["ingest"]["rows_read"] == len(rows)
+    quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8")
+    assert "impossible quantity:" not in quarantine
+    assert _ledger_rows(sqlite_url) == result.counts["green_assets"]["assets_found"]
+    # New-energy vehicles have the largest unit impact of the shipped factors.
+    verdicts = pq.read_table(result.run_dir / "verdicts.parquet").to_pylist()
+    vehicles = [
+        verdict
+        for verdict in verdicts
+        if verdict["category"] == "new_energy_vehicle"
+        and verdict["kg_co2e_lifetime"] is not None
+        and verdict["ledger_index"] is not None
+    ]
+    assert vehicles
 
 
 def test_assets_of_another_log_rejected(

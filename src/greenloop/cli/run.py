@@ -152,13 +152,14 @@ def _execute(config: object) -> None:
 
     from greenloop.pipeline.job import RunConfig, run_job
     from greenloop.pipeline.mapping import MappingError
+    from greenloop.pipeline.outputs import OutputError
     from greenloop.pipeline.sources import InputError
 
     assert isinstance(config, RunConfig)
     try:
         with RichProgress() as progress:
             result = run_job(config, progress)
-    except (InputError, MappingError) as error:
+    except (InputError, MappingError, OutputError) as error:
         fail(str(error))
     except (KeyboardInterrupt, duckdb.InterruptException):
         fail(

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import Connection, Engine
 
 from greenloop.collector import collector_paused
+from greenloop.pipeline.outputs import write_atomically
 from greenloop.pipeline.progress import ProgressSink
 from greenloop.store import runs as run_store
 
@@ -416,10 +418,11 @@ def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     receipts = log.receipts(list(purchase_ids))
     for purchase_id, receipt in zip(purchase_ids, receipts, strict=True):
-        path = folder / f"{receipt_file_stem(purchase_id)}.json"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(receipt, indent=2), "utf-8")
-        temporary.replace(path)
+        text = json.dumps(receipt, indent=2)
+        write_atomically(
+            folder / f"{receipt_file_stem(purchase_id)}.json",
+            partial(Path.write_text, data=text, encoding="utf-8"),
+        )
     return len(purchase_ids)
 
 

@@ -29,6 +29,7 @@ from greenloop.pipeline.schema import (
     MAX_INSTALLMENTS,
     MAX_MERCHANT_ID_LENGTH,
     MAX_PURCHASE_ID_LENGTH,
+    MAX_QUANTITY,
     MCC_RANGE,
     PRODUCT_KEY_FIELDS,
     PURCHASE_FIELDS,
@@ -227,8 +228,14 @@ def _staging_sql(
     amount_from_price = (
         "amount" not in mapping.columns and "amount" not in mapping.constants
     )
+    # Within MAX_QUANTITY, quantity x unit_price is below 10**20, which
+    # DECIMAL(38,4) contains, so the check against MAX_AMOUNT compares the whole
+    # amount. DuckDB evaluates the product only for the rows whose quantity is
+    # within the limit. The staged table narrows the amount to DECIMAL(18,4),
+    # which loses nothing because rows above MAX_AMOUNT are quarantined.
     amount_sql = (
-        "CAST(CAST(abs(quantity) AS DECIMAL(18,4)) * unit_price AS DECIMAL(18,4))"
+        f"CASE WHEN abs(quantity) <= {MAX_QUANTITY} THEN CAST(CAST(abs(quantity) "
+        "AS DECIMAL(38,4)) * CAST(unit_price AS DECIMAL(38,4)) AS DECIMAL(38,4)) END"
         if amount_from_price
         else "amount"
     )
@@ -271,7 +278,9 @@ WITH source AS NOT MATERIALIZED (
                 ELSE [] END AS problems
     FROM computed LEFT JOIN duplicates USING (purchase_id)
 )
-SELECT * EXCLUDE ({raw_names}, first_row), raw_purchase_id
+SELECT * EXCLUDE ({raw_names}, first_row)
+         REPLACE (TRY_CAST(amount AS DECIMAL(18,4)) AS amount),
+       raw_purchase_id
 FROM checked
 """
 
@@ -353,6 +362,19 @@ def _problem_conditions(
         ),
         ("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
         (
+            "NOT isfinite(quantity)",
+            "quantity",
+            "raw_quantity",
+            "impossible quantity: not a finite number; give the number of units bought",
+        ),
+        (
+            f"isfinite(quantity) AND abs(quantity) > {MAX_QUANTITY}",
+            "quantity",
+            "raw_quantity",
+            f"impossible quantity: more than {MAX_QUANTITY:,} units on one purchase "
+            "line; give the number of units bought",
+        ),
+        (
             "NOT is_return AND amount < 0",
             money_field,
             "amount",
@@ -423,8 +445,8 @@ def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) ->
     )
     if source.malformed:
         connection.executemany(
-            "INSERT INTO quarantine VALUES (?, NULL, '(record)', ?, ?)",
-            [(m.row, m.text, m.reason) for m in source.malformed],
+            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?)",
+            [(m.row, m.column, m.text, m.reason) for m in source.malformed],
         )
 
 
@@ -519,7 +541,8 @@ def _counts(connection: duckdb.DuckDBPyConnection, source: Source) -> IngestCoun
     returns, matched = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE match_status = 'matched') FROM returns"
     ).fetchall()[0]
-    malformed = len(source.malformed)
+    # A record can have several problems, one entry each.
+    malformed = len({record.row for record in source.malformed})
     return IngestCounts(
         rows_read=int(staged_rows) + malformed,
         quarantined_rows=int(quarantined_staged) + malformed,

@@ -187,9 +187,11 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         )
         logger.error("run %s failed: %s", run_id, error)
         raise
+    finally:
+        # DuckDB's spill files are of no use after the run, failed or not.
+        connection.close()
+        shutil.rmtree(run_dir / ".spill", ignore_errors=True)
     run_store.record_run_end(engine, run_id, "succeeded", manifest)
-    connection.close()
-    shutil.rmtree(run_dir / ".spill", ignore_errors=True)
     logger.info("run %s finished in %.1f s", run_id, sum(timings.values()))
     return RunResult(run_id, run_dir, manifest, counts)
 

@@ -4,14 +4,18 @@ The data files (`write_data_files`) need only DuckDB, so the main job writes
 them in a thread of their own while the finance step runs. The reports and
 the manifest follow (`write_outputs`). Every file is written under a temporary name
 and renamed, and the manifest is written last, so a run folder with a manifest
-is complete.
+is complete. A write that fails removes its temporary file and raises
+OutputError, which names the file and what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -71,12 +75,65 @@ VERDICT_STATISTICS_COLUMNS = (
     "status",
     "ledger_index",
 )
+# DuckDB 2.0 reports the errno of a failed write only inside its message, as
+# "errno":"28".
+DUCKDB_ERRNO = re.compile(r'"errno":"(\d+)"')
+FULL_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT}
+PERMISSION_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+logger = logging.getLogger(__name__)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+class OutputError(OSError):
+    """A failure to write a run file, with a message naming the file and the fix."""
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` through a temporary file, which any failure removes.
+
+    Raises OutputError when the file system rejects the write. Any other error
+    is raised unchanged.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException as error:
+        _remove_temporary(temporary)
+        if isinstance(error, OSError | duckdb.IOException):
+            raise _output_error(path, error) from error
+        raise
+
+
+def _remove_temporary(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        logger.warning("could not remove the temporary file %s: %s", path, error)
+
+
+def _output_error(path: Path, error: OSError | duckdb.IOException) -> OutputError:
+    """Return an OutputError for `path` that names the failure and the fix."""
+    number = error.errno if isinstance(error, OSError) else None
+    if number is None:
+        found = DUCKDB_ERRNO.search(str(error))
+        number = int(found.group(1)) if found else None
+    if number is not None:
+        detail = os.strerror(number)
+    else:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if number in FULL_DISK_ERRORS:
+        fix = "free space on its file system"
+    elif number in PERMISSION_ERRORS:
+        fix = "make the folder writable"
+    else:
+        fix = "check the folder"
+    failure = OutputError(
+        f"cannot write {path}: {detail}; {fix} or choose another output folder "
+        "(--out) and run again"
+    )
+    failure.errno = number
+    return failure
 
 
 def _copy_to(
@@ -154,10 +211,10 @@ def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> fl
     uses the database meanwhile.
     """
     started = time.perf_counter()
-    _write_atomically(
+    write_atomically(
         run_dir / "verdicts.parquet", lambda path: _write_verdicts(connection, path)
     )
-    _write_atomically(
+    write_atomically(
         run_dir / "products.parquet",
         _copy_to(
             connection,
@@ -166,7 +223,7 @@ def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> fl
             "FORMAT parquet, COMPRESSION zstd",
         ),
     )
-    _write_atomically(
+    write_atomically(
         run_dir / "quarantine.csv",
         _copy_to(
             connection,
@@ -174,7 +231,7 @@ def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> fl
             "HEADER, DELIMITER ','",
         ),
     )
-    _write_atomically(
+    write_atomically(
         run_dir / "returns.csv",
         _copy_to(
             connection,
@@ -260,15 +317,21 @@ def write_outputs(
         )
     }
     report["checkpoint"] = ledger.checkpoint
-    _write_atomically(
+    write_atomically(
         run_dir / "report.json", lambda p: p.write_text(_json(report), encoding="utf-8")
     )
-    _write_atomically(
+    write_atomically(
         run_dir / "report.html",
         lambda p: p.write_text(render_html(report), encoding="utf-8"),
     )
-    (run_dir / "checkpoint.txt").write_text(ledger.checkpoint, encoding="utf-8")
-    (run_dir / "verifier-key.txt").write_text(ledger.verifier_key + "\n", "utf-8")
+    write_atomically(
+        run_dir / "checkpoint.txt",
+        lambda p: p.write_text(ledger.checkpoint, encoding="utf-8"),
+    )
+    write_atomically(
+        run_dir / "verifier-key.txt",
+        lambda p: p.write_text(ledger.verifier_key + "\n", encoding="utf-8"),
+    )
     # The manifest is the last file, so its report time covers everything else.
     timings["report"] = round(time.perf_counter() - started, 3)
     cpu["report"] = round(cpu_seconds() - started_cpu, 3)
@@ -277,7 +340,7 @@ def write_outputs(
     peak = peak_rss_mib()
     if peak is not None:
         peaks["report"] = peak
-    _write_atomically(
+    write_atomically(
         run_dir / "manifest.json",
         lambda p: p.write_text(_json(manifest), encoding="utf-8"),
     )

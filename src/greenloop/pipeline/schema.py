@@ -66,3 +66,10 @@ MAX_MERCHANT_ID_LENGTH = 128
 # A ledger record states the amount in hundredths as an RFC 8785 number, which
 # is exact only up to 2**53 - 1.
 MAX_AMOUNT = Decimal(2**53 - 1) / 100
+# No consumer purchase line has a million units, so a larger quantity is an
+# input error. The limit also keeps a ledger record's lifetime grams CO2e
+# (quantity x unit kgCO2e x 1000) within 2**53 - 1 for any product that avoids
+# less than 9,000 t CO2e per unit. The largest unit impact of the shipped
+# factors is a new-energy vehicle's, which is less than the 24.5 t that the
+# petrol car of impact/factors/vehicles.yaml emits over its 150,000 km.
+MAX_QUANTITY = 1_000_000

@@ -2,7 +2,9 @@
 
 Parquet is read by DuckDB directly, out of core. CSV and JSON Lines go through
 Python's readers, which give exact row numbers for malformed records. Those
-records become quarantine entries instead of stopping the run.
+records become quarantine entries instead of stopping the run, and so do
+records whose text is not valid Unicode: bytes that are not UTF-8, or a JSON
+escape of a lone surrogate such as \\ud800.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +44,21 @@ class InputError(ValueError):
     """The input file cannot be read at all."""
 
 
+# The text reader decodes each byte that is not UTF-8 to a code point from
+# U+DC80 to U+DCFF (Python's surrogateescape), and a JSON escape can yield any
+# surrogate. Neither is a Unicode character, so Arrow cannot store them.
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+ESCAPED_BYTES = range(0xDC80, 0xDD00)
+
+
 @dataclass
 class MalformedRecord:
-    """A record that could not be split into columns."""
+    """A record that could not be read as columns, or one column's unusable text."""
 
     row: int
     reason: str
     text: str
+    column: str = "(record)"
 
 
 @dataclass
@@ -149,8 +160,8 @@ def _register_batches(
     if rows == 0 and batches.malformed:
         first = batches.malformed[0]
         raise InputError(
-            f"cannot read {path}: no record could be read (row {first.row}: "
-            f"{first.reason}); expected {EXPECTED_FORMS}"
+            f"cannot read {path}: no record could be read (row {first.row}, column "
+            f"{first.column}: {first.reason}); expected {EXPECTED_FORMS}"
         )
     types = dict.fromkeys(batches.columns, "VARCHAR")
     return Source(path, kind, sha256, batches.columns, batches.malformed, types)
@@ -171,6 +182,15 @@ def _csv_batches(path: Path) -> _Batches:
     except csv.Error as error:
         raise InputError(f"cannot read {path} as CSV: {error}") from error
     header = [name.strip() for name in header]
+    for name in header:
+        found = SURROGATE.search(name)
+        if found is not None:
+            stream.close()
+            raise InputError(
+                f"cannot read {path}: the column name '{_printable(name)}' in line 1 "
+                f"(the header row) is {_invalid_text(found.group(), from_bytes=True)} "
+                "or give Parquet"
+            )
     if len(set(header)) != len(header) or not all(header):
         raise InputError(
             f"cannot read {path}: the header row must name every column once, found "
@@ -194,9 +214,13 @@ def _csv_batches(path: Path) -> _Batches:
                             row,
                             f"malformed CSV record: expected {width} fields, found "
                             f"{len(record)} (an unquoted delimiter inside a value?)",
-                            delimiter.join(record)[:200],
+                            _printable(delimiter.join(record)[:200]),
                         )
                     )
+                    continue
+                invalid = _invalid_cells(row, header, record)
+                if invalid:
+                    malformed.extend(invalid)
                     continue
                 row_numbers.append(row)
                 for index, cell in enumerate(record):
@@ -229,16 +253,27 @@ def _jsonl_batches(path: Path) -> _Batches:
             try:
                 document = json.loads(line)
             except json.JSONDecodeError as error:
-                malformed.append(
-                    MalformedRecord(row, f"invalid JSON: {error.msg}", line[:200])
+                # Bytes that are not UTF-8 in the line are the likelier cause.
+                found = SURROGATE.search(line)
+                reason = (
+                    f"invalid text: {_invalid_text(found.group(), from_bytes=True)}"
+                    if found
+                    else f"invalid JSON: {error.msg}"
                 )
+                malformed.append(MalformedRecord(row, reason, _printable(line[:200])))
                 continue
             if not isinstance(document, dict):
                 malformed.append(
                     MalformedRecord(
-                        row, "a JSON Lines record must be an object", line[:200]
+                        row,
+                        "a JSON Lines record must be an object",
+                        _printable(line[:200]),
                     )
                 )
+                continue
+            invalid = _invalid_fields(row, line, document)
+            if invalid:
+                malformed.extend(invalid)
                 continue
             for key in document:
                 if key not in columns:
@@ -268,6 +303,76 @@ def _json_text(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _invalid_cells(
+    row: int, header: list[str], record: list[str]
+) -> list[MalformedRecord]:
+    """Return one entry per cell of a CSV record whose bytes are not UTF-8."""
+    invalid = []
+    for name, cell in zip(header, record, strict=True):
+        found = SURROGATE.search(cell)
+        if found is not None:
+            reason = _invalid_text(found.group(), from_bytes=True)
+            invalid.append(
+                MalformedRecord(row, f"invalid text: {reason}", _printable(cell), name)
+            )
+    return invalid
+
+
+def _invalid_fields(
+    row: int, line: str, document: dict[str, object]
+) -> list[MalformedRecord]:
+    """Return one entry per field of a JSON record whose text is not valid Unicode.
+
+    A surrogate that is in `line` itself came from bytes that are not UTF-8.
+    Any other came from a JSON escape.
+    """
+    invalid = []
+    for key, value in document.items():
+        found = SURROGATE.search(key)
+        if found is not None:
+            reason = _invalid_text(found.group(), found.group() in line)
+            invalid.append(
+                MalformedRecord(
+                    row, f"invalid column name: {reason}", _printable(line[:200])
+                )
+            )
+            continue
+        text = _json_text(value) or ""
+        found = SURROGATE.search(text)
+        if found is not None:
+            reason = _invalid_text(found.group(), found.group() in line)
+            invalid.append(
+                MalformedRecord(row, f"invalid text: {reason}", _printable(text), key)
+            )
+    return invalid
+
+
+def _invalid_text(surrogate: str, from_bytes: bool) -> str:
+    """Return why text containing `surrogate` cannot be read, and the fix if any."""
+    code = ord(surrogate)
+    if from_bytes and code in ESCAPED_BYTES:
+        return (
+            f"not valid UTF-8, it contains the byte 0x{code - 0xDC00:02X}; save the "
+            "file as UTF-8"
+        )
+    return (
+        f"not valid Unicode, it contains the lone surrogate U+{code:04X} (a JSON "
+        f"\\u{code:04x} escape without its pair)"
+    )
+
+
+def _printable(text: str) -> str:
+    """Return `text` with each surrogate written as an escape (\\xff or \\ud800)."""
+
+    def escape(found: re.Match[str]) -> str:
+        code = ord(found.group())
+        if code in ESCAPED_BYTES:
+            return f"\\x{code - 0xDC00:02x}"
+        return f"\\u{code:04x}"
+
+    return SURROGATE.sub(escape, text)
+
+
 def _to_table(
     columns: list[str], row_numbers: list[int], values: list[list[str | None]]
 ) -> pa.Table:
@@ -277,20 +382,14 @@ def _to_table(
 
 
 def _open_text(path: Path) -> io.TextIOWrapper:
-    raw = path.open("rb")
-    head = raw.read(64 * 1024)
-    raw.seek(0)
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:  # not just a character cut at the sample's end
-            raw.close()
-            raise InputError(
-                f"cannot read {path}: not UTF-8 text at byte {error.start}; "
-                f"convert the "
-                f"file to UTF-8 or give Parquet; expected {EXPECTED_FORMS}"
-            ) from error
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+    """Open `path` as UTF-8 text in which each invalid byte becomes a surrogate.
+
+    The readers quarantine the records that contain such bytes, so one bad
+    record does not stop the run.
+    """
+    return io.TextIOWrapper(
+        path.open("rb"), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
 
 
 def _sniff_delimiter(sample: str) -> str:
