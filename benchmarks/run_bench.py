@@ -128,11 +128,17 @@ def generated_input(rows: int, products: int) -> Path:
     """Return the generated input of that size, writing it first when missing."""
     from greenloop.pipeline.demo import write_benchmark_input
 
-    path = OUT / f"generated-{rows}" / "purchases.parquet"
+    folder = OUT / f"generated-{rows}-{products}"
+    path = folder / "purchases.parquet"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The input and its registries are written into a temporary folder and
+        # renamed together, so an interrupted run leaves no half-written input.
+        partial = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         started = time.perf_counter()
-        write_benchmark_input(path, rows, products)
+        write_benchmark_input(partial / path.name, rows, products)
+        partial.rename(folder)
         print(f"generated {path} in {time.perf_counter() - started:.1f} s")
     return path
 

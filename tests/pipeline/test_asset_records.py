@@ -136,7 +136,7 @@ def test_other_forms_fail_check(record):
         ("net_amount", Decimal("99999999999999.0000")),
     ],
 )
-def test_too_large_integers_stop_the_assets(column, value):
+def test_large_integers_stop_assets(column, value):
     table = _results("p-large", "m1", "u1")
     position = table.schema.get_field_index(column)
     table = table.set_column(
@@ -171,5 +171,6 @@ def test_largest_exact_amount_passes():
 
 def test_amount_above_exact_limit_stops():
     connection = _assets_of_amount(Decimal("90071992547409.92"))
-    with pytest.raises(RuntimeError, match="too large for a ledger record"):
+    with pytest.raises(RuntimeError, match="too large for a ledger record") as raised:
         build_assets(connection, "run-1", b"k" * 32)
+    assert "amount_minor_units 9007199254740992 (hundredths)" in str(raised.value)

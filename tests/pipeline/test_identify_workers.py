@@ -65,7 +65,7 @@ def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_workers_give_the_same_verdicts_and_ledger(
+def test_workers_match_one_process(
     demo_sample, tmp_path, user_secret_dir, monkeypatch, workers
 ):
     # Small batches and no lower bound send the demo's products to the
@@ -128,6 +128,19 @@ def test_worker_error_stops_identification(monkeypatch):
         _identify_with_workers(BrokenIdentifier, monkeypatch)
 
 
+def test_workers_capped_by_batches(monkeypatch):
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    connection = duckdb.connect()
+    _purchases(connection, 35)
+    identified = identify_products(
+        connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=6
+    )
+    # Four batches: three workers and this process.
+    assert identified.workers == 3
+    assert identified.products == 35
+
+
 def test_small_inputs_stay_in_one_process(monkeypatch):
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 50)
     connection = duckdb.connect()
@@ -176,7 +189,7 @@ class DyingIdentifier(Identifier):
         return super().identify_many(queries)
 
 
-def test_killed_worker_names_the_way_out(monkeypatch):
+def test_killed_worker_names_fix(monkeypatch):
     with pytest.raises(RuntimeError, match="--identify-workers 0"):
         _identify_with_workers(DyingIdentifier, monkeypatch)
 

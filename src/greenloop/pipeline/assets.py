@@ -154,7 +154,8 @@ def _check_record_integers(connection: duckdb.DuckDBPyConnection) -> None:
 
     # DOUBLE arithmetic, so a value beyond BIGINT is reported, not an error.
     too_large = connection.execute(
-        "SELECT purchase_id, amount_fen, kg_co2e_lifetime FROM assets "
+        "SELECT purchase_id, amount_fen, kg_co2e_lifetime, "
+        "round(kg_co2e_lifetime * 1000) FROM assets "
         "WHERE abs(CAST(amount_fen AS DOUBLE)) > $limit "
         "OR abs(round(kg_co2e_lifetime * 1000)) > $limit "
         "OR NOT isfinite(kg_co2e_lifetime) "
@@ -162,12 +163,14 @@ def _check_record_integers(connection: duckdb.DuckDBPyConnection) -> None:
         {"limit": MAX_SAFE_INTEGER},
     ).fetchall()
     if too_large:
-        purchase_id, amount_fen, kg_co2e_lifetime = too_large[0]
+        purchase_id, amount_fen, kg_co2e_lifetime, grams = too_large[0]
+        stated_grams = "none" if grams is None else f"{grams:.0f}"
         raise RuntimeError(
-            f"purchase {purchase_id!r} is too large for a ledger record: amount "
-            f"{amount_fen} hundredths, {kg_co2e_lifetime} kg CO2e over its lifetime "
-            f"(record integers must be at most {MAX_SAFE_INTEGER}); correct its "
-            "quantity or amount in the input and run again"
+            f"purchase {purchase_id!r} is too large for a ledger record: its "
+            f"record states amount_minor_units {amount_fen} (hundredths) and "
+            f"g_co2e_lifetime {stated_grams} (grams, from {kg_co2e_lifetime} kg), "
+            f"and each must be at most {MAX_SAFE_INTEGER}; correct its quantity "
+            "or amount in the input and run again"
         )
 
 
@@ -239,7 +242,8 @@ def append_to_ledger(
         raise RuntimeError(
             f"the green assets in this store carry indexes of the log "
             f"{stored_origin!r}, so assets of the log {origin!r} would clash with "
-            f"them; run with the origin {stored_origin!r} or use another database"
+            f"them; set the origin {stored_origin!r} (RunConfig.origin) or use "
+            "another database"
         )
     log = LedgerStore(engine, origin=origin, key_dir=key_dir)
     total = connection.execute("SELECT count(*) FROM assets").fetchall()[0][0]

@@ -118,15 +118,16 @@ def identify_products(
     connection: duckdb.DuckDBPyConnection,
     identifier: Identifier,
     progress: ProgressSink,
-    workers: int | None = None,
+    workers: int | None = 0,
 ) -> IdentifiedProducts:
     """Identify each distinct product of `purchases` into `product_verdicts`.
 
     The distinct products, with the fields their key covers, are kept in the
-    table `products`. With `workers` above 0 (default: `default_workers()`),
-    that many processes judge batches of products beside this one, which
-    also stores the verdicts. Inputs whose estimated count of distinct
-    products is under PARALLEL_MIN_PRODUCTS are judged here only. A batch's
+    table `products`. With `workers` above 0 (None for `default_workers()`),
+    up to that many processes judge batches of products beside this one,
+    which also stores the verdicts: no more than the estimated batches less
+    one. Inputs whose estimated count of distinct products is under
+    PARALLEL_MIN_PRODUCTS are judged here only. A batch's
     verdicts do not depend on which process judged it, because each batch is
     judged on its own.
 
@@ -135,13 +136,18 @@ def identify_products(
     """
     if workers is None:
         workers = default_workers()
-    # An estimate suffices, and it is known before the exact count, so the
-    # workers can start while DuckDB finds the distinct products.
-    estimate = connection.execute(
-        "SELECT approx_count_distinct(product_key) FROM purchases"
-    ).fetchall()[0][0]
-    if estimate < PARALLEL_MIN_PRODUCTS:
-        workers = 0
+    if workers > 0:
+        # An estimate suffices, and it is known before the exact count, so the
+        # workers can start while DuckDB finds the distinct products.
+        estimate = connection.execute(
+            "SELECT approx_count_distinct(product_key) FROM purchases"
+        ).fetchall()[0][0]
+        # This process judges batches too, so more workers than batches less
+        # one would wait idle.
+        batches = -(-estimate // BATCH_PRODUCTS)
+        workers = min(workers, batches - 1)
+        if estimate < PARALLEL_MIN_PRODUCTS:
+            workers = 0
     with _worker_pool(identifier, workers) as pool:
         columns = ", ".join(
             f"any_value({name}) AS {name}" for name in PRODUCT_KEY_FIELDS

@@ -1781,8 +1781,9 @@ def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> No
             )
         except IntegrityError as error:
             if _is_unique_violation(error):
+                detail = str(getattr(error, "orig", error)).strip()
                 raise _ChunkConflict(
-                    f"one of the chunk's {len(rows)} awards exists already"
+                    f"one of the chunk's {len(rows)} awards exists already ({detail})"
                 ) from error
             raise
         return

@@ -107,7 +107,8 @@ POSTGRESQL_TILES_PER_SELECT = 64
 # up to this many of about 11 KB each, are read together before its proofs.
 PROOFS_PER_LEAF_READ = 256
 
-# The PostgreSQL types of the columns that `_write_rows` copies, in order.
+# The PostgreSQL types of the columns that `_insert_rows` copies into
+# ledger_entry and ledger_tile, in column order.
 ENTRY_COPY_TYPES = ("int4", "int8", "text", "bytea")
 TILE_COPY_TYPES = ("int4", "int2", "int8", "bytea", "bytea")
 
