@@ -142,6 +142,13 @@ def insert_batches(
     connection.close()
 
 
+def _index_users(database: Path) -> None:
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE INDEX ix_green_assets_user_key ON green_assets (user_key)"
+        )
+
+
 def write_verdict_file(path: Path, target: Path) -> None:
     """Copy every purchase with 40 columns to a Parquet file, as verdicts are."""
     connection = duckdb.connect()
@@ -174,6 +181,12 @@ def main() -> None:
         "--executemany",
         action="store_true",
         help="insert with executemany instead of multi-row INSERTs",
+    )
+    parser.add_argument(
+        "--user-index-after",
+        action="store_true",
+        help="insert the assets without the index on user_key and build the "
+        "index afterwards, timed on its own",
     )
     arguments = parser.parse_args()
     path = generated_input(arguments.rows, arguments.products)
@@ -215,6 +228,9 @@ def main() -> None:
             ),
         )
         entries.clear()
+        if arguments.user_index_after:
+            with sqlite3.connect(database) as setup:
+                setup.execute("DROP INDEX ix_green_assets_user_key")
         assets = [
             (row[0], "run", row[2], row[3], row[4], "public_transport", "cn.x",
              "2024-01-01", row[5], row[6], row[7], row[8], 1.5, 15.0, "d" * 64,
@@ -236,6 +252,12 @@ def main() -> None:
             ),
         )
         assets.clear()
+        if arguments.user_index_after:
+            timed(
+                results,
+                "index on user_key, built after",
+                lambda: _index_users(database),
+            )
         rows.clear()
         records.clear()
         timed(
@@ -249,6 +271,7 @@ def main() -> None:
         "input": str(path.relative_to(ROOT)),
         "rows": arguments.rows,
         "sqlite_inserts": "executemany" if arguments.executemany else "multi-row",
+        "user_index": "built after" if arguments.user_index_after else "during",
         "seconds": results,
         "total_seconds": round(total, 2),
         "purchases_per_second_at_total": round(arguments.rows / total),
