@@ -598,3 +598,61 @@ def test_assets_of_another_log_rejected(
         make_engine(sqlite_url), origin=config.origin, key_dir=user_secret_dir
     )
     assert other.size == 0
+
+
+def _user_index_names(url: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        return {index["name"] for index in inspect(engine).get_indexes("green_assets")}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_large_load_defers_user_index(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url, store, request, monkeypatch
+):
+    from greenloop.pipeline import assets
+    from greenloop.store import runs as run_store
+
+    url = sqlite_url if store == "sqlite" else request.getfixturevalue("postgres_url")
+    clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
+    clean = run_job(
+        _config(demo_sample, tmp_path / "clean", user_secret_dir, clean_url)
+    )
+
+    dropped: list[int] = []
+    drop = run_store.drop_deferrable_indexes
+    monkeypatch.setattr(
+        run_store,
+        "drop_deferrable_indexes",
+        lambda engine: (dropped.append(1), drop(engine)),
+    )
+    monkeypatch.setattr(assets, "DEFER_INDEXES_MIN_ASSETS", 1)
+    first = run_job(_config(demo_sample, tmp_path / "first", user_secret_dir, url))
+    assert dropped == [1]
+    assert "ix_green_assets_user_key" in _user_index_names(url)
+    assert _root((first.run_dir / "checkpoint.txt").read_text("utf-8")) == _root(
+        (clean.run_dir / "checkpoint.txt").read_text("utf-8")
+    )
+    assert first.counts["green_assets"] == clean.counts["green_assets"]
+
+    # A rerun stores no new asset, so it keeps the index.
+    second = run_job(_config(demo_sample, tmp_path / "second", user_secret_dir, url))
+    assert second.counts["ledger"]["entries_appended"] == 0
+    assert dropped == [1]
+
+
+def test_run_rebuilds_dropped_user_index(
+    demo_sample, tmp_path, user_secret_dir, sqlite_url
+):
+    from greenloop.store import runs as run_store
+
+    run_job(_config(demo_sample, tmp_path / "first", user_secret_dir, sqlite_url))
+    # As a run killed during a large load leaves it.
+    run_store.drop_deferrable_indexes(make_engine(sqlite_url))
+    assert "ix_green_assets_user_key" not in _user_index_names(sqlite_url)
+    run_job(_config(demo_sample, tmp_path / "second", user_secret_dir, sqlite_url))
+    assert "ix_green_assets_user_key" in _user_index_names(sqlite_url)

@@ -150,6 +150,8 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     # its resident memory.
     engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
     upgrade(engine)
+    # A run killed while it stored many assets leaves some indexes dropped.
+    run_store.create_missing_indexes(engine)
     run_store.mark_interrupted_runs(engine)
     run_store.record_run_start(
         engine,

@@ -96,6 +96,13 @@ green_assets = Table(
 )
 
 ASSET_COLUMNS = tuple(column.name for column in green_assets.columns)
+# Indexes of green_assets that a large load drops and builds again afterwards.
+# Their keys arrive in random order, so keeping them up to date row by row
+# dirties pages all over the index in every transaction. The unique ones stay,
+# because they reject conflicting rows.
+DEFERRABLE_ASSET_INDEXES = tuple(
+    index for index in green_assets.indexes if not index.unique
+)
 # Text forms of a UTC time, in DuckDB's strftime codes, that `asset_rows`
 # stores as they are: SQLAlchemy's form of a SQLite DATETIME, and a
 # PostgreSQL timestamptz.
@@ -389,3 +396,35 @@ def asset_count(engine: Engine) -> int:
     """Return how many green assets the store holds."""
     with engine.connect() as connection:
         return _count(connection)
+
+
+def count_assets(engine: Engine) -> int:
+    """Return how many green assets the store contains."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count()).select_from(green_assets)
+            ).scalar_one()
+        )
+
+
+def drop_deferrable_indexes(engine: Engine) -> None:
+    """Drop the indexes of DEFERRABLE_ASSET_INDEXES before a large load.
+
+    Until `create_missing_indexes` runs, queries by user scan the table.
+    """
+    with engine.begin() as connection:
+        for index in DEFERRABLE_ASSET_INDEXES:
+            index.drop(connection, checkfirst=True)
+            logger.info("dropped index %s until the assets are stored", index.name)
+
+
+def create_missing_indexes(engine: Engine) -> None:
+    """Build each index of DEFERRABLE_ASSET_INDEXES that the store lacks.
+
+    A run killed during a large load leaves them dropped, so every run calls
+    this before its steps as well as after the load.
+    """
+    with engine.begin() as connection:
+        for index in DEFERRABLE_ASSET_INDEXES:
+            index.create(connection, checkfirst=True)
