@@ -1,0 +1,115 @@
+"""Faults of identify workers that the run must report instead of hiding or hanging."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+from sqlalchemy import select
+
+from greenloop.identify import Identifier
+from greenloop.pipeline import identify_step, job
+from greenloop.pipeline.identify_step import identify_products
+from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.pipeline.progress import NoProgress
+from greenloop.store.base import make_engine
+from greenloop.store.runs import runs
+
+# Larger than a pipe's buffer, so the main process is still writing the
+# worker's start-up data when the worker dies.
+START_PAYLOAD_BYTES = 16 << 20
+
+
+class ExitOnLoad:
+    """A value that ends any other process that unpickles it, with status 9.
+
+    A worker unpickles its arguments before multiprocessing records its
+    parent, so the creating process is recognized by its pid.
+    """
+
+    def __init__(self) -> None:
+        self.creator_pid = os.getpid()
+
+    def __setstate__(self, state: dict) -> None:
+        if os.getpid() != state["creator_pid"]:
+            os._exit(9)
+        self.__dict__.update(state)
+
+
+def test_worker_dying_at_start_names_way_out():
+    # The pool hands its identifier to each worker at start-up. This one
+    # makes the worker exit while the main process still sends the rest.
+    identifier = (ExitOnLoad(), bytes(START_PAYLOAD_BYTES))
+    starting = identify_step._worker_pool(identifier, 1)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="--identify-workers 0"), starting:
+        pass
+
+
+class UnreadableInMain:
+    """A reply part whose unpickling fails in the main process only."""
+
+    def __init__(self) -> None:
+        # Pickle calls __setstate__ only for an object with some state.
+        self.marker = True
+
+    def __setstate__(self, state: dict) -> None:
+        if multiprocessing.parent_process() is None:
+            raise MemoryError("no memory left to unpickle the worker's reply")
+        self.__dict__.update(state)
+
+
+def _unreadable_reply(pipe, identifier):  # type: ignore[no-untyped-def]
+    """Serve as a worker whose first reply cannot be unpickled by the main process."""
+    pipe.recv()
+    pipe.send((UnreadableInMain(), None, None))
+
+
+@pytest.mark.timeout(60)
+def test_unreadable_reply_stops_run(monkeypatch):
+    # A MemoryError while the driver thread reads a reply ends that thread.
+    # The main process must then stop with an error, not wait for ever.
+    monkeypatch.setattr(identify_step, "_serve", _unreadable_reply)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
+        "'product ' || i AS title, NULL AS mcc, NULL AS merchant_id, "
+        "NULL AS merchant_name, NULL AS brand, NULL AS model_number, NULL AS sku, "
+        "NULL AS energy_label_grade, NULL AS certificate_id, NULL AS label_codes "
+        "FROM range(35) t(i)"
+    )
+    with pytest.raises(Exception, match="memory"):
+        identify_products(
+            connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=1
+        )
+
+
+def test_keyboard_interrupt_ends_run_row(
+    demo_sample, tmp_path: Path, user_secret_dir, monkeypatch
+):
+    # A notebook or a scheduler catches KeyboardInterrupt and keeps running,
+    # so mark_interrupted_runs never finds the run's process ended.
+    def interrupt(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "compute_impacts", interrupt)
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(
+            RunConfig(
+                input_path=demo_sample.purchases,
+                out_dir=tmp_path / "runs",
+                database_url=url,
+                key_dir=user_secret_dir,
+                registry_dir=demo_sample.registries,
+                as_of=demo_sample.as_of,
+            )
+        )
+    with make_engine(url).connect() as connection:
+        statuses = connection.execute(select(runs.c.status)).scalars().all()
+    assert len(statuses) == 1
+    assert statuses[0] != "running"
