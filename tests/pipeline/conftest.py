@@ -25,3 +25,27 @@ def user_secret_dir(tmp_path: Path) -> Path:
     secret.write_bytes(bytes(range(32)))
     secret.chmod(0o600)
     return folder
+
+
+@pytest.fixture
+def slow_main_judging(monkeypatch):
+    """Return a function that makes the main process take SECONDS more per batch.
+
+    Workers start in about a second, so without it the main process can judge
+    every batch of a small input first. Workers import the module afresh, so
+    they judge at full speed.
+    """
+    import time
+
+    from greenloop.pipeline import identify_step
+
+    def slow_down(seconds: float) -> None:
+        judge = identify_step._judge
+
+        def slow(identifier, batch):  # type: ignore[no-untyped-def]
+            time.sleep(seconds)
+            return judge(identifier, batch)
+
+        monkeypatch.setattr(identify_step, "_judge", slow)
+
+    return slow_down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -23,15 +24,12 @@ from greenloop.store.runs import runs
 START_PAYLOAD_BYTES = 16 << 20
 
 
-class ExitOnLoad:
-    """A value that ends any other process that unpickles it, with status 9.
+class ExitOnLoad(Identifier):
+    """An identifier that ends any other process that unpickles it, with status 9.
 
     A worker unpickles its arguments before multiprocessing records its
     parent, so the creating process is recognized by its pid.
     """
-
-    def __init__(self) -> None:
-        self.creator_pid = os.getpid()
 
     def __setstate__(self, state: dict) -> None:
         if os.getpid() != state["creator_pid"]:
@@ -39,13 +37,38 @@ class ExitOnLoad:
         self.__dict__.update(state)
 
 
-def test_worker_dying_at_start_names_way_out():
-    # The pool hands its identifier to each worker at start-up. This one
-    # makes the worker exit while the main process still sends the rest.
-    identifier = (ExitOnLoad(), bytes(START_PAYLOAD_BYTES))
-    starting = identify_step._worker_pool(identifier, 1)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="--identify-workers 0"), starting:
-        pass
+def _identify_35(
+    identifier: Identifier, monkeypatch, slow_main_judging
+) -> duckdb.DuckDBPyConnection:
+    slow_main_judging(1.0)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 5)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
+        "'product ' || i AS title, NULL AS mcc, NULL AS merchant_id, "
+        "NULL AS merchant_name, NULL AS brand, NULL AS model_number, NULL AS sku, "
+        "NULL AS energy_label_grade, NULL AS certificate_id, NULL AS label_codes "
+        "FROM range(35) t(i)"
+    )
+    identified = identify_products(connection, identifier, NoProgress(), workers=1)
+    assert identified.products == 35
+    return connection
+
+
+@pytest.mark.timeout(120)
+def test_worker_dying_at_start_leaves_batches(monkeypatch, caplog, slow_main_judging):
+    # The pool hands the identifier to each worker at start-up. This one makes
+    # the worker exit while the main process still sends the rest.
+    loaded = Identifier.load(jurisdiction="cn")
+    identifier = ExitOnLoad.__new__(ExitOnLoad)
+    identifier.__dict__.update(
+        loaded.__dict__, creator_pid=os.getpid(), payload=bytes(START_PAYLOAD_BYTES)
+    )
+    connection = _identify_35(identifier, monkeypatch, slow_main_judging)
+    stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert stored == [(35,)]
+    assert "identify worker 1" in caplog.text
 
 
 class UnreadableInMain:
@@ -65,27 +88,21 @@ def _unreadable_reply(pipe, identifier):  # type: ignore[no-untyped-def]
     """Serve as a worker whose first reply cannot be unpickled by the main process."""
     pipe.recv()
     pipe.send((UnreadableInMain(), None, None))
+    # The worker waits, as a live worker would, until the main process stops it.
+    time.sleep(600)
 
 
-@pytest.mark.timeout(60)
-def test_unreadable_reply_stops_run(monkeypatch):
-    # A MemoryError while the driver thread reads a reply ends that thread.
-    # The main process must then stop with an error, not wait for ever.
+@pytest.mark.timeout(120)
+def test_unreadable_reply_gives_batch_back(monkeypatch, caplog, slow_main_judging):
+    # A MemoryError while a driver thread reads a reply must not leave the
+    # main process waiting: the worker is stopped and its batch judged here.
     monkeypatch.setattr(identify_step, "_serve", _unreadable_reply)
-    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
-    connection = duckdb.connect()
-    connection.execute(
-        "CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
-        "'product ' || i AS title, NULL AS mcc, NULL AS merchant_id, "
-        "NULL AS merchant_name, NULL AS brand, NULL AS model_number, NULL AS sku, "
-        "NULL AS energy_label_grade, NULL AS certificate_id, NULL AS label_codes "
-        "FROM range(35) t(i)"
+    connection = _identify_35(
+        Identifier.load(jurisdiction="cn"), monkeypatch, slow_main_judging
     )
-    with pytest.raises(Exception, match="memory"):
-        identify_products(
-            connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=1
-        )
+    stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert stored == [(35,)]
+    assert "MemoryError" in caplog.text
 
 
 def test_keyboard_interrupt_ends_run_row(

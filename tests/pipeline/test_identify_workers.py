@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -66,20 +67,22 @@ def _run(sample: DemoSample, folder: Path, keys: Path, workers: int) -> dict:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_workers_match_one_process(
-    demo_sample, tmp_path, user_secret_dir, monkeypatch, workers
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, slow_main_judging, workers
 ):
     # Small batches and no lower bound send the demo's products to the
     # workers, and the main process judges some of them too.
-    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 97)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 37)
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
     alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
+    slow_main_judging(0.5)
     helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers)
 
     assert helped["products"] == alone["products"]
     assert helped["verdicts"] == alone["verdicts"]
     assert helped["root"] == alone["root"]
     counts, alone_counts = helped["manifest"]["counts"], alone["manifest"]["counts"]
-    assert counts["identify"].pop("worker_processes") == workers
+    # A worker that starts after the others took every batch judges none.
+    assert 1 <= counts["identify"].pop("worker_processes") <= workers
     assert alone_counts["identify"].pop("worker_processes") == 0
     assert counts["identify"] == alone_counts["identify"]
     assert counts["impact"] == alone_counts["impact"]
@@ -111,33 +114,50 @@ def _purchases(connection: duckdb.DuckDBPyConnection, count: int) -> None:
     )
 
 
-def _identify_with_workers(kind: type[Identifier], monkeypatch) -> None:
-    """Identify 35 products in batches of 10 with an identifier of `kind`."""
-    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
+def _identify_with_workers(
+    kind: type[Identifier], monkeypatch, slow_main_judging, **extra: object
+) -> identify_step.IdentifiedProducts:
+    """Identify 35 products in batches of 5 with an identifier of `kind`, while
+    the main process judges slowly."""
+    slow_main_judging(1.0)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 5)
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
     loaded = Identifier.load(jurisdiction="cn")
     identifier = kind.__new__(kind)
-    identifier.__dict__.update(loaded.__dict__)
+    identifier.__dict__.update(loaded.__dict__, **extra)
     connection = duckdb.connect()
     _purchases(connection, 35)
-    identify_products(connection, identifier, NoProgress(), workers=2)
+    identified = identify_products(connection, identifier, NoProgress(), workers=2)
+    stored = connection.execute(
+        "SELECT count(DISTINCT product_key) FROM product_verdicts"
+    ).fetchall()
+    assert stored == [(35,)]
+    return identified
 
 
-def test_worker_error_stops_identification(monkeypatch):
+def test_worker_error_stops_identification(monkeypatch, slow_main_judging):
     with pytest.raises(ValueError, match="cannot judge 'product "):
-        _identify_with_workers(BrokenIdentifier, monkeypatch)
+        _identify_with_workers(BrokenIdentifier, monkeypatch, slow_main_judging)
 
 
 def test_workers_capped_by_batches(monkeypatch):
     monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 10)
     monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    requested: list[int] = []
+
+    @contextmanager
+    def no_pool(identifier, workers, target=None):  # type: ignore[no-untyped-def]
+        requested.append(workers)
+        yield None
+
+    monkeypatch.setattr(identify_step, "_worker_pool", no_pool)
     connection = duckdb.connect()
     _purchases(connection, 35)
     identified = identify_products(
         connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=6
     )
     # Four batches: three workers and this process.
-    assert identified.workers == 3
+    assert requested == [3]
     assert identified.products == 35
 
 
@@ -189,9 +209,12 @@ class DyingIdentifier(Identifier):
         return super().identify_many(queries)
 
 
-def test_killed_worker_names_fix(monkeypatch):
-    with pytest.raises(RuntimeError, match="--identify-workers 0"):
-        _identify_with_workers(DyingIdentifier, monkeypatch)
+def test_killed_workers_leave_batches_to_main(monkeypatch, caplog, slow_main_judging):
+    identified = _identify_with_workers(DyingIdentifier, monkeypatch, slow_main_judging)
+    assert identified.products == 35
+    assert identified.worker_usage == {}
+    assert "exited with status 9" in caplog.text
+    assert "the main process judges the batch" in caplog.text
 
 
 def _reply_cut_short(pipe, identifier):  # type: ignore[no-untyped-def]
@@ -203,12 +226,14 @@ def _reply_cut_short(pipe, identifier):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.timeout(120)
-def test_worker_dying_mid_reply_stops_run(monkeypatch):
+def test_worker_dying_mid_reply_gives_batch_back(
+    monkeypatch, caplog, slow_main_judging
+):
     monkeypatch.setattr(identify_step, "_serve", _reply_cut_short)
-    with pytest.raises(
-        RuntimeError, match=r"exited with status 9.*--identify-workers 0"
-    ):
-        _identify_with_workers(Identifier, monkeypatch)
+    identified = _identify_with_workers(Identifier, monkeypatch, slow_main_judging)
+    assert identified.products == 35
+    assert identified.worker_usage == {}
+    assert "got end of file during message" in caplog.text
 
 
 def _process_ended(pid: int) -> bool:
@@ -229,6 +254,7 @@ def test_workers_exit_when_main_killed(tmp_path):
         "from greenloop.pipeline.identify_step import _WorkerPool, _serve\n"
         "if __name__ == '__main__':\n"
         "    pool = _WorkerPool(None, 2, _serve)\n"
+        "    pool.wait_for_starts()\n"
         "    print(*pool.pids, flush=True)\n"
         "    time.sleep(600)\n",
         encoding="utf-8",
@@ -250,3 +276,23 @@ def test_workers_exit_when_main_killed(tmp_path):
     finally:
         main.kill()
         main.wait()
+
+
+def test_cpu_quota_limits_default_workers(tmp_path, monkeypatch):
+    quota = tmp_path / "cpu.max"
+    cases = {
+        "max 100000\n": None,
+        "200000 100000\n": 2,
+        "150000 100000\n": 2,
+        "50000 100000\n": 1,
+        "garbage\n": None,
+    }
+    for text, expected in cases.items():
+        quota.write_text(text, encoding="ascii")
+        assert identify_step._cpu_quota(quota) == expected, text
+    assert identify_step._cpu_quota(tmp_path / "missing") is None
+
+    four = {0, 1, 2, 3}
+    monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: four)
+    monkeypatch.setattr(identify_step, "_cpu_quota", lambda: 2)
+    assert identify_step.default_workers() == 1

@@ -8,12 +8,14 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
@@ -30,6 +32,9 @@ from greenloop.pipeline.schema import PRODUCT_KEY_FIELDS
 logger = logging.getLogger(__name__)
 
 BATCH_PRODUCTS = 20_000
+# The CPU quota of this process's cgroup (version 2): "max PERIOD" or
+# "QUOTA PERIOD" in microseconds.
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 # Below about this many distinct products, starting worker processes costs
 # more than it saves.
 PARALLEL_MIN_PRODUCTS = 3 * BATCH_PRODUCTS
@@ -111,7 +116,31 @@ def default_workers() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    quota = _cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, quota)
     return max(cpus - 1, 0)
+
+
+def _cpu_quota(path: Path = CGROUP_CPU_MAX) -> int | None:
+    """Return the CPUs a cgroup v2 quota allows this process, rounded up, or None.
+
+    A container limited to 2 CPUs on a host with 64 may still see 64 CPUs in
+    its affinity mask, so the quota is read as well.
+    """
+    try:
+        fields = path.read_text(encoding="ascii").split()
+    except OSError:
+        return None
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, -(-quota // period))
 
 
 def identify_products(
@@ -183,8 +212,7 @@ def identify_products(
                 number, usage = worker
                 # Each report gives the worker's totals so far.
                 identified.worker_usage[number] = usage
-        if pool is not None:
-            identified.workers = pool.started
+        identified.workers = len(identified.worker_usage)
         for position in sorted(green_of_batch):
             identified.green.extend(green_of_batch[position])
     progress.finish()
@@ -196,9 +224,9 @@ class IdentifiedProducts:
     """The outcome of identification: the product count, the green products
     and the worker processes.
 
-    `workers` counts the worker processes started. `worker_usage` contains the
-    peak memory and CPU time of each worker that judged a batch, by worker
-    number.
+    `workers` counts the worker processes that judged a batch: a worker that
+    starts after this process has judged the rest judges none. `worker_usage`
+    contains the peak memory and CPU time of each of them, by worker number.
     """
 
     products: int
@@ -229,96 +257,141 @@ class WorkerUsage(NamedTuple):
 class _WorkerPool:
     """Worker processes that judge batches, each driven by a thread of this process.
 
-    Each worker has a pipe of its own to this process. Its thread sends it one
-    batch, waits for the verdicts, puts them on `results` and takes the next
-    batch from the front of `unclaimed`. Only this process and the worker hold
-    the pipe's ends, so when either dies the other reads end-of-file: a killed
-    worker stops the run with an error instead of leaving it waiting, and a
-    worker whose main process died exits.
+    Each worker has a pipe of its own to this process. Its thread starts it,
+    sends it one batch at a time, waits for the verdicts, puts them on
+    `results` and takes the next batch from the front of `unclaimed`. Only
+    this process and the worker hold the pipe's ends, so when either dies the
+    other reads end-of-file. A worker that dies, or fails to start, gives its
+    batch back for this process to judge, and a worker whose main process
+    died exits.
 
     Each worker starts from a fresh interpreter (forkserver), not as a copy of
-    this process with its DuckDB threads and its memory.
+    this process with its DuckDB threads and its memory. Starting one sends it
+    the pickled identifier, which takes about a second, so the threads start
+    the workers while this process goes on.
     """
 
     def __init__(
         self, identifier: Identifier, workers: int, target: Callable[..., None]
     ) -> None:
-        context = multiprocessing.get_context("forkserver")
         self.results: queue.SimpleQueue[_WorkerReport] = queue.SimpleQueue()
         self.unclaimed: deque[int] = deque()
         self.batches: Sequence[pa.RecordBatch] = ()
-        self._claim_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._closing = False
+        self._tried = threading.Semaphore(0)
         self._processes: list[multiprocessing.process.BaseProcess] = []
-        self._threads: list[threading.Thread] = []
-        for number in range(workers):
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=target,
-                args=(theirs, identifier),
-                name=f"greenloop-identify-{number + 1}",
-                daemon=True,
-            )
-            process.start()
-            # The worker's end stays open only in the worker, so its death
-            # closes the pipe.
-            theirs.close()
-            thread = threading.Thread(
+        self._threads = [
+            threading.Thread(
                 target=self._drive,
-                args=(number + 1, ours, process),
-                name=f"identify-driver-{number + 1}",
+                args=(number, target, identifier),
+                name=f"identify-driver-{number}",
                 daemon=True,
             )
-            self._processes.append(process)
-            self._threads.append(thread)
+            for number in range(1, workers + 1)
+        ]
+        for thread in self._threads:
             thread.start()
 
     @property
     def started(self) -> int:
-        return len(self._processes)
+        """The number of worker processes that started."""
+        with self._lock:
+            return len(self._processes)
 
     @property
     def pids(self) -> list[int | None]:
-        return [process.pid for process in self._processes]
+        with self._lock:
+            return [process.pid for process in self._processes]
+
+    def wait_for_starts(self) -> None:
+        """Wait until every worker has started or failed to start."""
+        for _ in self._threads:
+            self._tried.acquire()
+        for _ in self._threads:
+            self._tried.release()
 
     def hand_out(self, batches: Sequence[pa.RecordBatch]) -> None:
         """Let the workers take `batches` from the front."""
-        with self._claim_lock:
+        with self._lock:
             self.batches = batches
             self.unclaimed.extend(range(len(batches)))
         self._ready.set()
 
     def claim_last(self) -> int | None:
         """Take the last batch no worker has taken, for this process to judge."""
-        with self._claim_lock:
+        with self._lock:
             return self.unclaimed.pop() if self.unclaimed else None
 
     def _claim_first(self) -> int | None:
-        with self._claim_lock:
-            return self.unclaimed.popleft() if self.unclaimed else None
+        with self._lock:
+            if self._closing or not self.unclaimed:
+                return None
+            return self.unclaimed.popleft()
 
-    def _drive(self, number: int, pipe: Connection, process: Any) -> None:
+    def _give_back(self, position: int | None, number: int) -> None:
+        """Return a batch to `unclaimed` and wake the main loop to judge it."""
+        if position is not None:
+            with self._lock:
+                self.unclaimed.append(position)
+        self.results.put(_WorkerReport(position, number, None, None, None))
+
+    def _start(
+        self, number: int, target: Callable[..., None], identifier: Identifier
+    ) -> tuple[Any, Connection] | None:
+        context = multiprocessing.get_context("forkserver")
+        ours, theirs = context.Pipe(duplex=True)
+        process = context.Process(
+            target=target,
+            args=(theirs, identifier),
+            name=f"greenloop-identify-{number}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        finally:
+            # The worker's end stays open only in the worker, so its death
+            # closes the pipe.
+            theirs.close()
+        with self._lock:
+            self._processes.append(process)
+            closing = self._closing
+        if closing:
+            _stop(process)
+            ours.close()
+            return None
+        return process, ours
+
+    def _drive(
+        self, number: int, target: Callable[..., None], identifier: Identifier
+    ) -> None:
+        try:
+            started = self._start(number, target, identifier)
+        except BaseException as error:  # a worker that does not start is left out
+            if not self._closing:
+                logger.warning(
+                    "identify worker %d did not start (%r); the main process "
+                    "judges its batches",
+                    number,
+                    error,
+                )
+            started = None
+        finally:
+            self._tried.release()
+        if started is None:
+            self._give_back(None, number)
+            return
+        process, pipe = started
         self._ready.wait()
         try:
             while (position := self._claim_first()) is not None:
                 try:
                     pipe.send(self.batches[position])
-                    outcome = pipe.recv()
-                except (EOFError, OSError) as error:
-                    code = _exit_code(process)
-                    logger.warning(
-                        "identify worker %d (pid %s) stopped with batch %d: %r, "
-                        "exit code %s",
-                        number,
-                        process.pid,
-                        position,
-                        error,
-                        code,
-                    )
-                    died = _worker_died(code, error)
-                    self.results.put(_WorkerReport(position, number, None, None, died))
+                    judged, usage, failure = pipe.recv()
+                except BaseException as error:  # the batch goes back, see below
+                    self._lose_worker(number, process, position, error)
                     return
-                judged, usage, failure = outcome
                 self.results.put(
                     _WorkerReport(position, number, judged, usage, failure)
                 )
@@ -327,52 +400,75 @@ class _WorkerPool:
         finally:
             pipe.close()
 
+    def _lose_worker(
+        self, number: int, process: Any, position: int, error: BaseException
+    ) -> None:
+        """Stop a worker that failed to judge a batch, and give the batch back.
+
+        The worker may have died, or its reply may not have reached this
+        process (for example when unpickling it ran out of memory).
+        """
+        if not self._closing:
+            logger.warning(
+                "identify worker %d (pid %s) stopped with batch %d (%s, %r); the "
+                "main process judges the batch",
+                number,
+                process.pid,
+                position,
+                _exit_cause(process),
+                error,
+            )
+        _stop(process)
+        self._give_back(position, number)
+
     def close(self) -> None:
         """Stop the workers: those still judging are ended, not waited for."""
-        with self._claim_lock:
+        with self._lock:
+            self._closing = True
             self.unclaimed.clear()
+            processes = list(self._processes)
         self._ready.set()
-        for process in self._processes:
+        for process in processes:
             if process.is_alive():
                 process.terminate()
-        for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        for process in processes:
+            _stop(process)
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=30)
 
 
 class _WorkerReport(NamedTuple):
     """A batch's outcome from one worker: the verdicts and the worker's usage,
-    or the error that stopped the worker."""
+    or the error the identifier raised in it.
 
-    position: int
+    With neither, the worker stopped and gave its batch, if any, back.
+    """
+
+    position: int | None
     worker: int
     judged: JudgedBatch | None
     usage: WorkerUsage | None
     error: BaseException | None
 
 
-def _exit_code(process: Any) -> int | None:
+def _stop(process: Any) -> None:
+    """End a worker process if it still runs, and wait for it."""
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=5)
+    if process.is_alive():
+        process.kill()
+    process.join()
+
+
+def _exit_cause(process: Any) -> str:
     process.join(timeout=1)
-    return process.exitcode
-
-
-def _worker_died(code: int | None, error: BaseException) -> RuntimeError:
-    if code is not None and code < 0:
-        cause = f"ended by signal {-code}"
-    elif code is not None:
-        cause = f"exited with status {code}"
-    else:
-        cause = f"closed its pipe ({type(error).__name__})"
-    return RuntimeError(
-        f"an identify worker process stopped before it returned its verdicts "
-        f"({cause}; perhaps killed or out of memory). Run again, or set "
-        "--identify-workers 0 (RunConfig.identify_workers = 0) to identify in "
-        "the main process"
-    )
+    code = process.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"ended by signal {-code}"
+    return f"exited with status {code}"
 
 
 @contextmanager
@@ -425,7 +521,10 @@ def _judged_batches(
             report = pool.results.get()
         if report.error is not None:
             raise report.error
-        assert report.judged is not None and report.usage is not None
+        if report.judged is None:
+            # A worker stopped, and its batch is back among those not taken.
+            continue
+        assert report.position is not None and report.usage is not None
         remaining -= 1
         yield report.position, report.judged, (report.worker, report.usage)
 
@@ -435,7 +534,10 @@ def _serve(pipe: Connection, identifier: Identifier) -> None:
 
     Each reply is (JudgedBatch, WorkerUsage, None), or (None, None, error),
     after which the worker stops. The worker ends when the pipe closes.
+    Ctrl-C reaches the whole process group, and the main process stops the
+    workers then, so a worker ignores it.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             batch = pipe.recv()

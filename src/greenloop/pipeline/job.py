@@ -189,6 +189,14 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         )
         logger.error("run %s failed: %s", run_id, error)
         raise
+    except KeyboardInterrupt:
+        # A process that catches the interruption and goes on, such as a
+        # notebook, would otherwise leave the run `running`.
+        run_store.record_run_end(
+            engine, run_id, run_store.INTERRUPTED, {"error": "interrupted (SIGINT)"}
+        )
+        logger.error("run %s interrupted", run_id)
+        raise
     finally:
         # DuckDB's spill files are of no use after the run, failed or not.
         connection.close()
