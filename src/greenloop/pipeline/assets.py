@@ -40,8 +40,8 @@ LEDGER_BATCH_VARIABLE = "GREENLOOP_LEDGER_BATCH"
 MAX_RECEIPTS_PER_RUN = 20_000
 # A run with at least this many assets, and more than the store contains,
 # stores them without the indexes of DEFERRABLE_ASSET_INDEXES and builds those
-# afterwards. At 3.7 million assets, keeping the index on user_key up to date
-# took about 13 s more than building it afterwards (floor_bench.py).
+# afterwards. floor_bench.py stored 3.7 million assets in 33.1 s with the
+# index on user_key, and in 16.2 s without it, building it afterwards included.
 DEFER_INDEXES_MIN_ASSETS = 100_000
 # Records per ledger batch, evenly spaced, whose canonical form is confirmed.
 CANONICAL_CHECKS_PER_BATCH = 20
