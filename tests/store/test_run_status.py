@@ -258,3 +258,31 @@ def test_cli_lists_interrupted_run(sqlite_url):
     assert "interruption noticed" in lines["run-killed"]
     assert lines["run-live"].split()[1] == "running"
     assert f"pid {current_process().process_id}" in lines["run-live"]
+
+
+def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):
+    # Two processes that open an old store at once both upgrade it: one waits
+    # for the other's upgrade lock, then finds the schema current.
+    program = (
+        "import sys\n"
+        "from greenloop.store.schema import upgrade\n"
+        "upgrade(sys.argv[1])\n"
+    )
+    for attempt in range(5):
+        url = f"sqlite:///{tmp_path / f'old-{attempt}.sqlite3'}"
+        schema.upgrade(url, revision="0002")
+        upgraders = [
+            subprocess.Popen(
+                [sys.executable, "-c", program, url],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for upgrader in upgraders:
+            _, errors = upgrader.communicate(timeout=120)
+            assert upgrader.returncode == 0, errors
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            assert schema.current_revision(connection) == schema.head_revision()
+        engine.dispose()

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +115,7 @@ def upgrade(engine_or_url: Engine | str | None = None, revision: str = "head") -
     owned = not isinstance(engine_or_url, Engine)
     load_all_tables()
     try:
-        with engine.begin() as connection:
+        with _sqlite_upgrade_lock(engine), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(
                     text("select pg_advisory_xact_lock(:id)"), {"id": POSTGRES_LOCK_ID}
@@ -121,6 +124,33 @@ def upgrade(engine_or_url: Engine | str | None = None, revision: str = "head") -
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
+    """Hold an exclusive lock on `<database>-upgrade.lock` for a SQLite file.
+
+    Python's sqlite3 runs Alembic's DDL outside a transaction, so two processes
+    upgrading one file at once could both add the same column. The lock is on
+    a file of its own: closing a descriptor of the database file would drop
+    the locks SQLite holds on it. Other databases, in-memory SQLite and
+    systems without `fcntl` need no lock file.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not on a POSIX system
+        yield
+        return
+    descriptor = os.open(f"{database}-upgrade.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _upgrade_locked(connection: Connection, revision: str) -> None:
