@@ -264,9 +264,7 @@ def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):
     # Two processes that open an old store at once both upgrade it: one waits
     # for the other's upgrade lock, then finds the schema current.
     program = (
-        "import sys\n"
-        "from greenloop.store.schema import upgrade\n"
-        "upgrade(sys.argv[1])\n"
+        "import sys\nfrom greenloop.store.schema import upgrade\nupgrade(sys.argv[1])\n"
     )
     for attempt in range(5):
         url = f"sqlite:///{tmp_path / f'old-{attempt}.sqlite3'}"
