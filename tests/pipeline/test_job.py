@@ -11,13 +11,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
-from greenloop.pipeline.job import RunConfig, new_run_id, run_job
+from greenloop.pipeline.job import RunConfig, RunResult, new_run_id, run_job
 from greenloop.store.base import make_engine
 from greenloop.store.runs import green_assets
 
@@ -256,53 +257,29 @@ def _ledger_rows(url: str) -> int:
         engine.dispose()
 
 
-def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir):
+class _SignalledRun(NamedTuple):
+    """A run signalled during its ledger step, and a clean run of the same input."""
+
+    clean: RunResult
+    command: list[str]
+    environment: dict[str, str]
+    url: str
+    returncode: int
+    errors: str
+
+
+def _signal_during_ledger(
+    sample: DemoSample, tmp_path: Path, keys: Path, name: str, sent: signal.Signals
+) -> _SignalledRun:
+    """Run the job cleanly, then in a child process that gets `sent` mid-ledger."""
     clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
-    clean = run_job(_config(demo_sample, tmp_path, user_secret_dir, clean_url))
+    clean = run_job(_config(sample, tmp_path, keys, clean_url))
 
-    crash_keys = tmp_path / "crash-keys"
-    shutil.copytree(user_secret_dir, crash_keys)
-    crash_url = f"sqlite:///{tmp_path / 'crash.sqlite3'}"
+    child_keys = tmp_path / f"{name}-keys"
+    shutil.copytree(keys, child_keys)
+    url = f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
     environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
-    command = _run_command(demo_sample, tmp_path / "crash-runs", crash_keys, crash_url)
-    process = subprocess.Popen(
-        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while _ledger_rows(crash_url) == 0 and time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = _ledger_rows(crash_url)
-    assert killed_at < clean.counts["green_assets"]["assets_found"]
-
-    resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    engine = create_engine(crash_url)
-    with engine.connect() as connection:
-        stored = connection.execute(select(func.count()).select_from(green_assets))
-        assert stored.scalar_one() == clean.counts["green_assets"]["assets_found"]
-    crash_runs = sorted((tmp_path / "crash-runs").glob("*/checkpoint.txt"))
-    clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
-    assert _root(crash_runs[-1].read_text("utf-8")) == _root(clean_checkpoint)
-    # The resumed run found the killed run's process ended.
-    statuses = _run_statuses(crash_url)
-    assert [status for status, _ in statuses] == ["interrupted", "succeeded"]
-    assert statuses[0][1] is not None
-    assert statuses[1][1] is None
-
-
-def test_interrupted_run_exits_130_and_resumes(demo_sample, tmp_path, user_secret_dir):
-    clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
-    clean = run_job(_config(demo_sample, tmp_path, user_secret_dir, clean_url))
-
-    keys = tmp_path / "interrupted-keys"
-    shutil.copytree(user_secret_dir, keys)
-    url = f"sqlite:///{tmp_path / 'interrupted.sqlite3'}"
-    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
-    command = _run_command(demo_sample, tmp_path / "interrupted-runs", keys, url)
+    command = _run_command(sample, tmp_path / f"{name}-runs", child_keys, url)
     process = subprocess.Popen(
         command,
         env=environment,
@@ -315,17 +292,52 @@ def test_interrupted_run_exits_130_and_resumes(demo_sample, tmp_path, user_secre
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     _, errors = process.communicate(timeout=120)
-    assert process.returncode == 130, errors
-    assert errors.strip().splitlines()[-1].startswith("error: interrupted; ")
     assert _ledger_rows(url) < clean.counts["green_assets"]["assets_found"]
+    return _SignalledRun(clean, command, environment, url, process.returncode, errors)
 
-    resumed = subprocess.run(command, env=environment, capture_output=True, text=True)
+
+def _resume_to_clean_root(run: _SignalledRun, runs_folder: Path) -> None:
+    """Run the signalled run's command again; check it ends at the clean run's root."""
+    resumed = subprocess.run(
+        run.command, env=run.environment, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
-    checkpoints = sorted((tmp_path / "interrupted-runs").glob("*/checkpoint.txt"))
-    clean_checkpoint = (clean.run_dir / "checkpoint.txt").read_text("utf-8")
+    checkpoints = sorted(runs_folder.glob("*/checkpoint.txt"))
+    clean_checkpoint = (run.clean.run_dir / "checkpoint.txt").read_text("utf-8")
     assert _root(checkpoints[-1].read_text("utf-8")) == _root(clean_checkpoint)
+
+
+def test_killed_run_resumes_to_same_state(demo_sample, tmp_path, user_secret_dir):
+    killed = _signal_during_ledger(
+        demo_sample, tmp_path, user_secret_dir, "crash", signal.SIGKILL
+    )
+    _resume_to_clean_root(killed, tmp_path / "crash-runs")
+    engine = create_engine(killed.url)
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(green_assets))
+        assert (
+            stored.scalar_one() == killed.clean.counts["green_assets"]["assets_found"]
+        )
+    # The resumed run found the killed run's process ended.
+    statuses = _run_statuses(killed.url)
+    assert [status for status, _ in statuses] == ["interrupted", "succeeded"]
+    assert statuses[0][1] is not None
+    assert statuses[1][1] is None
+
+
+def test_interrupted_run_exits_130_and_resumes(demo_sample, tmp_path, user_secret_dir):
+    interrupted = _signal_during_ledger(
+        demo_sample, tmp_path, user_secret_dir, "interrupted", signal.SIGINT
+    )
+    assert interrupted.returncode == 130, interrupted.errors
+    last_line = interrupted.errors.strip().splitlines()[-1]
+    assert last_line.startswith("error: interrupted; ")
+    # The run recorded its own interruption before it exited.
+    statuses = _run_statuses(interrupted.url)
+    assert [status for status, _ in statuses] == ["interrupted"]
+    _resume_to_clean_root(interrupted, tmp_path / "interrupted-runs")
 
 
 def _run_statuses(url: str) -> list[tuple[str, datetime | None]]:
