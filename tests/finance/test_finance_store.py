@@ -550,3 +550,28 @@ def test_second_commit_other_seed_rejected(engine: Engine, tmp_path: Path) -> No
     assert again == first
     with pytest.raises(ValueError, match="already committed"):
         commit_campaign_draw(engine, "test-lottery", seed_digest(new_seed()))
+
+
+def test_kg_totals_exact_in_any_order(database_url: str) -> None:
+    from decimal import Decimal
+
+    from sqlalchemy import Column, Float, MetaData, Table, insert, select
+
+    from greenloop.store.base import make_engine
+    from greenloop.store.finance import _kg, _milligram_sum
+
+    table = Table("kg_values", MetaData(), Column("kg", Float))
+    engine = make_engine(database_url)
+    values = [1e9] + [0.0006] * 1000
+    totals = []
+    for order in (values, values[::-1]):
+        with engine.begin() as connection:
+            table.drop(connection, checkfirst=True)
+            table.create(connection)
+            connection.execute(insert(table), [{"kg": value} for value in order])
+            totals.append(
+                connection.execute(select(_milligram_sum(table.c.kg))).scalar_one()
+            )
+    engine.dispose()
+    assert int(totals[0]) == int(totals[1]) == 1_000_000_000_600_000
+    assert _kg(totals[0]) == Decimal("1000000000.600")

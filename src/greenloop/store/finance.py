@@ -46,6 +46,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    cast,
     func,
     select,
     update,
@@ -145,6 +146,7 @@ BATCH_PRICING = True
 # calls when BATCH_PRICING is on. An entry contains one integer per period plus
 # one, about 5 KB at 120 periods, so a full cache takes at most about 40 MB.
 PLAN_CACHE_SIZE = 8192
+MILLIGRAMS_PER_KG = 1_000_000
 
 finance_loans = Table(
     "finance_loans",
@@ -2743,9 +2745,9 @@ def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str
             .where(awards.campaign_id.in_(configured))
             .group_by(awards.campaign_id, awards.status)
         ).all()
-        kg_by_campaign = dict(
+        kg_by_campaign: dict[str, Any] = dict(
             connection.execute(
-                select(awards.campaign_id, func.sum(loans.kg_co2e_lifetime))
+                select(awards.campaign_id, _milligram_sum(loans.kg_co2e_lifetime))
                 .join(finance_loans, loans.purchase_id == awards.purchase_id)
                 .where(and_(is_paid, awards.campaign_id.in_(configured)))
                 .group_by(awards.campaign_id)
@@ -2763,7 +2765,7 @@ def build_incentive_report(engine: Engine, campaigns: CampaignsFile) -> dict[str
             .subquery()
         )
         kg_by_category = connection.execute(
-            select(loans.category, func.sum(loans.kg_co2e_lifetime))
+            select(loans.category, _milligram_sum(loans.kg_co2e_lifetime))
             .join(rewarded, rewarded.c.purchase_id == loans.purchase_id)
             .group_by(loans.category)
         ).all()
@@ -2839,11 +2841,21 @@ def _campaign_section(
     }
 
 
-def _kg(value: float | None) -> Decimal:
-    """Convert a summed kgCO2e (a float from SQL) to Decimal, to the gram."""
-    if value is None:
+def _milligram_sum(kg_column: Any) -> Any:
+    """Return SQL that totals a kgCO2e column in whole milligrams.
+
+    Each value is rounded to the milligram and the integers are added, which
+    SQLite and PostgreSQL do exactly, so the total does not depend on the
+    order in which the rows are added (PostgreSQL's parallel plans change it).
+    """
+    return func.sum(cast(func.round(kg_column * MILLIGRAMS_PER_KG), BigInteger))
+
+
+def _kg(milligrams: int | Decimal | None) -> Decimal:
+    """Convert a total in milligrams from `_milligram_sum` to kgCO2e, to the gram."""
+    if milligrams is None:
         return Decimal(0)
-    return Decimal(str(value)).quantize(Decimal("0.001"))
+    return (Decimal(int(milligrams)) / MILLIGRAMS_PER_KG).quantize(Decimal("0.001"))
 
 
 def _cost_per_tonne(spent_fen: int, kg_co2e: Decimal) -> str | None:
