@@ -449,3 +449,34 @@ def test_switch_interval_short_while_appending(log: LedgerStore) -> None:
     assert during
     assert max(during) <= WRITER_SWITCH_INTERVAL
     assert sys.getswitchinterval() == before
+
+
+def test_copy_types_match_tables():
+    from sqlalchemy.dialects import postgresql
+
+    from greenloop.store.ledger import (
+        ENTRY_COPY_TYPES,
+        TILE_COPY_TYPES,
+        ledger_entries,
+        ledger_tiles,
+    )
+
+    # COPY's binary format sends each value in the named type's own form.
+    binary_type = {
+        "INTEGER": "int4",
+        "BIGINT": "int8",
+        "SMALLINT": "int2",
+        "VARCHAR": "text",
+        "TEXT": "text",
+        "BYTEA": "bytea",
+    }
+    dialect = postgresql.dialect()
+    for table, copied in (
+        (ledger_entries, ENTRY_COPY_TYPES),
+        (ledger_tiles, TILE_COPY_TYPES),
+    ):
+        declared = tuple(
+            binary_type[column.type.compile(dialect=dialect).split("(")[0]]
+            for column in table.columns
+        )
+        assert declared == copied, table.name
