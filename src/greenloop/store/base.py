@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,34 @@ def _configure_sqlite(dbapi_connection: Any, mmap_bytes: int) -> None:
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute(f"PRAGMA mmap_size={mmap_bytes}")
     cursor.close()
+
+
+# The SQLSTATE of a duplicate key (unique_violation) in PostgreSQL.
+UNIQUE_VIOLATION = "23505"
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """Return whether PostgreSQL raised `error`, or the driver error it wraps,
+    for a duplicate key."""
+    driver_error = getattr(error, "orig", None) or error
+    return getattr(driver_error, "sqlstate", None) == UNIQUE_VIOLATION
+
+
+def copy_rows(
+    cursor: Any, target: str, rows: Iterable[Sequence[Any]], types: Sequence[str] = ()
+) -> None:
+    """Send `rows` to PostgreSQL with `COPY target FROM STDIN` on a psycopg cursor.
+
+    `target` is the table with its column list. With `types`, the PostgreSQL
+    type of each column in order, COPY uses its binary format, which sends
+    bytes as they are instead of as hex text.
+    """
+    binary = " (FORMAT BINARY)" if types else ""
+    with cursor.copy(f"COPY {target} FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 def sqlite_insert_many(

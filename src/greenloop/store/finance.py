@@ -90,7 +90,13 @@ from greenloop.lending.loans import GreenLoan
 from greenloop.lending.money import ZERO, fen_to_yuan, yuan_to_fen
 from greenloop.lending.plans import InstallmentPlan, fee_plan, interest_plan
 from greenloop.lending.schedules import FeeSchedule, load_fee_schedules
-from greenloop.store.base import Identifier, dialect_insert, metadata
+from greenloop.store.base import (
+    Identifier,
+    copy_rows,
+    dialect_insert,
+    is_unique_violation,
+    metadata,
+)
 
 __all__ = [
     "AwardSummary",
@@ -1782,7 +1788,7 @@ def _insert_award_rows(connection: Connection, rows: list[dict[str, Any]]) -> No
                 "",
             )
         except IntegrityError as error:
-            if _is_unique_violation(error):
+            if is_unique_violation(error):
                 detail = str(getattr(error, "orig", error)).strip()
                 raise _ChunkConflict(
                     f"one of the chunk's {len(rows)} awards exists already ({detail})"
@@ -3055,12 +3061,6 @@ def _insert_rows(
     connection.exec_driver_sql(statement, rows)
 
 
-def _is_unique_violation(error: IntegrityError) -> bool:
-    """Return whether PostgreSQL raised `error` for a duplicate key."""
-    # SQLSTATE 23505 is unique_violation.
-    return getattr(error.orig, "sqlstate", None) == "23505"
-
-
 def _copy_insert(
     connection: Connection,
     table: Table,
@@ -3087,9 +3087,7 @@ def _copy_insert(
                 f" (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
             )
             cursor.execute(f"TRUNCATE {target}")
-        with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cursor, f"{target} ({names})", rows)
         if conflict:
             cursor.execute(
                 f"INSERT INTO {table.name} ({names})"

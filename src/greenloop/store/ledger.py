@@ -90,7 +90,7 @@ from greenloop.ledger.tiles import (
     tail_keys,
     tile_path,
 )
-from greenloop.store.base import metadata, sqlite_insert_many
+from greenloop.store.base import copy_rows, metadata, sqlite_insert_many
 
 logger = logging.getLogger(__name__)
 
@@ -767,11 +767,7 @@ class LedgerStore:
         instead of as hex text.
         """
         if connection.dialect.name == "postgresql":
-            cursor = connection.connection.cursor()
-            with cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(copy_types)
-                for row in rows:
-                    copy.write_row(row)
+            copy_rows(connection.connection.cursor(), target, rows, copy_types)
             return
         sqlite_insert_many(
             connection,

@@ -37,7 +37,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from greenloop.store.base import metadata, sqlite_insert_many
+from greenloop.store.base import (
+    copy_rows,
+    is_unique_violation,
+    metadata,
+    sqlite_insert_many,
+)
 from greenloop.store.processes import (
     ProcessIdentity,
     ProcessState,
@@ -330,18 +335,16 @@ def _copy_assets(
     moves the rows whose purchase id is not stored yet. Within the rows, the
     first with a purchase id wins, as in a row-by-row insert.
     """
-    import psycopg.errors
-
     names = ", ".join(ASSET_COLUMNS)
     cursor = connection.connection.cursor()
     try:
         if expect_new:
             cursor.execute("SAVEPOINT green_assets_copy")
             try:
-                with cursor.copy(f"COPY green_assets ({names}) FROM STDIN") as copy:
-                    for row in values:
-                        copy.write_row(row)
-            except psycopg.errors.UniqueViolation:
+                copy_rows(cursor, f"green_assets ({names})", values)
+            except connection.dialect.loaded_dbapi.IntegrityError as error:
+                if not is_unique_violation(error):
+                    raise
                 cursor.execute("ROLLBACK TO SAVEPOINT green_assets_copy")
             else:
                 cursor.execute("RELEASE SAVEPOINT green_assets_copy")
@@ -350,11 +353,11 @@ def _copy_assets(
             "CREATE TEMPORARY TABLE IF NOT EXISTS green_assets_incoming "
             "(LIKE green_assets, position BIGINT) ON COMMIT DELETE ROWS"
         )
-        with cursor.copy(
-            f"COPY green_assets_incoming ({names}, position) FROM STDIN"
-        ) as copy:
-            for position, row in enumerate(values):
-                copy.write_row((*row, position))
+        copy_rows(
+            cursor,
+            f"green_assets_incoming ({names}, position)",
+            ((*row, position) for position, row in enumerate(values)),
+        )
         cursor.execute(
             f"INSERT INTO green_assets ({names}) "
             f"SELECT DISTINCT ON (purchase_id) {names} FROM green_assets_incoming "
