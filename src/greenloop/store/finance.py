@@ -933,12 +933,25 @@ def _allocate_facility(
 
 
 def _lock_facility(connection: Connection, facility_id: str) -> Any:
-    """Read the facility row, locking it on PostgreSQL until the transaction ends."""
+    """Read the facility row, locked until the transaction ends.
+
+    PostgreSQL locks the row. SQLite has no row locks, and Python's sqlite3
+    begins the transaction only at the first write, so a no-op update takes
+    the database's write lock before anything is read. Otherwise two
+    processes could allocate from the same reads, and the second would fail
+    on the first one's allocations.
+    """
     query = select(finance_facilities).where(
         finance_facilities.c.facility_id == facility_id
     )
     if connection.dialect.name == "postgresql":
         query = query.with_for_update()
+    else:
+        connection.execute(
+            update(finance_facilities)
+            .where(finance_facilities.c.facility_id == facility_id)
+            .values(facility_id=finance_facilities.c.facility_id)
+        )
     return connection.execute(query).one()
 
 
