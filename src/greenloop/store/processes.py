@@ -69,7 +69,7 @@ def current_process() -> ProcessIdentity:
 def process_state(
     recorded: ProcessIdentity, observer: ProcessIdentity | None = None
 ) -> ProcessState:
-    """Return whether the recorded process still runs, as `observer` sees it.
+    """Return whether the recorded process still runs, as `observer` can check it.
 
     `observer` defaults to this process. The state is ENDED only when the
     kernel shows it: the recorded process ran on the observer's host, boot and

@@ -404,11 +404,7 @@ def asset_count(engine: Engine) -> int:
 def count_assets(engine: Engine) -> int:
     """Return how many green assets the store contains."""
     with engine.connect() as connection:
-        return int(
-            connection.execute(
-                select(func.count()).select_from(green_assets)
-            ).scalar_one()
-        )
+        return _count(connection)
 
 
 def drop_deferrable_indexes(engine: Engine) -> None:
