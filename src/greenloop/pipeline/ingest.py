@@ -66,7 +66,11 @@ def ingest(
     mapping: ColumnMapping,
     run_started_at: datetime,
 ) -> IngestCounts:
-    """Create the tables `quarantine`, `purchases` and `returns` from `raw`."""
+    """Create the tables `quarantine` and `returns` and the view `purchases`.
+
+    The rows come from `raw`. `drop_purchases` frees the tables under the view
+    once no step reads it.
+    """
     _check_mapping(source, mapping)
     _create_currency_table(connection)
     text_fields = _text_fields(mapping, source.column_types)
@@ -74,10 +78,8 @@ def ingest(
     _create_quarantine(connection, source)
     _create_returns(connection, mapping)
     _create_purchases(connection)
-    counts = _counts(connection, source)
     # Every row now sits in purchases, returns or the quarantine.
-    connection.execute("DROP TABLE staged")
-    return counts
+    return _counts(connection, source)
 
 
 def _check_mapping(source: Source, mapping: ColumnMapping) -> None:
@@ -280,7 +282,7 @@ WITH source AS NOT MATERIALIZED (
 )
 SELECT * EXCLUDE ({raw_names}, first_row)
          REPLACE (TRY_CAST(amount AS DECIMAL(18,4)) AS amount),
-       raw_purchase_id
+       raw_purchase_id, {product_key_sql("checked")} AS product_key
 FROM checked
 """
 
@@ -512,24 +514,40 @@ def product_key_sql(alias: str) -> str:
 
 
 def _create_purchases(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create the view `purchases`: the staged rows without problems or returns.
+
+    A view, because a table would copy every purchase a second time, and
+    DuckDB would spill one of the two copies to disk at millions of rows. Only
+    the returned quantities are a table of their own, one row per purchase
+    that a return reverses.
+    """
+    connection.execute(
+        """
+        CREATE OR REPLACE TABLE returned_quantities AS
+        SELECT returns_purchase_id AS purchase_id, sum(quantity) AS quantity
+        FROM returns WHERE returns_purchase_id IS NOT NULL GROUP BY 1
+        """
+    )
     columns = ", ".join(f"s.{name}" for name in PURCHASE_FIELDS if name != "quantity")
     connection.execute(
         f"""
-        CREATE OR REPLACE TABLE purchases AS
-        WITH returned AS (
-            SELECT returns_purchase_id AS purchase_id, sum(quantity) AS quantity
-            FROM returns WHERE returns_purchase_id IS NOT NULL GROUP BY 1
-        )
-        SELECT s.__row__ AS row, {columns}, s.quantity,
-               {product_key_sql("s")} AS product_key,
+        CREATE OR REPLACE VIEW purchases AS
+        SELECT s.__row__ AS row, {columns}, s.quantity, s.product_key,
                least(coalesce(r.quantity, 0), s.quantity) AS returned_quantity,
                s.quantity - least(coalesce(r.quantity, 0), s.quantity) AS net_quantity,
                CAST(s.amount * (s.quantity - least(coalesce(r.quantity, 0), s.quantity))
                     / s.quantity AS DECIMAL(18,4)) AS net_amount
-        FROM staged s LEFT JOIN returned r USING (purchase_id)
+        FROM staged s LEFT JOIN returned_quantities r USING (purchase_id)
         WHERE len(s.problems) = 0 AND NOT s.is_return
         """
     )
+
+
+def drop_purchases(connection: duckdb.DuckDBPyConnection) -> None:
+    """Drop the view `purchases` and the tables under it, once no step reads it."""
+    connection.execute("DROP VIEW purchases")
+    connection.execute("DROP TABLE returned_quantities")
+    connection.execute("DROP TABLE staged")
 
 
 def _counts(connection: duckdb.DuckDBPyConnection, source: Source) -> IngestCounts:

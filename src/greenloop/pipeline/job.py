@@ -34,7 +34,7 @@ from greenloop.pipeline.impact_step import (
     create_purchase_results,
     normalize_regions,
 )
-from greenloop.pipeline.ingest import ingest
+from greenloop.pipeline.ingest import drop_purchases, ingest
 from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
 from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.outputs import write_data_files, write_outputs
@@ -283,7 +283,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         )
         create_purchase_results(run.connection)
         # Every later step reads `results`, which has all purchase columns.
-        run.connection.execute("DROP TABLE purchases")
+        drop_purchases(run.connection)
         return impacts
 
     # The step's time covers the join that gives every purchase its results.
