@@ -73,6 +73,20 @@ def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_
     assert cpu["process"] >= sum(cpu[step] for step in timed_steps if step != "report")
     html = (result.run_dir / "report.html").read_text("utf-8")
     assert 'id="rounding"' in html
+    assert _stored_manifest(sqlite_url, result.run_id) == manifest
+
+
+def _stored_manifest(url: str, run_id: str) -> dict:
+    """Return the manifest that the store recorded for `run_id`."""
+    from greenloop.store.runs import runs
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(runs.c.manifest).where(runs.c.run_id == run_id)
+        ).scalar_one()
+    engine.dispose()
+    return json.loads(stored)
 
 
 class _RecordedProgress:
