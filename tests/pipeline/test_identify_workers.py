@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import struct
@@ -16,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 
 from greenloop.identify import Identifier
 from greenloop.pipeline import identify_step
@@ -23,6 +23,8 @@ from greenloop.pipeline.demo import DemoSample
 from greenloop.pipeline.identify_step import identify_products
 from greenloop.pipeline.job import RunConfig, run_job
 from greenloop.pipeline.progress import NoProgress
+from greenloop.store.base import make_engine
+from greenloop.store.runs import runs
 
 # The figures of report.json that do not name the run or its times.
 REPORT_FIGURES = (
@@ -132,6 +134,8 @@ def _identify_with_workers(
         "SELECT count(DISTINCT product_key) FROM product_verdicts"
     ).fetchall()
     assert stored == [(35,)]
+    rows = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert rows == [(35,)]
     return identified
 
 
@@ -200,28 +204,31 @@ def test_run_help_states_parallel_minimum():
 class DyingIdentifier(Identifier):
     """An identifier that ends a worker process abruptly while it judges.
 
-    In the main process it judges as usual, so that the test process lives.
+    In the process that created it, the main process, it judges as usual, so
+    that the test process lives.
     """
 
     def identify_many(self, queries):  # type: ignore[no-untyped-def]
-        if multiprocessing.parent_process() is not None:
+        if os.getpid() != self.creator_pid:
             os._exit(9)
         return super().identify_many(queries)
 
 
 def test_killed_workers_leave_batches_to_main(monkeypatch, caplog, slow_main_judging):
-    identified = _identify_with_workers(DyingIdentifier, monkeypatch, slow_main_judging)
+    identified = _identify_with_workers(
+        DyingIdentifier, monkeypatch, slow_main_judging, creator_pid=os.getpid()
+    )
     assert identified.products == 35
     assert identified.worker_usage == {}
     assert "exited with status 9" in caplog.text
     assert "the main process judges the batch" in caplog.text
 
 
-def _reply_cut_short(pipe, identifier):  # type: ignore[no-untyped-def]
+def _reply_cut_short(requests, replies, identifier):  # type: ignore[no-untyped-def]
     """Serve as a worker that dies halfway through sending its first reply."""
-    pipe.recv()
+    requests.recv()
     # A message header that announces a megabyte, then a few bytes of it.
-    os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + b"cut short")
+    os.write(replies.fileno(), struct.pack("!i", 1 << 20) + b"cut short")
     os._exit(9)
 
 
@@ -296,3 +303,85 @@ def test_cpu_quota_limits_default_workers(tmp_path, monkeypatch):
     monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: four)
     monkeypatch.setattr(identify_step, "_cpu_quota", lambda: 2)
     assert identify_step.default_workers() == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(60)
+def test_workers_ignore_sigint():
+    # Ctrl-C reaches the whole process group. The main process stops its
+    # workers then, and a worker that died of it first would look like a fault.
+    pool = identify_step._WorkerPool(None, 1, identify_step._serve)
+    try:
+        pool.wait_for_starts()
+        [pid] = pool.pids
+        os.kill(pid, signal.SIGINT)
+        time.sleep(1)
+        assert not _process_ended(pid)
+    finally:
+        pool.close()
+
+
+UNGUARDED_SCRIPT = """\
+import time
+from datetime import date
+from pathlib import Path
+
+from greenloop.pipeline import identify_step
+from greenloop.pipeline.job import RunConfig, run_job
+
+identify_step.BATCH_PRODUCTS = 37
+identify_step.PARALLEL_MIN_PRODUCTS = 1
+judge = identify_step._judge
+
+
+def judge_slowly(identifier, batch):
+    time.sleep(0.5)
+    return judge(identifier, batch)
+
+
+identify_step._judge = judge_slowly
+result = run_job(
+    RunConfig(
+        input_path=Path({purchases!r}),
+        out_dir=Path({out_dir!r}),
+        database_url={database_url!r},
+        key_dir=Path({key_dir!r}),
+        registry_dir=Path({registry_dir!r}),
+        as_of=date.fromisoformat({as_of!r}),
+        identify_workers=1,
+    )
+)
+print(result.manifest["counts"]["identify"]["worker_processes"])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_unguarded_script_records_one_run(demo_sample, tmp_path, user_secret_dir):
+    # The script starts its run at top level, with no `if __name__ ==
+    # "__main__":` guard, and slows its own judging so that the worker judges
+    # batches too.
+    database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        UNGUARDED_SCRIPT.format(
+            purchases=str(demo_sample.purchases),
+            out_dir=str(tmp_path / "runs"),
+            database_url=database_url,
+            key_dir=str(user_secret_dir),
+            registry_dir=str(demo_sample.registries),
+            as_of=demo_sample.as_of.isoformat(),
+        ),
+        encoding="utf-8",
+    )
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["1"], finished.stderr
+    with make_engine(database_url).connect() as connection:
+        statuses = connection.execute(select(runs.c.status)).scalars().all()
+    assert statuses == ["succeeded"]

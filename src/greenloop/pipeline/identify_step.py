@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ import pyarrow as pa
 
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
+from greenloop.pipeline import identify_worker
 from greenloop.pipeline.impact_step import GreenFacts
 from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.progress import ProgressSink
@@ -160,8 +162,11 @@ def identify_products(
     verdicts do not depend on which process judged it, because each batch is
     judged on its own.
 
-    A script that calls this with workers must start its work under
-    `if __name__ == "__main__":`, as Python's multiprocessing requires.
+    The workers are new interpreters that do not import the caller's main
+    module, so a script needs no `if __name__ == "__main__":` guard. They
+    unpickle the identifier, so its class must be importable by name, not
+    defined in the main module: a worker that cannot load it fails to start,
+    and this process judges its batches.
     """
     if workers is None:
         workers = default_workers()
@@ -257,18 +262,21 @@ class WorkerUsage(NamedTuple):
 class _WorkerPool:
     """Worker processes that judge batches, each driven by a thread of this process.
 
-    Each worker has a pipe of its own to this process. Its thread starts it,
-    sends it one batch at a time, waits for the verdicts, puts them on
+    Each worker is a new interpreter running greenloop.pipeline.identify_worker,
+    with a pipe of its own from this process as its standard input and another
+    back as its standard output. Its thread starts it, sends it the identifier,
+    then sends it one batch at a time, waits for the verdicts, puts them on
     `results` and takes the next batch from the front of `unclaimed`. Only
-    this process and the worker hold the pipe's ends, so when either dies the
-    other reads end-of-file. A worker that dies, or fails to start, gives its
-    batch back for this process to judge, and a worker whose main process
-    died exits.
+    this process and the worker hold the pipes' ends, so when either dies the
+    other reads end-of-file: a worker whose main process died exits. A worker
+    that fails to start, dies or sends an unreadable reply is stopped, and its
+    batch goes back for this process to judge.
 
-    Each worker starts from a fresh interpreter (forkserver), not as a copy of
-    this process with its DuckDB threads and its memory. Starting one sends it
-    the pickled identifier, which takes about a second, so the threads start
-    the workers while this process goes on.
+    The workers are not started through multiprocessing, because its workers
+    import the caller's main module, which runs a script without an
+    `if __name__ == "__main__":` guard again. Starting a worker and loading
+    the identifier in it takes about a second, so the threads start the
+    workers while this process goes on.
     """
 
     def __init__(
@@ -281,7 +289,7 @@ class _WorkerPool:
         self._ready = threading.Event()
         self._closing = False
         self._tried = threading.Semaphore(0)
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._threads = [
             threading.Thread(
                 target=self._drive,
@@ -301,7 +309,7 @@ class _WorkerPool:
             return len(self._processes)
 
     @property
-    def pids(self) -> list[int | None]:
+    def pids(self) -> list[int]:
         with self._lock:
             return [process.pid for process in self._processes]
 
@@ -339,56 +347,72 @@ class _WorkerPool:
 
     def _start(
         self, number: int, target: Callable[..., None], identifier: Identifier
-    ) -> tuple[Any, Connection] | None:
-        context = multiprocessing.get_context("forkserver")
-        ours, theirs = context.Pipe(duplex=True)
-        process = context.Process(
-            target=target,
-            args=(theirs, identifier),
-            name=f"greenloop-identify-{number}",
-            daemon=True,
-        )
+    ) -> _Worker | None:
+        """Start worker `number` and wait until it has loaded the identifier.
+
+        Returns None when the worker failed to start or the pool is closing.
+        """
         try:
-            process.start()
-        finally:
-            # The worker's end stays open only in the worker, so its death
-            # closes the pipe.
-            theirs.close()
+            process, requests, replies = _launch_worker()
+        except Exception as error:  # for example OSError: no such executable
+            self._warn_not_started(number, None, error)
+            return None
         with self._lock:
             self._processes.append(process)
             closing = self._closing
-        if closing:
-            _stop(process)
-            ours.close()
-            return None
-        return process, ours
+        if not closing:
+            try:
+                requests.send(sys.path)
+                requests.send((target, identifier))
+                reply = replies.recv()
+                if reply == identify_worker.READY:
+                    return process, requests, replies
+                raise RuntimeError(f"unexpected first reply {reply!r}")
+            except BaseException as error:  # a worker that does not start is left out
+                self._warn_not_started(number, process, error)
+        _stop(process)
+        requests.close()
+        replies.close()
+        return None
+
+    def _warn_not_started(
+        self,
+        number: int,
+        process: subprocess.Popen[bytes] | None,
+        error: BaseException,
+    ) -> None:
+        if self._closing:
+            return
+        if process is None:
+            # The text of subprocess's OSError names the executable.
+            worker, cause = f"{number}", f"{type(error).__name__}: {error}"
+        else:
+            worker, cause = f"{number} (pid {process.pid})", _exit_cause(process)
+            cause = f"{cause}, {error!r}"
+        logger.warning(
+            "identify worker %s did not start (%s); the main process judges its "
+            "batches",
+            worker,
+            cause,
+        )
 
     def _drive(
         self, number: int, target: Callable[..., None], identifier: Identifier
     ) -> None:
         try:
             started = self._start(number, target, identifier)
-        except BaseException as error:  # a worker that does not start is left out
-            if not self._closing:
-                logger.warning(
-                    "identify worker %d did not start (%r); the main process "
-                    "judges its batches",
-                    number,
-                    error,
-                )
-            started = None
         finally:
             self._tried.release()
         if started is None:
             self._give_back(None, number)
             return
-        process, pipe = started
+        process, requests, replies = started
         self._ready.wait()
         try:
             while (position := self._claim_first()) is not None:
                 try:
-                    pipe.send(self.batches[position])
-                    judged, usage, failure = pipe.recv()
+                    requests.send(self.batches[position])
+                    judged, usage, failure = replies.recv()
                 except BaseException as error:  # the batch goes back, see below
                     self._lose_worker(number, process, position, error)
                     return
@@ -398,10 +422,15 @@ class _WorkerPool:
                 if failure is not None:
                     return
         finally:
-            pipe.close()
+            requests.close()
+            replies.close()
 
     def _lose_worker(
-        self, number: int, process: Any, position: int, error: BaseException
+        self,
+        number: int,
+        process: subprocess.Popen[bytes],
+        position: int,
+        error: BaseException,
     ) -> None:
         """Stop a worker that failed to judge a batch, and give the batch back.
 
@@ -429,12 +458,15 @@ class _WorkerPool:
             processes = list(self._processes)
         self._ready.set()
         for process in processes:
-            if process.is_alive():
-                process.terminate()
+            _terminate(process)
         for process in processes:
             _stop(process)
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+# A running worker: its process and the pipes that carry requests and replies.
+_Worker = tuple[subprocess.Popen[bytes], Connection, Connection]
 
 
 class _WorkerReport(NamedTuple):
@@ -451,20 +483,56 @@ class _WorkerReport(NamedTuple):
     error: BaseException | None
 
 
-def _stop(process: Any) -> None:
-    """End a worker process if it still runs, and wait for it."""
-    if process.is_alive():
+def _launch_worker() -> _Worker:
+    """Start a worker interpreter with a request pipe as its standard input and
+    a reply pipe as its standard output."""
+    request_read, request_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    # NOTE: in a program that embeds Python, sys.executable may be that program
+    # and not an interpreter. The worker then fails to start, or the program
+    # runs with these arguments.
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", identify_worker.__name__],
+            stdin=request_read,
+            stdout=reply_write,
+        )
+    except BaseException:
+        os.close(request_write)
+        os.close(reply_read)
+        raise
+    finally:
+        # The worker's ends stay open only in the worker, so its death closes
+        # the pipes.
+        os.close(request_read)
+        os.close(reply_write)
+    requests = Connection(request_write, readable=False)
+    replies = Connection(reply_read, writable=False)
+    return process, requests, replies
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """Send SIGTERM to a worker process that still runs, then SIGCONT, because
+    a stopped process acts on SIGTERM only once it continues."""
+    if process.poll() is None:
         process.terminate()
-        process.join(timeout=5)
-    if process.is_alive():
+        process.send_signal(signal.SIGCONT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End a worker process if it still runs, and wait for it."""
+    _terminate(process)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
         process.kill()
-    process.join()
+        process.wait()
 
 
-def _exit_cause(process: Any) -> str:
-    process.join(timeout=1)
-    code = process.exitcode
-    if code is None:
+def _exit_cause(process: subprocess.Popen[bytes]) -> str:
+    try:
+        code = process.wait(timeout=1)
+    except subprocess.TimeoutExpired:
         return "still running"
     if code < 0:
         return f"ended by signal {-code}"
@@ -529,18 +597,16 @@ def _judged_batches(
         yield report.position, report.judged, (report.worker, report.usage)
 
 
-def _serve(pipe: Connection, identifier: Identifier) -> None:
-    """Judge each batch that arrives on `pipe` and send back its verdicts.
+def _serve(requests: Connection, replies: Connection, identifier: Identifier) -> None:
+    """Judge each batch that arrives on `requests` and send back its verdicts.
 
     Each reply is (JudgedBatch, WorkerUsage, None), or (None, None, error),
-    after which the worker stops. The worker ends when the pipe closes.
-    Ctrl-C reaches the whole process group, and the main process stops the
-    workers then, so a worker ignores it.
+    after which the worker stops. The worker ends when `requests` closes.
+    It runs in a worker process (see greenloop.pipeline.identify_worker).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
-            batch = pipe.recv()
+            batch = requests.recv()
         except (EOFError, OSError):
             return
         try:
@@ -550,8 +616,8 @@ def _serve(pipe: Connection, identifier: Identifier) -> None:
         except Exception as error:  # sent to the main process
             reply = (None, None, _sendable(error))
         try:
-            pipe.send(reply)
-        except (BrokenPipeError, OSError):
+            replies.send(reply)
+        except OSError:
             return
         if reply[2] is not None:
             return
