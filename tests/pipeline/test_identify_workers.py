@@ -305,6 +305,92 @@ def test_cpu_quota_limits_default_workers(tmp_path, monkeypatch):
     assert identify_step.default_workers() == 1
 
 
+def test_straggler_grace_rule():
+    minimum = identify_step.STRAGGLER_GRACE_MIN_SECONDS
+    factor = identify_step.STRAGGLER_GRACE_FACTOR
+    assert identify_step.straggler_grace_seconds(0.0) == minimum
+    assert identify_step.straggler_grace_seconds(minimum / factor / 2) == minimum
+    assert identify_step.straggler_grace_seconds(minimum) == factor * minimum
+
+
+def _stop_at_first_batch(requests, replies, identifier):  # type: ignore[no-untyped-def]
+    """Serve as a worker that stops itself with SIGSTOP when its first batch
+    arrives, as `kill -STOP` would stop it.
+
+    Continued, it judges the batch and serves on as usual.
+    """
+    batch = requests.recv()
+    os.kill(os.getpid(), signal.SIGSTOP)
+    judged = identify_step._judge(identifier, batch)
+    replies.send((judged, identify_step.WorkerUsage(0, 0.0), None))
+    identify_step._serve(requests, replies, identifier)
+
+
+def _straggler_warnings(caplog) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """Return the arguments of each warning about a killed straggler: the
+    worker number, its pid, the batch, the seconds it held it and the grace."""
+    return [
+        record.args
+        for record in caplog.records
+        if "without replying" in str(record.msg) and isinstance(record.args, tuple)
+    ]
+
+
+@pytest.mark.timeout(180)
+def test_stopped_worker_leaves_verdicts_unchanged(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, slow_main_judging, caplog
+):
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 37)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    monkeypatch.setattr(identify_step, "STRAGGLER_GRACE_MIN_SECONDS", 1.0)
+    alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
+    monkeypatch.setattr(identify_step, "_serve", _stop_at_first_batch)
+    slow_main_judging(0.5)
+    started = time.monotonic()
+    helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers=1)
+    seconds = time.monotonic() - started
+
+    assert helped["products"] == alone["products"]
+    assert helped["verdicts"] == alone["verdicts"]
+    assert helped["root"] == alone["root"]
+    assert helped["report"] == alone["report"]
+    counts = helped["manifest"]["counts"]["identify"]
+    assert counts == alone["manifest"]["counts"]["identify"]
+    assert counts["worker_processes"] == 0
+    warnings = _straggler_warnings(caplog)
+    assert len(warnings) == 1
+    number, pid, _position, held_seconds, grace_seconds = warnings[0]
+    assert number == 1
+    assert held_seconds >= grace_seconds
+    assert _process_ended(pid)
+    # The main process judges 17 batches at about half a second each, and the
+    # rest of the run takes a few seconds. The bound leaves room for a busy host.
+    assert seconds < 90
+
+
+@pytest.mark.timeout(120)
+def test_stopped_workers_wait_grace_period(monkeypatch, caplog, slow_main_judging):
+    # Each worker stops at its first batch, about a second in. The main process
+    # judges the other five batches in about five seconds and then waits until
+    # the stopped workers have held theirs for the grace period.
+    monkeypatch.setattr(identify_step, "_serve", _stop_at_first_batch)
+    monkeypatch.setattr(identify_step, "STRAGGLER_GRACE_MIN_SECONDS", 6.0)
+    started = time.monotonic()
+    identified = _identify_with_workers(Identifier, monkeypatch, slow_main_judging)
+    seconds = time.monotonic() - started
+
+    assert identified.products == 35
+    assert identified.worker_usage == {}
+    warnings = _straggler_warnings(caplog)
+    assert sorted(args[0] for args in warnings) == [1, 2]
+    for _number, pid, _position, held_seconds, grace_seconds in warnings:
+        assert grace_seconds >= 6.0
+        assert held_seconds >= grace_seconds
+        assert _process_ended(pid)
+    assert seconds >= 6.0
+    assert seconds < 60
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.timeout(60)
 def test_workers_ignore_sigint():

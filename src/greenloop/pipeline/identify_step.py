@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,20 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 # Below about this many distinct products, starting worker processes costs
 # more than it saves.
 PARALLEL_MIN_PRODUCTS = 3 * BATCH_PRODUCTS
+# Once the main process has only the workers' batches left, it kills a worker
+# that has held its batch for more than this many times the slowest batch
+# judged so far, and judges the batch itself. A worker can be stuck without
+# dying, for example when stopped by SIGSTOP or when the identifier loops.
+# Batches are of one size, but one batch's products may need slower checks
+# than those before, or the host may get busier, so the factor leaves room.
+# It is a judgement, not a measurement. Killing a worker that was only slow
+# costs one batch judged again, while waiting for a stuck one costs the whole
+# grace period.
+STRAGGLER_GRACE_FACTOR = 4
+# The minimum grace period in seconds, because a process that the host keeps
+# off the CPU, or pages back in from swap, can stall for seconds without being
+# stuck, and early in a run few batch times are known.
+STRAGGLER_GRACE_MIN_SECONDS = 10.0
 
 VERDICT_SCHEMA = pa.schema(
     [
@@ -270,7 +285,13 @@ class _WorkerPool:
     this process and the worker hold the pipes' ends, so when either dies the
     other reads end-of-file: a worker whose main process died exits. A worker
     that fails to start, dies or sends an unreadable reply is stopped, and its
-    batch goes back for this process to judge.
+    batch goes to `returned` for this process to judge.
+
+    `_held` records the batch each worker has taken and when. A batch leaves
+    it exactly once, under `_lock`: with the worker's verdicts, or when the
+    worker is lost, or when this process stops the worker for holding the
+    batch too long (see STRAGGLER_GRACE_FACTOR). So no batch is judged twice
+    or lost.
 
     The workers are not started through multiprocessing, because its workers
     import the caller's main module, which runs a script without an
@@ -284,12 +305,15 @@ class _WorkerPool:
     ) -> None:
         self.results: queue.SimpleQueue[_WorkerReport] = queue.SimpleQueue()
         self.unclaimed: deque[int] = deque()
+        self.returned: list[int] = []
         self.batches: Sequence[pa.RecordBatch] = ()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._closing = False
         self._tried = threading.Semaphore(0)
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._held: dict[int, _HeldBatch] = {}
+        self._slowest_batch_seconds = 0.0
         self._threads = [
             threading.Thread(
                 target=self._drive,
@@ -328,22 +352,98 @@ class _WorkerPool:
         self._ready.set()
 
     def claim_last(self) -> int | None:
-        """Take the last batch no worker has taken, for this process to judge."""
+        """Take a batch that a stopped worker gave back, or else the last batch
+        no worker has taken, for this process to judge."""
         with self._lock:
+            if self.returned:
+                return self.returned.pop()
             return self.unclaimed.pop() if self.unclaimed else None
 
-    def _claim_first(self) -> int | None:
+    def record_batch_seconds(self, seconds: float) -> None:
+        """Count a batch that this process judged in `seconds` towards the
+        grace period."""
+        with self._lock:
+            self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
+
+    def wait_for_report(self) -> _WorkerReport:
+        """Wait for a worker's report, and stop each worker that holds its batch
+        past the grace period.
+
+        A stopped worker's report carries no verdicts, and its batch is in
+        `returned`.
+        """
+        while True:
+            try:
+                return self.results.get(timeout=self._seconds_until_overdue())
+            except queue.Empty:
+                self._stop_stragglers()
+
+    def _seconds_until_overdue(self) -> float | None:
+        """Return the seconds until a held batch passes the grace period, or
+        None when the workers hold no batch."""
+        with self._lock:
+            if not self._held:
+                return None
+            grace = straggler_grace_seconds(self._slowest_batch_seconds)
+            since = min(held.since for held in self._held.values())
+        return max(0.0, since + grace - time.monotonic())
+
+    def _stop_stragglers(self) -> None:
+        """Kill each worker that holds its batch past the grace period, and give
+        the batch back for this process to judge."""
+        now = time.monotonic()
+        with self._lock:
+            grace = straggler_grace_seconds(self._slowest_batch_seconds)
+            overdue = {
+                number: held
+                for number, held in self._held.items()
+                if now - held.since >= grace
+            }
+            for number in overdue:
+                del self._held[number]
+        for number, held in overdue.items():
+            logger.warning(
+                "identify worker %d (pid %d) held batch %d for %.1f s without "
+                "replying, past the grace period of %.1f s; killing it, and the "
+                "main process judges the batch",
+                number,
+                held.process.pid,
+                held.position,
+                now - held.since,
+                grace,
+            )
+            # SIGKILL, because a stopped process acts on no other signal.
+            held.process.kill()
+            held.process.wait()
+            self._give_back(held.position, number)
+
+    def _claim_first(self, number: int, process: subprocess.Popen[bytes]) -> int | None:
         with self._lock:
             if self._closing or not self.unclaimed:
                 return None
-            return self.unclaimed.popleft()
+            position = self.unclaimed.popleft()
+            self._held[number] = _HeldBatch(position, process, time.monotonic())
+            return position
+
+    def _deliver(self, report: _WorkerReport) -> bool:
+        """Put a worker's reply on `results`, unless the worker no longer holds
+        the batch because this process stopped it meanwhile."""
+        with self._lock:
+            held = self._held.pop(report.worker, None)
+            if held is None:
+                return False
+            if report.judged is not None:
+                seconds = time.monotonic() - held.since
+                self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
+            self.results.put(report)
+        return True
 
     def _give_back(self, position: int | None, number: int) -> None:
-        """Return a batch to `unclaimed` and wake the main loop to judge it."""
-        if position is not None:
-            with self._lock:
-                self.unclaimed.append(position)
-        self.results.put(_WorkerReport(position, number, None, None, None))
+        """Put a batch in `returned` and wake the main loop to judge it."""
+        with self._lock:
+            if position is not None:
+                self.returned.append(position)
+            self.results.put(_WorkerReport(position, number, None, None, None))
 
     def _start(
         self, number: int, target: Callable[..., None], identifier: Identifier
@@ -409,17 +509,15 @@ class _WorkerPool:
         process, requests, replies = started
         self._ready.wait()
         try:
-            while (position := self._claim_first()) is not None:
+            while (position := self._claim_first(number, process)) is not None:
                 try:
                     requests.send(self.batches[position])
                     judged, usage, failure = replies.recv()
                 except BaseException as error:  # the batch goes back, see below
                     self._lose_worker(number, process, position, error)
                     return
-                self.results.put(
-                    _WorkerReport(position, number, judged, usage, failure)
-                )
-                if failure is not None:
+                report = _WorkerReport(position, number, judged, usage, failure)
+                if not self._deliver(report) or failure is not None:
                     return
         finally:
             requests.close()
@@ -435,8 +533,13 @@ class _WorkerPool:
         """Stop a worker that failed to judge a batch, and give the batch back.
 
         The worker may have died, or its reply may not have reached this
-        process (for example when unpickling it ran out of memory).
+        process (for example when unpickling it ran out of memory). A worker
+        that the main process killed for holding its batch too long no longer
+        holds it, and is left alone.
         """
+        with self._lock:
+            if self._held.pop(number, None) is None:
+                return
         if not self._closing:
             logger.warning(
                 "identify worker %d (pid %s) stopped with batch %d (%s, %r); the "
@@ -455,6 +558,7 @@ class _WorkerPool:
         with self._lock:
             self._closing = True
             self.unclaimed.clear()
+            self.returned.clear()
             processes = list(self._processes)
         self._ready.set()
         for process in processes:
@@ -469,6 +573,15 @@ class _WorkerPool:
 _Worker = tuple[subprocess.Popen[bytes], Connection, Connection]
 
 
+class _HeldBatch(NamedTuple):
+    """A batch a worker has taken: its position, the worker's process and the
+    time.monotonic() at which the worker took it."""
+
+    position: int
+    process: subprocess.Popen[bytes]
+    since: float
+
+
 class _WorkerReport(NamedTuple):
     """A batch's outcome from one worker: the verdicts and the worker's usage,
     or the error the identifier raised in it.
@@ -481,6 +594,17 @@ class _WorkerReport(NamedTuple):
     judged: JudgedBatch | None
     usage: WorkerUsage | None
     error: BaseException | None
+
+
+def straggler_grace_seconds(slowest_batch_seconds: float) -> float:
+    """Return how long a worker may hold a batch before it is taken to be stuck.
+
+    It is STRAGGLER_GRACE_FACTOR times the slowest batch judged so far by any
+    process, and at least STRAGGLER_GRACE_MIN_SECONDS.
+    """
+    return max(
+        STRAGGLER_GRACE_MIN_SECONDS, STRAGGLER_GRACE_FACTOR * slowest_batch_seconds
+    )
 
 
 def _launch_worker() -> _Worker:
@@ -566,10 +690,13 @@ def _judged_batches(
     """Yield each batch's position and verdicts as soon as the batch is judged.
 
     The workers take batches from the front. While no worker's verdicts are
-    waiting, this process judges the last batch not yet taken, so no process
-    waits while batches remain. The third item is the number of the worker
-    that judged the batch and its usage so far, or None when this process
-    judged it.
+    waiting, this process judges a batch that a stopped worker gave back, or
+    else the last batch not yet taken, so no process waits while batches
+    remain. Once only the workers' batches remain, this process waits for
+    them, and kills a worker that holds its batch past the grace period
+    (straggler_grace_seconds) to judge that batch itself. The third item is
+    the number of the worker that judged the batch and its usage so far, or
+    None when this process judged it.
     """
     if pool is None:
         for position, batch in enumerate(batches):
@@ -584,13 +711,16 @@ def _judged_batches(
             last = pool.claim_last()
             if last is not None:
                 remaining -= 1
-                yield last, _judge(identifier, batches[last]), None
+                started = time.monotonic()
+                judged = _judge(identifier, batches[last])
+                pool.record_batch_seconds(time.monotonic() - started)
+                yield last, judged, None
                 continue
-            report = pool.results.get()
+            report = pool.wait_for_report()
         if report.error is not None:
             raise report.error
         if report.judged is None:
-            # A worker stopped, and its batch is back among those not taken.
+            # A worker stopped, and its batch, if it held one, is in `returned`.
             continue
         assert report.position is not None and report.usage is not None
         remaining -= 1
