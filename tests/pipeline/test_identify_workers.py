@@ -96,6 +96,28 @@ def test_workers_match_one_process(
     assert "identify_workers" not in alone["manifest"]["cpu_seconds"]
 
 
+def test_run_config_defaults_to_workers(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, slow_main_judging
+):
+    # RunConfig's default, None, means one worker per further CPU. The test
+    # replaces default_workers so that the host's CPU count does not matter.
+    monkeypatch.setattr(identify_step, "default_workers", lambda: 1)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 37)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    slow_main_judging(0.5)
+    config = RunConfig(
+        input_path=demo_sample.purchases,
+        out_dir=tmp_path / "runs",
+        database_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
+        key_dir=user_secret_dir,
+        registry_dir=demo_sample.registries,
+        as_of=demo_sample.as_of,
+    )
+    assert config.identify_workers is None
+    result = run_job(config)
+    assert result.manifest["counts"]["identify"]["worker_processes"] == 1
+
+
 class BrokenIdentifier(Identifier):
     """An identifier whose batches fail, to show that a worker's error surfaces."""
 
