@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -20,16 +20,13 @@ from greenloop.store.base import make_engine
 from greenloop.store.runs import runs
 
 # Larger than a pipe's buffer, so the main process is still writing the
-# worker's start-up data when the worker dies.
+# worker's start-up data when the worker has exited.
 START_PAYLOAD_BYTES = 16 << 20
 
 
 class ExitOnLoad(Identifier):
-    """An identifier that ends any other process that unpickles it, with status 9.
-
-    A worker unpickles its arguments before multiprocessing records its
-    parent, so the creating process is recognized by its pid.
-    """
+    """An identifier that ends any process but its creator that unpickles it,
+    with status 9."""
 
     def __setstate__(self, state: dict) -> None:
         if os.getpid() != state["creator_pid"]:
@@ -59,35 +56,58 @@ def _identify_35(
 @pytest.mark.timeout(120)
 def test_worker_dying_at_start_leaves_batches(monkeypatch, caplog, slow_main_judging):
     # The pool hands the identifier to each worker at start-up. This one makes
-    # the worker exit while the main process still sends the rest.
+    # the worker exit while it loads it, before the worker reports ready.
     loaded = Identifier.load(jurisdiction="cn")
     identifier = ExitOnLoad.__new__(ExitOnLoad)
-    identifier.__dict__.update(
-        loaded.__dict__, creator_pid=os.getpid(), payload=bytes(START_PAYLOAD_BYTES)
-    )
+    identifier.__dict__.update(loaded.__dict__, creator_pid=os.getpid())
+    connection = _identify_35(identifier, monkeypatch, slow_main_judging)
+    stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert stored == [(35,)]
+    assert "identify worker 1 (pid" in caplog.text
+    assert "did not start (exited with status 9" in caplog.text
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("executable", "error"),
+    [
+        ("/nonexistent/python3", "FileNotFoundError"),
+        # An interpreter that exits at once, without reading its input.
+        (shutil.which("false") or "/bin/false", "BrokenPipeError"),
+    ],
+)
+def test_interpreter_failing_leaves_batches(
+    monkeypatch, caplog, slow_main_judging, executable, error
+):
+    monkeypatch.setattr(identify_step.sys, "executable", executable)
+    loaded = Identifier.load(jurisdiction="cn")
+    identifier = Identifier.__new__(Identifier)
+    identifier.__dict__.update(loaded.__dict__, payload=bytes(START_PAYLOAD_BYTES))
     connection = _identify_35(identifier, monkeypatch, slow_main_judging)
     stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
     assert stored == [(35,)]
     assert "identify worker 1" in caplog.text
+    assert "did not start" in caplog.text
+    assert error in caplog.text
 
 
 class UnreadableInMain:
-    """A reply part whose unpickling fails in the main process only."""
+    """A reply part whose unpickling fails in any process but its creator."""
 
     def __init__(self) -> None:
-        # Pickle calls __setstate__ only for an object with some state.
-        self.marker = True
+        # The state is not empty, so pickle calls __setstate__.
+        self.creator_pid = os.getpid()
 
     def __setstate__(self, state: dict) -> None:
-        if multiprocessing.parent_process() is None:
+        if os.getpid() != state["creator_pid"]:
             raise MemoryError("no memory left to unpickle the worker's reply")
         self.__dict__.update(state)
 
 
-def _unreadable_reply(pipe, identifier):  # type: ignore[no-untyped-def]
+def _unreadable_reply(requests, replies, identifier):  # type: ignore[no-untyped-def]
     """Serve as a worker whose first reply cannot be unpickled by the main process."""
-    pipe.recv()
-    pipe.send((UnreadableInMain(), None, None))
+    requests.recv()
+    replies.send((UnreadableInMain(), None, None))
     # The worker waits, as a live worker would, until the main process stops it.
     time.sleep(600)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import struct
@@ -16,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 
 from greenloop.identify import Identifier
 from greenloop.pipeline import identify_step
@@ -23,6 +23,8 @@ from greenloop.pipeline.demo import DemoSample
 from greenloop.pipeline.identify_step import identify_products
 from greenloop.pipeline.job import RunConfig, run_job
 from greenloop.pipeline.progress import NoProgress
+from greenloop.store.base import make_engine
+from greenloop.store.runs import runs
 
 # The figures of report.json that do not name the run or its times.
 REPORT_FIGURES = (
@@ -94,6 +96,28 @@ def test_workers_match_one_process(
     assert "identify_workers" not in alone["manifest"]["cpu_seconds"]
 
 
+def test_run_config_defaults_to_workers(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, slow_main_judging
+):
+    # RunConfig's default, None, means one worker per further CPU. The test
+    # replaces default_workers so that the host's CPU count does not matter.
+    monkeypatch.setattr(identify_step, "default_workers", lambda: 1)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 37)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    slow_main_judging(0.5)
+    config = RunConfig(
+        input_path=demo_sample.purchases,
+        out_dir=tmp_path / "runs",
+        database_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
+        key_dir=user_secret_dir,
+        registry_dir=demo_sample.registries,
+        as_of=demo_sample.as_of,
+    )
+    assert config.identify_workers is None
+    result = run_job(config)
+    assert result.manifest["counts"]["identify"]["worker_processes"] == 1
+
+
 class BrokenIdentifier(Identifier):
     """An identifier whose batches fail, to show that a worker's error surfaces."""
 
@@ -132,6 +156,8 @@ def _identify_with_workers(
         "SELECT count(DISTINCT product_key) FROM product_verdicts"
     ).fetchall()
     assert stored == [(35,)]
+    rows = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert rows == [(35,)]
     return identified
 
 
@@ -200,28 +226,31 @@ def test_run_help_states_parallel_minimum():
 class DyingIdentifier(Identifier):
     """An identifier that ends a worker process abruptly while it judges.
 
-    In the main process it judges as usual, so that the test process lives.
+    In the process that created it, the main process, it judges as usual, so
+    that the test process lives.
     """
 
     def identify_many(self, queries):  # type: ignore[no-untyped-def]
-        if multiprocessing.parent_process() is not None:
+        if os.getpid() != self.creator_pid:
             os._exit(9)
         return super().identify_many(queries)
 
 
 def test_killed_workers_leave_batches_to_main(monkeypatch, caplog, slow_main_judging):
-    identified = _identify_with_workers(DyingIdentifier, monkeypatch, slow_main_judging)
+    identified = _identify_with_workers(
+        DyingIdentifier, monkeypatch, slow_main_judging, creator_pid=os.getpid()
+    )
     assert identified.products == 35
     assert identified.worker_usage == {}
     assert "exited with status 9" in caplog.text
     assert "the main process judges the batch" in caplog.text
 
 
-def _reply_cut_short(pipe, identifier):  # type: ignore[no-untyped-def]
+def _reply_cut_short(requests, replies, identifier):  # type: ignore[no-untyped-def]
     """Serve as a worker that dies halfway through sending its first reply."""
-    pipe.recv()
+    requests.recv()
     # A message header that announces a megabyte, then a few bytes of it.
-    os.write(pipe.fileno(), struct.pack("!i", 1 << 20) + b"cut short")
+    os.write(replies.fileno(), struct.pack("!i", 1 << 20) + b"cut short")
     os._exit(9)
 
 
@@ -296,3 +325,171 @@ def test_cpu_quota_limits_default_workers(tmp_path, monkeypatch):
     monkeypatch.setattr(identify_step.os, "sched_getaffinity", lambda _pid: four)
     monkeypatch.setattr(identify_step, "_cpu_quota", lambda: 2)
     assert identify_step.default_workers() == 1
+
+
+def test_straggler_grace_rule():
+    minimum = identify_step.STRAGGLER_GRACE_MIN_SECONDS
+    factor = identify_step.STRAGGLER_GRACE_FACTOR
+    assert identify_step.straggler_grace_seconds(0.0) == minimum
+    assert identify_step.straggler_grace_seconds(minimum / factor / 2) == minimum
+    assert identify_step.straggler_grace_seconds(minimum) == factor * minimum
+
+
+def _stop_at_first_batch(requests, replies, identifier):  # type: ignore[no-untyped-def]
+    """Serve as a worker that stops itself with SIGSTOP when its first batch
+    arrives, as `kill -STOP` would stop it.
+
+    Continued, it judges the batch and serves on as usual.
+    """
+    batch = requests.recv()
+    os.kill(os.getpid(), signal.SIGSTOP)
+    judged = identify_step._judge(identifier, batch)
+    replies.send((judged, identify_step.WorkerUsage(0, 0.0), None))
+    identify_step._serve(requests, replies, identifier)
+
+
+def _straggler_warnings(caplog) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """Return the arguments of each warning about a killed straggler: the
+    worker number, its pid, the batch, the seconds it held it and the grace."""
+    return [
+        record.args
+        for record in caplog.records
+        if "without replying" in str(record.msg) and isinstance(record.args, tuple)
+    ]
+
+
+@pytest.mark.timeout(180)
+def test_stopped_worker_leaves_verdicts_unchanged(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch, slow_main_judging, caplog
+):
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 37)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    monkeypatch.setattr(identify_step, "STRAGGLER_GRACE_MIN_SECONDS", 1.0)
+    alone = _run(demo_sample, tmp_path / "alone", user_secret_dir, workers=0)
+    monkeypatch.setattr(identify_step, "_serve", _stop_at_first_batch)
+    slow_main_judging(0.5)
+    started = time.monotonic()
+    helped = _run(demo_sample, tmp_path / "helped", user_secret_dir, workers=1)
+    seconds = time.monotonic() - started
+
+    assert helped["products"] == alone["products"]
+    assert helped["verdicts"] == alone["verdicts"]
+    assert helped["root"] == alone["root"]
+    assert helped["report"] == alone["report"]
+    counts = helped["manifest"]["counts"]["identify"]
+    assert counts == alone["manifest"]["counts"]["identify"]
+    assert counts["worker_processes"] == 0
+    warnings = _straggler_warnings(caplog)
+    assert len(warnings) == 1
+    number, pid, _position, held_seconds, grace_seconds = warnings[0]
+    assert number == 1
+    assert held_seconds >= grace_seconds
+    assert _process_ended(pid)
+    # The main process judges 17 batches at about half a second each, and the
+    # rest of the run takes a few seconds. The bound leaves room for a busy host.
+    assert seconds < 90
+
+
+@pytest.mark.timeout(120)
+def test_stopped_workers_wait_grace_period(monkeypatch, caplog, slow_main_judging):
+    # Each worker stops at its first batch, about a second in. The main process
+    # judges the other five batches in about five seconds and then waits until
+    # the stopped workers have held theirs for the grace period.
+    monkeypatch.setattr(identify_step, "_serve", _stop_at_first_batch)
+    monkeypatch.setattr(identify_step, "STRAGGLER_GRACE_MIN_SECONDS", 6.0)
+    started = time.monotonic()
+    identified = _identify_with_workers(Identifier, monkeypatch, slow_main_judging)
+    seconds = time.monotonic() - started
+
+    assert identified.products == 35
+    assert identified.worker_usage == {}
+    warnings = _straggler_warnings(caplog)
+    assert sorted(args[0] for args in warnings) == [1, 2]
+    for _number, pid, _position, held_seconds, grace_seconds in warnings:
+        assert grace_seconds >= 6.0
+        assert held_seconds >= grace_seconds
+        assert _process_ended(pid)
+    assert seconds >= 6.0
+    assert seconds < 60
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(60)
+def test_workers_ignore_sigint():
+    # Ctrl-C reaches the whole process group. The main process stops its
+    # workers then, and a worker that died of it first would look like a fault.
+    pool = identify_step._WorkerPool(None, 1, identify_step._serve)
+    try:
+        pool.wait_for_starts()
+        [pid] = pool.pids
+        os.kill(pid, signal.SIGINT)
+        time.sleep(1)
+        assert not _process_ended(pid)
+    finally:
+        pool.close()
+
+
+UNGUARDED_SCRIPT = """\
+import time
+from datetime import date
+from pathlib import Path
+
+from greenloop.pipeline import identify_step
+from greenloop.pipeline.job import RunConfig, run_job
+
+identify_step.BATCH_PRODUCTS = 37
+identify_step.PARALLEL_MIN_PRODUCTS = 1
+judge = identify_step._judge
+
+
+def judge_slowly(identifier, batch):
+    time.sleep(0.5)
+    return judge(identifier, batch)
+
+
+identify_step._judge = judge_slowly
+result = run_job(
+    RunConfig(
+        input_path=Path({purchases!r}),
+        out_dir=Path({out_dir!r}),
+        database_url={database_url!r},
+        key_dir=Path({key_dir!r}),
+        registry_dir=Path({registry_dir!r}),
+        as_of=date.fromisoformat({as_of!r}),
+        identify_workers=1,
+    )
+)
+print(result.manifest["counts"]["identify"]["worker_processes"])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_unguarded_script_records_one_run(demo_sample, tmp_path, user_secret_dir):
+    # The script starts its run at top level, with no `if __name__ ==
+    # "__main__":` guard, and slows its own judging so that the worker judges
+    # batches too.
+    database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        UNGUARDED_SCRIPT.format(
+            purchases=str(demo_sample.purchases),
+            out_dir=str(tmp_path / "runs"),
+            database_url=database_url,
+            key_dir=str(user_secret_dir),
+            registry_dir=str(demo_sample.registries),
+            as_of=demo_sample.as_of.isoformat(),
+        ),
+        encoding="utf-8",
+    )
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["1"], finished.stderr
+    with make_engine(database_url).connect() as connection:
+        statuses = connection.execute(select(runs.c.status)).scalars().all()
+    assert statuses == ["succeeded"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ import pyarrow as pa
 
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
+from greenloop.pipeline import identify_worker
 from greenloop.pipeline.impact_step import GreenFacts
 from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
 from greenloop.pipeline.progress import ProgressSink
@@ -38,6 +41,20 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 # Below about this many distinct products, starting worker processes costs
 # more than it saves.
 PARALLEL_MIN_PRODUCTS = 3 * BATCH_PRODUCTS
+# Once the main process has only the workers' batches left, it kills a worker
+# that has held its batch for more than this many times the slowest batch
+# judged so far, and judges the batch itself. A worker can be stuck without
+# dying, for example when stopped by SIGSTOP or when the identifier loops.
+# Batches are of one size, but one batch's products may need slower checks
+# than those before, or the host may get busier, so the factor leaves room.
+# It is a judgement, not a measurement. Killing a worker that was only slow
+# costs one batch judged again, while waiting for a stuck one costs the whole
+# grace period.
+STRAGGLER_GRACE_FACTOR = 4
+# The minimum grace period in seconds, because a process that the host keeps
+# off the CPU, or pages back in from swap, can stall for seconds without being
+# stuck, and early in a run few batch times are known.
+STRAGGLER_GRACE_MIN_SECONDS = 10.0
 
 VERDICT_SCHEMA = pa.schema(
     [
@@ -160,8 +177,11 @@ def identify_products(
     verdicts do not depend on which process judged it, because each batch is
     judged on its own.
 
-    A script that calls this with workers must start its work under
-    `if __name__ == "__main__":`, as Python's multiprocessing requires.
+    The workers are new interpreters that do not import the caller's main
+    module, so a script needs no `if __name__ == "__main__":` guard. They
+    unpickle the identifier, so its class must be importable by name, not
+    defined in the main module: a worker that cannot load it fails to start,
+    and this process judges its batches.
     """
     if workers is None:
         workers = default_workers()
@@ -257,18 +277,27 @@ class WorkerUsage(NamedTuple):
 class _WorkerPool:
     """Worker processes that judge batches, each driven by a thread of this process.
 
-    Each worker has a pipe of its own to this process. Its thread starts it,
-    sends it one batch at a time, waits for the verdicts, puts them on
+    Each worker is a new interpreter running greenloop.pipeline.identify_worker,
+    with a pipe of its own from this process as its standard input and another
+    back as its standard output. Its thread starts it, sends it the identifier,
+    then sends it one batch at a time, waits for the verdicts, puts them on
     `results` and takes the next batch from the front of `unclaimed`. Only
-    this process and the worker hold the pipe's ends, so when either dies the
-    other reads end-of-file. A worker that dies, or fails to start, gives its
-    batch back for this process to judge, and a worker whose main process
-    died exits.
+    this process and the worker hold the pipes' ends, so when either dies the
+    other reads end-of-file: a worker whose main process died exits. A worker
+    that fails to start, dies or sends an unreadable reply is stopped, and its
+    batch goes to `returned` for this process to judge.
 
-    Each worker starts from a fresh interpreter (forkserver), not as a copy of
-    this process with its DuckDB threads and its memory. Starting one sends it
-    the pickled identifier, which takes about a second, so the threads start
-    the workers while this process goes on.
+    `_held` records the batch each worker has taken and when. A batch leaves
+    it exactly once, under `_lock`: with the worker's verdicts, or when the
+    worker is lost, or when this process stops the worker for holding the
+    batch too long (see STRAGGLER_GRACE_FACTOR). So no batch is judged twice
+    or lost.
+
+    The workers are not started through multiprocessing, because its workers
+    import the caller's main module, which runs a script without an
+    `if __name__ == "__main__":` guard again. Starting a worker and loading
+    the identifier in it takes about a second, so the threads start the
+    workers while this process goes on.
     """
 
     def __init__(
@@ -276,12 +305,15 @@ class _WorkerPool:
     ) -> None:
         self.results: queue.SimpleQueue[_WorkerReport] = queue.SimpleQueue()
         self.unclaimed: deque[int] = deque()
+        self.returned: list[int] = []
         self.batches: Sequence[pa.RecordBatch] = ()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._closing = False
         self._tried = threading.Semaphore(0)
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._held: dict[int, _HeldBatch] = {}
+        self._slowest_batch_seconds = 0.0
         self._threads = [
             threading.Thread(
                 target=self._drive,
@@ -301,7 +333,7 @@ class _WorkerPool:
             return len(self._processes)
 
     @property
-    def pids(self) -> list[int | None]:
+    def pids(self) -> list[int]:
         with self._lock:
             return [process.pid for process in self._processes]
 
@@ -320,94 +352,194 @@ class _WorkerPool:
         self._ready.set()
 
     def claim_last(self) -> int | None:
-        """Take the last batch no worker has taken, for this process to judge."""
+        """Take a batch that a stopped worker gave back, or else the last batch
+        no worker has taken, for this process to judge."""
         with self._lock:
+            if self.returned:
+                return self.returned.pop()
             return self.unclaimed.pop() if self.unclaimed else None
 
-    def _claim_first(self) -> int | None:
+    def record_batch_seconds(self, seconds: float) -> None:
+        """Count a batch that this process judged in `seconds` towards the
+        grace period."""
+        with self._lock:
+            self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
+
+    def wait_for_report(self) -> _WorkerReport:
+        """Wait for a worker's report, and stop each worker that holds its batch
+        past the grace period.
+
+        A stopped worker's report carries no verdicts, and its batch is in
+        `returned`.
+        """
+        while True:
+            try:
+                return self.results.get(timeout=self._seconds_until_overdue())
+            except queue.Empty:
+                self._stop_stragglers()
+
+    def _seconds_until_overdue(self) -> float | None:
+        """Return the seconds until a held batch passes the grace period, or
+        None when the workers hold no batch."""
+        with self._lock:
+            if not self._held:
+                return None
+            grace = straggler_grace_seconds(self._slowest_batch_seconds)
+            since = min(held.since for held in self._held.values())
+        return max(0.0, since + grace - time.monotonic())
+
+    def _stop_stragglers(self) -> None:
+        """Kill each worker that holds its batch past the grace period, and give
+        the batch back for this process to judge."""
+        now = time.monotonic()
+        with self._lock:
+            grace = straggler_grace_seconds(self._slowest_batch_seconds)
+            overdue = {
+                number: held
+                for number, held in self._held.items()
+                if now - held.since >= grace
+            }
+            for number in overdue:
+                del self._held[number]
+        for number, held in overdue.items():
+            logger.warning(
+                "identify worker %d (pid %d) held batch %d for %.1f s without "
+                "replying, past the grace period of %.1f s; killing it, and the "
+                "main process judges the batch",
+                number,
+                held.process.pid,
+                held.position,
+                now - held.since,
+                grace,
+            )
+            # SIGKILL, because a stopped process acts on no other signal.
+            held.process.kill()
+            held.process.wait()
+            self._give_back(held.position, number)
+
+    def _claim_first(self, number: int, process: subprocess.Popen[bytes]) -> int | None:
         with self._lock:
             if self._closing or not self.unclaimed:
                 return None
-            return self.unclaimed.popleft()
+            position = self.unclaimed.popleft()
+            self._held[number] = _HeldBatch(position, process, time.monotonic())
+            return position
+
+    def _deliver(self, report: _WorkerReport) -> bool:
+        """Put a worker's reply on `results`, unless the worker no longer holds
+        the batch because this process stopped it meanwhile."""
+        with self._lock:
+            held = self._held.pop(report.worker, None)
+            if held is None:
+                return False
+            if report.judged is not None:
+                seconds = time.monotonic() - held.since
+                self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
+            self.results.put(report)
+        return True
 
     def _give_back(self, position: int | None, number: int) -> None:
-        """Return a batch to `unclaimed` and wake the main loop to judge it."""
-        if position is not None:
-            with self._lock:
-                self.unclaimed.append(position)
-        self.results.put(_WorkerReport(position, number, None, None, None))
+        """Put a batch in `returned` and wake the main loop to judge it."""
+        with self._lock:
+            if position is not None:
+                self.returned.append(position)
+            self.results.put(_WorkerReport(position, number, None, None, None))
 
     def _start(
         self, number: int, target: Callable[..., None], identifier: Identifier
-    ) -> tuple[Any, Connection] | None:
-        context = multiprocessing.get_context("forkserver")
-        ours, theirs = context.Pipe(duplex=True)
-        process = context.Process(
-            target=target,
-            args=(theirs, identifier),
-            name=f"greenloop-identify-{number}",
-            daemon=True,
-        )
+    ) -> _Worker | None:
+        """Start worker `number` and wait until it has loaded the identifier.
+
+        Returns None when the worker failed to start or the pool is closing.
+        """
         try:
-            process.start()
-        finally:
-            # The worker's end stays open only in the worker, so its death
-            # closes the pipe.
-            theirs.close()
+            process, requests, replies = _launch_worker()
+        except Exception as error:  # for example OSError: no such executable
+            self._warn_not_started(number, None, error)
+            return None
         with self._lock:
             self._processes.append(process)
             closing = self._closing
-        if closing:
-            _stop(process)
-            ours.close()
-            return None
-        return process, ours
+        if not closing:
+            try:
+                requests.send(sys.path)
+                requests.send((target, identifier))
+                reply = replies.recv()
+                if reply == identify_worker.READY:
+                    return process, requests, replies
+                raise RuntimeError(f"unexpected first reply {reply!r}")
+            except BaseException as error:  # a worker that does not start is left out
+                self._warn_not_started(number, process, error)
+        _stop(process)
+        requests.close()
+        replies.close()
+        return None
+
+    def _warn_not_started(
+        self,
+        number: int,
+        process: subprocess.Popen[bytes] | None,
+        error: BaseException,
+    ) -> None:
+        if self._closing:
+            return
+        if process is None:
+            # The text of subprocess's OSError names the executable.
+            worker, cause = f"{number}", f"{type(error).__name__}: {error}"
+        else:
+            worker, cause = f"{number} (pid {process.pid})", _exit_cause(process)
+            cause = f"{cause}, {error!r}"
+        logger.warning(
+            "identify worker %s did not start (%s); the main process judges its "
+            "batches",
+            worker,
+            cause,
+        )
 
     def _drive(
         self, number: int, target: Callable[..., None], identifier: Identifier
     ) -> None:
         try:
             started = self._start(number, target, identifier)
-        except BaseException as error:  # a worker that does not start is left out
-            if not self._closing:
-                logger.warning(
-                    "identify worker %d did not start (%r); the main process "
-                    "judges its batches",
-                    number,
-                    error,
-                )
-            started = None
         finally:
             self._tried.release()
         if started is None:
             self._give_back(None, number)
             return
-        process, pipe = started
+        process, requests, replies = started
         self._ready.wait()
         try:
-            while (position := self._claim_first()) is not None:
+            while (position := self._claim_first(number, process)) is not None:
                 try:
-                    pipe.send(self.batches[position])
-                    judged, usage, failure = pipe.recv()
+                    requests.send(self.batches[position])
+                    judged, usage, failure = replies.recv()
                 except BaseException as error:  # the batch goes back, see below
                     self._lose_worker(number, process, position, error)
                     return
-                self.results.put(
-                    _WorkerReport(position, number, judged, usage, failure)
-                )
-                if failure is not None:
+                report = _WorkerReport(position, number, judged, usage, failure)
+                if not self._deliver(report) or failure is not None:
                     return
         finally:
-            pipe.close()
+            requests.close()
+            replies.close()
 
     def _lose_worker(
-        self, number: int, process: Any, position: int, error: BaseException
+        self,
+        number: int,
+        process: subprocess.Popen[bytes],
+        position: int,
+        error: BaseException,
     ) -> None:
         """Stop a worker that failed to judge a batch, and give the batch back.
 
         The worker may have died, or its reply may not have reached this
-        process (for example when unpickling it ran out of memory).
+        process (for example when unpickling it ran out of memory). A worker
+        that the main process killed for holding its batch too long no longer
+        holds it, and is left alone.
         """
+        with self._lock:
+            if self._held.pop(number, None) is None:
+                return
         if not self._closing:
             logger.warning(
                 "identify worker %d (pid %s) stopped with batch %d (%s, %r); the "
@@ -426,15 +558,28 @@ class _WorkerPool:
         with self._lock:
             self._closing = True
             self.unclaimed.clear()
+            self.returned.clear()
             processes = list(self._processes)
         self._ready.set()
         for process in processes:
-            if process.is_alive():
-                process.terminate()
+            _terminate(process)
         for process in processes:
             _stop(process)
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+# A running worker: its process and the pipes that carry requests and replies.
+_Worker = tuple[subprocess.Popen[bytes], Connection, Connection]
+
+
+class _HeldBatch(NamedTuple):
+    """A batch a worker has taken: its position, the worker's process and the
+    time.monotonic() at which the worker took it."""
+
+    position: int
+    process: subprocess.Popen[bytes]
+    since: float
 
 
 class _WorkerReport(NamedTuple):
@@ -451,20 +596,67 @@ class _WorkerReport(NamedTuple):
     error: BaseException | None
 
 
-def _stop(process: Any) -> None:
-    """End a worker process if it still runs, and wait for it."""
-    if process.is_alive():
+def straggler_grace_seconds(slowest_batch_seconds: float) -> float:
+    """Return how long a worker may hold a batch before it is taken to be stuck.
+
+    It is STRAGGLER_GRACE_FACTOR times the slowest batch judged so far by any
+    process, and at least STRAGGLER_GRACE_MIN_SECONDS.
+    """
+    return max(
+        STRAGGLER_GRACE_MIN_SECONDS, STRAGGLER_GRACE_FACTOR * slowest_batch_seconds
+    )
+
+
+def _launch_worker() -> _Worker:
+    """Start a worker interpreter with a request pipe as its standard input and
+    a reply pipe as its standard output."""
+    request_read, request_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    # NOTE: in a program that embeds Python, sys.executable may be that program
+    # and not an interpreter. The worker then fails to start, or the program
+    # runs with these arguments.
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", identify_worker.__name__],
+            stdin=request_read,
+            stdout=reply_write,
+        )
+    except BaseException:
+        os.close(request_write)
+        os.close(reply_read)
+        raise
+    finally:
+        # The worker's ends stay open only in the worker, so its death closes
+        # the pipes.
+        os.close(request_read)
+        os.close(reply_write)
+    requests = Connection(request_write, readable=False)
+    replies = Connection(reply_read, writable=False)
+    return process, requests, replies
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """Send SIGTERM to a worker process that still runs, then SIGCONT, because
+    a stopped process acts on SIGTERM only once it continues."""
+    if process.poll() is None:
         process.terminate()
-        process.join(timeout=5)
-    if process.is_alive():
+        process.send_signal(signal.SIGCONT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End a worker process if it still runs, and wait for it."""
+    _terminate(process)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
         process.kill()
-    process.join()
+        process.wait()
 
 
-def _exit_cause(process: Any) -> str:
-    process.join(timeout=1)
-    code = process.exitcode
-    if code is None:
+def _exit_cause(process: subprocess.Popen[bytes]) -> str:
+    try:
+        code = process.wait(timeout=1)
+    except subprocess.TimeoutExpired:
         return "still running"
     if code < 0:
         return f"ended by signal {-code}"
@@ -498,10 +690,13 @@ def _judged_batches(
     """Yield each batch's position and verdicts as soon as the batch is judged.
 
     The workers take batches from the front. While no worker's verdicts are
-    waiting, this process judges the last batch not yet taken, so no process
-    waits while batches remain. The third item is the number of the worker
-    that judged the batch and its usage so far, or None when this process
-    judged it.
+    waiting, this process judges a batch that a stopped worker gave back, or
+    else the last batch not yet taken, so no process waits while batches
+    remain. Once only the workers' batches remain, this process waits for
+    them, and kills a worker that holds its batch past the grace period
+    (straggler_grace_seconds) to judge that batch itself. The third item is
+    the number of the worker that judged the batch and its usage so far, or
+    None when this process judged it.
     """
     if pool is None:
         for position, batch in enumerate(batches):
@@ -516,31 +711,32 @@ def _judged_batches(
             last = pool.claim_last()
             if last is not None:
                 remaining -= 1
-                yield last, _judge(identifier, batches[last]), None
+                started = time.monotonic()
+                judged = _judge(identifier, batches[last])
+                pool.record_batch_seconds(time.monotonic() - started)
+                yield last, judged, None
                 continue
-            report = pool.results.get()
+            report = pool.wait_for_report()
         if report.error is not None:
             raise report.error
         if report.judged is None:
-            # A worker stopped, and its batch is back among those not taken.
+            # A worker stopped, and its batch, if it held one, is in `returned`.
             continue
         assert report.position is not None and report.usage is not None
         remaining -= 1
         yield report.position, report.judged, (report.worker, report.usage)
 
 
-def _serve(pipe: Connection, identifier: Identifier) -> None:
-    """Judge each batch that arrives on `pipe` and send back its verdicts.
+def _serve(requests: Connection, replies: Connection, identifier: Identifier) -> None:
+    """Judge each batch that arrives on `requests` and send back its verdicts.
 
     Each reply is (JudgedBatch, WorkerUsage, None), or (None, None, error),
-    after which the worker stops. The worker ends when the pipe closes.
-    Ctrl-C reaches the whole process group, and the main process stops the
-    workers then, so a worker ignores it.
+    after which the worker stops. The worker ends when `requests` closes.
+    It runs in a worker process (see greenloop.pipeline.identify_worker).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
-            batch = pipe.recv()
+            batch = requests.recv()
         except (EOFError, OSError):
             return
         try:
@@ -550,8 +746,8 @@ def _serve(pipe: Connection, identifier: Identifier) -> None:
         except Exception as error:  # sent to the main process
             reply = (None, None, _sendable(error))
         try:
-            pipe.send(reply)
-        except (BrokenPipeError, OSError):
+            replies.send(reply)
+        except OSError:
             return
         if reply[2] is not None:
             return

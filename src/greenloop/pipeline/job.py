@@ -78,11 +78,12 @@ class RunConfig:
     memory_limit: str = "768MB"
     threads: int | None = None
     # Worker processes that identify products beside this one: 0 for none,
-    # None for one per further CPU (see identify_step.default_workers). Each
-    # worker imports the main module, so a script that sets workers must start
-    # its work under `if __name__ == "__main__":`. The default, 0, needs no
-    # such guard. `greenloop run` passes None.
-    identify_workers: int | None = 0
+    # None for one per further CPU (see identify_step.default_workers), as
+    # `greenloop run` uses. Inputs of fewer than
+    # identify_step.PARALLEL_MIN_PRODUCTS distinct products use none. Workers
+    # are new interpreters that do not import the main module, so a script
+    # needs no `if __name__ == "__main__":` guard.
+    identify_workers: int | None = None
 
 
 @dataclass

@@ -25,8 +25,9 @@ def peak_rss_mib() -> int | None:
 def cpu_seconds() -> float:
     """Return the CPU seconds, user and system, that this process has used.
 
-    The figure covers every thread, and the child processes that have ended
-    and been waited for.
+    The figure covers every thread but no child process. The identify workers
+    are child processes that report their own CPU seconds, so counting the
+    children that have ended as well would count the workers twice.
     """
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    return times.user + times.system

@@ -1,0 +1,59 @@
+"""The entry point of an identify worker process.
+
+The main process runs `python -m greenloop.pipeline.identify_worker` with one
+pipe as standard input, which carries requests, and another as standard
+output, which carries replies (see identify_step._WorkerPool). Each message
+is a pickle framed by multiprocessing.connection.Connection. The first two
+requests are the main process's `sys.path`, then the serving function and the
+identifier. The worker sends READY once it has loaded them and then calls the
+serving function with both pipes.
+
+A new interpreter started this way imports only this package, never the
+caller's main module, so a script that starts a run without
+`if __name__ == "__main__":` is not run again in its workers. The catch is
+that a serving function or identifier class defined in the main module
+cannot be loaded here, so that worker fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+
+# The first reply of a worker, sent once it has loaded its identifier.
+READY = "ready"
+
+
+def main() -> None:
+    """Load the serving function and the identifier, report READY and serve."""
+    # Ctrl-C reaches the whole process group, and the main process stops the
+    # workers then, so a worker ignores it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = Connection(os.dup(0), writable=False)
+    replies = Connection(os.dup(1), readable=False)
+    _redirect_standard_streams()
+    try:
+        sys.path[:] = requests.recv()
+        target, identifier = requests.recv()
+    except EOFError:  # the main process stopped before this worker started
+        return
+    replies.send(READY)
+    target(requests, replies, identifier)
+
+
+def _redirect_standard_streams() -> None:
+    """Point standard input at /dev/null and standard output at standard error.
+
+    Otherwise a library that reads standard input would take requests, and
+    one that prints would corrupt the replies.
+    """
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+
+
+if __name__ == "__main__":
+    main()
