@@ -55,6 +55,10 @@ STRAGGLER_GRACE_FACTOR = 4
 # off the CPU, or pages back in from swap, can stall for seconds without being
 # stuck, and early in a run few batch times are known.
 STRAGGLER_GRACE_MIN_SECONDS = 10.0
+# NOTE: the grace period is measured on the monotonic clock, which also runs
+# while the whole job is suspended (Ctrl-Z). After a long suspension, a worker
+# that was not stuck may be killed and its batch judged again, with the same
+# verdicts.
 
 VERDICT_SCHEMA = pa.schema(
     [
