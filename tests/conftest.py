@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +76,33 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'greenloop.sqlite3'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def heartbeat_connections() -> Iterator[Counter[str]]:
+    """Count the database connections heartbeat threads open and close meanwhile.
+
+    The counter's keys are "opened" and "closed".
+    """
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    from greenloop.store.heartbeat import THREAD_NAME_PREFIX
+
+    counts: Counter[str] = Counter()
+
+    def count(key: str) -> None:
+        if threading.current_thread().name.startswith(THREAD_NAME_PREFIX):
+            counts[key] += 1
+
+    def on_connect(_dbapi_connection: object, _record: object) -> None:
+        count("opened")
+
+    def on_close(_dbapi_connection: object, _record: object) -> None:
+        count("closed")
+
+    event.listen(Pool, "connect", on_connect)
+    event.listen(Pool, "close", on_close)
+    yield counts
+    event.remove(Pool, "connect", on_connect)
+    event.remove(Pool, "close", on_close)

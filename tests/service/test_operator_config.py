@@ -127,5 +127,7 @@ def test_runs_list_shows_interrupted_run(
     assert response.status_code == 200
     assert run["status"] == "interrupted"
     assert run["interruption_noticed_at"] is not None
+    assert run["interruption_reason"] == "process_ended"
+    assert run["heartbeat_at"] is not None
     assert run["host_name"] == this_process.host_name
     assert run["process_id"] == this_process.process_id

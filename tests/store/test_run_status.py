@@ -1,4 +1,7 @@
-"""Runs whose process ended are marked interrupted, and live runs stay running."""
+"""Runs whose process ended or whose heartbeat is stale are marked interrupted.
+
+Live runs stay running.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.engine import Engine
 
 from greenloop.store import schema
@@ -22,11 +25,21 @@ from greenloop.store.processes import (
     current_process,
     process_state,
 )
-from greenloop.store.runs import mark_interrupted_runs, record_run_start, runs
+from greenloop.store.runs import (
+    HEARTBEAT_STALE,
+    PROCESS_ENDED,
+    STALE_HEARTBEAT_SECONDS,
+    database_time,
+    mark_interrupted_runs,
+    record_run_start,
+    runs,
+)
 
 pytestmark = pytest.mark.skipif(
     current_process().scope is None, reason="needs Linux /proc to identify processes"
 )
+
+_TEN_YEARS = 10 * 365 * 24 * 3600.0
 
 
 def _start_sleeper() -> subprocess.Popen[bytes]:
@@ -97,6 +110,29 @@ def _status(engine: Engine, run_id: str) -> tuple[str, datetime | None]:
     return row.status, row.interruption_noticed_at
 
 
+def _reason(engine: Engine, run_id: str) -> str | None:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(runs.c.interruption_reason).where(runs.c.run_id == run_id)
+        ).scalar_one()
+
+
+def _age_heartbeat(engine: Engine, run_id: str, age: timedelta | None) -> None:
+    """Set a run's heartbeat to `age` before the database's time, or to NULL."""
+    with engine.begin() as connection:
+        heartbeat_at = None if age is None else database_time(connection) - age
+        connection.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(heartbeat_at=heartbeat_at)
+        )
+
+
+def _elsewhere() -> ProcessIdentity:
+    """Return a process of another host, which this one cannot check."""
+    return dataclasses.replace(current_process(), host_name="another-host")
+
+
 def test_own_process_is_running():
     assert process_state(current_process()) == ProcessState.RUNNING
 
@@ -154,6 +190,7 @@ def test_ended_run_marked_interrupted(engine, sleeper):
     assert status == "interrupted"
     assert noticed is not None
     assert noticed.replace(tzinfo=UTC) >= before.replace(microsecond=0)
+    assert _reason(engine, "run-killed") == PROCESS_ENDED
 
 
 @pytest.mark.postgres
@@ -173,6 +210,115 @@ def test_run_of_another_host_stays_running(engine, sleeper):
     sleeper.wait()
     assert mark_interrupted_runs(engine) == []
     assert _status(engine, "run-elsewhere") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_stale_run_of_another_host_marked(engine):
+    _start(engine, "run-elsewhere", _elsewhere())
+    _age_heartbeat(engine, "run-elsewhere", timedelta(minutes=11))
+    assert mark_interrupted_runs(engine) == ["run-elsewhere"]
+    status, noticed = _status(engine, "run-elsewhere")
+    assert status == "interrupted"
+    assert noticed is not None
+    assert _reason(engine, "run-elsewhere") == HEARTBEAT_STALE
+
+
+@pytest.mark.postgres
+def test_fresh_run_of_another_host_stays(engine):
+    _start(engine, "run-new", _elsewhere())
+    _start(engine, "run-beating", _elsewhere())
+    _age_heartbeat(engine, "run-beating", timedelta(minutes=9))
+    assert mark_interrupted_runs(engine) == []
+    assert _status(engine, "run-new") == ("running", None)
+    assert _status(engine, "run-beating") == ("running", None)
+    assert _reason(engine, "run-beating") is None
+
+
+@pytest.mark.parametrize(
+    ("stale_after_seconds", "expected"),
+    [(59.0, ["run-elsewhere"]), (61.0, [])],
+    ids=["older-than-limit", "within-limit"],
+)
+@pytest.mark.postgres
+def test_stale_limit_is_configurable(engine, stale_after_seconds, expected):
+    _start(engine, "run-elsewhere", _elsewhere())
+    _age_heartbeat(engine, "run-elsewhere", timedelta(seconds=60))
+    marked = mark_interrupted_runs(engine, stale_after_seconds=stale_after_seconds)
+    assert marked == expected
+
+
+@pytest.mark.postgres
+def test_live_local_run_ignores_old_heartbeat(engine, sleeper):
+    _start(engine, "run-live", _identity(sleeper.pid))
+    _start(engine, "run-here", current_process())
+    for run_id in ("run-live", "run-here"):
+        _age_heartbeat(engine, run_id, timedelta(days=3))
+    assert mark_interrupted_runs(engine, stale_after_seconds=1) == []
+    assert _status(engine, "run-live") == ("running", None)
+    assert _status(engine, "run-here") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_unreadable_local_process_uses_heartbeat(engine):
+    # A start time that could not be read leaves the process unverifiable.
+    unverifiable = dataclasses.replace(current_process(), start_ticks=None)
+    _start(engine, "run-unverifiable", unverifiable)
+    _start(engine, "run-unverifiable-fresh", unverifiable)
+    _age_heartbeat(engine, "run-unverifiable", timedelta(hours=1))
+    assert mark_interrupted_runs(engine) == ["run-unverifiable"]
+    assert _reason(engine, "run-unverifiable") == HEARTBEAT_STALE
+    assert _status(engine, "run-unverifiable-fresh") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_observer_without_proc_uses_heartbeats(engine):
+    # Off Linux the observer has no scope, so no process can be seen running.
+    observer = dataclasses.replace(current_process(), scope=None)
+    _start(engine, "run-here", current_process())
+    _age_heartbeat(engine, "run-here", timedelta(hours=1))
+    assert mark_interrupted_runs(engine, observer) == ["run-here"]
+    assert _reason(engine, "run-here") == HEARTBEAT_STALE
+
+
+@pytest.mark.postgres
+def test_run_without_heartbeat_counts_from_start(engine):
+    now = _database_now(engine)
+    for run_id, started_at in (
+        ("run-old", now - timedelta(hours=2)),
+        ("run-recent", now - timedelta(minutes=1)),
+    ):
+        record_run_start(
+            engine,
+            {
+                "run_id": run_id,
+                "input_path": "purchases.csv",
+                "input_sha256": "0" * 64,
+                "standard": "cn",
+                "started_at": started_at,
+            },
+            _elsewhere(),
+        )
+        _age_heartbeat(engine, run_id, None)
+    assert mark_interrupted_runs(engine) == ["run-old"]
+    assert _reason(engine, "run-old") == HEARTBEAT_STALE
+    assert _status(engine, "run-recent") == ("running", None)
+
+
+@pytest.mark.postgres
+def test_heartbeat_after_reading_keeps_run(engine):
+    from greenloop.store.runs import _mark_interrupted
+
+    # The run was read as stale, then beat before the update.
+    _start(engine, "run-elsewhere", _elsewhere())
+    stale_before = _database_now(engine) - timedelta(seconds=STALE_HEARTBEAT_SECONDS)
+    marked = _mark_interrupted(engine, ["run-elsewhere"], HEARTBEAT_STALE, stale_before)
+    assert marked == []
+    assert _status(engine, "run-elsewhere") == ("running", None)
+
+
+def _database_now(engine: Engine) -> datetime:
+    with engine.connect() as connection:
+        return database_time(connection)
 
 
 @pytest.mark.postgres
@@ -226,8 +372,9 @@ def test_migration_0003_keeps_existing_runs(database_url):
         ("run-old-running", "running", None),
     ]
     assert found == []
-    # A row without a recorded process cannot be checked, so it stays running.
-    assert mark_interrupted_runs(engine) == []
+    # A row without a recorded process cannot be checked, so only its start
+    # time can show that it stopped.
+    assert mark_interrupted_runs(engine, stale_after_seconds=_TEN_YEARS) == []
 
     with engine.begin() as connection:
         config = schema.alembic_config()
@@ -239,6 +386,116 @@ def test_migration_0003_keeps_existing_runs(database_url):
     engine.dispose()
     assert "host_name" not in columns
     assert rows_left == 2
+
+
+def _insert_run_at_0003(
+    connection, run_id: str, status: str, started_at: datetime
+) -> None:
+    noticed = started_at + timedelta(hours=1) if status == "interrupted" else None
+    connection.execute(
+        text(
+            "INSERT INTO runs (run_id, status, input_path, input_sha256, standard, "
+            "started_at, host_name, process_id, process_scope, process_start_ticks, "
+            "interruption_noticed_at) VALUES (:run_id, :status, 'purchases.csv', "
+            ":digest, 'cn', :started_at, 'another-host', 4242, 'boot pid:[1]', 7, "
+            ":noticed)"
+        ),
+        {
+            "run_id": run_id,
+            "status": status,
+            "digest": "0" * 64,
+            "started_at": started_at,
+            "noticed": noticed,
+        },
+    )
+
+
+@pytest.mark.postgres
+def test_migration_0004_keeps_existing_runs(database_url):
+    schema.upgrade(database_url, revision="0003")
+    engine = make_engine(database_url)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        _insert_run_at_0003(
+            connection, "run-old-stale", "running", now - timedelta(days=1)
+        )
+        _insert_run_at_0003(
+            connection, "run-old-recent", "running", now - timedelta(minutes=1)
+        )
+        _insert_run_at_0003(
+            connection, "run-old-killed", "interrupted", now - timedelta(days=2)
+        )
+
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("runs")}
+        stored = connection.execute(
+            select(
+                runs.c.run_id, runs.c.heartbeat_at, runs.c.interruption_reason
+            ).order_by(runs.c.run_id)
+        ).all()
+        found = schema.differences(connection)
+    assert {"heartbeat_at", "interruption_reason"} <= columns
+    assert stored == [
+        ("run-old-killed", None, PROCESS_ENDED),
+        ("run-old-recent", None, None),
+        ("run-old-stale", None, None),
+    ]
+    assert found == []
+    # Without a heartbeat, a run's start time is its last sign of life.
+    assert mark_interrupted_runs(engine) == ["run-old-stale"]
+    assert _reason(engine, "run-old-stale") == HEARTBEAT_STALE
+    assert _status(engine, "run-old-recent") == ("running", None)
+
+    with engine.begin() as connection:
+        config = schema.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("runs")}
+        statuses = dict(
+            connection.execute(text("SELECT run_id, status FROM runs")).all()
+        )
+    engine.dispose()
+    assert "heartbeat_at" not in columns
+    assert "interruption_reason" not in columns
+    assert statuses == {
+        "run-old-stale": "interrupted",
+        "run-old-recent": "running",
+        "run-old-killed": "interrupted",
+    }
+
+
+@pytest.mark.postgres
+def test_cli_shows_heartbeat_age(database_url):
+    from typer.testing import CliRunner
+
+    from greenloop.cli import app
+
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    _start(engine, "run-beating", _elsewhere())
+    _age_heartbeat(engine, "run-beating", timedelta(minutes=5, seconds=10))
+    _start(engine, "run-silent", _elsewhere())
+    _age_heartbeat(engine, "run-silent", timedelta(hours=3))
+    _start(engine, "run-unbeaten", _elsewhere())
+    _age_heartbeat(engine, "run-unbeaten", None)
+    with engine.begin() as connection:
+        connection.execute(
+            update(runs)
+            .where(runs.c.run_id == "run-unbeaten")
+            .values(started_at=database_time(connection))
+        )
+    engine.dispose()
+    result = CliRunner().invoke(app, ["runs", "list", "--database", database_url])
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert result.exit_code == 0, result.output
+    assert lines["run-beating"].split()[1] == "running"
+    assert lines["run-beating"].endswith("heartbeat 5 min ago")
+    assert lines["run-silent"].split()[1] == "interrupted"
+    assert "(heartbeat stale)" in lines["run-silent"]
+    assert "heartbeat 3 h ago" not in lines["run-silent"]
+    assert lines["run-unbeaten"].endswith("no heartbeat")
 
 
 def test_cli_lists_interrupted_run(sqlite_url):
@@ -256,8 +513,10 @@ def test_cli_lists_interrupted_run(sqlite_url):
     assert result.exit_code == 0, result.output
     assert lines["run-killed"].split()[1] == "interrupted"
     assert "interruption noticed" in lines["run-killed"]
+    assert "(process ended)" in lines["run-killed"]
     assert lines["run-live"].split()[1] == "running"
     assert f"pid {current_process().process_id}" in lines["run-live"]
+    assert "heartbeat" in lines["run-live"]
 
 
 def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):

@@ -26,28 +26,35 @@ def list_runs(
         20, "--limit", min=1, help="Number of runs to list, newest first."
     ),
 ) -> None:
-    """List recent runs with their status, host and process id.
+    """List recent runs with their status, host, process id and heartbeat age.
 
-    Runs of this host whose process has ended are marked interrupted first.
+    Runs whose process has ended on this host, or whose heartbeat is stale,
+    are marked interrupted first.
     """
     from greenloop.store.base import make_engine
-    from greenloop.store.runs import mark_interrupted_runs, recent_runs
+    from greenloop.store.runs import database_time, mark_interrupted_runs, recent_runs
     from greenloop.store.schema import upgrade
 
     engine = make_engine(database)
     upgrade(engine)
     mark_interrupted_runs(engine)
     rows = recent_runs(engine, limit)
+    with engine.connect() as connection:
+        now = database_time(connection)
     engine.dispose()
     if not rows:
         typer.echo("no runs recorded")
         return
     for row in rows:
-        typer.echo(_describe(row))
+        typer.echo(_describe(row, now))
 
 
-def _describe(row: Any) -> str:
-    """Return one line: id, status, start, end or interruption, host and pid."""
+def _describe(row: Any, now: datetime) -> str:
+    """Return one line: id, status, start, end or interruption, host, pid, heartbeat.
+
+    A running run's heartbeat age is measured against `now`, the database's
+    time, which is the clock of the heartbeats.
+    """
     parts = [
         row["run_id"],
         f"{row['status']:<11}",
@@ -56,10 +63,29 @@ def _describe(row: Any) -> str:
     if row["finished_at"] is not None:
         parts.append(f"finished {_time(row['finished_at'])}")
     if row["interruption_noticed_at"] is not None:
-        parts.append(f"interruption noticed {_time(row['interruption_noticed_at'])}")
+        noticed = f"interruption noticed {_time(row['interruption_noticed_at'])}"
+        if row["interruption_reason"] is not None:
+            noticed += f" ({row['interruption_reason'].replace('_', ' ')})"
+        parts.append(noticed)
     if row["host_name"] is not None:
         parts.append(f"on {row['host_name']} pid {row['process_id']}")
+    if row["status"] == "running":
+        parts.append(_heartbeat_age(row["heartbeat_at"], now))
     return "  ".join(parts)
+
+
+def _heartbeat_age(heartbeat_at: datetime | None, now: datetime) -> str:
+    """Return how long ago a run beat, such as `heartbeat 42 s ago`."""
+    from greenloop.store.runs import as_utc
+
+    if heartbeat_at is None:
+        return "no heartbeat"
+    seconds = max(0, round((now - as_utc(heartbeat_at)).total_seconds()))
+    if seconds < 120:
+        return f"heartbeat {seconds} s ago"
+    if seconds < 120 * 60:
+        return f"heartbeat {seconds // 60} min ago"
+    return f"heartbeat {seconds // 3600} h ago"
 
 
 def _time(moment: datetime) -> str:

@@ -110,10 +110,13 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     """Run the main job on one input file and write `runs/<run-id>/`.
 
     The run is recorded in the store as running, then as succeeded or failed.
-    Before that, earlier runs on this host whose process has ended are marked
+    Meanwhile a thread refreshes its heartbeat every
+    `runs.HEARTBEAT_INTERVAL_SECONDS`. Before that, earlier runs whose process
+    has ended on this host, or whose heartbeat is stale, are marked
     interrupted.
     """
     from greenloop.store import runs as run_store
+    from greenloop.store.heartbeat import RunHeartbeat
     from greenloop.store.schema import upgrade
 
     sink = progress or NoProgress()
@@ -165,25 +168,27 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         },
     )
 
+    heartbeat = RunHeartbeat(engine.url, run_id, run_store.HEARTBEAT_INTERVAL_SECONDS)
     try:
-        manifest = _run_steps(
-            _Run(
-                config,
-                sink,
-                connection,
-                source,
-                mapping,
-                engine,
-                run_id,
-                run_dir,
-                started_at,
-                as_of,
-                timings,
-                peaks,
-                cpu,
-                counts,
+        with heartbeat:
+            manifest = _run_steps(
+                _Run(
+                    config,
+                    sink,
+                    connection,
+                    source,
+                    mapping,
+                    engine,
+                    run_id,
+                    run_dir,
+                    started_at,
+                    as_of,
+                    timings,
+                    peaks,
+                    cpu,
+                    counts,
+                )
             )
-        )
     except Exception as error:
         run_store.record_run_end(
             engine, run_id, "failed", {"error": f"{type(error).__name__}: {error}"}

@@ -78,9 +78,9 @@ def process_state(
     one whose /proc entry cannot be read, is UNKNOWN.
     """
     this_process = observer or current_process()
-    # NOTE: a run recorded before its host rebooted stays UNKNOWN, so it is
-    # never marked. Another boot id may also be another machine with the same
-    # host name, whose processes this one cannot see.
+    # NOTE: a run recorded before its host rebooted stays UNKNOWN, so only a
+    # stale heartbeat marks it. Another boot id may also be another machine
+    # with the same host name, whose processes this one cannot see.
     comparable = (
         recorded.host_name == this_process.host_name
         and recorded.scope is not None

@@ -1,9 +1,11 @@
 """Tables and queries for batch runs and the green assets they create.
 
 A run row is `running` from its start until its process records `succeeded`
-or `failed`. A process killed before that leaves the row `running`, so each
-new run first marks the `running` runs of ended processes on its host as
-`interrupted` (see `mark_interrupted_runs`).
+or `failed`. Meanwhile its process refreshes the row's heartbeat (see
+greenloop.store.heartbeat). A process killed before the end leaves the row
+`running`, so each new run first marks as `interrupted` the `running` runs
+whose process has ended on its host or whose heartbeat is stale (see
+`mark_interrupted_runs`).
 
 A green asset is keyed by its purchase id, so running the same input twice, or
 again after a crash, never creates a second asset. Its canonical record lives
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -54,6 +56,21 @@ logger = logging.getLogger(__name__)
 
 RUNNING = "running"
 INTERRUPTED = "interrupted"
+# Values of `interruption_reason`: the kernel showed the run's process ended,
+# or the run's last heartbeat was older than the stale limit.
+PROCESS_ENDED = "process_ended"
+HEARTBEAT_STALE = "heartbeat_stale"
+
+# Seconds between two heartbeats of a running run. A beat is one UPDATE of one
+# row, so it costs nothing next to the run, and at this interval a stale limit
+# of many beats still finds a stopped run within minutes.
+HEARTBEAT_INTERVAL_SECONDS = 30.0
+# Age in seconds after which the last heartbeat of a run shows that the run has
+# stopped, unless its process is seen running. It is 20 intervals, so that a run
+# survives many beats lost in a row: each beat on SQLite gives up while the
+# ledger step holds the write lock, and a busy PostgreSQL server may time a beat
+# out.
+STALE_HEARTBEAT_SECONDS = 600.0
 
 runs = Table(
     "runs",
@@ -72,9 +89,15 @@ runs = Table(
     Column("process_id", Integer),
     Column("process_scope", String(128)),
     Column("process_start_ticks", BigInteger),
-    # When a later process found the run's process ended and marked the run
+    # When a later process found that the run had stopped and marked it
     # `interrupted`. The run itself ended at some time before.
     Column("interruption_noticed_at", DateTime(timezone=True)),
+    # The database's time at the run's start and at each beat of its process.
+    # Rows recorded before this column existed contain NULL.
+    Column("heartbeat_at", DateTime(timezone=True)),
+    # Why a later process marked the run `interrupted`: PROCESS_ENDED or
+    # HEARTBEAT_STALE. NULL when the run's own process recorded its end.
+    Column("interruption_reason", String(32)),
 )
 
 green_assets = Table(
@@ -119,7 +142,7 @@ _LEDGER_INDEX_POSITION = ASSET_COLUMNS.index("ledger_index")
 def record_run_start(
     engine: Engine, run: Mapping[str, Any], process: ProcessIdentity | None = None
 ) -> None:
-    """Insert a run row with status `running` and the process that runs it.
+    """Insert a run row with status `running`, its process and a first heartbeat.
 
     `process` defaults to the calling process.
     """
@@ -133,25 +156,66 @@ def record_run_start(
                 process_id=owner.process_id,
                 process_scope=owner.scope,
                 process_start_ticks=owner.start_ticks,
+                heartbeat_at=func.now(),
             )
         )
 
 
-def mark_interrupted_runs(
-    engine: Engine, observer: ProcessIdentity | None = None
-) -> list[str]:
-    """Mark `running` runs whose process has ended as `interrupted`.
+def record_heartbeat(connection: Connection, run_id: str) -> bool:
+    """Set the heartbeat of a `running` run to the database's current time.
 
-    Returns the ids of the runs marked. Only runs of the observer's host, boot
-    and pid namespace can be checked, and only a run whose process the kernel
-    shows ended is marked (see `process_state`). So a run that still runs
-    stays `running`, and so do runs of other hosts and rows without a
-    recorded process. `observer` defaults to this process.
+    Returns False when the run is not `running`, so no row changed. The caller
+    commits. The time comes from the database's clock, so the heartbeats of
+    hosts whose clocks differ can still be compared.
+    """
+    result = connection.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id, runs.c.status == RUNNING)
+        .values(heartbeat_at=func.now())
+    )
+    return result.rowcount > 0
+
+
+def database_time(connection: Connection) -> datetime:
+    """Return the database's current time in UTC, the clock of the heartbeats."""
+    return as_utc(connection.execute(select(func.now())).scalar_one())
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Return a stored time as an aware UTC time.
+
+    SQLite returns the stored UTC time without a zone, and PostgreSQL returns
+    it in the session's zone.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def mark_interrupted_runs(
+    engine: Engine,
+    observer: ProcessIdentity | None = None,
+    stale_after_seconds: float = STALE_HEARTBEAT_SECONDS,
+) -> list[str]:
+    """Mark `running` runs that have stopped as `interrupted`; return their ids.
+
+    A run is marked for one of two reasons, which its row records with the
+    time it was noticed:
+
+    - PROCESS_ENDED: the kernel shows the run's process ended. Only runs of
+      the observer's host, boot and pid namespace can be checked so (see
+      `process_state`).
+    - HEARTBEAT_STALE: the run's process cannot be seen running, and its last
+      heartbeat is more than `stale_after_seconds` old on the database's
+      clock. A row without a heartbeat, recorded before heartbeats existed,
+      counts from its start time instead.
+
+    A run whose process the observer can show running is never marked,
+    however old its heartbeat. `observer` defaults to this process.
     """
     this_process = observer or current_process()
-    if this_process.scope is None:
-        return []
     with engine.connect() as connection:
+        now = database_time(connection)
         candidates = connection.execute(
             select(
                 runs.c.run_id,
@@ -159,41 +223,82 @@ def mark_interrupted_runs(
                 runs.c.process_id,
                 runs.c.process_scope,
                 runs.c.process_start_ticks,
-            ).where(
-                runs.c.status == RUNNING,
-                runs.c.host_name == this_process.host_name,
-                runs.c.process_scope == this_process.scope,
-            )
+                runs.c.started_at,
+                runs.c.heartbeat_at,
+            ).where(runs.c.status == RUNNING)
         ).all()
-    ended = [
-        row.run_id
-        for row in candidates
-        if process_state(
-            ProcessIdentity(
-                row.host_name,
-                row.process_id,
-                row.process_scope,
-                row.process_start_ticks,
-            ),
-            this_process,
+    stale_before = now - timedelta(seconds=stale_after_seconds)
+    ended: list[str] = []
+    stale: list[str] = []
+    for row in candidates:
+        state = _recorded_process_state(row, this_process)
+        if state == ProcessState.ENDED:
+            ended.append(row.run_id)
+        elif state == ProcessState.UNKNOWN:
+            # NOTE: the start time comes from the clock of the run's host, so
+            # for a row without a heartbeat the limit moves by the difference
+            # between that clock and the database's.
+            last_sign = row.heartbeat_at or row.started_at
+            if as_utc(last_sign) < stale_before:
+                stale.append(row.run_id)
+    marked_ended = _mark_interrupted(engine, ended, PROCESS_ENDED, stale_before)
+    marked_stale = _mark_interrupted(engine, stale, HEARTBEAT_STALE, stale_before)
+    if marked_ended:
+        logger.warning(
+            "marked %d run(s) interrupted because their process has ended: %s",
+            len(marked_ended),
+            ", ".join(marked_ended),
         )
-        == ProcessState.ENDED
-    ]
-    if not ended:
-        return []
-    with engine.begin() as connection:
-        # The status condition leaves alone a run that was marked meanwhile.
-        connection.execute(
-            update(runs)
-            .where(runs.c.run_id.in_(ended), runs.c.status == RUNNING)
-            .values(status=INTERRUPTED, interruption_noticed_at=datetime.now(UTC))
+    if marked_stale:
+        logger.warning(
+            "marked %d run(s) interrupted because their process cannot be checked "
+            "from this host and their last heartbeat is older than %.0f s: %s",
+            len(marked_stale),
+            stale_after_seconds,
+            ", ".join(marked_stale),
         )
-    logger.warning(
-        "marked %d run(s) interrupted because their process has ended: %s",
-        len(ended),
-        ", ".join(ended),
+    return marked_ended + marked_stale
+
+
+def _recorded_process_state(row: Any, observer: ProcessIdentity) -> ProcessState:
+    """Return the state of a run row's process; UNKNOWN for rows without one."""
+    if row.host_name is None or row.process_id is None:
+        return ProcessState.UNKNOWN
+    recorded = ProcessIdentity(
+        row.host_name, row.process_id, row.process_scope, row.process_start_ticks
     )
-    return ended
+    return process_state(recorded, observer)
+
+
+def _mark_interrupted(
+    engine: Engine, run_ids: list[str], reason: str, stale_before: datetime
+) -> list[str]:
+    """Mark the given runs `interrupted` for `reason`; return those marked.
+
+    A run marked by another process meanwhile is left alone, and so is a run
+    that recorded a heartbeat since it was found stale.
+    """
+    if not run_ids:
+        return []
+    marked = []
+    with engine.begin() as connection:
+        for run_id in run_ids:
+            conditions = [runs.c.run_id == run_id, runs.c.status == RUNNING]
+            if reason == HEARTBEAT_STALE:
+                last_sign = func.coalesce(runs.c.heartbeat_at, runs.c.started_at)
+                conditions.append(last_sign < stale_before)
+            result = connection.execute(
+                update(runs)
+                .where(*conditions)
+                .values(
+                    status=INTERRUPTED,
+                    interruption_noticed_at=datetime.now(UTC),
+                    interruption_reason=reason,
+                )
+            )
+            if result.rowcount > 0:
+                marked.append(run_id)
+    return marked
 
 
 def recent_runs(engine: Engine, limit: int) -> list[RowMapping]:

@@ -162,8 +162,19 @@ class RunOut(BaseModel):
     )
     interruption_noticed_at: UtcDatetime | None = Field(
         default=None,
-        description="When a later run found the run's process ended; the run "
+        description="When a later run found that the run had stopped; the run "
         "stopped at some time before.",
+    )
+    interruption_reason: str | None = Field(
+        default=None,
+        description="Why a later run marked the run interrupted: process_ended "
+        "(its process ended on that run's host) or heartbeat_stale (its last "
+        "heartbeat was too old); null otherwise.",
+    )
+    heartbeat_at: UtcDatetime | None = Field(
+        default=None,
+        description="The database's time at the run's last heartbeat, which its "
+        "process records while it runs; null for older runs.",
     )
 
 
