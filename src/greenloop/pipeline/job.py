@@ -36,7 +36,7 @@ from greenloop.pipeline.impact_step import (
 )
 from greenloop.pipeline.ingest import drop_purchases, ingest
 from greenloop.pipeline.mapping import ColumnMapping, identity_mapping, load_mapping
-from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
+from greenloop.pipeline.memory import WITH_WORKERS, cpu_seconds, record_peak
 from greenloop.pipeline.outputs import write_data_files, write_outputs
 from greenloop.pipeline.progress import NoProgress, ProgressSink
 from greenloop.pipeline.sources import Source, register_source
@@ -276,7 +276,7 @@ def _run_steps(run: _Run) -> dict[str, Any]:
         run.cpu["identify_workers"] = round(identified.worker_cpu_seconds, 3)
     if identified.worker_peak_mib is not None and "identify" in run.peaks:
         # The workers ran beside the main process, so their memory adds to it.
-        run.peaks["identify_with_workers"] = (
+        run.peaks["identify" + WITH_WORKERS] = (
             run.peaks["identify"] + identified.worker_peak_mib
         )
 
@@ -508,9 +508,7 @@ def _timed(
     result = action()
     timings[step] = round(time.perf_counter() - started, 3)
     cpu[step] = round(cpu_seconds() - started_cpu, 3)
-    peak = peak_rss_mib()
-    if peak is not None:
-        peaks[step] = peak
+    peak = record_peak(peaks, step)
     logger.info("step %s took %.2f s (peak memory %s MiB)", step, timings[step], peak)
     return result
 

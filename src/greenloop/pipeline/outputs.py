@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 import greenloop
 from greenloop.impact.record import Impact
 from greenloop.pipeline.mapping import ColumnMapping
-from greenloop.pipeline.memory import cpu_seconds, peak_rss_mib
+from greenloop.pipeline.memory import cpu_seconds, record_peak
 from greenloop.pipeline.sources import Source
 from greenloop.pipeline.totals import ROUNDING_NOTE, exact_sum, fetch_totals, to_float
 from greenloop.reports.run_report import render_html
@@ -337,9 +337,7 @@ def write_outputs(
     cpu["report"] = round(cpu_seconds() - started_cpu, 3)
     # The whole process from its start, with the identify workers' time.
     cpu["process"] = round(cpu_seconds() + cpu.get("identify_workers", 0.0), 3)
-    peak = peak_rss_mib()
-    if peak is not None:
-        peaks["report"] = peak
+    record_peak(peaks, "report")
     write_atomically(
         run_dir / "manifest.json",
         lambda p: p.write_text(_json(manifest), encoding="utf-8"),
