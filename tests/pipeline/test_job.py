@@ -292,7 +292,9 @@ def _signal_during_ledger(
     child_keys = tmp_path / f"{name}-keys"
     shutil.copytree(keys, child_keys)
     url = f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
-    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
+    # Batches of two entries make the ledger step last long enough, even on a
+    # busy machine, for the signal to arrive before its last batch.
+    environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "2"}
     command = _run_command(sample, tmp_path / f"{name}-runs", child_keys, url)
     process = subprocess.Popen(
         command,
