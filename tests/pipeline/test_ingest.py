@@ -199,7 +199,11 @@ def test_malformed_csv_record_quarantined(tmp_path):
     connection, counts = _ingest(path)
     assert counts.rows_read == 2
     assert counts.quarantined_rows == 1
-    assert "expected 8 fields, found 9" in _reasons(connection)[2][0]
+    [(reason, detail)] = connection.execute(
+        "SELECT reason, detail FROM quarantine"
+    ).fetchall()
+    assert reason.startswith("malformed CSV record: wrong number of fields")
+    assert detail == "expected 8 fields, found 9"
 
 
 def test_jsonl_invalid_line_quarantined(tmp_path):
@@ -215,7 +219,11 @@ def test_jsonl_invalid_line_quarantined(tmp_path):
     path.write_text(json.dumps(good, ensure_ascii=False) + "\n{not json\n", "utf-8")
     connection, counts = _ingest(path)
     assert counts.purchases == 1
-    assert _reasons(connection)[2][0].startswith("(record): invalid JSON")
+    [(reason, detail)] = connection.execute(
+        "SELECT reason, detail FROM quarantine"
+    ).fetchall()
+    assert reason.startswith("invalid JSON")
+    assert detail.endswith("at column 2")
 
 
 def test_missing_file_names_path(tmp_path):

@@ -30,6 +30,15 @@ def _quarantine(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
     ).fetchall()
 
 
+def _details(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        detail
+        for (detail,) in connection.execute(
+            'SELECT detail FROM quarantine ORDER BY row, "column"'
+        ).fetchall()
+    ]
+
+
 def _jsonl_line(purchase_id: str, title: str) -> str:
     record = {
         "purchase_id": purchase_id,
@@ -66,7 +75,7 @@ def test_jsonl_lone_surrogate_quarantined(tmp_path):
     assert (row, column) == (3, "title")
     assert value == "bad \\ud800 title"
     assert reason.startswith("invalid text: not valid Unicode")
-    assert "U+D800" in reason
+    assert _details(connection) == ["U+D800 at offset 4"]
 
 
 def test_jsonl_surrogate_pair_accepted(tmp_path):
@@ -90,7 +99,7 @@ def test_jsonl_invalid_bytes_quarantined(tmp_path):
     assert (row, column) == (2, "title")
     assert value == "bad \\xff title"
     assert reason.startswith("invalid text: not valid UTF-8")
-    assert "0xFF" in reason
+    assert _details(connection) == ["byte 0xFF at offset 4"]
 
 
 def test_jsonl_surrogate_in_nested_value(tmp_path):
@@ -103,7 +112,9 @@ def test_jsonl_surrogate_in_nested_value(tmp_path):
     assert counts.purchases == 1
     [(row, column, _, reason)] = _quarantine(connection)
     assert (row, column) == (2, "label_codes")
-    assert "U+DC00" in reason
+    assert reason.startswith("invalid text: not valid Unicode")
+    # The offset counts the bytes of the list's JSON text before it, ["eco", ".
+    assert _details(connection) == ["U+DC00 at offset 9"]
 
 
 def test_jsonl_surrogate_in_key(tmp_path):
@@ -148,7 +159,7 @@ def test_csv_invalid_bytes_quarantined(tmp_path, rows_before):
     assert (row, column) == (rows_before + 1, "title")
     assert value == "caf\\xe9 \\xff"
     assert reason.startswith("invalid text: not valid UTF-8")
-    assert "0xE9" in reason
+    assert _details(connection) == ["byte 0xE9 at offset 3, byte 0xFF at offset 5"]
     titles = connection.execute("SELECT DISTINCT title FROM purchases").fetchall()
     assert not any("\ufffd" in title for (title,) in titles)
 
@@ -165,3 +176,40 @@ def test_csv_in_other_encoding_rejected(tmp_path):
     path.write_bytes(HEADER + _csv_line("c1", "有机大米".encode("gb18030")))
     with pytest.raises(InputError, match="not valid UTF-8"):
         register_source(duckdb.connect(), path)
+
+
+def test_reader_reasons_grouped_by_kind(tmp_path):
+    lines = [_csv_line("ok", b"Kettle")]
+    lines += [
+        _csv_line(f"b{i}", b"caf" + bytes([byte]))
+        for i, byte in enumerate(b"\xe9\xff\x80")
+    ]
+    lines += [b"w1,2026-05-01 10:00:00,u1,a,b,1,4,CNY\n"]
+    lines += [b"w2,2026-05-01 10:00:00,u1,a,b,c,1,4,CNY\n"]
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER + b"".join(lines))
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 5
+    groups = connection.execute(
+        "SELECT reason, count(*) FROM quarantine GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    assert [n for _, n in groups] == [3, 2]
+    assert groups[0][0].startswith("invalid text: not valid UTF-8")
+    assert groups[1][0].startswith("malformed CSV record: wrong number of fields")
+    assert sorted(_details(connection)) == [
+        "byte 0x80 at offset 3",
+        "byte 0xE9 at offset 3",
+        "byte 0xFF at offset 3",
+        "expected 7 fields, found 8",
+        "expected 7 fields, found 9",
+    ]
+
+
+def test_long_detail_is_shortened(tmp_path):
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER + _csv_line("bad", b"\xff" * 8))
+    path.write_bytes(path.read_bytes() + _csv_line("ok", b"Kettle"))
+    connection, _ = _ingest(path)
+    [detail] = _details(connection)
+    assert detail.startswith("byte 0xFF at offset 0, byte 0xFF at offset 1,")
+    assert detail.endswith("byte 0xFF at offset 4, 3 more")

@@ -3,7 +3,9 @@
 The whole step is SQL in DuckDB, so it runs out of core at any size. Each row
 gets a list of problems. A row with any problem goes to the quarantine with its
 row number, column, value and reason, and every other row becomes either a
-purchase or a return. Returns are matched to the purchase they reverse.
+purchase or a return. The records that reading found malformed join the
+quarantine with a detail beside the reason. Returns are matched to the purchase
+they reverse.
 """
 
 from __future__ import annotations
@@ -438,15 +440,15 @@ def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) ->
         """
         CREATE OR REPLACE TABLE quarantine AS
         SELECT __row__ AS row, purchase_id, p.column AS "column", p.value AS value,
-               p.reason AS reason
+               p.reason AS reason, CAST(NULL AS VARCHAR) AS detail
         FROM (SELECT __row__, raw_purchase_id AS purchase_id, unnest(problems) AS p
               FROM staged WHERE len(problems) > 0)
         """
     )
     if source.malformed:
         connection.executemany(
-            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?)",
-            [(m.row, m.column, m.text, m.reason) for m in source.malformed],
+            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?, ?)",
+            [(m.row, m.column, m.text, m.reason, m.detail) for m in source.malformed],
         )
 
 

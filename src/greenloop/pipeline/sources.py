@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,27 @@ EXPECTED_FORMS = (
 )
 BATCH_ROWS = 200_000
 
+# Reasons of the quarantine entries that reading finds. Each kind of problem
+# has one reason, so the report counts rows per kind. What differs from row to
+# row (a byte, an offset, a parser message) goes in the entry's detail.
+NOT_UTF8 = "not valid UTF-8; save the file as UTF-8"
+LONE_SURROGATE = (
+    "not valid Unicode, a JSON \\u escape gives one half of a surrogate pair; "
+    "write the character itself or the escapes of both halves"
+)
+WRONG_FIELD_COUNT = (
+    "malformed CSV record: wrong number of fields (an unquoted delimiter inside "
+    "a value?)"
+)
+UNREADABLE_CSV = (
+    "unreadable CSV from here on: no later record was read; fix this record and "
+    "run again"
+)
+INVALID_JSON = "invalid JSON: give one JSON object per line"
+NOT_AN_OBJECT = "a JSON Lines record must be an object"
+# The detail names at most this many bad bytes or surrogates of one value.
+MAX_DETAIL_ITEMS = 5
+
 
 class InputError(ValueError):
     """The input file cannot be read at all."""
@@ -53,12 +74,17 @@ ESCAPED_BYTES = range(0xDC80, 0xDD00)
 
 @dataclass
 class MalformedRecord:
-    """A record that could not be read as columns, or one column's unusable text."""
+    """A record that could not be read as columns, or one column's unusable text.
+
+    `reason` is the same for every record with the same kind of problem, and
+    `detail` names what differs, such as the bytes that are not UTF-8.
+    """
 
     row: int
     reason: str
     text: str
     column: str = "(record)"
+    detail: str | None = None
 
 
 @dataclass
@@ -159,9 +185,10 @@ def _register_batches(
         rows += table.num_rows
     if rows == 0 and batches.malformed:
         first = batches.malformed[0]
+        detail = f"; {first.detail}" if first.detail else ""
         raise InputError(
             f"cannot read {path}: no record could be read (row {first.row}, column "
-            f"{first.column}: {first.reason}); expected {EXPECTED_FORMS}"
+            f"{first.column}: {first.reason}{detail}); expected {EXPECTED_FORMS}"
         )
     types = dict.fromkeys(batches.columns, "VARCHAR")
     return Source(path, kind, sha256, batches.columns, batches.malformed, types)
@@ -183,13 +210,13 @@ def _csv_batches(path: Path) -> _Batches:
         raise InputError(f"cannot read {path} as CSV: {error}") from error
     header = [name.strip() for name in header]
     for name in header:
-        found = SURROGATE.search(name)
-        if found is not None:
+        if SURROGATE.search(name) is not None:
             stream.close()
+            _, detail = _text_problem(name, lambda _: True)
             raise InputError(
                 f"cannot read {path}: the column name '{_printable(name)}' in line 1 "
-                f"(the header row) is {_invalid_text(found.group(), from_bytes=True)} "
-                "or give Parquet"
+                f"(the header row) is not valid UTF-8 ({detail}); save the file as "
+                "UTF-8 or give Parquet"
             )
     if len(set(header)) != len(header) or not all(header):
         raise InputError(
@@ -212,9 +239,9 @@ def _csv_batches(path: Path) -> _Batches:
                     malformed.append(
                         MalformedRecord(
                             row,
-                            f"malformed CSV record: expected {width} fields, found "
-                            f"{len(record)} (an unquoted delimiter inside a value?)",
+                            WRONG_FIELD_COUNT,
                             _printable(delimiter.join(record)[:200]),
+                            detail=f"expected {width} fields, found {len(record)}",
                         )
                     )
                     continue
@@ -231,7 +258,7 @@ def _csv_batches(path: Path) -> _Batches:
                     values = [[] for _ in header]
         except csv.Error as error:
             malformed.append(
-                MalformedRecord(row + 1, f"unreadable CSV from here on: {error}", "")
+                MalformedRecord(row + 1, UNREADABLE_CSV, "", detail=str(error))
             )
         finally:
             if row_numbers:
@@ -254,21 +281,19 @@ def _jsonl_batches(path: Path) -> _Batches:
                 document = json.loads(line)
             except json.JSONDecodeError as error:
                 # Bytes that are not UTF-8 in the line are the likelier cause.
-                found = SURROGATE.search(line)
-                reason = (
-                    f"invalid text: {_invalid_text(found.group(), from_bytes=True)}"
-                    if found
-                    else f"invalid JSON: {error.msg}"
+                if SURROGATE.search(line) is not None:
+                    problem, detail = _text_problem(line, lambda _: True)
+                    reason = f"invalid text: {problem}"
+                else:
+                    reason = INVALID_JSON
+                    detail = f"{error.msg} at column {error.colno}"
+                malformed.append(
+                    MalformedRecord(row, reason, _printable(line[:200]), detail=detail)
                 )
-                malformed.append(MalformedRecord(row, reason, _printable(line[:200])))
                 continue
             if not isinstance(document, dict):
                 malformed.append(
-                    MalformedRecord(
-                        row,
-                        "a JSON Lines record must be an object",
-                        _printable(line[:200]),
-                    )
+                    MalformedRecord(row, NOT_AN_OBJECT, _printable(line[:200]))
                 )
                 continue
             invalid = _invalid_fields(row, line, document)
@@ -309,11 +334,12 @@ def _invalid_cells(
     """Return one entry per cell of a CSV record whose bytes are not UTF-8."""
     invalid = []
     for name, cell in zip(header, record, strict=True):
-        found = SURROGATE.search(cell)
-        if found is not None:
-            reason = _invalid_text(found.group(), from_bytes=True)
+        if SURROGATE.search(cell) is not None:
+            problem, detail = _text_problem(cell, lambda _: True)
             invalid.append(
-                MalformedRecord(row, f"invalid text: {reason}", _printable(cell), name)
+                MalformedRecord(
+                    row, f"invalid text: {problem}", _printable(cell), name, detail
+                )
             )
     return invalid
 
@@ -327,38 +353,64 @@ def _invalid_fields(
     Any other came from a JSON escape.
     """
     invalid = []
+
+    def from_bytes(surrogate: str) -> bool:
+        return surrogate in line
+
     for key, value in document.items():
-        found = SURROGATE.search(key)
-        if found is not None:
-            reason = _invalid_text(found.group(), found.group() in line)
+        if SURROGATE.search(key) is not None:
+            problem, detail = _text_problem(key, from_bytes)
             invalid.append(
                 MalformedRecord(
-                    row, f"invalid column name: {reason}", _printable(line[:200])
+                    row,
+                    f"invalid column name: {problem}",
+                    _printable(line[:200]),
+                    detail=f"in the name '{_printable(key)}': {detail}",
                 )
             )
             continue
         text = _json_text(value) or ""
-        found = SURROGATE.search(text)
-        if found is not None:
-            reason = _invalid_text(found.group(), found.group() in line)
+        if SURROGATE.search(text) is not None:
+            problem, detail = _text_problem(text, from_bytes)
             invalid.append(
-                MalformedRecord(row, f"invalid text: {reason}", _printable(text), key)
+                MalformedRecord(
+                    row, f"invalid text: {problem}", _printable(text), key, detail
+                )
             )
     return invalid
 
 
-def _invalid_text(surrogate: str, from_bytes: bool) -> str:
-    """Return why text containing `surrogate` cannot be read, and the fix if any."""
-    code = ord(surrogate)
-    if from_bytes and code in ESCAPED_BYTES:
-        return (
-            f"not valid UTF-8, it contains the byte 0x{code - 0xDC00:02X}; save the "
-            "file as UTF-8"
-        )
-    return (
-        f"not valid Unicode, it contains the lone surrogate U+{code:04X} (a JSON "
-        f"\\u{code:04x} escape without its pair)"
-    )
+def _text_problem(text: str, from_bytes: Callable[[str], bool]) -> tuple[str, str]:
+    """Return the problem of text that contains surrogates, and its detail.
+
+    The problem is NOT_UTF8 or LONE_SURROGATE, after the first surrogate, and
+    `from_bytes(surrogate)` returns whether a surrogate is a byte of the file.
+    The detail names each bad byte or surrogate with its offset: the number of
+    bytes before it in the text's UTF-8 form, where a bad byte counts one and a
+    lone surrogate three.
+    """
+    problem = None
+    items = []
+    offset = 0
+    position = 0
+    for found in SURROGATE.finditer(text):
+        offset += len(text[position : found.start()].encode("utf-8"))
+        position = found.end()
+        code = ord(found.group())
+        if code in ESCAPED_BYTES and from_bytes(found.group()):
+            problem = problem or NOT_UTF8
+            items.append(f"byte 0x{code - 0xDC00:02X} at offset {offset}")
+            offset += 1
+        else:
+            problem = problem or LONE_SURROGATE
+            items.append(f"U+{code:04X} at offset {offset}")
+            offset += 3
+    if problem is None:
+        raise ValueError("the text contains no surrogate")
+    listed = items[:MAX_DETAIL_ITEMS]
+    if len(items) > len(listed):
+        listed.append(f"{len(items) - len(listed)} more")
+    return problem, ", ".join(listed)
 
 
 def _printable(text: str) -> str:
