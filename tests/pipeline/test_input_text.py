@@ -10,17 +10,18 @@ import duckdb
 import pytest
 
 from greenloop.pipeline.ingest import ingest
-from greenloop.pipeline.mapping import identity_mapping
+from greenloop.pipeline.mapping import identity_mapping, load_mapping
 from greenloop.pipeline.sources import InputError, register_source
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
 HEADER = b"purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
 
 
-def _ingest(path: Path):
+def _ingest(path: Path, mapping: str | None = None):
     connection = duckdb.connect()
     source = register_source(connection, path)
-    counts = ingest(connection, source, identity_mapping(source.columns), RUN_STARTED)
+    chosen = load_mapping(mapping) if mapping else identity_mapping(source.columns)
+    counts = ingest(connection, source, chosen, RUN_STARTED)
     return connection, counts
 
 
@@ -28,6 +29,12 @@ def _quarantine(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
     return connection.execute(
         'SELECT row, "column", value, reason FROM quarantine ORDER BY row, "column"'
     ).fetchall()
+
+
+def _purchase_ids(connection: duckdb.DuckDBPyConnection) -> dict[int, str | None]:
+    return dict(
+        connection.execute("SELECT row, purchase_id FROM quarantine").fetchall()
+    )
 
 
 def _details(connection: duckdb.DuckDBPyConnection) -> list[str]:
@@ -176,6 +183,39 @@ def test_csv_in_other_encoding_rejected(tmp_path):
     path.write_bytes(HEADER + _csv_line("c1", "有机大米".encode("gb18030")))
     with pytest.raises(InputError, match="not valid UTF-8"):
         register_source(duckdb.connect(), path)
+
+
+def test_csv_invalid_cell_keeps_purchase_id(tmp_path):
+    path = tmp_path / "purchases.csv"
+    lines = [_csv_line("c1", b"Kettle"), _csv_line("bad", b"caf\xe9"), b"c\xff3"]
+    lines[2] += b",2026-05-01 10:00:00,u1,Kettle,1,4,CNY\n"
+    path.write_bytes(HEADER + b"".join(lines))
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 2
+    # A purchase id that is itself not UTF-8 cannot be read, so it stays empty.
+    assert _purchase_ids(connection) == {2: "bad", 3: None}
+
+
+def test_jsonl_invalid_field_keeps_purchase_id(tmp_path):
+    path = tmp_path / "purchases.jsonl"
+    lines = [_jsonl_line("j1", "Kettle"), _jsonl_line("j2", "bad \ud800")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    connection, _ = _ingest(path)
+    assert _purchase_ids(connection) == {2: "j2"}
+
+
+def test_mapped_purchase_id_of_malformed_record(tmp_path):
+    # The online-retail mapping makes the id from two columns, as InvoiceNo:StockCode.
+    path = tmp_path / "invoices.csv"
+    header = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,"
+    header += b"CustomerID,Country\n"
+    good = b"536365,85123A,LANTERN,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+    bad = good.replace(b"LANTERN", b"CAF\xc9 LANTERN")
+    path.write_bytes(header + good + bad)
+    connection, counts = _ingest(path, "online-retail")
+    assert counts.purchases == 1
+    # The id is the file's own, without the :2 that marks a repeated id.
+    assert _purchase_ids(connection) == {2: "536365:85123A"}
 
 
 def test_reader_reasons_grouped_by_kind(tmp_path):

@@ -505,7 +505,7 @@ def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_u
     assert by_reason[0]["reason"].startswith("invalid text: not valid UTF-8")
     quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
     assert quarantine[0] == "row,purchase_id,column,value,reason,detail"
-    assert quarantine[1].startswith("2,,title,caf\\xe9,")
+    assert quarantine[1].startswith("2,b0,title,caf\\xe9,")
     assert quarantine[1].endswith(",byte 0xE9 at offset 3")
 
 

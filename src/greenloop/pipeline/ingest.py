@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 import pycountry
 
 from greenloop.pipeline.mapping import (
@@ -37,7 +38,7 @@ from greenloop.pipeline.schema import (
     PURCHASE_FIELDS,
     REQUIRED_FIELDS,
 )
-from greenloop.pipeline.sources import Source
+from greenloop.pipeline.sources import MALFORMED_CELLS, Source
 
 EXPECTED_FORMS = {
     "TIMESTAMP": "a date and time such as 2024-05-01 14:30:00",
@@ -73,7 +74,7 @@ def ingest(
     _create_currency_table(connection)
     text_fields = _text_fields(mapping, source.column_types)
     connection.execute(_staging_sql(mapping, run_started_at, text_fields))
-    _create_quarantine(connection, source)
+    _create_quarantine(connection, source, mapping)
     _create_returns(connection, mapping)
     _create_purchases(connection)
     counts = _counts(connection, source)
@@ -435,7 +436,9 @@ def _problem_conditions(
     return checks
 
 
-def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) -> None:
+def _create_quarantine(
+    connection: duckdb.DuckDBPyConnection, source: Source, mapping: ColumnMapping
+) -> None:
     connection.execute(
         """
         CREATE OR REPLACE TABLE quarantine AS
@@ -446,10 +449,43 @@ def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) ->
         """
     )
     if source.malformed:
-        connection.executemany(
-            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?, ?)",
-            [(m.row, m.column, m.text, m.reason, m.detail) for m in source.malformed],
+        _insert_malformed(connection, source, mapping)
+
+
+def _insert_malformed(
+    connection: duckdb.DuckDBPyConnection, source: Source, mapping: ColumnMapping
+) -> None:
+    """Add the records that reading found malformed to the quarantine.
+
+    A record's purchase id is made from its cells that could be read, by the
+    mapping's expression for any row, but without the :2, :3 that number_repeats
+    appends. It stays empty when the record could not be split into cells or a
+    cell that the id needs could not be read.
+    """
+    records = pa.table(
+        {
+            "row": pa.array([m.row for m in source.malformed], pa.int64()),
+            "column": [m.column for m in source.malformed],
+            "value": [m.text for m in source.malformed],
+            "reason": [m.reason for m in source.malformed],
+            "detail": pa.array([m.detail for m in source.malformed], pa.string()),
+        }
+    )
+    purchase_id = _raw_expression("purchase_id", mapping)
+    connection.register("malformed_records", records)
+    try:
+        connection.execute(
+            f"""
+            INSERT INTO quarantine
+            SELECT m.row, ids.purchase_id, m."column", m.value, m.reason, m.detail
+            FROM malformed_records m
+            LEFT JOIN (SELECT {ROW_NUMBER_COLUMN} AS row,
+                              CAST({purchase_id} AS VARCHAR) AS purchase_id
+                       FROM {MALFORMED_CELLS}) ids ON ids.row = m.row
+            """
         )
+    finally:
+        connection.unregister("malformed_records")
 
 
 def _create_returns(

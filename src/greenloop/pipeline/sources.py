@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,9 @@ EXPECTED_FORMS = (
     "with one object per line (.jsonl, .ndjson)"
 )
 BATCH_ROWS = 200_000
+# The relation of the malformed records' cells that could be read, with the
+# columns of `raw`. The ingest step reads their purchase ids from it.
+MALFORMED_CELLS = "raw_malformed"
 
 # Reasons of the quarantine entries that reading finds. Each kind of problem
 # has one reason, so the report counts rows per kind. What differs from row to
@@ -89,7 +92,12 @@ class MalformedRecord:
 
 @dataclass
 class Source:
-    """An input registered in DuckDB as `raw`, with what reading it found."""
+    """An input registered in DuckDB as `raw`, with what reading it found.
+
+    Registering also creates the table MALFORMED_CELLS, with one row per
+    malformed record whose other cells could be read. A cell that could not be
+    read is NULL there.
+    """
 
     path: Path
     format: str
@@ -150,6 +158,9 @@ def _register_parquet(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
     types = {row[0]: str(row[1]) for row in described if row[0] != ROW_NUMBER_COLUMN}
+    connection.execute(
+        f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM raw LIMIT 0"
+    )
     return Source(path, "parquet", sha256, list(types), column_types=types)
 
 
@@ -158,6 +169,9 @@ class _Batches:
     columns: list[str]
     tables: Iterator[pa.Table]
     malformed: list[MalformedRecord]
+    # The readable cells of each malformed record, by row. It is complete only
+    # once `tables` is exhausted.
+    readable: dict[int, dict[str, str | None]]
 
 
 def _register_batches(
@@ -190,8 +204,23 @@ def _register_batches(
             f"cannot read {path}: no record could be read (row {first.row}, column "
             f"{first.column}: {first.reason}{detail}); expected {EXPECTED_FORMS}"
         )
+    _store_readable_cells(connection, batches.columns, batches.readable)
     types = dict.fromkeys(batches.columns, "VARCHAR")
     return Source(path, kind, sha256, batches.columns, batches.malformed, types)
+
+
+def _store_readable_cells(
+    connection: duckdb.DuckDBPyConnection,
+    columns: list[str],
+    readable: dict[int, dict[str, str | None]],
+) -> None:
+    rows = sorted(readable)
+    values = [[readable[row].get(name) for row in rows] for name in columns]
+    connection.register("readable_batch", _to_table(columns, rows, values))
+    connection.execute(
+        f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM readable_batch"
+    )
+    connection.unregister("readable_batch")
 
 
 def _csv_batches(path: Path) -> _Batches:
@@ -224,6 +253,7 @@ def _csv_batches(path: Path) -> _Batches:
             f"{header!r}"
         )
     malformed: list[MalformedRecord] = []
+    readable: dict[int, dict[str, str | None]] = {}
 
     def tables() -> Iterator[pa.Table]:
         width = len(header)
@@ -236,6 +266,7 @@ def _csv_batches(path: Path) -> _Batches:
                 if len(record) != width:
                     if not any(cell.strip() for cell in record):
                         continue
+                    # The fields may be shifted, so no cell counts as readable.
                     malformed.append(
                         MalformedRecord(
                             row,
@@ -248,6 +279,7 @@ def _csv_batches(path: Path) -> _Batches:
                 invalid = _invalid_cells(row, header, record)
                 if invalid:
                     malformed.extend(invalid)
+                    readable[row] = _readable_cells(zip(header, record, strict=True))
                     continue
                 row_numbers.append(row)
                 for index, cell in enumerate(record):
@@ -265,7 +297,7 @@ def _csv_batches(path: Path) -> _Batches:
                 yield _to_table(header, row_numbers, values)
             stream.close()
 
-    return _Batches(header, tables(), malformed)
+    return _Batches(header, tables(), malformed, readable)
 
 
 def _jsonl_batches(path: Path) -> _Batches:
@@ -273,6 +305,7 @@ def _jsonl_batches(path: Path) -> _Batches:
     columns: list[str] = []
     records: list[tuple[int, dict[str, object]]] = []
     malformed: list[MalformedRecord] = []
+    readable: dict[int, dict[str, str | None]] = {}
     with stream:
         for row, line in enumerate(stream, start=1):
             if not line.strip():
@@ -299,6 +332,9 @@ def _jsonl_batches(path: Path) -> _Batches:
             invalid = _invalid_fields(row, line, document)
             if invalid:
                 malformed.extend(invalid)
+                readable[row] = _readable_cells(
+                    (key, _json_text(value)) for key, value in document.items()
+                )
                 continue
             for key in document:
                 if key not in columns:
@@ -313,7 +349,7 @@ def _jsonl_batches(path: Path) -> _Batches:
             ]
             yield _to_table(columns, [row for row, _ in chunk], values)
 
-    return _Batches(columns, tables(), malformed)
+    return _Batches(columns, tables(), malformed, readable)
 
 
 def _json_text(value: object) -> str | None:
@@ -326,6 +362,17 @@ def _json_text(value: object) -> str | None:
     if isinstance(value, int | float):
         return repr(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def _readable_cells(
+    cells: Iterable[tuple[str, str | None]],
+) -> dict[str, str | None]:
+    """Return the cells whose name and text are valid, with None for an empty one."""
+    return {
+        name: text or None
+        for name, text in cells
+        if SURROGATE.search(name) is None and SURROGATE.search(text or "") is None
+    }
 
 
 def _invalid_cells(
