@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from greenloop.pipeline.ingest import ingest
@@ -253,3 +255,157 @@ def test_long_detail_is_shortened(tmp_path):
     [detail] = _details(connection)
     assert detail.startswith("byte 0xFF at offset 0, byte 0xFF at offset 1,")
     assert detail.endswith("byte 0xFF at offset 4, 3 more")
+
+
+def _as_text(values: list[bytes | None]) -> pa.Array:
+    """Return a string array of `values` with no UTF-8 check, as a bad writer makes."""
+    return pa.array(values, pa.binary()).view(pa.string())
+
+
+def _write_parquet(
+    path: Path,
+    purchase_ids: list[bytes],
+    titles: list[bytes | None],
+    row_group_size: int | None = None,
+) -> Path:
+    rows = len(purchase_ids)
+    table = pa.table(
+        {
+            "purchase_id": _as_text(purchase_ids),
+            "occurred_at": pa.array(["2026-05-01 10:00:00"] * rows),
+            "user_id": pa.array(["u1"] * rows),
+            "title": _as_text(titles),
+            "quantity": pa.array([1] * rows),
+            "amount": pa.array([12.5] * rows),
+            "currency": pa.array(["CNY"] * rows),
+        }
+    )
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def _bad_parquet(tmp_path: Path) -> Path:
+    purchase_ids = [b"p1", b"p2", b"p3", b"p4", b"p\xff5", b"p6"]
+    titles = [b"Kettle", "有机大米".encode(), b"caf\xe9 x", b"Fan", b"Mug", b"Lamp"]
+    return _write_parquet(tmp_path / "purchases.parquet", purchase_ids, titles)
+
+
+def test_duckdb_rejects_bad_parquet_itself(tmp_path):
+    path = _bad_parquet(tmp_path)
+    with pytest.raises(duckdb.InvalidInputException, match="not valid UTF8"):
+        duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+
+
+def test_parquet_invalid_bytes_quarantined(tmp_path):
+    connection, counts = _ingest(_bad_parquet(tmp_path))
+    assert counts.rows_read == 6
+    assert counts.purchases == 4
+    assert counts.quarantined_rows == 2
+    [title, purchase_id] = _quarantine(connection)
+    assert title[:3] == (3, "title", "caf\\xe9 x")
+    assert purchase_id[:3] == (5, "purchase_id", "p\\xff5")
+    # One reason for both, so the report counts them together.
+    assert title[3] == purchase_id[3]
+    assert title[3].startswith("invalid text: not valid UTF-8")
+    assert _details(connection) == ["byte 0xE9 at offset 3", "byte 0xFF at offset 1"]
+    assert _purchase_ids(connection) == {3: "p3", 5: None}
+    titles = connection.execute("SELECT title FROM purchases ORDER BY row").fetchall()
+    assert titles == [("Kettle",), ("有机大米",), ("Fan",), ("Lamp",)]
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        b"\x80",  # a continuation byte with no lead byte
+        b"\xe6\x9c",  # a three-byte sequence cut short
+        b"\xc0\xaf",  # an overlong encoding of "/"
+        b"\xed\xa0\x80",  # the surrogate U+D800 encoded as UTF-8
+        b"\xf4\x90\x80\x80",  # above U+10FFFF
+    ],
+    ids=["continuation", "truncated", "overlong", "surrogate", "above-max"],
+)
+def test_parquet_invalid_sequence_quarantined(tmp_path, invalid):
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"ok", b"x" + invalid]
+    )
+    # Reading leaves such rows out of DuckDB's scan, which drops the bytes it
+    # rejects, so DuckDB must reject every sequence that Python rejects.
+    with pytest.raises(duckdb.InvalidInputException):
+        duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    [(row, column, _, _)] = _quarantine(connection)
+    assert (row, column) == (2, "title")
+
+
+def test_parquet_valid_text_beside_invalid_kept(tmp_path):
+    # Rows beside a quarantined one are read without DuckDB's UTF-8 check, so
+    # DuckDB must accept all the text that Python accepts.
+    valid = ["有机", "\U0001f600", "\ufffe", "\U0010ffff", "\ufeffx", "\x80", "a\x00b"]
+    titles = [title.encode() for title in valid] + [b"bad \xff"]
+    purchase_ids = [f"p{row}".encode() for row in range(1, len(titles) + 1)]
+    path = _write_parquet(tmp_path / "purchases.parquet", purchase_ids, titles)
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 1
+    kept = connection.execute("SELECT title FROM purchases ORDER BY row").fetchall()
+    assert [title for (title,) in kept] == valid
+
+
+def test_parquet_row_numbers_across_row_groups(tmp_path):
+    rows = 2_500
+    titles = [b"Kettle"] * rows
+    for row in (1, 1_001, 2_500):
+        titles[row - 1] = b"bad \xff"
+    purchase_ids = [f"p{row}".encode() for row in range(1, rows + 1)]
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", purchase_ids, titles, row_group_size=1_000
+    )
+    connection, counts = _ingest(path)
+    assert counts.purchases == rows - 3
+    assert _purchase_ids(connection) == {1: "p1", 1_001: "p1001", 2_500: "p2500"}
+
+
+def test_parquet_nested_invalid_text_quarantined(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"a", b"b"])
+    table = pq.read_table(path)
+    labels = pa.ListArray.from_arrays(
+        pa.array([0, 1, 3], pa.int32()), _as_text([b"eco", b"ok", b"caf\xe9"])
+    )
+    pq.write_table(table.append_column("label_codes", labels), path)
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    [(row, column, value, _)] = _quarantine(connection)
+    assert (row, column) == (2, "label_codes")
+    assert value == '["ok", "caf\\xe9"]'
+    assert _details(connection) == ["byte 0xE9 at offset 11"]
+
+
+def test_parquet_json_column_invalid_rejected(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"a", b"b"])
+    documents = _as_text([b'{"size": "L"}', b'{"size": "\xe9"}'])
+    notes = pa.ExtensionArray.from_storage(pa.json_(), documents)
+    pq.write_table(pq.read_table(path).append_column("notes", notes), path)
+    with pytest.raises(
+        InputError, match=r"JSON column 'notes' .* in row 2 \(byte 0xE9"
+    ):
+        register_source(duckdb.connect(), path)
+
+
+def test_parquet_all_rows_invalid_rejected(tmp_path):
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"\xff", b"\xfe"]
+    )
+    with pytest.raises(InputError, match=r"no row could be read \(row 1, column title"):
+        register_source(duckdb.connect(), path)
+
+
+def test_valid_parquet_read_without_change(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1"], ["有机".encode()])
+    connection = duckdb.connect()
+    source = register_source(connection, path)
+    assert source.malformed == []
+    [(definition,)] = connection.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = 'raw'"
+    ).fetchall()
+    assert "'strict'" in definition
+    assert "NOT IN" not in definition

@@ -509,6 +509,31 @@ def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_u
     assert quarantine[1].endswith(",byte 0xE9 at offset 3")
 
 
+def test_run_quarantines_invalid_parquet_text(tmp_path, user_secret_dir, sqlite_url):
+    import pyarrow as pa
+
+    titles = pa.array([b"Kettle", b"caf\xe9", b"Lamp"], pa.binary())
+    table = pa.table(
+        {
+            "purchase_id": ["p1", "p2", "p3"],
+            "occurred_at": ["2026-05-01 10:00:00"] * 3,
+            "user_id": ["u1"] * 3,
+            "title": titles.view(pa.string()),
+            "quantity": [1, 1, 1],
+            "amount": [4.0, 4.0, 4.0],
+            "currency": ["CNY"] * 3,
+        }
+    )
+    path = tmp_path / "bad.parquet"
+    pq.write_table(table, path)
+    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    ingest = result.counts["ingest"]
+    assert ingest["purchases"] == 2
+    assert ingest["quarantined_rows"] == 1
+    quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    assert quarantine[1].startswith("2,p2,title,caf\\xe9,invalid text:")
+
+
 @pytest.mark.parametrize(
     ("configured", "used"),
     [("768MB", "512MB"), ("256MB", "256MB"), ("2GiB", "512MB"), ("300 MiB", "300 MiB")],

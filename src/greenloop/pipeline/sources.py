@@ -4,7 +4,8 @@ Parquet is read by DuckDB directly, out of core. CSV and JSON Lines go through
 Python's readers, which give exact row numbers for malformed records. Those
 records become quarantine entries instead of stopping the run, and so do
 records whose text is not valid Unicode: bytes that are not UTF-8, or a JSON
-escape of a lone surrogate such as \\ud800.
+escape of a lone surrogate such as \\ud800. A Parquet row whose text is not
+UTF-8 is quarantined too (see `_register_parquet`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from greenloop.pipeline.mapping import ROW_NUMBER_COLUMN
 
@@ -41,11 +43,17 @@ BATCH_ROWS = 200_000
 # The relation of the malformed records' cells that could be read, with the
 # columns of `raw`. The ingest step reads their purchase ids from it.
 MALFORMED_CELLS = "raw_malformed"
+# The rows of a Parquet input that hold text which is not UTF-8, with the
+# names of those columns. The `raw` view leaves these rows out.
+INVALID_TEXT_ROWS = "raw_invalid_text_rows"
 
 # Reasons of the quarantine entries that reading finds. Each kind of problem
 # has one reason, so the report counts rows per kind. What differs from row to
 # row (a byte, an offset, a parser message) goes in the entry's detail.
 NOT_UTF8 = "not valid UTF-8; save the file as UTF-8"
+NOT_UTF8_PARQUET = (
+    "not valid UTF-8; write the column's text as UTF-8 when making the file"
+)
 LONE_SURROGATE = (
     "not valid Unicode, a JSON \\u escape gives one half of a surrogate pair; "
     "write the character itself or the escapes of both halves"
@@ -145,23 +153,241 @@ def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source
 def _register_parquet(
     connection: duckdb.DuckDBPyConnection, path: Path, sha256: str
 ) -> Source:
-    quoted = str(path).replace("'", "''")
+    """Register a Parquet file as the view `raw`.
+
+    DuckDB stops a query at the first string value that is not UTF-8, so one
+    scan first reads every text value. When it fails, pyarrow, which reads the
+    bytes without checking them, finds each such value, and `raw` leaves out
+    their rows, which become malformed records.
+    """
+    scan = _parquet_scan(path, "strict")
     try:
-        connection.execute(
-            f"CREATE OR REPLACE VIEW raw AS SELECT file_row_number + 1 AS "
-            f"{ROW_NUMBER_COLUMN}, * EXCLUDE (file_row_number) "
-            f"FROM read_parquet('{quoted}', file_row_number = true)"
-        )
+        connection.execute(f"CREATE OR REPLACE VIEW raw AS {_numbered_rows(scan)}")
         described = connection.execute("DESCRIBE raw").fetchall()
     except duckdb.Error as error:
         raise InputError(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
     types = {row[0]: str(row[1]) for row in described if row[0] != ROW_NUMBER_COLUMN}
-    connection.execute(
-        f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM raw LIMIT 0"
+    # A nested type such as VARCHAR[] or STRUCT(name VARCHAR) has text too.
+    text_columns = [
+        name for name, kind in types.items() if "VARCHAR" in kind or kind == "JSON"
+    ]
+    failure = _text_failure(connection, scan, text_columns)
+    if failure is None:
+        connection.execute(
+            f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM raw LIMIT 0"
+        )
+        return Source(path, "parquet", sha256, list(types), column_types=types)
+    malformed = _leave_out_invalid_text(connection, path, types, text_columns, failure)
+    return Source(path, "parquet", sha256, list(types), malformed, types)
+
+
+def _parquet_scan(path: Path, utf8_validation: str) -> str:
+    quoted = str(path).replace("'", "''")
+    return (
+        f"read_parquet('{quoted}', file_row_number = true, "
+        f"utf8_validation = '{utf8_validation}')"
     )
-    return Source(path, "parquet", sha256, list(types), column_types=types)
+
+
+def _numbered_rows(scan: str) -> str:
+    return (
+        f"SELECT file_row_number + 1 AS {ROW_NUMBER_COLUMN}, "
+        f"* EXCLUDE (file_row_number) FROM {scan}"
+    )
+
+
+def _text_failure(
+    connection: duckdb.DuckDBPyConnection, scan: str, text_columns: list[str]
+) -> duckdb.InvalidInputException | UnicodeDecodeError | None:
+    """Read every value of `text_columns` and return DuckDB's error, or None.
+
+    A hash needs every byte of every value, so DuckDB decodes, and so checks,
+    each one. In DuckDB 2.0.1 cheaper queries skip the check: count(column)
+    reads the row group statistics, and strlen(column) is computed in the scan.
+    """
+    if not text_columns:
+        return None
+    columns = ", ".join(_quote(name) for name in text_columns)
+    try:
+        connection.execute(f"SELECT bit_xor(hash({columns})) FROM {scan}").fetchall()
+    except duckdb.InvalidInputException as error:
+        return error
+    except UnicodeDecodeError as error:
+        # DuckDB 2.0.1 raises an error whose message quotes the bad bytes for a
+        # column of the Parquet JSON type, and the client cannot decode it.
+        return error
+    return None
+
+
+def _leave_out_invalid_text(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    types: dict[str, str],
+    text_columns: list[str],
+    failure: duckdb.InvalidInputException | UnicodeDecodeError,
+) -> list[MalformedRecord]:
+    """Register `raw` without rows whose text is not UTF-8 and return their entries.
+
+    The scans read text with utf8_validation 'ignore', which drops bytes that
+    are not UTF-8 instead of stopping. That changes no row that `raw` keeps,
+    because DuckDB 2.0.1 and Python reject the same byte sequences. The tests
+    check stray, overlong and truncated sequences, surrogates and code points
+    above U+10FFFF, and that valid text such as U+FFFE or NUL is kept whole.
+    """
+    try:
+        malformed, columns_by_row = _find_invalid_text(path, text_columns)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(
+            f"cannot read {path} as Parquet: {failure}; pyarrow cannot read it "
+            f"either ({error}); expected {EXPECTED_FORMS}"
+        ) from error
+    if not malformed:
+        raise InputError(
+            f"cannot read {path} as Parquet: {failure}; expected {EXPECTED_FORMS}"
+        )
+    # NOTE: DuckDB 2.0.1 fails on such a value of a column of the Parquet JSON
+    # type with every utf8_validation setting, so no row of the file is read.
+    for record in malformed:
+        if types[record.column] == "JSON":
+            raise InputError(
+                f"cannot read {path}: the JSON column {record.column!r} has text that "
+                f"is not valid UTF-8 in row {record.row} ({record.detail}), and "
+                "DuckDB cannot read the other rows of such a column; write the "
+                "column's text as UTF-8"
+            )
+    if len(columns_by_row) == pq.ParquetFile(path).metadata.num_rows:
+        first = malformed[0]
+        raise InputError(
+            f"cannot read {path}: no row could be read (row {first.row}, column "
+            f"{first.column}: {first.reason}; {first.detail})"
+        )
+    rows = sorted(columns_by_row)
+    invalid = pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "columns": pa.array(
+                [columns_by_row[row] for row in rows], pa.list_(pa.string())
+            ),
+        }
+    )
+    connection.register("invalid_text_batch", invalid)
+    connection.execute(
+        f"CREATE OR REPLACE TABLE {INVALID_TEXT_ROWS} AS "
+        "SELECT * FROM invalid_text_batch"
+    )
+    connection.unregister("invalid_text_batch")
+    scan = _parquet_scan(path, "ignore")
+    connection.execute(
+        f"CREATE OR REPLACE VIEW raw AS {_numbered_rows(scan)} "
+        f"WHERE file_row_number + 1 NOT IN (SELECT row FROM {INVALID_TEXT_ROWS})"
+    )
+    unreadable = {record.column for record in malformed}
+    blanked = ", ".join(
+        f"CASE WHEN list_contains(invalid.columns, {_literal(name)}) THEN NULL "
+        f"ELSE file.{_quote(name)} END AS {_quote(name)}"
+        for name in text_columns
+        if name in unreadable
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS
+        SELECT file.file_row_number + 1 AS {ROW_NUMBER_COLUMN},
+               file.* EXCLUDE (file_row_number) REPLACE ({blanked})
+        FROM {scan} AS file
+        JOIN {INVALID_TEXT_ROWS} AS invalid ON invalid.row = file.file_row_number + 1
+        """
+    )
+    return malformed
+
+
+def _find_invalid_text(
+    path: Path, text_columns: list[str]
+) -> tuple[list[MalformedRecord], dict[int, list[str]]]:
+    """Return an entry per Parquet value that is not UTF-8, and each row's columns.
+
+    pyarrow reads the strings without checking them. A batch whose column
+    passes Arrow's own UTF-8 check is not looked at value by value.
+    """
+    malformed: list[MalformedRecord] = []
+    columns_by_row: dict[int, list[str]] = {}
+    first_row = 1
+    for batch in pq.ParquetFile(path).iter_batches(columns=text_columns):
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                column.validate(full=True)
+                continue
+            except pa.ArrowInvalid:
+                pass
+            if isinstance(column, pa.ExtensionArray):
+                column = column.storage  # such as the text of the Arrow JSON type
+            values = column.cast(_with_binary_text(column.type)).to_pylist()
+            for index, value in enumerate(values):
+                text = _decoded_text(value)
+                if text is None or SURROGATE.search(text) is None:
+                    continue
+                row = first_row + index
+                _, detail = _text_problem(text, lambda _: True)
+                malformed.append(
+                    MalformedRecord(
+                        row,
+                        f"invalid text: {NOT_UTF8_PARQUET}",
+                        _printable(text),
+                        name,
+                        detail,
+                    )
+                )
+                columns_by_row.setdefault(row, []).append(name)
+        first_row += batch.num_rows
+    return malformed, columns_by_row
+
+
+def _with_binary_text(kind: pa.DataType) -> pa.DataType:
+    """Return `kind` with binary in place of each string type, even when nested."""
+    if pa.types.is_string(kind):
+        return pa.binary()
+    if pa.types.is_large_string(kind):
+        return pa.large_binary()
+    if pa.types.is_string_view(kind):
+        return pa.binary_view()
+    if pa.types.is_list(kind):
+        return pa.list_(_with_binary_text(kind.value_type))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(_with_binary_text(kind.value_type))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(_with_binary_text(kind.value_type), kind.list_size)
+    if pa.types.is_map(kind):
+        return pa.map_(
+            _with_binary_text(kind.key_type), _with_binary_text(kind.item_type)
+        )
+    if pa.types.is_struct(kind):
+        return pa.struct(
+            [field.with_type(_with_binary_text(field.type)) for field in kind]
+        )
+    return kind
+
+
+def _decoded_text(value: object) -> str | None:
+    """Return a Parquet value read as binary as text, with a surrogate per bad byte.
+
+    A nested value becomes JSON text, as a JSON Lines input gives it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    return json.dumps(_text_tree(value), ensure_ascii=False, default=str)
+
+
+def _text_tree(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    if isinstance(value, dict):
+        return {key: _text_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_tree(item) for item in value]
+    return value
 
 
 @dataclass
@@ -470,6 +696,14 @@ def _printable(text: str) -> str:
         return f"\\u{code:04x}"
 
     return SURROGATE.sub(escape, text)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _to_table(
