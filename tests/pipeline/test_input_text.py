@@ -7,20 +7,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from greenloop.pipeline.ingest import ingest
-from greenloop.pipeline.mapping import identity_mapping
+from greenloop.pipeline.mapping import identity_mapping, load_mapping
 from greenloop.pipeline.sources import InputError, register_source
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
 HEADER = b"purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
 
 
-def _ingest(path: Path):
+def _ingest(path: Path, mapping: str | None = None):
     connection = duckdb.connect()
     source = register_source(connection, path)
-    counts = ingest(connection, source, identity_mapping(source.columns), RUN_STARTED)
+    chosen = load_mapping(mapping) if mapping else identity_mapping(source.columns)
+    counts = ingest(connection, source, chosen, RUN_STARTED)
     return connection, counts
 
 
@@ -28,6 +31,21 @@ def _quarantine(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
     return connection.execute(
         'SELECT row, "column", value, reason FROM quarantine ORDER BY row, "column"'
     ).fetchall()
+
+
+def _purchase_ids(connection: duckdb.DuckDBPyConnection) -> dict[int, str | None]:
+    return dict(
+        connection.execute("SELECT row, purchase_id FROM quarantine").fetchall()
+    )
+
+
+def _details(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        detail
+        for (detail,) in connection.execute(
+            'SELECT detail FROM quarantine ORDER BY row, "column"'
+        ).fetchall()
+    ]
 
 
 def _jsonl_line(purchase_id: str, title: str) -> str:
@@ -66,7 +84,7 @@ def test_jsonl_lone_surrogate_quarantined(tmp_path):
     assert (row, column) == (3, "title")
     assert value == "bad \\ud800 title"
     assert reason.startswith("invalid text: not valid Unicode")
-    assert "U+D800" in reason
+    assert _details(connection) == ["U+D800 at offset 4"]
 
 
 def test_jsonl_surrogate_pair_accepted(tmp_path):
@@ -90,7 +108,7 @@ def test_jsonl_invalid_bytes_quarantined(tmp_path):
     assert (row, column) == (2, "title")
     assert value == "bad \\xff title"
     assert reason.startswith("invalid text: not valid UTF-8")
-    assert "0xFF" in reason
+    assert _details(connection) == ["byte 0xFF at offset 4"]
 
 
 def test_jsonl_surrogate_in_nested_value(tmp_path):
@@ -103,7 +121,9 @@ def test_jsonl_surrogate_in_nested_value(tmp_path):
     assert counts.purchases == 1
     [(row, column, _, reason)] = _quarantine(connection)
     assert (row, column) == (2, "label_codes")
-    assert "U+DC00" in reason
+    assert reason.startswith("invalid text: not valid Unicode")
+    # The offset counts the bytes of the list's JSON text before it, ["eco", ".
+    assert _details(connection) == ["U+DC00 at offset 9"]
 
 
 def test_jsonl_surrogate_in_key(tmp_path):
@@ -148,7 +168,7 @@ def test_csv_invalid_bytes_quarantined(tmp_path, rows_before):
     assert (row, column) == (rows_before + 1, "title")
     assert value == "caf\\xe9 \\xff"
     assert reason.startswith("invalid text: not valid UTF-8")
-    assert "0xE9" in reason
+    assert _details(connection) == ["byte 0xE9 at offset 3, byte 0xFF at offset 5"]
     titles = connection.execute("SELECT DISTINCT title FROM purchases").fetchall()
     assert not any("\ufffd" in title for (title,) in titles)
 
@@ -165,3 +185,227 @@ def test_csv_in_other_encoding_rejected(tmp_path):
     path.write_bytes(HEADER + _csv_line("c1", "有机大米".encode("gb18030")))
     with pytest.raises(InputError, match="not valid UTF-8"):
         register_source(duckdb.connect(), path)
+
+
+def test_csv_invalid_cell_keeps_purchase_id(tmp_path):
+    path = tmp_path / "purchases.csv"
+    lines = [_csv_line("c1", b"Kettle"), _csv_line("bad", b"caf\xe9"), b"c\xff3"]
+    lines[2] += b",2026-05-01 10:00:00,u1,Kettle,1,4,CNY\n"
+    path.write_bytes(HEADER + b"".join(lines))
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 2
+    # A purchase id that is itself not UTF-8 cannot be read, so it stays empty.
+    assert _purchase_ids(connection) == {2: "bad", 3: None}
+
+
+def test_jsonl_invalid_field_keeps_purchase_id(tmp_path):
+    path = tmp_path / "purchases.jsonl"
+    lines = [_jsonl_line("j1", "Kettle"), _jsonl_line("j2", "bad \ud800")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    connection, _ = _ingest(path)
+    assert _purchase_ids(connection) == {2: "j2"}
+
+
+def test_mapped_purchase_id_of_malformed_record(tmp_path):
+    # The online-retail mapping makes the id from two columns, as InvoiceNo:StockCode.
+    path = tmp_path / "invoices.csv"
+    header = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,"
+    header += b"CustomerID,Country\n"
+    good = b"536365,85123A,LANTERN,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+    bad = good.replace(b"LANTERN", b"CAF\xc9 LANTERN")
+    path.write_bytes(header + good + bad)
+    connection, counts = _ingest(path, "online-retail")
+    assert counts.purchases == 1
+    # The id is the file's own, without the :2 that marks a repeated id.
+    assert _purchase_ids(connection) == {2: "536365:85123A"}
+
+
+def test_reader_reasons_grouped_by_kind(tmp_path):
+    lines = [_csv_line("ok", b"Kettle")]
+    lines += [
+        _csv_line(f"b{i}", b"caf" + bytes([byte]))
+        for i, byte in enumerate(b"\xe9\xff\x80")
+    ]
+    lines += [b"w1,2026-05-01 10:00:00,u1,a,b,1,4,CNY\n"]
+    lines += [b"w2,2026-05-01 10:00:00,u1,a,b,c,1,4,CNY\n"]
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER + b"".join(lines))
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 5
+    groups = connection.execute(
+        "SELECT reason, count(*) FROM quarantine GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    assert [n for _, n in groups] == [3, 2]
+    assert groups[0][0].startswith("invalid text: not valid UTF-8")
+    assert groups[1][0].startswith("malformed CSV record: wrong number of fields")
+    assert sorted(_details(connection)) == [
+        "byte 0x80 at offset 3",
+        "byte 0xE9 at offset 3",
+        "byte 0xFF at offset 3",
+        "expected 7 fields, found 8",
+        "expected 7 fields, found 9",
+    ]
+
+
+def test_long_detail_is_shortened(tmp_path):
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER + _csv_line("bad", b"\xff" * 8))
+    path.write_bytes(path.read_bytes() + _csv_line("ok", b"Kettle"))
+    connection, _ = _ingest(path)
+    [detail] = _details(connection)
+    assert detail.startswith("byte 0xFF at offset 0, byte 0xFF at offset 1,")
+    assert detail.endswith("byte 0xFF at offset 4, 3 more")
+
+
+def _as_text(values: list[bytes | None]) -> pa.Array:
+    """Return a string array of `values` with no UTF-8 check, as a bad writer makes."""
+    return pa.array(values, pa.binary()).view(pa.string())
+
+
+def _write_parquet(
+    path: Path,
+    purchase_ids: list[bytes],
+    titles: list[bytes | None],
+    row_group_size: int | None = None,
+) -> Path:
+    rows = len(purchase_ids)
+    table = pa.table(
+        {
+            "purchase_id": _as_text(purchase_ids),
+            "occurred_at": pa.array(["2026-05-01 10:00:00"] * rows),
+            "user_id": pa.array(["u1"] * rows),
+            "title": _as_text(titles),
+            "quantity": pa.array([1] * rows),
+            "amount": pa.array([12.5] * rows),
+            "currency": pa.array(["CNY"] * rows),
+        }
+    )
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def _bad_parquet(tmp_path: Path) -> Path:
+    purchase_ids = [b"p1", b"p2", b"p3", b"p4", b"p\xff5", b"p6"]
+    titles = [b"Kettle", "有机大米".encode(), b"caf\xe9 x", b"Fan", b"Mug", b"Lamp"]
+    return _write_parquet(tmp_path / "purchases.parquet", purchase_ids, titles)
+
+
+def test_duckdb_rejects_bad_parquet_itself(tmp_path):
+    path = _bad_parquet(tmp_path)
+    with pytest.raises(duckdb.InvalidInputException, match="not valid UTF8"):
+        duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+
+
+def test_parquet_invalid_bytes_quarantined(tmp_path):
+    connection, counts = _ingest(_bad_parquet(tmp_path))
+    assert counts.rows_read == 6
+    assert counts.purchases == 4
+    assert counts.quarantined_rows == 2
+    [title, purchase_id] = _quarantine(connection)
+    assert title[:3] == (3, "title", "caf\\xe9 x")
+    assert purchase_id[:3] == (5, "purchase_id", "p\\xff5")
+    # One reason for both, so the report counts them together.
+    assert title[3] == purchase_id[3]
+    assert title[3].startswith("invalid text: not valid UTF-8")
+    assert _details(connection) == ["byte 0xE9 at offset 3", "byte 0xFF at offset 1"]
+    assert _purchase_ids(connection) == {3: "p3", 5: None}
+    titles = connection.execute("SELECT title FROM purchases ORDER BY row").fetchall()
+    assert titles == [("Kettle",), ("有机大米",), ("Fan",), ("Lamp",)]
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        b"\x80",  # a continuation byte with no lead byte
+        b"\xe6\x9c",  # a three-byte sequence cut short
+        b"\xc0\xaf",  # an overlong encoding of "/"
+        b"\xed\xa0\x80",  # the surrogate U+D800 encoded as UTF-8
+        b"\xf4\x90\x80\x80",  # above U+10FFFF
+    ],
+    ids=["continuation", "truncated", "overlong", "surrogate", "above-max"],
+)
+def test_parquet_invalid_sequence_quarantined(tmp_path, invalid):
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"ok", b"x" + invalid]
+    )
+    # Reading leaves such rows out of DuckDB's scan, which drops the bytes it
+    # rejects, so DuckDB must reject every sequence that Python rejects.
+    with pytest.raises(duckdb.InvalidInputException):
+        duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    [(row, column, _, _)] = _quarantine(connection)
+    assert (row, column) == (2, "title")
+
+
+def test_parquet_valid_text_beside_invalid_kept(tmp_path):
+    # Rows beside a quarantined one are read without DuckDB's UTF-8 check, so
+    # DuckDB must accept all the text that Python accepts.
+    valid = ["有机", "\U0001f600", "\ufffe", "\U0010ffff", "\ufeffx", "\x80", "a\x00b"]
+    titles = [title.encode() for title in valid] + [b"bad \xff"]
+    purchase_ids = [f"p{row}".encode() for row in range(1, len(titles) + 1)]
+    path = _write_parquet(tmp_path / "purchases.parquet", purchase_ids, titles)
+    connection, counts = _ingest(path)
+    assert counts.quarantined_rows == 1
+    kept = connection.execute("SELECT title FROM purchases ORDER BY row").fetchall()
+    assert [title for (title,) in kept] == valid
+
+
+def test_parquet_row_numbers_across_row_groups(tmp_path):
+    rows = 2_500
+    titles = [b"Kettle"] * rows
+    for row in (1, 1_001, 2_500):
+        titles[row - 1] = b"bad \xff"
+    purchase_ids = [f"p{row}".encode() for row in range(1, rows + 1)]
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", purchase_ids, titles, row_group_size=1_000
+    )
+    connection, counts = _ingest(path)
+    assert counts.purchases == rows - 3
+    assert _purchase_ids(connection) == {1: "p1", 1_001: "p1001", 2_500: "p2500"}
+
+
+def test_parquet_nested_invalid_text_quarantined(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"a", b"b"])
+    table = pq.read_table(path)
+    labels = pa.ListArray.from_arrays(
+        pa.array([0, 1, 3], pa.int32()), _as_text([b"eco", b"ok", b"caf\xe9"])
+    )
+    pq.write_table(table.append_column("label_codes", labels), path)
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    [(row, column, value, _)] = _quarantine(connection)
+    assert (row, column) == (2, "label_codes")
+    assert value == '["ok", "caf\\xe9"]'
+    assert _details(connection) == ["byte 0xE9 at offset 11"]
+
+
+def test_parquet_json_column_invalid_rejected(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"a", b"b"])
+    documents = _as_text([b'{"size": "L"}', b'{"size": "\xe9"}'])
+    notes = pa.ExtensionArray.from_storage(pa.json_(), documents)
+    pq.write_table(pq.read_table(path).append_column("notes", notes), path)
+    with pytest.raises(
+        InputError, match=r"JSON column 'notes' .* in row 2 \(byte 0xE9"
+    ):
+        register_source(duckdb.connect(), path)
+
+
+def test_parquet_all_rows_invalid_rejected(tmp_path):
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"\xff", b"\xfe"]
+    )
+    with pytest.raises(InputError, match=r"no row could be read \(row 1, column title"):
+        register_source(duckdb.connect(), path)
+
+
+def test_valid_parquet_read_without_change(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1"], ["有机".encode()])
+    connection = duckdb.connect()
+    source = register_source(connection, path)
+    assert source.malformed == []
+    [(definition,)] = connection.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = 'raw'"
+    ).fetchall()
+    assert "'strict'" in definition
+    assert "NOT IN" not in definition

@@ -489,6 +489,67 @@ def test_run_with_every_row_quarantined_writes_empty_verdicts(
     assert result.counts["ingest"]["quarantined_rows"] == 2
 
 
+def _run_small(path: Path, tmp_path: Path, keys: Path, url: str) -> RunResult:
+    config = RunConfig(
+        input_path=path,
+        out_dir=tmp_path / "runs",
+        database_url=url,
+        key_dir=keys,
+        facilities_path=None,
+        campaigns_path=None,
+    )
+    return run_job(config)
+
+
+def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_url):
+    path = tmp_path / "bad.csv"
+    lines = [b"purchase_id,occurred_at,user_id,title,quantity,amount,currency"]
+    lines += [b"ok,2026-05-01 10:00:00,u1,Kettle,1,4,CNY"]
+    for number, byte in enumerate(b"\xe9\xff\x80"):
+        title = b"caf" + bytes([byte])
+        lines += [b"b%d,2026-05-01 10:00:00,u1,%s,1,4,CNY" % (number, title)]
+    lines += [b"w1,2026-05-01 10:00:00,u1,a,b,1,4,CNY"]
+    lines += [b"w2,2026-05-01 10:00:00,u1,a,b,c,1,4,CNY"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
+    by_reason = report["quarantine"]["by_reason"]
+    assert [(item["column"], item["rows"]) for item in by_reason] == [
+        ("title", 3),
+        ("(record)", 2),
+    ]
+    assert by_reason[0]["reason"].startswith("invalid text: not valid UTF-8")
+    quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    assert quarantine[0] == "row,purchase_id,column,value,reason,detail"
+    assert quarantine[1].startswith("2,b0,title,caf\\xe9,")
+    assert quarantine[1].endswith(",byte 0xE9 at offset 3")
+
+
+def test_run_quarantines_invalid_parquet_text(tmp_path, user_secret_dir, sqlite_url):
+    import pyarrow as pa
+
+    titles = pa.array([b"Kettle", b"caf\xe9", b"Lamp"], pa.binary())
+    table = pa.table(
+        {
+            "purchase_id": ["p1", "p2", "p3"],
+            "occurred_at": ["2026-05-01 10:00:00"] * 3,
+            "user_id": ["u1"] * 3,
+            "title": titles.view(pa.string()),
+            "quantity": [1, 1, 1],
+            "amount": [4.0, 4.0, 4.0],
+            "currency": ["CNY"] * 3,
+        }
+    )
+    path = tmp_path / "bad.parquet"
+    pq.write_table(table, path)
+    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    ingest = result.counts["ingest"]
+    assert ingest["purchases"] == 2
+    assert ingest["quarantined_rows"] == 1
+    quarantine = (result.run_dir / "quarantine.csv").read_text("utf-8").splitlines()
+    assert quarantine[1].startswith("2,p2,title,caf\\xe9,invalid text:")
+
+
 @pytest.mark.parametrize(
     ("configured", "used"),
     [("768MB", "512MB"), ("256MB", "256MB"), ("2GiB", "512MB"), ("300 MiB", "300 MiB")],

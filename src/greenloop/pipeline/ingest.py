@@ -3,7 +3,9 @@
 The whole step is SQL in DuckDB, so it runs out of core at any size. Each row
 gets a list of problems. A row with any problem goes to the quarantine with its
 row number, column, value and reason, and every other row becomes either a
-purchase or a return. Returns are matched to the purchase they reverse.
+purchase or a return. The records that reading found malformed join the
+quarantine with a detail beside the reason. Returns are matched to the purchase
+they reverse.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 import pycountry
 
 from greenloop.pipeline.mapping import (
@@ -35,7 +38,7 @@ from greenloop.pipeline.schema import (
     PURCHASE_FIELDS,
     REQUIRED_FIELDS,
 )
-from greenloop.pipeline.sources import Source
+from greenloop.pipeline.sources import MALFORMED_CELLS, Source
 
 EXPECTED_FORMS = {
     "TIMESTAMP": "a date and time such as 2024-05-01 14:30:00",
@@ -75,7 +78,7 @@ def ingest(
     _create_currency_table(connection)
     text_fields = _text_fields(mapping, source.column_types)
     connection.execute(_staging_sql(mapping, run_started_at, text_fields))
-    _create_quarantine(connection, source)
+    _create_quarantine(connection, source, mapping)
     _create_returns(connection, mapping)
     _create_purchases(connection)
     # Every row now sits in purchases, returns or the quarantine.
@@ -435,21 +438,56 @@ def _problem_conditions(
     return checks
 
 
-def _create_quarantine(connection: duckdb.DuckDBPyConnection, source: Source) -> None:
+def _create_quarantine(
+    connection: duckdb.DuckDBPyConnection, source: Source, mapping: ColumnMapping
+) -> None:
     connection.execute(
         """
         CREATE OR REPLACE TABLE quarantine AS
         SELECT __row__ AS row, purchase_id, p.column AS "column", p.value AS value,
-               p.reason AS reason
+               p.reason AS reason, CAST(NULL AS VARCHAR) AS detail
         FROM (SELECT __row__, raw_purchase_id AS purchase_id, unnest(problems) AS p
               FROM staged WHERE len(problems) > 0)
         """
     )
     if source.malformed:
-        connection.executemany(
-            "INSERT INTO quarantine VALUES (?, NULL, ?, ?, ?)",
-            [(m.row, m.column, m.text, m.reason) for m in source.malformed],
+        _insert_malformed(connection, source, mapping)
+
+
+def _insert_malformed(
+    connection: duckdb.DuckDBPyConnection, source: Source, mapping: ColumnMapping
+) -> None:
+    """Add the records that reading found malformed to the quarantine.
+
+    A record's purchase id is made from its cells that could be read, by the
+    mapping's expression for any row, but without the :2, :3 that number_repeats
+    appends. It stays empty when the record could not be split into cells or a
+    cell that the id needs could not be read.
+    """
+    records = pa.table(
+        {
+            "row": pa.array([m.row for m in source.malformed], pa.int64()),
+            "column": [m.column for m in source.malformed],
+            "value": [m.text for m in source.malformed],
+            "reason": [m.reason for m in source.malformed],
+            "detail": pa.array([m.detail for m in source.malformed], pa.string()),
+        }
+    )
+    purchase_id = _raw_expression("purchase_id", mapping)
+    connection.register("malformed_records", records)
+    try:
+        connection.execute(
+            f"""
+            INSERT INTO quarantine
+            SELECT m.row, ids.purchase_id, m."column", m.value, m.reason, m.detail
+            FROM malformed_records m
+            LEFT JOIN (SELECT {ROW_NUMBER_COLUMN} AS row,
+                              CAST({purchase_id} AS VARCHAR) AS purchase_id
+                       FROM {MALFORMED_CELLS}) ids ON ids.row = m.row
+            """
         )
+    finally:
+        connection.unregister("malformed_records")
 
 
 def _create_returns(

@@ -387,10 +387,12 @@ def build_report(
             """
         ).fetchall()
     ]
+    # A row can have several entries of one kind, such as two bad keys of one
+    # JSON record, so the rows are counted once each.
     quarantine_reasons = [
         {"column": column, "reason": reason, "rows": int(n)}
         for column, reason, n in connection.execute(
-            'SELECT "column", reason, count(*) FROM quarantine '
+            'SELECT "column", reason, count(DISTINCT row) FROM quarantine '
             'GROUP BY 1, 2 ORDER BY 3 DESC, reason, "column"'
         ).fetchall()
     ]

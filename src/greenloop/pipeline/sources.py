@@ -4,7 +4,8 @@ Parquet is read by DuckDB directly, out of core. CSV and JSON Lines go through
 Python's readers, which give exact row numbers for malformed records. Those
 records become quarantine entries instead of stopping the run, and so do
 records whose text is not valid Unicode: bytes that are not UTF-8, or a JSON
-escape of a lone surrogate such as \\ud800.
+escape of a lone surrogate such as \\ud800. A Parquet row whose text is not
+UTF-8 is quarantined too (see `_register_parquet`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from greenloop.pipeline.mapping import ROW_NUMBER_COLUMN
 
@@ -38,6 +40,36 @@ EXPECTED_FORMS = (
     "with one object per line (.jsonl, .ndjson)"
 )
 BATCH_ROWS = 200_000
+# The relation of the malformed records' cells that could be read, with the
+# columns of `raw`. The ingest step reads their purchase ids from it.
+MALFORMED_CELLS = "raw_malformed"
+# The rows of a Parquet input that hold text which is not UTF-8, with the
+# names of those columns. The `raw` view leaves these rows out.
+INVALID_TEXT_ROWS = "raw_invalid_text_rows"
+
+# Reasons of the quarantine entries that reading finds. Each kind of problem
+# has one reason, so the report counts rows per kind. What differs from row to
+# row (a byte, an offset, a parser message) goes in the entry's detail.
+NOT_UTF8 = "not valid UTF-8; save the file as UTF-8"
+NOT_UTF8_PARQUET = (
+    "not valid UTF-8; write the column's text as UTF-8 when making the file"
+)
+LONE_SURROGATE = (
+    "not valid Unicode, a JSON \\u escape gives one half of a surrogate pair; "
+    "write the character itself or the escapes of both halves"
+)
+WRONG_FIELD_COUNT = (
+    "malformed CSV record: wrong number of fields (an unquoted delimiter inside "
+    "a value?)"
+)
+UNREADABLE_CSV = (
+    "unreadable CSV from here on: no later record was read; fix this record and "
+    "run again"
+)
+INVALID_JSON = "invalid JSON: give one JSON object per line"
+NOT_AN_OBJECT = "a JSON Lines record must be an object"
+# The detail names at most this many bad bytes or surrogates of one value.
+MAX_DETAIL_ITEMS = 5
 
 
 class InputError(ValueError):
@@ -53,17 +85,27 @@ ESCAPED_BYTES = range(0xDC80, 0xDD00)
 
 @dataclass
 class MalformedRecord:
-    """A record that could not be read as columns, or one column's unusable text."""
+    """A record that could not be read as columns, or one column's unusable text.
+
+    `reason` is the same for every record with the same kind of problem, and
+    `detail` names what differs, such as the bytes that are not UTF-8.
+    """
 
     row: int
     reason: str
     text: str
     column: str = "(record)"
+    detail: str | None = None
 
 
 @dataclass
 class Source:
-    """An input registered in DuckDB as `raw`, with what reading it found."""
+    """An input registered in DuckDB as `raw`, with what reading it found.
+
+    Registering also creates the table MALFORMED_CELLS, with one row per
+    malformed record whose other cells could be read. A cell that could not be
+    read is NULL there.
+    """
 
     path: Path
     format: str
@@ -111,20 +153,241 @@ def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source
 def _register_parquet(
     connection: duckdb.DuckDBPyConnection, path: Path, sha256: str
 ) -> Source:
-    quoted = str(path).replace("'", "''")
+    """Register a Parquet file as the view `raw`.
+
+    DuckDB stops a query at the first string value that is not UTF-8, so one
+    scan first reads every text value. When it fails, pyarrow, which reads the
+    bytes without checking them, finds each such value, and `raw` leaves out
+    their rows, which become malformed records.
+    """
+    scan = _parquet_scan(path, "strict")
     try:
-        connection.execute(
-            f"CREATE OR REPLACE VIEW raw AS SELECT file_row_number + 1 AS "
-            f"{ROW_NUMBER_COLUMN}, * EXCLUDE (file_row_number) "
-            f"FROM read_parquet('{quoted}', file_row_number = true)"
-        )
+        connection.execute(f"CREATE OR REPLACE VIEW raw AS {_numbered_rows(scan)}")
         described = connection.execute("DESCRIBE raw").fetchall()
     except duckdb.Error as error:
         raise InputError(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
     types = {row[0]: str(row[1]) for row in described if row[0] != ROW_NUMBER_COLUMN}
-    return Source(path, "parquet", sha256, list(types), column_types=types)
+    # A nested type such as VARCHAR[] or STRUCT(name VARCHAR) has text too.
+    text_columns = [
+        name for name, kind in types.items() if "VARCHAR" in kind or kind == "JSON"
+    ]
+    failure = _text_failure(connection, scan, text_columns)
+    if failure is None:
+        connection.execute(
+            f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM raw LIMIT 0"
+        )
+        return Source(path, "parquet", sha256, list(types), column_types=types)
+    malformed = _leave_out_invalid_text(connection, path, types, text_columns, failure)
+    return Source(path, "parquet", sha256, list(types), malformed, types)
+
+
+def _parquet_scan(path: Path, utf8_validation: str) -> str:
+    quoted = str(path).replace("'", "''")
+    return (
+        f"read_parquet('{quoted}', file_row_number = true, "
+        f"utf8_validation = '{utf8_validation}')"
+    )
+
+
+def _numbered_rows(scan: str) -> str:
+    return (
+        f"SELECT file_row_number + 1 AS {ROW_NUMBER_COLUMN}, "
+        f"* EXCLUDE (file_row_number) FROM {scan}"
+    )
+
+
+def _text_failure(
+    connection: duckdb.DuckDBPyConnection, scan: str, text_columns: list[str]
+) -> duckdb.InvalidInputException | UnicodeDecodeError | None:
+    """Read every value of `text_columns` and return DuckDB's error, or None.
+
+    A hash needs every byte of every value, so DuckDB decodes, and so checks,
+    each one. In DuckDB 2.0.1 cheaper queries skip the check: count(column)
+    reads the row group statistics, and strlen(column) is computed in the scan.
+    """
+    if not text_columns:
+        return None
+    columns = ", ".join(_quote(name) for name in text_columns)
+    try:
+        connection.execute(f"SELECT bit_xor(hash({columns})) FROM {scan}").fetchall()
+    except duckdb.InvalidInputException as error:
+        return error
+    except UnicodeDecodeError as error:
+        # DuckDB 2.0.1 raises an error whose message quotes the bad bytes for a
+        # column of the Parquet JSON type, and the client cannot decode it.
+        return error
+    return None
+
+
+def _leave_out_invalid_text(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    types: dict[str, str],
+    text_columns: list[str],
+    failure: duckdb.InvalidInputException | UnicodeDecodeError,
+) -> list[MalformedRecord]:
+    """Register `raw` without rows whose text is not UTF-8 and return their entries.
+
+    The scans read text with utf8_validation 'ignore', which drops bytes that
+    are not UTF-8 instead of stopping. That changes no row that `raw` keeps,
+    because DuckDB 2.0.1 and Python reject the same byte sequences. The tests
+    check stray, overlong and truncated sequences, surrogates and code points
+    above U+10FFFF, and that valid text such as U+FFFE or NUL is kept whole.
+    """
+    try:
+        malformed, columns_by_row = _find_invalid_text(path, text_columns)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(
+            f"cannot read {path} as Parquet: {failure}; pyarrow cannot read it "
+            f"either ({error}); expected {EXPECTED_FORMS}"
+        ) from error
+    if not malformed:
+        raise InputError(
+            f"cannot read {path} as Parquet: {failure}; expected {EXPECTED_FORMS}"
+        )
+    # NOTE: DuckDB 2.0.1 fails on such a value of a column of the Parquet JSON
+    # type with every utf8_validation setting, so no row of the file is read.
+    for record in malformed:
+        if types[record.column] == "JSON":
+            raise InputError(
+                f"cannot read {path}: the JSON column {record.column!r} has text that "
+                f"is not valid UTF-8 in row {record.row} ({record.detail}), and "
+                "DuckDB cannot read the other rows of such a column; write the "
+                "column's text as UTF-8"
+            )
+    if len(columns_by_row) == pq.ParquetFile(path).metadata.num_rows:
+        first = malformed[0]
+        raise InputError(
+            f"cannot read {path}: no row could be read (row {first.row}, column "
+            f"{first.column}: {first.reason}; {first.detail})"
+        )
+    rows = sorted(columns_by_row)
+    invalid = pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "columns": pa.array(
+                [columns_by_row[row] for row in rows], pa.list_(pa.string())
+            ),
+        }
+    )
+    connection.register("invalid_text_batch", invalid)
+    connection.execute(
+        f"CREATE OR REPLACE TABLE {INVALID_TEXT_ROWS} AS "
+        "SELECT * FROM invalid_text_batch"
+    )
+    connection.unregister("invalid_text_batch")
+    scan = _parquet_scan(path, "ignore")
+    connection.execute(
+        f"CREATE OR REPLACE VIEW raw AS {_numbered_rows(scan)} "
+        f"WHERE file_row_number + 1 NOT IN (SELECT row FROM {INVALID_TEXT_ROWS})"
+    )
+    unreadable = {record.column for record in malformed}
+    blanked = ", ".join(
+        f"CASE WHEN list_contains(invalid.columns, {_literal(name)}) THEN NULL "
+        f"ELSE file.{_quote(name)} END AS {_quote(name)}"
+        for name in text_columns
+        if name in unreadable
+    )
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS
+        SELECT file.file_row_number + 1 AS {ROW_NUMBER_COLUMN},
+               file.* EXCLUDE (file_row_number) REPLACE ({blanked})
+        FROM {scan} AS file
+        JOIN {INVALID_TEXT_ROWS} AS invalid ON invalid.row = file.file_row_number + 1
+        """
+    )
+    return malformed
+
+
+def _find_invalid_text(
+    path: Path, text_columns: list[str]
+) -> tuple[list[MalformedRecord], dict[int, list[str]]]:
+    """Return an entry per Parquet value that is not UTF-8, and each row's columns.
+
+    pyarrow reads the strings without checking them. A batch whose column
+    passes Arrow's own UTF-8 check is not looked at value by value.
+    """
+    malformed: list[MalformedRecord] = []
+    columns_by_row: dict[int, list[str]] = {}
+    first_row = 1
+    for batch in pq.ParquetFile(path).iter_batches(columns=text_columns):
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                column.validate(full=True)
+                continue
+            except pa.ArrowInvalid:
+                pass
+            if isinstance(column, pa.ExtensionArray):
+                column = column.storage  # such as the text of the Arrow JSON type
+            values = column.cast(_with_binary_text(column.type)).to_pylist()
+            for index, value in enumerate(values):
+                text = _decoded_text(value)
+                if text is None or SURROGATE.search(text) is None:
+                    continue
+                row = first_row + index
+                _, detail = _text_problem(text, lambda _: True)
+                malformed.append(
+                    MalformedRecord(
+                        row,
+                        f"invalid text: {NOT_UTF8_PARQUET}",
+                        _printable(text),
+                        name,
+                        detail,
+                    )
+                )
+                columns_by_row.setdefault(row, []).append(name)
+        first_row += batch.num_rows
+    return malformed, columns_by_row
+
+
+def _with_binary_text(kind: pa.DataType) -> pa.DataType:
+    """Return `kind` with binary in place of each string type, even when nested."""
+    if pa.types.is_string(kind):
+        return pa.binary()
+    if pa.types.is_large_string(kind):
+        return pa.large_binary()
+    if pa.types.is_string_view(kind):
+        return pa.binary_view()
+    if pa.types.is_list(kind):
+        return pa.list_(_with_binary_text(kind.value_type))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(_with_binary_text(kind.value_type))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(_with_binary_text(kind.value_type), kind.list_size)
+    if pa.types.is_map(kind):
+        return pa.map_(
+            _with_binary_text(kind.key_type), _with_binary_text(kind.item_type)
+        )
+    if pa.types.is_struct(kind):
+        return pa.struct(
+            [field.with_type(_with_binary_text(field.type)) for field in kind]
+        )
+    return kind
+
+
+def _decoded_text(value: object) -> str | None:
+    """Return a Parquet value read as binary as text, with a surrogate per bad byte.
+
+    A nested value becomes JSON text, as a JSON Lines input gives it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    return json.dumps(_text_tree(value), ensure_ascii=False, default=str)
+
+
+def _text_tree(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="surrogateescape")
+    if isinstance(value, dict):
+        return {key: _text_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_tree(item) for item in value]
+    return value
 
 
 @dataclass
@@ -132,6 +395,9 @@ class _Batches:
     columns: list[str]
     tables: Iterator[pa.Table]
     malformed: list[MalformedRecord]
+    # The readable cells of each malformed record, by row. It is complete only
+    # once `tables` is exhausted.
+    readable: dict[int, dict[str, str | None]]
 
 
 def _register_batches(
@@ -159,12 +425,28 @@ def _register_batches(
         rows += table.num_rows
     if rows == 0 and batches.malformed:
         first = batches.malformed[0]
+        detail = f"; {first.detail}" if first.detail else ""
         raise InputError(
             f"cannot read {path}: no record could be read (row {first.row}, column "
-            f"{first.column}: {first.reason}); expected {EXPECTED_FORMS}"
+            f"{first.column}: {first.reason}{detail}); expected {EXPECTED_FORMS}"
         )
+    _store_readable_cells(connection, batches.columns, batches.readable)
     types = dict.fromkeys(batches.columns, "VARCHAR")
     return Source(path, kind, sha256, batches.columns, batches.malformed, types)
+
+
+def _store_readable_cells(
+    connection: duckdb.DuckDBPyConnection,
+    columns: list[str],
+    readable: dict[int, dict[str, str | None]],
+) -> None:
+    rows = sorted(readable)
+    values = [[readable[row].get(name) for row in rows] for name in columns]
+    connection.register("readable_batch", _to_table(columns, rows, values))
+    connection.execute(
+        f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM readable_batch"
+    )
+    connection.unregister("readable_batch")
 
 
 def _csv_batches(path: Path) -> _Batches:
@@ -183,13 +465,13 @@ def _csv_batches(path: Path) -> _Batches:
         raise InputError(f"cannot read {path} as CSV: {error}") from error
     header = [name.strip() for name in header]
     for name in header:
-        found = SURROGATE.search(name)
-        if found is not None:
+        if SURROGATE.search(name) is not None:
             stream.close()
+            _, detail = _text_problem(name, lambda _: True)
             raise InputError(
                 f"cannot read {path}: the column name '{_printable(name)}' in line 1 "
-                f"(the header row) is {_invalid_text(found.group(), from_bytes=True)} "
-                "or give Parquet"
+                f"(the header row) is not valid UTF-8 ({detail}); save the file as "
+                "UTF-8 or give Parquet"
             )
     if len(set(header)) != len(header) or not all(header):
         raise InputError(
@@ -197,6 +479,7 @@ def _csv_batches(path: Path) -> _Batches:
             f"{header!r}"
         )
     malformed: list[MalformedRecord] = []
+    readable: dict[int, dict[str, str | None]] = {}
 
     def tables() -> Iterator[pa.Table]:
         width = len(header)
@@ -209,18 +492,20 @@ def _csv_batches(path: Path) -> _Batches:
                 if len(record) != width:
                     if not any(cell.strip() for cell in record):
                         continue
+                    # The fields may be shifted, so no cell counts as readable.
                     malformed.append(
                         MalformedRecord(
                             row,
-                            f"malformed CSV record: expected {width} fields, found "
-                            f"{len(record)} (an unquoted delimiter inside a value?)",
+                            WRONG_FIELD_COUNT,
                             _printable(delimiter.join(record)[:200]),
+                            detail=f"expected {width} fields, found {len(record)}",
                         )
                     )
                     continue
                 invalid = _invalid_cells(row, header, record)
                 if invalid:
                     malformed.extend(invalid)
+                    readable[row] = _readable_cells(zip(header, record, strict=True))
                     continue
                 row_numbers.append(row)
                 for index, cell in enumerate(record):
@@ -231,14 +516,14 @@ def _csv_batches(path: Path) -> _Batches:
                     values = [[] for _ in header]
         except csv.Error as error:
             malformed.append(
-                MalformedRecord(row + 1, f"unreadable CSV from here on: {error}", "")
+                MalformedRecord(row + 1, UNREADABLE_CSV, "", detail=str(error))
             )
         finally:
             if row_numbers:
                 yield _to_table(header, row_numbers, values)
             stream.close()
 
-    return _Batches(header, tables(), malformed)
+    return _Batches(header, tables(), malformed, readable)
 
 
 def _jsonl_batches(path: Path) -> _Batches:
@@ -246,6 +531,7 @@ def _jsonl_batches(path: Path) -> _Batches:
     columns: list[str] = []
     records: list[tuple[int, dict[str, object]]] = []
     malformed: list[MalformedRecord] = []
+    readable: dict[int, dict[str, str | None]] = {}
     with stream:
         for row, line in enumerate(stream, start=1):
             if not line.strip():
@@ -254,26 +540,27 @@ def _jsonl_batches(path: Path) -> _Batches:
                 document = json.loads(line)
             except json.JSONDecodeError as error:
                 # Bytes that are not UTF-8 in the line are the likelier cause.
-                found = SURROGATE.search(line)
-                reason = (
-                    f"invalid text: {_invalid_text(found.group(), from_bytes=True)}"
-                    if found
-                    else f"invalid JSON: {error.msg}"
+                if SURROGATE.search(line) is not None:
+                    problem, detail = _text_problem(line, lambda _: True)
+                    reason = f"invalid text: {problem}"
+                else:
+                    reason = INVALID_JSON
+                    detail = f"{error.msg} at column {error.colno}"
+                malformed.append(
+                    MalformedRecord(row, reason, _printable(line[:200]), detail=detail)
                 )
-                malformed.append(MalformedRecord(row, reason, _printable(line[:200])))
                 continue
             if not isinstance(document, dict):
                 malformed.append(
-                    MalformedRecord(
-                        row,
-                        "a JSON Lines record must be an object",
-                        _printable(line[:200]),
-                    )
+                    MalformedRecord(row, NOT_AN_OBJECT, _printable(line[:200]))
                 )
                 continue
             invalid = _invalid_fields(row, line, document)
             if invalid:
                 malformed.extend(invalid)
+                readable[row] = _readable_cells(
+                    (key, _json_text(value)) for key, value in document.items()
+                )
                 continue
             for key in document:
                 if key not in columns:
@@ -288,7 +575,7 @@ def _jsonl_batches(path: Path) -> _Batches:
             ]
             yield _to_table(columns, [row for row, _ in chunk], values)
 
-    return _Batches(columns, tables(), malformed)
+    return _Batches(columns, tables(), malformed, readable)
 
 
 def _json_text(value: object) -> str | None:
@@ -303,17 +590,29 @@ def _json_text(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _readable_cells(
+    cells: Iterable[tuple[str, str | None]],
+) -> dict[str, str | None]:
+    """Return the cells whose name and text are valid, with None for an empty one."""
+    return {
+        name: text or None
+        for name, text in cells
+        if SURROGATE.search(name) is None and SURROGATE.search(text or "") is None
+    }
+
+
 def _invalid_cells(
     row: int, header: list[str], record: list[str]
 ) -> list[MalformedRecord]:
     """Return one entry per cell of a CSV record whose bytes are not UTF-8."""
     invalid = []
     for name, cell in zip(header, record, strict=True):
-        found = SURROGATE.search(cell)
-        if found is not None:
-            reason = _invalid_text(found.group(), from_bytes=True)
+        if SURROGATE.search(cell) is not None:
+            problem, detail = _text_problem(cell, lambda _: True)
             invalid.append(
-                MalformedRecord(row, f"invalid text: {reason}", _printable(cell), name)
+                MalformedRecord(
+                    row, f"invalid text: {problem}", _printable(cell), name, detail
+                )
             )
     return invalid
 
@@ -327,38 +626,64 @@ def _invalid_fields(
     Any other came from a JSON escape.
     """
     invalid = []
+
+    def from_bytes(surrogate: str) -> bool:
+        return surrogate in line
+
     for key, value in document.items():
-        found = SURROGATE.search(key)
-        if found is not None:
-            reason = _invalid_text(found.group(), found.group() in line)
+        if SURROGATE.search(key) is not None:
+            problem, detail = _text_problem(key, from_bytes)
             invalid.append(
                 MalformedRecord(
-                    row, f"invalid column name: {reason}", _printable(line[:200])
+                    row,
+                    f"invalid column name: {problem}",
+                    _printable(line[:200]),
+                    detail=f"in the name '{_printable(key)}': {detail}",
                 )
             )
             continue
         text = _json_text(value) or ""
-        found = SURROGATE.search(text)
-        if found is not None:
-            reason = _invalid_text(found.group(), found.group() in line)
+        if SURROGATE.search(text) is not None:
+            problem, detail = _text_problem(text, from_bytes)
             invalid.append(
-                MalformedRecord(row, f"invalid text: {reason}", _printable(text), key)
+                MalformedRecord(
+                    row, f"invalid text: {problem}", _printable(text), key, detail
+                )
             )
     return invalid
 
 
-def _invalid_text(surrogate: str, from_bytes: bool) -> str:
-    """Return why text containing `surrogate` cannot be read, and the fix if any."""
-    code = ord(surrogate)
-    if from_bytes and code in ESCAPED_BYTES:
-        return (
-            f"not valid UTF-8, it contains the byte 0x{code - 0xDC00:02X}; save the "
-            "file as UTF-8"
-        )
-    return (
-        f"not valid Unicode, it contains the lone surrogate U+{code:04X} (a JSON "
-        f"\\u{code:04x} escape without its pair)"
-    )
+def _text_problem(text: str, from_bytes: Callable[[str], bool]) -> tuple[str, str]:
+    """Return the problem of text that contains surrogates, and its detail.
+
+    The problem is NOT_UTF8 or LONE_SURROGATE, after the first surrogate, and
+    `from_bytes(surrogate)` returns whether a surrogate is a byte of the file.
+    The detail names each bad byte or surrogate with its offset: the number of
+    bytes before it in the text's UTF-8 form, where a bad byte counts one and a
+    lone surrogate three.
+    """
+    problem = None
+    items = []
+    offset = 0
+    position = 0
+    for found in SURROGATE.finditer(text):
+        offset += len(text[position : found.start()].encode("utf-8"))
+        position = found.end()
+        code = ord(found.group())
+        if code in ESCAPED_BYTES and from_bytes(found.group()):
+            problem = problem or NOT_UTF8
+            items.append(f"byte 0x{code - 0xDC00:02X} at offset {offset}")
+            offset += 1
+        else:
+            problem = problem or LONE_SURROGATE
+            items.append(f"U+{code:04X} at offset {offset}")
+            offset += 3
+    if problem is None:
+        raise ValueError("the text contains no surrogate")
+    listed = items[:MAX_DETAIL_ITEMS]
+    if len(items) > len(listed):
+        listed.append(f"{len(items) - len(listed)} more")
+    return problem, ", ".join(listed)
 
 
 def _printable(text: str) -> str:
@@ -371,6 +696,14 @@ def _printable(text: str) -> str:
         return f"\\u{code:04x}"
 
     return SURROGATE.sub(escape, text)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _to_table(
