@@ -351,6 +351,11 @@ def _with_binary_text(kind: pa.DataType) -> pa.DataType:
         return pa.large_binary()
     if pa.types.is_string_view(kind):
         return pa.binary_view()
+    if pa.types.is_dictionary(kind):
+        # pyarrow reads a column written from a pandas categorical as one.
+        return pa.dictionary(
+            kind.index_type, _with_binary_text(kind.value_type), kind.ordered
+        )
     if pa.types.is_list(kind):
         return pa.list_(_with_binary_text(kind.value_type))
     if pa.types.is_large_list(kind):
