@@ -91,6 +91,26 @@ def test_interpreter_failing_leaves_batches(
     assert error in caplog.text
 
 
+@pytest.mark.timeout(120)
+def test_worker_ignores_modules_in_cwd(
+    tmp_path, monkeypatch, caplog, slow_main_judging
+):
+    # `python -m` puts the working directory first on sys.path, so a user's
+    # signal.py there would run in the worker in place of the standard module.
+    marker = tmp_path / "user-module-ran"
+    (tmp_path / "signal.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    connection = _identify_35(
+        Identifier.load(jurisdiction="cn"), monkeypatch, slow_main_judging
+    )
+    stored = connection.execute("SELECT count(*) FROM product_verdicts").fetchall()
+    assert stored == [(35,)]
+    assert not marker.exists()
+    assert "did not start" not in caplog.text
+
+
 class UnreadableInMain:
     """A reply part whose unpickling fails in any process but its creator."""
 

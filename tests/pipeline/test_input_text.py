@@ -409,3 +409,36 @@ def test_valid_parquet_read_without_change(tmp_path):
     ).fetchall()
     assert "'strict'" in definition
     assert "NOT IN" not in definition
+
+
+def test_parquet_dictionary_invalid_quarantined(tmp_path):
+    # pandas writes a categorical column as an Arrow dictionary, which pyarrow
+    # reads back as one.
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"ok", b"b\xffad"]
+    )
+    table = pq.read_table(path)
+    titles = table.column("title").combine_chunks().dictionary_encode()
+    pq.write_table(table.set_column(3, "title", titles), path)
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 1
+    [(row, column, value, _)] = _quarantine(connection)
+    assert (row, column, value) == (2, "title", "b\\xffad")
+    assert _purchase_ids(connection) == {2: "p2"}
+
+
+def test_parquet_renamed_column_invalid_quarantined(tmp_path):
+    # DuckDB names the second of two columns that differ only in case Title_1,
+    # a name that pyarrow does not know.
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"Kettle", b"Fan"]
+    )
+    table = pq.read_table(path)
+    pq.write_table(table.append_column("Title", _as_text([b"ok", b"b\xffad"])), path)
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 1
+    [(row, column, value, _)] = _quarantine(connection)
+    assert (row, column, value) == (2, "Title_1", "b\\xffad")
+    assert _purchase_ids(connection) == {2: "p2"}

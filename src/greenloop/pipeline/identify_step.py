@@ -620,8 +620,13 @@ def _launch_worker() -> _Worker:
     # and not an interpreter. The worker then fails to start, or the program
     # runs with these arguments.
     try:
+        # -P (Python 3.11+) keeps the working directory off sys.path, where
+        # `-m` would put it first, so a file such as signal.py there is not
+        # imported in place of the standard module. A greenloop that this
+        # process imports only from the working directory cannot start
+        # workers, so this process judges every batch.
         process = subprocess.Popen(
-            [sys.executable, "-m", identify_worker.__name__],
+            [sys.executable, "-P", "-m", identify_worker.__name__],
             stdin=request_read,
             stdout=reply_write,
         )

@@ -1,6 +1,6 @@
 """The entry point of an identify worker process.
 
-The main process runs `python -m greenloop.pipeline.identify_worker` with one
+The main process runs `python -P -m greenloop.pipeline.identify_worker` with one
 pipe as standard input, which carries requests, and another as standard
 output, which carries replies (see identify_step._WorkerPool). Each message
 is a pickle framed by multiprocessing.connection.Connection. The first two

@@ -237,7 +237,7 @@ def _leave_out_invalid_text(
     above U+10FFFF, and that valid text such as U+FFFE or NUL is kept whole.
     """
     try:
-        malformed, columns_by_row = _find_invalid_text(path, text_columns)
+        malformed, columns_by_row = _find_invalid_text(path, list(types), text_columns)
     except (pa.ArrowException, OSError) as error:
         raise InputError(
             f"cannot read {path} as Parquet: {failure}; pyarrow cannot read it "
@@ -303,18 +303,30 @@ def _leave_out_invalid_text(
 
 
 def _find_invalid_text(
-    path: Path, text_columns: list[str]
+    path: Path, columns: list[str], text_columns: list[str]
 ) -> tuple[list[MalformedRecord], dict[int, list[str]]]:
     """Return an entry per Parquet value that is not UTF-8, and each row's columns.
 
-    pyarrow reads the strings without checking them. A batch whose column
-    passes Arrow's own UTF-8 check is not looked at value by value.
+    `columns` are DuckDB's names of all the file's columns, in order. pyarrow
+    reads the strings without checking them. A batch whose column passes
+    Arrow's own UTF-8 check is not looked at value by value.
     """
+    parquet = pq.ParquetFile(path)
+    # DuckDB renames a column whose name repeats an earlier one's, ignoring
+    # case (Title to Title_1), and pyarrow skips names it does not know, so the
+    # file's names are matched to DuckDB's by position.
+    file_names = parquet.schema_arrow.names
+    if len(file_names) != len(columns):
+        file_names = columns
+    duckdb_name = dict(zip(file_names, columns, strict=True))
+    file_name = {name: file for file, name in duckdb_name.items()}
     malformed: list[MalformedRecord] = []
     columns_by_row: dict[int, list[str]] = {}
     first_row = 1
-    for batch in pq.ParquetFile(path).iter_batches(columns=text_columns):
-        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+    selected = [file_name[name] for name in text_columns]
+    for batch in parquet.iter_batches(columns=selected):
+        for read_name, column in zip(batch.schema.names, batch.columns, strict=True):
+            name = duckdb_name[read_name]
             try:
                 column.validate(full=True)
                 continue
@@ -351,6 +363,11 @@ def _with_binary_text(kind: pa.DataType) -> pa.DataType:
         return pa.large_binary()
     if pa.types.is_string_view(kind):
         return pa.binary_view()
+    if pa.types.is_dictionary(kind):
+        # pyarrow reads a column written from a pandas categorical as one.
+        return pa.dictionary(
+            kind.index_type, _with_binary_text(kind.value_type), kind.ordered
+        )
     if pa.types.is_list(kind):
         return pa.list_(_with_binary_text(kind.value_type))
     if pa.types.is_large_list(kind):
