@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import struct
 import subprocess
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
@@ -493,3 +495,11 @@ def test_unguarded_script_records_one_run(demo_sample, tmp_path, user_secret_dir
     with make_engine(database_url).connect() as connection:
         statuses = connection.execute(select(runs.c.status)).scalars().all()
     assert statuses == ["succeeded"]
+
+
+def test_compact_batch_sends_own_rows() -> None:
+    chunk = pa.record_batch({"title": [f"product {n}" for n in range(100_000)]})
+    part = chunk.slice(50_000, 1_000)
+    compact = identify_step._compact(part)
+    assert compact.equals(part)
+    assert len(pickle.dumps(compact)) * 20 < len(pickle.dumps(part))
