@@ -31,6 +31,7 @@ from greenloop.store.runs import (
     STALE_HEARTBEAT_SECONDS,
     database_time,
     mark_interrupted_runs,
+    record_run_end,
     record_run_start,
     runs,
 )
@@ -221,6 +222,16 @@ def test_stale_run_of_another_host_marked(engine):
     assert status == "interrupted"
     assert noticed is not None
     assert _reason(engine, "run-elsewhere") == HEARTBEAT_STALE
+
+
+@pytest.mark.postgres
+def test_run_end_clears_wrong_mark(engine):
+    _start(engine, "run-slow", _elsewhere())
+    _age_heartbeat(engine, "run-slow", timedelta(minutes=11))
+    assert mark_interrupted_runs(engine) == ["run-slow"]
+    record_run_end(engine, "run-slow", "succeeded", {"run_id": "run-slow"})
+    assert _status(engine, "run-slow") == ("succeeded", None)
+    assert _reason(engine, "run-slow") is None
 
 
 @pytest.mark.postgres

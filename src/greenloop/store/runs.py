@@ -312,7 +312,12 @@ def recent_runs(engine: Engine, limit: int) -> list[RowMapping]:
 
 
 def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) -> None:
-    """Mark a run finished with its manifest."""
+    """Mark a run finished with its manifest.
+
+    A run that another process marked `interrupted` while it was still alive
+    (its heartbeat had failed for too long) loses that mark, because the
+    run's own end is what happened.
+    """
     with engine.begin() as connection:
         connection.execute(
             update(runs)
@@ -321,6 +326,8 @@ def record_run_end(engine: Engine, run_id: str, status: str, manifest: Mapping) 
                 status=status,
                 finished_at=datetime.now(UTC),
                 manifest=json.dumps(manifest, sort_keys=True),
+                interruption_noticed_at=None,
+                interruption_reason=None,
             )
         )
 
