@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
 from greenloop.pipeline.job import RunConfig, RunResult, new_run_id, run_job
-from greenloop.store.base import make_engine
+from greenloop.store.base import StoreError, make_engine
 from greenloop.store.runs import green_assets
 
 
@@ -745,3 +745,30 @@ def test_run_rebuilds_dropped_user_index(
     assert "ix_green_assets_user_key" not in _user_index_names(sqlite_url)
     run_job(_config(demo_sample, tmp_path / "second", user_secret_dir, sqlite_url))
     assert "ix_green_assets_user_key" in _user_index_names(sqlite_url)
+
+
+def test_failed_store_closes_duckdb(
+    demo_sample, tmp_path, user_secret_dir, monkeypatch
+):
+    import duckdb
+
+    from greenloop.pipeline import job
+
+    opened: list[duckdb.DuckDBPyConnection] = []
+
+    def recording_connect(config: RunConfig) -> duckdb.DuckDBPyConnection:
+        opened.append(job_connect(config))
+        return opened[-1]
+
+    job_connect = job._connect
+    monkeypatch.setattr(job, "_connect", recording_connect)
+    missing_folder = tmp_path / "missing" / "store.sqlite3"
+    config = _config(
+        demo_sample, tmp_path, user_secret_dir, f"sqlite:///{missing_folder}"
+    )
+    with pytest.raises(StoreError, match=r"folder .* does not exist"):
+        run_job(config)
+    assert len(opened) == 1
+    with pytest.raises(duckdb.ConnectionException):
+        opened[0].execute("SELECT 1")
+    assert not (tmp_path / "runs").exists()

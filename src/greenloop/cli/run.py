@@ -154,12 +154,13 @@ def _execute(config: object) -> None:
     from greenloop.pipeline.mapping import MappingError
     from greenloop.pipeline.outputs import OutputError
     from greenloop.pipeline.sources import InputError
+    from greenloop.store.base import StoreError
 
     assert isinstance(config, RunConfig)
     try:
         with RichProgress() as progress:
             result = run_job(config, progress)
-    except (InputError, MappingError, OutputError) as error:
+    except (InputError, MappingError, OutputError, StoreError) as error:
         fail(str(error))
     except (KeyboardInterrupt, duckdb.InterruptException):
         fail(

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -127,89 +127,97 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
     cpu: dict[str, float] = {}
     counts: dict[str, dict[str, Any]] = {}
 
-    connection = _connect(config)
-    source = _timed(
-        timings,
-        peaks,
-        cpu,
-        "read",
-        lambda: register_source(connection, config.input_path),
-    )
-    mapping = _resolve_mapping(config.mapping, source.columns)
-    run_id = config.run_id or new_run_id(started_at, source.sha256)
-    run_dir = config.out_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    connection.execute(f"SET temp_directory = '{_sql_path(run_dir / '.spill')}'")
-    logger.info(
-        "run %s started: input %s (sha256 %s), standard %s, greenloop %s, duckdb %s",
-        run_id,
-        config.input_path,
-        source.sha256,
-        config.standard,
-        greenloop.__version__,
-        duckdb.__version__,
-    )
+    with ExitStack() as cleanup:
+        connection = _connect(config)
+        cleanup.callback(connection.close)
+        source = _timed(
+            timings,
+            peaks,
+            cpu,
+            "read",
+            lambda: register_source(connection, config.input_path),
+        )
+        mapping = _resolve_mapping(config.mapping, source.columns)
+        # The run streams through the store, so mapped pages would only add to
+        # its resident memory. The store is opened before the run's folder is
+        # made, so a store that cannot be opened leaves no empty folder.
+        engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
+        cleanup.callback(engine.dispose)
+        upgrade(engine)
+        # A run killed while it stored many assets leaves some indexes dropped.
+        run_store.create_missing_indexes(engine)
+        run_store.mark_interrupted_runs(engine)
+        run_id = config.run_id or new_run_id(started_at, source.sha256)
+        run_dir = config.out_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spill = run_dir / ".spill"
+        # DuckDB's spill files are of no use after the run, whatever its outcome.
+        # The callbacks run last first, so the connection closes before they go.
+        cleanup.callback(shutil.rmtree, spill, ignore_errors=True)
+        cleanup.callback(connection.close)
+        connection.execute(f"SET temp_directory = '{_sql_path(spill)}'")
+        logger.info(
+            "run %s started: input %s (sha256 %s), standard %s, greenloop %s, "
+            "duckdb %s",
+            run_id,
+            config.input_path,
+            source.sha256,
+            config.standard,
+            greenloop.__version__,
+            duckdb.__version__,
+        )
 
-    # The run streams through the store, so mapped pages would only add to
-    # its resident memory.
-    engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
-    upgrade(engine)
-    # A run killed while it stored many assets leaves some indexes dropped.
-    run_store.create_missing_indexes(engine)
-    run_store.mark_interrupted_runs(engine)
-    run_store.record_run_start(
-        engine,
-        {
-            "run_id": run_id,
-            "input_path": str(config.input_path),
-            "input_sha256": source.sha256,
-            "standard": config.standard,
-            "started_at": started_at,
-        },
-    )
+        run_store.record_run_start(
+            engine,
+            {
+                "run_id": run_id,
+                "input_path": str(config.input_path),
+                "input_sha256": source.sha256,
+                "standard": config.standard,
+                "started_at": started_at,
+            },
+        )
 
-    heartbeat = RunHeartbeat(engine.url, run_id, run_store.HEARTBEAT_INTERVAL_SECONDS)
-    try:
-        with heartbeat:
-            manifest = _run_steps(
-                _Run(
-                    config,
-                    sink,
-                    connection,
-                    source,
-                    mapping,
-                    engine,
-                    run_id,
-                    run_dir,
-                    started_at,
-                    as_of,
-                    timings,
-                    peaks,
-                    cpu,
-                    counts,
+        heartbeat = RunHeartbeat(
+            engine.url, run_id, run_store.HEARTBEAT_INTERVAL_SECONDS
+        )
+        try:
+            with heartbeat:
+                manifest = _run_steps(
+                    _Run(
+                        config,
+                        sink,
+                        connection,
+                        source,
+                        mapping,
+                        engine,
+                        run_id,
+                        run_dir,
+                        started_at,
+                        as_of,
+                        timings,
+                        peaks,
+                        cpu,
+                        counts,
+                    )
                 )
+        except Exception as error:
+            run_store.record_run_end(
+                engine, run_id, "failed", {"error": f"{type(error).__name__}: {error}"}
             )
-    except Exception as error:
-        run_store.record_run_end(
-            engine, run_id, "failed", {"error": f"{type(error).__name__}: {error}"}
-        )
-        logger.error("run %s failed: %s", run_id, error)
-        raise
-    except KeyboardInterrupt:
-        # A process that catches the interruption and goes on, such as a
-        # notebook, would otherwise leave the run `running`.
-        run_store.record_run_end(
-            engine, run_id, run_store.INTERRUPTED, {"error": "interrupted (SIGINT)"}
-        )
-        logger.error("run %s interrupted", run_id)
-        raise
-    finally:
-        # DuckDB's spill files are of no use after the run, failed or not.
-        connection.close()
-        shutil.rmtree(run_dir / ".spill", ignore_errors=True)
-    run_store.record_run_end(engine, run_id, "succeeded", manifest)
-    logger.info("run %s finished in %.1f s", run_id, sum(timings.values()))
-    return RunResult(run_id, run_dir, manifest, counts)
+            logger.error("run %s failed: %s", run_id, error)
+            raise
+        except KeyboardInterrupt:
+            # A process that catches the interruption and goes on, such as a
+            # notebook, would otherwise leave the run `running`.
+            run_store.record_run_end(
+                engine, run_id, run_store.INTERRUPTED, {"error": "interrupted (SIGINT)"}
+            )
+            logger.error("run %s interrupted", run_id)
+            raise
+        run_store.record_run_end(engine, run_id, "succeeded", manifest)
+        logger.info("run %s finished in %.1f s", run_id, sum(timings.values()))
+        return RunResult(run_id, run_dir, manifest, counts)
 
 
 @dataclass

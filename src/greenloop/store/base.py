@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, create_engine
+from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import InvalidatePoolError
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
@@ -78,6 +78,7 @@ def make_engine(
     """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
+        _check_sqlite_folder(resolved)
         engine = create_engine(resolved, connect_args={"timeout": 30})
         mmap_bytes = int(sqlite_mmap_bytes)
 
@@ -89,6 +90,28 @@ def make_engine(
     engine = create_engine(resolved)
     ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
     return engine
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened where its URL points."""
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """Raise StoreError when a SQLite file's folder does not exist.
+
+    SQLite creates the file but not its folder, and its own error names
+    neither.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if not folder.is_dir():
+        raise StoreError(
+            f"the SQLite store {database} cannot be created because its folder "
+            f"{folder} does not exist; create the folder or give another "
+            "database URL"
+        )
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
