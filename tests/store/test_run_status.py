@@ -530,6 +530,20 @@ def test_cli_lists_interrupted_run(sqlite_url):
     assert "heartbeat" in lines["run-live"]
 
 
+def test_cli_missing_store_creates_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from greenloop.cli import app
+
+    missing = tmp_path / "absent.sqlite3"
+    result = CliRunner().invoke(
+        app, ["runs", "list", "--database", f"sqlite:///{missing}"]
+    )
+    assert result.exit_code == 1
+    assert f"no store at {missing}" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):
     # Two processes that open an old store at once both upgrade it: one waits
     # for the other's upgrade lock, then finds the schema current.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
+
+from greenloop.cli.errors import fail
 
 runs_app = typer.Typer(help="Batch runs recorded in the store.", no_args_is_help=True)
 
@@ -31,11 +34,19 @@ def list_runs(
     Runs whose process has ended on this host, or whose heartbeat is stale,
     are marked interrupted first.
     """
-    from greenloop.store.base import make_engine
+    from greenloop.store.base import database_url, make_engine
     from greenloop.store.runs import database_time, mark_interrupted_runs, recent_runs
     from greenloop.store.schema import upgrade
 
-    engine = make_engine(database)
+    url = database_url(database)
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        # Listing must not leave an empty store behind.
+        fail(
+            f"no store at {missing}; give --database with the store's URL, such "
+            "as sqlite:///runs/greenloop.sqlite3 for the runs of `greenloop demo`"
+        )
+    engine = make_engine(url)
     upgrade(engine)
     mark_interrupted_runs(engine)
     rows = recent_runs(engine, limit)
@@ -47,6 +58,20 @@ def list_runs(
         return
     for row in rows:
         typer.echo(_describe(row, now))
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """Return the file of a SQLite URL when it does not exist, else None."""
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def _describe(row: Any, now: datetime) -> str:
