@@ -140,7 +140,9 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
         mapping = _resolve_mapping(config.mapping, source.columns)
         # The run streams through the store, so mapped pages would only add to
         # its resident memory. The store is opened before the run's folder is
-        # made, so a store that cannot be opened leaves no empty folder.
+        # made, so a store that cannot be opened leaves no empty run folder.
+        # The output folder comes first, because the store may be a file in it.
+        config.out_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(config.database_url, sqlite_mmap_bytes=0)
         cleanup.callback(engine.dispose)
         upgrade(engine)
