@@ -544,6 +544,23 @@ def test_cli_missing_store_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_file_path_as_database(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from greenloop.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    for arguments in (["runs", "list"], ["db", "upgrade"]):
+        result = CliRunner().invoke(
+            app, [*arguments, "--database", "runs/greenloop.sqlite3"]
+        )
+        assert result.exit_code == 1, result.output
+        assert "invalid database URL 'runs/greenloop.sqlite3'" in result.output
+        assert "sqlite:///runs/greenloop.sqlite3" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):
     # Two processes that open an old store at once both upgrade it: one waits
     # for the other's upgrade lock, then finds the schema current.

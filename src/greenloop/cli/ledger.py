@@ -29,10 +29,19 @@ ledger_app = typer.Typer(
 DATABASE_OPTION = typer.Option(
     None,
     "--database",
-    help="Database URL (default: GREENLOOP_DATABASE_URL or SQLite file).",
+    help=(
+        "SQLAlchemy database URL, such as sqlite:///runs/greenloop.sqlite3 for "
+        "the store of `greenloop demo`. Default: GREENLOOP_DATABASE_URL, else "
+        "the SQLite file greenloop.sqlite3 in the current folder."
+    ),
 )
 KEY_DIR_OPTION = typer.Option(
-    Path("keys"), "--key-dir", help="Folder with the log's signing and verifier keys."
+    Path("keys"),
+    "--key-dir",
+    help=(
+        "Folder with the log's signing and verifier keys (created on first "
+        "use), such as runs/keys for `greenloop demo`."
+    ),
 )
 ORIGIN_OPTION = typer.Option(
     DEFAULT_ORIGIN, "--origin", help="Origin (name) of the log."

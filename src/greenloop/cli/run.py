@@ -114,7 +114,13 @@ def demo(
         Path("runs"), "--out", help="Folder that receives the sample and the run."
     ),
     rows: int = typer.Option(
-        20_000, "--rows", min=100, help="Number of purchase rows to generate."
+        20_000,
+        "--rows",
+        min=100,
+        help=(
+            "Number of purchases to generate. The sample adds about one return "
+            "per 60 purchases and one faulty or duplicate row per 200."
+        ),
     ),
     seed: int = typer.Option(7, "--seed", help="Seed of the sample generator."),
     database: str = typer.Option(
@@ -129,7 +135,8 @@ def demo(
 
     sample = write_demo(out / "demo-input", rows=rows, seed=seed)
     typer.echo(
-        f"sample: {sample.purchases} ({rows:,} rows), registries: {sample.registries}"
+        f"sample: {sample.purchases} ({rows:,} purchases plus returns and faulty "
+        f"rows), registries: {sample.registries}"
     )
     config = RunConfig(
         input_path=sample.purchases,

@@ -23,7 +23,11 @@ def list_runs(
     database: str = typer.Option(
         None,
         "--database",
-        help="Database URL; default GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
+        help=(
+            "SQLAlchemy database URL, such as sqlite:///runs/greenloop.sqlite3 "
+            "for the store of `greenloop demo`. Default: GREENLOOP_DATABASE_URL, "
+            "else the SQLite file greenloop.sqlite3 in the current folder."
+        ),
     ),
     limit: int = typer.Option(
         20, "--limit", min=1, help="Number of runs to list, newest first."
@@ -34,12 +38,15 @@ def list_runs(
     Runs whose process has ended on this host, or whose heartbeat is stale,
     are marked interrupted first.
     """
-    from greenloop.store.base import database_url, make_engine
+    from greenloop.store.base import StoreError, database_url, make_engine
     from greenloop.store.runs import database_time, mark_interrupted_runs, recent_runs
     from greenloop.store.schema import upgrade
 
     url = database_url(database)
-    missing = _missing_sqlite_file(url)
+    try:
+        missing = _missing_sqlite_file(url)
+    except StoreError as error:
+        fail(str(error))
     if missing is not None:
         # Listing must not leave an empty store behind.
         fail(
@@ -62,9 +69,9 @@ def list_runs(
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """Return the file of a SQLite URL when it does not exist, else None."""
-    from sqlalchemy import make_url
+    from greenloop.store.base import parse_database_url
 
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database

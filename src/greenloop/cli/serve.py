@@ -76,12 +76,12 @@ def db_upgrade(
 ) -> None:
     """Bring the database to the newest schema (runs the Alembic migrations)."""
     _quiet_migrations()
-    from greenloop.store.base import database_url
+    from greenloop.store.base import StoreError, database_url
     from greenloop.store.schema import SchemaMismatchError, head_revision, upgrade
 
     try:
         upgrade(database_url(database))
-    except SchemaMismatchError as error:
+    except (SchemaMismatchError, StoreError) as error:
         fail(str(error))
     typer.echo(f"database at revision {head_revision()}")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
@@ -77,6 +77,7 @@ def make_engine(
     databases get a pool that pings idle connections before use.
     """
     resolved = database_url(url)
+    parse_database_url(resolved)
     if resolved.startswith("sqlite"):
         _check_sqlite_folder(resolved)
         engine = create_engine(resolved, connect_args={"timeout": 30})
@@ -94,6 +95,24 @@ def make_engine(
 
 class StoreError(RuntimeError):
     """A store that cannot be opened where its URL points."""
+
+
+def parse_database_url(url: str) -> URL:
+    """Parse a SQLAlchemy database URL, raising StoreError when it is invalid.
+
+    A bare file path is the usual mistake, so the message then shows the
+    SQLite URL of that path.
+    """
+    try:
+        return make_url(url)
+    except ArgumentError:
+        if "://" in url:
+            example = "such as postgresql+psycopg://USER@HOST:5432/DATABASE"
+        else:
+            example = f"such as sqlite:///{url} for a SQLite file"
+        raise StoreError(
+            f"invalid database URL {url!r}; give a SQLAlchemy URL, {example}"
+        ) from None
 
 
 def _check_sqlite_folder(url: str) -> None:
