@@ -561,6 +561,31 @@ def test_cli_file_path_as_database(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_any_command_reports_store_error(tmp_path):
+    # The ledger commands do not catch StoreError themselves, so this checks
+    # the entry point's own handler, in a process of its own.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenloop.cli",
+            "ledger",
+            "checkpoint",
+            "--database",
+            "runs/greenloop.sqlite3",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: invalid database URL")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_concurrent_sqlite_upgrades_both_succeed(tmp_path):
     # Two processes that open an old store at once both upgrade it: one waits
     # for the other's upgrade lock, then finds the schema current.

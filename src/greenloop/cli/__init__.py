@@ -60,5 +60,16 @@ for _module_name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Run the command line."""
-    app()
+    """Run the command line.
+
+    A store that cannot be opened ends any command with one line, as each
+    command's own errors do, instead of a trace.
+    """
+    from greenloop.store.base import StoreError
+
+    try:
+        app()
+    except StoreError as error:
+        # Outside the command, so `fail`'s typer.Exit would not be handled.
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
