@@ -72,6 +72,16 @@ def test_verify_reads_key_file(workspace: dict[str, str]) -> None:
     assert code == 0, output
 
 
+def test_verify_key_folder_names_file(workspace: dict[str, str]) -> None:
+    _run("ledger", "checkpoint", *_options(workspace))
+    receipt = _receipt(workspace, "purchase-000001", "receipt.tlog-proof")
+    code, output = _run("verify", str(receipt), "--key", workspace["keys"])
+    key_file = next(Path(workspace["keys"]).glob("*.verifier-key"))
+    assert code == 1
+    assert "is a folder" in output
+    assert str(key_file) in output
+
+
 def test_consistency_between_checkpoints(workspace: dict[str, str]) -> None:
     old = Path(workspace["dir"]) / "old.checkpoint"
     new = Path(workspace["dir"]) / "new.checkpoint"

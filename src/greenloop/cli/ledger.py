@@ -69,6 +69,13 @@ def _load_verifier(key: str) -> Verifier:
 
     path = Path(key)
     text = key
+    if path.is_dir():
+        keys = sorted(path.glob("*.verifier-key"))
+        example = f" such as {keys[0]}" if keys else ""
+        fail(
+            f"verifier key {key} is a folder; pass the verifier key file{example} "
+            "or the key itself"
+        )
     if path.is_file():
         text = path.read_text(encoding="utf-8")
     elif "+" not in key:

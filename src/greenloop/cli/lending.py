@@ -46,7 +46,10 @@ def plan_command(
         " prices the cost of an interest-free plan.",
     ),
     start: str | None = typer.Option(
-        None, "--start", help="Purchase date (ISO, 2026-12-04); sets the due dates."
+        None,
+        "--start",
+        help="Purchase date (ISO, 2026-12-04); sets the due dates. Default: none, "
+        "and the schedule lists installments without dates.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON instead of a table."
