@@ -293,7 +293,7 @@ class _WorkerPool:
 
     `_held` records the batch each worker has taken and when. A batch leaves
     it exactly once, under `_lock`: with the worker's verdicts, or when the
-    worker is lost, or when this process stops the worker for holding the
+    worker is lost, or when this process stops the worker for keeping the
     batch too long (see STRAGGLER_GRACE_FACTOR). So no batch is judged twice
     or lost.
 
@@ -370,7 +370,7 @@ class _WorkerPool:
             self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
 
     def wait_for_report(self) -> _WorkerReport:
-        """Wait for a worker's report, and stop each worker that holds its batch
+        """Wait for a worker's report, and stop each worker that keeps its batch
         past the grace period.
 
         A stopped worker's report carries no verdicts, and its batch is in
@@ -384,7 +384,7 @@ class _WorkerPool:
 
     def _seconds_until_overdue(self) -> float | None:
         """Return the seconds until a held batch passes the grace period, or
-        None when the workers hold no batch."""
+        None when the workers have no batch."""
         with self._lock:
             if not self._held:
                 return None
@@ -393,7 +393,7 @@ class _WorkerPool:
         return max(0.0, since + grace - time.monotonic())
 
     def _stop_stragglers(self) -> None:
-        """Kill each worker that holds its batch past the grace period, and give
+        """Kill each worker that keeps its batch past the grace period, and give
         the batch back for this process to judge."""
         now = time.monotonic()
         with self._lock:
@@ -430,7 +430,7 @@ class _WorkerPool:
             return position
 
     def _deliver(self, report: _WorkerReport) -> bool:
-        """Put a worker's reply on `results`, unless the worker no longer holds
+        """Put a worker's reply on `results`, unless the worker no longer has
         the batch because this process stopped it meanwhile."""
         with self._lock:
             held = self._held.pop(report.worker, None)
@@ -538,8 +538,8 @@ class _WorkerPool:
 
         The worker may have died, or its reply may not have reached this
         process (for example when unpickling it ran out of memory). A worker
-        that the main process killed for holding its batch too long no longer
-        holds it, and is left alone.
+        that the main process killed for keeping its batch too long no longer
+        has it, and is left alone.
         """
         with self._lock:
             if self._held.pop(number, None) is None:
@@ -712,7 +712,7 @@ def _judged_batches(
     waiting, this process judges a batch that a stopped worker gave back, or
     else the last batch not yet taken, so no process waits while batches
     remain. Once only the workers' batches remain, this process waits for
-    them, and kills a worker that holds its batch past the grace period
+    them, and kills a worker that keeps its batch past the grace period
     (straggler_grace_seconds) to judge that batch itself. The third item is
     the number of the worker that judged the batch and its usage so far, or
     None when this process judged it.
