@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
+from demo_runs import demo_config
 from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
@@ -23,23 +24,12 @@ from greenloop.store.base import StoreError, make_engine
 from greenloop.store.runs import green_assets
 
 
-def _config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> RunConfig:
-    return RunConfig(
-        input_path=sample.purchases,
-        out_dir=tmp_path / "runs",
-        database_url=url,
-        key_dir=keys,
-        registry_dir=sample.registries,
-        as_of=sample.as_of,
-    )
-
-
 def _root(checkpoint: str) -> str:
     return checkpoint.splitlines()[2]
 
 
 def test_run_writes_every_output(demo_sample, tmp_path, user_secret_dir, sqlite_url):
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     for name in (
         "manifest.json",
         "verdicts.parquet",
@@ -109,7 +99,7 @@ def test_long_steps_report_progress(demo_sample, tmp_path, user_secret_dir, sqli
     from greenloop.store.finance import FINANCE_PHASES
 
     progress = _RecordedProgress()
-    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url), progress)
+    run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url), progress)
     steps = {step: (total, done) for step, total, done in progress.steps}
     assert {"ingest", "identify", "ledger", "finance"} <= set(steps)
     assert steps["finance"] == (len(FINANCE_PHASES), len(FINANCE_PHASES))
@@ -132,7 +122,7 @@ def test_collector_paused_while_assets_are_appended(
         return store(*arguments, **options)
 
     monkeypatch.setattr(runs, "store_asset_rows", recorded)
-    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     assert collector_on
     assert not any(collector_on)
     assert gc.isenabled()
@@ -147,7 +137,7 @@ def test_failed_data_files_fail_the_run(
         raise OSError("disk full while writing verdicts.parquet")
 
     monkeypatch.setattr(job, "write_data_files", broken)
-    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config = demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
     with pytest.raises(OSError, match="disk full"):
         run_job(config)
     runs = list(config.out_dir.glob("*"))
@@ -158,7 +148,7 @@ def test_failed_data_files_fail_the_run(
 def test_run_receipt_verifies_offline(
     demo_sample, tmp_path, user_secret_dir, sqlite_url
 ):
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     receipts = sorted((result.run_dir / "receipts").glob("*.json"))
     assert len(receipts) == result.counts["ledger"]["receipts_written"]
     verified = subprocess.run(
@@ -172,7 +162,7 @@ def test_run_receipt_verifies_offline(
 
 
 def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url):
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     ingest = result.counts["ingest"]
     total = ingest["purchases"] + ingest["returns"] + ingest["quarantined_rows"]
     assert total == ingest["rows_read"]
@@ -204,7 +194,7 @@ def test_run_counts_every_row(demo_sample, tmp_path, user_secret_dir, sqlite_url
 
 
 def test_run_finds_green_purchases(demo_sample, tmp_path, user_secret_dir, sqlite_url):
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
     assert result.counts["identify"]["green"] > 0
     assert report["verdicts"]["green_without_evidence"] == 0
@@ -216,8 +206,8 @@ def test_run_finds_green_purchases(demo_sample, tmp_path, user_secret_dir, sqlit
 
 
 def test_rerun_adds_no_entries(demo_sample, tmp_path, user_secret_dir, sqlite_url):
-    first = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
-    second = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    first = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    second = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     assert second.counts["ledger"]["entries_appended"] == 0
     assert second.counts["green_assets"]["assets_new"] == 0
     assert second.counts["ledger"]["tree_size"] == first.counts["ledger"]["tree_size"]
@@ -229,8 +219,8 @@ def test_rerun_adds_no_entries(demo_sample, tmp_path, user_secret_dir, sqlite_ur
 
 @pytest.mark.postgres
 def test_run_on_postgresql(demo_sample, tmp_path, user_secret_dir, postgres_url):
-    first = run_job(_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
-    second = run_job(_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
+    first = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
+    second = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, postgres_url))
     assert first.counts["ledger"]["entries_appended"] > 0
     assert second.counts["ledger"]["entries_appended"] == 0
 
@@ -287,7 +277,7 @@ def _signal_during_ledger(
 ) -> _SignalledRun:
     """Run the job cleanly, then in a child process that gets `sent` mid-ledger."""
     clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
-    clean = run_job(_config(sample, tmp_path, keys, clean_url))
+    clean = run_job(demo_config(sample, tmp_path, keys, clean_url))
 
     child_keys = tmp_path / f"{name}-keys"
     shutil.copytree(keys, child_keys)
@@ -402,7 +392,7 @@ def test_asset_records_are_canonical(
     from greenloop.ledger import canonical_json
     from greenloop.store.ledger import ledger_entries
 
-    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     engine = create_engine(sqlite_url)
     with engine.connect() as connection:
         rows = connection.execute(
@@ -424,7 +414,7 @@ def test_verdict_ranges_keep_row_order(
     from greenloop.pipeline import outputs
 
     monkeypatch.setattr(outputs, "VERDICT_ROW_RANGE", 997)
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
     rows = verdicts.column("row").to_pylist()
     assert len(rows) == result.counts["ingest"]["purchases"]
@@ -596,7 +586,7 @@ def test_non_canonical_records_stop_ledger(
     unsorted = "CAST(to_json({'version': 1, 'purchase_id': purchase_id}) AS VARCHAR)"
     monkeypatch.setattr(assets, "RECORD_SQL", unsorted)
     with pytest.raises(RuntimeError, match="not canonical JSON"):
-        run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+        run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     assert _ledger_rows(sqlite_url) == 0
 
 
@@ -627,7 +617,7 @@ def test_huge_quantity_is_quarantined(
             row["quantity"] = "100000000000000"
             huge.append(row["purchase_id"])
 
-    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config = demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
     config.input_path = tmp_path / "large.csv"
     _rewrite_sample(demo_sample, config.input_path, enlarge_first_ride)
     result = run_job(config)
@@ -652,7 +642,7 @@ def test_largest_quantity_fits_ledger_records(
         if float(row["quantity"]) > 0:
             row["quantity"] = str(MAX_QUANTITY)
 
-    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    config = demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
     config.input_path = tmp_path / "largest.csv"
     config.facilities_path = config.campaigns_path = None
     rows = _rewrite_sample(demo_sample, config.input_path, enlarge)
@@ -678,8 +668,8 @@ def test_assets_of_another_log_rejected(
 ):
     from greenloop.store.ledger import LedgerStore
 
-    run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
-    config = _config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
+    run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    config = demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url)
     config.origin = "example.org/another-log"
     with pytest.raises(RuntimeError, match="carry indexes of the log"):
         run_job(config)
@@ -709,7 +699,7 @@ def test_large_load_defers_user_index(
     url = sqlite_url if store == "sqlite" else request.getfixturevalue("postgres_url")
     clean_url = f"sqlite:///{tmp_path / 'clean.sqlite3'}"
     clean = run_job(
-        _config(demo_sample, tmp_path / "clean", user_secret_dir, clean_url)
+        demo_config(demo_sample, tmp_path / "clean", user_secret_dir, clean_url)
     )
 
     dropped: list[int] = []
@@ -720,7 +710,7 @@ def test_large_load_defers_user_index(
         lambda engine: (dropped.append(1), drop(engine)),
     )
     monkeypatch.setattr(assets, "DEFER_INDEXES_MIN_ASSETS", 1)
-    first = run_job(_config(demo_sample, tmp_path / "first", user_secret_dir, url))
+    first = run_job(demo_config(demo_sample, tmp_path / "first", user_secret_dir, url))
     assert dropped == [1]
     assert "ix_green_assets_user_key" in _user_index_names(url)
     assert _root((first.run_dir / "checkpoint.txt").read_text("utf-8")) == _root(
@@ -729,7 +719,9 @@ def test_large_load_defers_user_index(
     assert first.counts["green_assets"] == clean.counts["green_assets"]
 
     # A rerun stores no new asset, so it keeps the index.
-    second = run_job(_config(demo_sample, tmp_path / "second", user_secret_dir, url))
+    second = run_job(
+        demo_config(demo_sample, tmp_path / "second", user_secret_dir, url)
+    )
     assert second.counts["ledger"]["entries_appended"] == 0
     assert dropped == [1]
 
@@ -739,11 +731,11 @@ def test_run_rebuilds_dropped_user_index(
 ):
     from greenloop.store import runs as run_store
 
-    run_job(_config(demo_sample, tmp_path / "first", user_secret_dir, sqlite_url))
+    run_job(demo_config(demo_sample, tmp_path / "first", user_secret_dir, sqlite_url))
     # As a run killed during a large load leaves it.
     run_store.drop_deferrable_indexes(make_engine(sqlite_url))
     assert "ix_green_assets_user_key" not in _user_index_names(sqlite_url)
-    run_job(_config(demo_sample, tmp_path / "second", user_secret_dir, sqlite_url))
+    run_job(demo_config(demo_sample, tmp_path / "second", user_secret_dir, sqlite_url))
     assert "ix_green_assets_user_key" in _user_index_names(sqlite_url)
 
 
@@ -763,7 +755,7 @@ def test_failed_store_closes_duckdb(
     job_connect = job._connect
     monkeypatch.setattr(job, "_connect", recording_connect)
     missing_folder = tmp_path / "missing" / "store.sqlite3"
-    config = _config(
+    config = demo_config(
         demo_sample, tmp_path, user_secret_dir, f"sqlite:///{missing_folder}"
     )
     with pytest.raises(StoreError, match=r"folder .* does not exist"):

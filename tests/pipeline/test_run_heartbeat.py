@@ -5,32 +5,20 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_runs import demo_config
 from sqlalchemy import select, update
 
 from greenloop.pipeline import job
-from greenloop.pipeline.demo import DemoSample
-from greenloop.pipeline.job import RunConfig, run_job
+from greenloop.pipeline.job import run_job
 from greenloop.store import runs as run_store
 from greenloop.store.base import make_engine
 from greenloop.store.heartbeat import THREAD_NAME_PREFIX
 from greenloop.store.runs import runs
 
 OLD_HEARTBEAT = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> RunConfig:
-    return RunConfig(
-        input_path=sample.purchases,
-        out_dir=tmp_path / "runs",
-        database_url=url,
-        key_dir=keys,
-        registry_dir=sample.registries,
-        as_of=sample.as_of,
-    )
 
 
 def _heartbeat_threads() -> list[threading.Thread]:
@@ -90,7 +78,7 @@ def test_job_beats_while_steps_run(
         return {"status": "succeeded"}
 
     monkeypatch.setattr(job, "_run_steps", steps_until_a_beat)
-    run_job(_config(demo_sample, tmp_path, user_secret_dir, database_url))
+    run_job(demo_config(demo_sample, tmp_path, user_secret_dir, database_url))
     row = _run_row(database_url)
     assert len(beats_seen) == 1
     assert row["status"] == "succeeded"
@@ -125,7 +113,7 @@ def test_heartbeat_stops_when_run_fails(
 
     monkeypatch.setattr(job, "_run_steps", failing_steps)
     with pytest.raises(type(error)):
-        run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+        run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     assert _run_row(sqlite_url)["status"] == status
     assert _heartbeat_threads() == []
     assert heartbeat_connections["opened"] == 1
@@ -136,7 +124,7 @@ def test_fast_heartbeat_leaves_run_intact(
     demo_sample, tmp_path, user_secret_dir, sqlite_url, fast_heartbeat
 ):
     # Beats every 20 ms run beside the ledger step's write transactions.
-    result = run_job(_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
+    result = run_job(demo_config(demo_sample, tmp_path, user_secret_dir, sqlite_url))
     row = _run_row(sqlite_url)
     assert row["status"] == "succeeded"
     assert result.counts["green_assets"]["assets_new"] > 0

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from run_rows import run_row
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
 
@@ -37,16 +38,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def _start_run(engine: Engine, run_id: str) -> None:
     """Record a running run whose heartbeat is OLD_HEARTBEAT."""
-    record_run_start(
-        engine,
-        {
-            "run_id": run_id,
-            "input_path": "purchases.csv",
-            "input_sha256": "0" * 64,
-            "standard": "cn",
-            "started_at": datetime.now(UTC),
-        },
-    )
+    record_run_start(engine, run_row(run_id, datetime.now(UTC)))
     with engine.begin() as connection:
         connection.execute(
             update(runs)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
+from run_rows import run_row
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.engine import Engine
 
@@ -88,17 +89,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _start(engine: Engine, run_id: str, process: ProcessIdentity) -> None:
-    record_run_start(
-        engine,
-        {
-            "run_id": run_id,
-            "input_path": "purchases.csv",
-            "input_sha256": "0" * 64,
-            "standard": "cn",
-            "started_at": datetime(2026, 12, 5, 8, 0, tzinfo=UTC),
-        },
-        process,
-    )
+    started_at = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+    record_run_start(engine, run_row(run_id, started_at), process)
 
 
 def _status(engine: Engine, run_id: str) -> tuple[str, datetime | None]:
@@ -298,17 +290,7 @@ def test_run_without_heartbeat_counts_from_start(engine):
         ("run-old", now - timedelta(hours=2)),
         ("run-recent", now - timedelta(minutes=1)),
     ):
-        record_run_start(
-            engine,
-            {
-                "run_id": run_id,
-                "input_path": "purchases.csv",
-                "input_sha256": "0" * 64,
-                "standard": "cn",
-                "started_at": started_at,
-            },
-            _elsewhere(),
-        )
+        record_run_start(engine, run_row(run_id, started_at), _elsewhere())
         _age_heartbeat(engine, run_id, None)
     assert mark_interrupted_runs(engine) == ["run-old"]
     assert _reason(engine, "run-old") == HEARTBEAT_STALE

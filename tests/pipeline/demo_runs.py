@@ -1,0 +1,20 @@
+"""The run configuration that the job tests give the demo sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from greenloop.pipeline.demo import DemoSample
+from greenloop.pipeline.job import RunConfig
+
+
+def demo_config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> RunConfig:
+    """Return a config that runs the demo sample on `url` with the keys in `keys`."""
+    return RunConfig(
+        input_path=sample.purchases,
+        out_dir=tmp_path / "runs",
+        database_url=url,
+        key_dir=keys,
+        registry_dir=sample.registries,
+        as_of=sample.as_of,
+    )
