@@ -23,6 +23,8 @@ def test_db_upgrade_reports_revision(tmp_path: Path) -> None:
 
 def test_apikey_create_prints_working_key(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    upgraded = runner.invoke(app, ["db", "upgrade", "--database", url])
+    assert upgraded.exit_code == 0, upgraded.output
     result = runner.invoke(
         app,
         ["apikey", "create", "--role", "funder", "--tenant", "f-1", "--database", url],

@@ -537,15 +537,16 @@ def test_cli_file_path_as_database(tmp_path, monkeypatch):
             app, [*arguments, "--database", "runs/greenloop.sqlite3"]
         )
         assert result.exit_code == 1, result.output
-        assert "invalid database URL 'runs/greenloop.sqlite3'" in result.output
+        assert "--database='runs/greenloop.sqlite3' is not a database URL" in (
+            result.output
+        )
         assert "sqlite:///runs/greenloop.sqlite3" in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_any_command_reports_store_error(tmp_path):
-    # The ledger commands do not catch StoreError themselves, so this checks
-    # the entry point's own handler, in a process of its own.
+    # A process of its own runs the entry point as users do: one line, no trace.
     completed = subprocess.run(
         [
             sys.executable,
@@ -564,7 +565,7 @@ def test_any_command_reports_store_error(tmp_path):
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr
     last_line = completed.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: invalid database URL")
+    assert last_line.startswith("error: --database='runs/greenloop.sqlite3' is not")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from greenloop.cli.errors import fail
+from greenloop.cli.stores import existing_store_url
 
 draw_app = typer.Typer(help="Run commit-reveal lottery draws.", no_args_is_help=True)
 facilities_app = typer.Typer(
@@ -22,6 +23,16 @@ facilities_app = typer.Typer(
 )
 campaigns_app = typer.Typer(
     help="Check incentive campaign files.", no_args_is_help=True
+)
+STORE_DATABASE_OPTION = typer.Option(
+    None,
+    "--database",
+    help=(
+        "SQLAlchemy URL of the store the batch run wrote, such as "
+        "sqlite:///runs/greenloop.sqlite3 for `greenloop demo`. Default: "
+        "GREENLOOP_DATABASE_URL, else the SQLite file greenloop.sqlite3 in the "
+        "current folder."
+    ),
 )
 
 
@@ -72,9 +83,7 @@ def draw_commit_command(
     campaign: str | None = typer.Option(
         None, "--campaign", help="Lottery campaign id stored by the batch run."
     ),
-    database: str | None = typer.Option(
-        None, "--database", help="Database URL; default GREENLOOP_DATABASE_URL."
-    ),
+    database: str | None = STORE_DATABASE_OPTION,
     draw_id: str | None = typer.Option(None, "--draw-id", help="Draw id (file mode)."),
     public_value: str = typer.Option(
         "",
@@ -100,7 +109,10 @@ def draw_commit_command(
             from greenloop.store.finance import commit_campaign_draw
 
             commitment = commit_campaign_draw(
-                make_engine(database), campaign, seed_digest(seed), public_value
+                make_engine(existing_store_url(database)),
+                campaign,
+                seed_digest(seed),
+                public_value,
             )
         else:
             if entries_path is None or winners is None:
@@ -132,9 +144,7 @@ def draw_reveal_command(
     draw_id: str | None = typer.Option(
         None, "--draw-id", help="Draw id stored by `draw commit --campaign`."
     ),
-    database: str | None = typer.Option(
-        None, "--database", help="Database URL; default GREENLOOP_DATABASE_URL."
-    ),
+    database: str | None = STORE_DATABASE_OPTION,
 ) -> None:
     """Reveal the seed, rank the entries and write the publishable draw record."""
     from greenloop.incentives.draws import DrawError, read_commitment, reveal
@@ -150,7 +160,9 @@ def draw_reveal_command(
             from greenloop.store.base import make_engine
             from greenloop.store.finance import reveal_campaign_draw
 
-            record = reveal_campaign_draw(make_engine(database), draw_id, seed)
+            record = reveal_campaign_draw(
+                make_engine(existing_store_url(database)), draw_id, seed
+            )
         else:
             if commitment_path is None or entries_path is None:
                 fail("pass --draw-id, or --commitment FILE and --entries FILE")
@@ -190,9 +202,7 @@ def facilities_validate_command(
 @facilities_app.command("reconcile")
 def facilities_reconcile_command(
     facility_id: str = typer.Argument(..., help="The facility id to check."),
-    database: str | None = typer.Option(
-        None, "--database", help="Database URL; default GREENLOOP_DATABASE_URL."
-    ),
+    database: str | None = STORE_DATABASE_OPTION,
 ) -> None:
     """Check a stored facility: allocated + unallocated = drawn, to the fen."""
     from sqlalchemy.exc import NoResultFound
@@ -201,7 +211,7 @@ def facilities_reconcile_command(
     from greenloop.store.base import make_engine
     from greenloop.store.finance import create_finance_tables, reconcile_facility
 
-    engine = make_engine(database)
+    engine = make_engine(existing_store_url(database))
     create_finance_tables(engine)
     try:
         check = reconcile_facility(engine, facility_id)

@@ -39,8 +39,8 @@ KEY_DIR_OPTION = typer.Option(
     Path("keys"),
     "--key-dir",
     help=(
-        "Folder with the log's signing and verifier keys (created on first "
-        "use), such as runs/keys for `greenloop demo`."
+        "Folder with the log's signing and verifier keys, such as runs/keys "
+        "for `greenloop demo`. The first checkpoint of a log creates them."
     ),
 )
 ORIGIN_OPTION = typer.Option(
@@ -55,12 +55,41 @@ def register(app: typer.Typer) -> None:
 
 
 def _open_store(database: str | None, key_dir: Path, origin: str) -> LedgerStore:
-    from greenloop.store.base import database_url, make_engine
-    from greenloop.store.ledger import LedgerStore
+    """Open an existing log, failing when its store or its origin is missing.
 
-    return LedgerStore(
-        make_engine(database_url(database)), origin=origin, key_dir=key_dir
-    )
+    `LedgerStore` creates the tables and the log row it does not find, so
+    both are checked first.
+    """
+    from greenloop.cli.stores import existing_store_url
+    from greenloop.store.base import make_engine
+    from greenloop.store.ledger import LedgerStore, log_origins
+
+    url = existing_store_url(database)
+    engine = make_engine(url)
+    origins = log_origins(engine)
+    if origin not in origins:
+        engine.dispose()
+        known = ", ".join(repr(name) for name in origins) or "none"
+        fail(
+            f"no log with origin {origin!r} in the store (logs in it: {known}); "
+            "pass --origin with the log's origin, or give --database the store "
+            "that `greenloop run` wrote"
+        )
+    return LedgerStore(engine, origin=origin, key_dir=key_dir)
+
+
+def _require_key_if_signed(store: LedgerStore, key_file: Path, name: str) -> None:
+    """Fail when the log has signed checkpoints but `key_file` is missing.
+
+    A log that has never been signed has no key yet: its first checkpoint
+    creates the key pair.
+    """
+    from greenloop.cli.stores import require_key_file
+
+    if store.latest_checkpoint() is not None:
+        require_key_file(
+            key_file, f"{name} of log {store.origin!r}, which has signed checkpoints"
+        )
 
 
 def _load_verifier(key: str) -> Verifier:
@@ -122,10 +151,23 @@ def verify(
 def key_command(
     key_dir: Path = KEY_DIR_OPTION,
     origin: str = ORIGIN_OPTION,
+    create: bool = typer.Option(
+        False,
+        "--create",
+        help="Create a new key pair in --key-dir when the log has none yet.",
+    ),
 ) -> None:
-    """Print the log's verifier key (creating the key pair on first use)."""
+    """Print the log's verifier key, read from its signing key in --key-dir."""
+    from greenloop.cli.stores import require_key_file
     from greenloop.ledger import KeyFileError, load_or_create_signer
+    from greenloop.ledger.note import signer_path
 
+    if not create:
+        require_key_file(
+            signer_path(key_dir, origin),
+            f"signing key of log {origin!r}",
+            ", or pass --create to make a new key pair",
+        )
     try:
         signer = load_or_create_signer(key_dir, origin)
     except KeyFileError as error:
@@ -142,10 +184,16 @@ def checkpoint_command(
         None, "--output", help="Also write the note here."
     ),
 ) -> None:
-    """Sign a checkpoint for the log's current size and print it."""
+    """Sign a checkpoint for the log's current size and print it.
+
+    The first checkpoint of a log creates its key pair in --key-dir. Later
+    ones need that key.
+    """
     from greenloop.ledger import CheckpointError, KeyFileError
+    from greenloop.ledger.note import signer_path
 
     store = _open_store(database, key_dir, origin)
+    _require_key_if_signed(store, signer_path(key_dir, origin), "signing key")
     try:
         note = store.checkpoint()
     except (CheckpointError, KeyFileError) as error:
@@ -276,8 +324,15 @@ def audit_command(
     key_dir: Path = KEY_DIR_OPTION,
     origin: str = ORIGIN_OPTION,
 ) -> None:
-    """Recompute the tree from the stored entries; list every tampered entry or tile."""
+    """Recompute the tree from the stored entries; list every tampered entry or tile.
+
+    Checkpoint signatures are checked with the verifier key in --key-dir,
+    which must exist once the log has a signed checkpoint.
+    """
+    from greenloop.ledger.note import verifier_path
+
     store = _open_store(database, key_dir, origin)
+    _require_key_if_signed(store, verifier_path(key_dir, origin), "verifier key")
     report = store.audit()
     for finding in report.findings:
         where = "" if finding.index is None else f" index {finding.index}"

@@ -88,6 +88,7 @@ def run(
     ),
 ) -> None:
     """Run the main job on INPUT and write runs/<run-id>/ with verdicts and reports."""
+    from greenloop.cli.stores import resolve_database_url
     from greenloop.pipeline.job import DEFAULT_CAMPAIGNS, DEFAULT_FACILITIES, RunConfig
 
     if standard not in STANDARDS:
@@ -97,7 +98,7 @@ def run(
         out_dir=out,
         mapping=mapping,
         standard=standard,
-        database_url=database,
+        database_url=resolve_database_url(database),
         key_dir=key_dir,
         registry_dir=registries,
         energy_star_files=tuple(energy_star),
@@ -130,9 +131,12 @@ def demo(
     ),
 ) -> None:
     """Generate a seeded Chinese sample and run the main job on it with SQLite."""
+    from greenloop.cli.stores import resolve_database_url
     from greenloop.pipeline.demo import write_demo
     from greenloop.pipeline.job import RunConfig
 
+    # Checked before the sample is written, so a bad URL leaves nothing behind.
+    url = resolve_database_url(database) if database else None
     sample = write_demo(out / "demo-input", rows=rows, seed=seed)
     typer.echo(
         f"sample: {sample.purchases} ({rows:,} purchases plus returns and faulty "
@@ -142,7 +146,7 @@ def demo(
         input_path=sample.purchases,
         out_dir=out,
         standard="cn",
-        database_url=database or f"sqlite:///{out / 'greenloop.sqlite3'}",
+        database_url=url or f"sqlite:///{out / 'greenloop.sqlite3'}",
         key_dir=out / "keys",
         registry_dir=sample.registries,
         as_of=sample.as_of,

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import typer
-
-from greenloop.cli.errors import fail
 
 runs_app = typer.Typer(help="Batch runs recorded in the store.", no_args_is_help=True)
 
@@ -38,21 +35,13 @@ def list_runs(
     Runs whose process has ended on this host, or whose heartbeat is stale,
     are marked interrupted first.
     """
-    from greenloop.store.base import StoreError, database_url, make_engine
+    from greenloop.cli.stores import existing_store_url
+    from greenloop.store.base import make_engine
     from greenloop.store.runs import database_time, mark_interrupted_runs, recent_runs
     from greenloop.store.schema import upgrade
 
-    url = database_url(database)
-    try:
-        missing = _missing_sqlite_file(url)
-    except StoreError as error:
-        fail(str(error))
-    if missing is not None:
-        # Listing must not leave an empty store behind.
-        fail(
-            f"no store at {missing}; give --database with the store's URL, such "
-            "as sqlite:///runs/greenloop.sqlite3 for the runs of `greenloop demo`"
-        )
+    # Listing must not leave an empty store behind.
+    url = existing_store_url(database)
     engine = make_engine(url)
     upgrade(engine)
     mark_interrupted_runs(engine)
@@ -65,20 +54,6 @@ def list_runs(
         return
     for row in rows:
         typer.echo(_describe(row, now))
-
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """Return the file of a SQLite URL when it does not exist, else None."""
-    from greenloop.store.base import parse_database_url
-
-    parsed = parse_database_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    path = Path(database)
-    return None if path.exists() else path
 
 
 def _describe(row: Any, now: datetime) -> str:

@@ -37,7 +37,8 @@ def serve(
     database: str = typer.Option(
         None,
         "--database",
-        help="Database URL; default GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
+        help="URL of a store made by `greenloop db upgrade`; default "
+        "GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
     ),
     access_log: bool = typer.Option(
         False, "--access-log", help="Log one line per request (method, path, status)."
@@ -49,9 +50,13 @@ def serve(
 
     from greenloop.api.app import create_app
     from greenloop.api.settings import Settings
+    from greenloop.cli.stores import MADE_BY_UPGRADE, existing_store_url
 
+    # The service authenticates with keys stored by `apikey create`, so it
+    # serves an existing store only.
+    url = existing_store_url(database, MADE_BY_UPGRADE)
     try:
-        settings = Settings.from_environment(database_url=database)
+        settings = Settings.from_environment(database_url=url)
     except ValueError as error:
         fail(str(error))
     app = create_app(settings)
@@ -71,16 +76,18 @@ def db_upgrade(
     database: str = typer.Option(
         None,
         "--database",
-        help="Database URL; default GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
+        help="Database URL; a missing SQLite file is created. Default: "
+        "GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
     ),
 ) -> None:
     """Bring the database to the newest schema (runs the Alembic migrations)."""
     _quiet_migrations()
-    from greenloop.store.base import StoreError, database_url
+    from greenloop.cli.stores import resolve_database_url
+    from greenloop.store.base import StoreError
     from greenloop.store.schema import SchemaMismatchError, head_revision, upgrade
 
     try:
-        upgrade(database_url(database))
+        upgrade(resolve_database_url(database))
     except (SchemaMismatchError, StoreError) as error:
         fail(str(error))
     typer.echo(f"database at revision {head_revision()}")
@@ -97,19 +104,21 @@ def apikey_create(
     database: str = typer.Option(
         None,
         "--database",
-        help="Database URL; default GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
+        help="URL of a store made by `greenloop db upgrade`; default "
+        "GREENLOOP_DATABASE_URL or greenloop.sqlite3.",
     ),
 ) -> None:
     """Create an API key and print it once; only its SHA-256 is stored."""
     _quiet_migrations()
     from greenloop.certify import Role
+    from greenloop.cli.stores import MADE_BY_UPGRADE, existing_store_url
     from greenloop.store import repositories
     from greenloop.store.base import make_engine
     from greenloop.store.schema import upgrade
 
     if role not in ROLES:
         fail(f"invalid role {role!r}; use one of: {', '.join(ROLES)}")
-    engine = make_engine(database)
+    engine = make_engine(existing_store_url(database, MADE_BY_UPGRADE))
     upgrade(engine)
     try:
         with engine.begin() as connection:

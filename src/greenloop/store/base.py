@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import ArgumentError, InvalidatePoolError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError, NoSuchModuleError
 
 DATABASE_URL_VARIABLE = "GREENLOOP_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("greenloop.sqlite3")
+POSTGRESQL_URL_EXAMPLE = "postgresql+psycopg://USER@HOST:5432/DATABASE"
 SQLITE_MMAP_BYTES = 1 << 30
 SQLITE_PAGE_BYTES = 16_384
 # Most rows one multi-row INSERT carries on SQLite.
@@ -57,12 +58,22 @@ def dialect_insert(connection: Connection, table: Table) -> Any:
     )
 
 
-def database_url(explicit: str | None = None) -> str:
-    """Return the database URL: the argument, the environment, or the SQLite file."""
+def database_url(
+    explicit: str | None = None, *, explicit_source: str | None = None
+) -> str:
+    """Return the database URL: the argument, the environment, or the SQLite file.
+
+    A URL read from GREENLOOP_DATABASE_URL is checked here, so an invalid one
+    raises StoreError that names the variable. An explicit URL is checked only
+    when `explicit_source`, such as `--database`, names where it came from.
+    """
     if explicit:
+        if explicit_source is not None:
+            parse_database_url(explicit, source=explicit_source)
         return explicit
     from_environment = os.environ.get(DATABASE_URL_VARIABLE)
     if from_environment:
+        parse_database_url(from_environment, source=DATABASE_URL_VARIABLE)
         return from_environment
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
@@ -97,22 +108,63 @@ class StoreError(RuntimeError):
     """A store that cannot be opened where its URL points."""
 
 
-def parse_database_url(url: str) -> URL:
-    """Parse a SQLAlchemy database URL, raising StoreError when it is invalid.
+def parse_database_url(url: str, *, source: str | None = None) -> URL:
+    """Parse a SQLAlchemy database URL and load its dialect and driver module.
 
-    A bare file path is the usual mistake, so the message then shows the
-    SQLite URL of that path.
+    Raises StoreError when the URL is invalid, names an unknown driver or
+    needs a driver module that is not installed. `source`, such as
+    `GREENLOOP_DATABASE_URL` or `--database`, is named in the message. A bare
+    file path is the usual mistake, so the message then shows the SQLite URL
+    of that path.
     """
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except ArgumentError:
         if "://" in url:
-            example = "such as postgresql+psycopg://USER@HOST:5432/DATABASE"
+            example = f"such as {POSTGRESQL_URL_EXAMPLE}"
         else:
             example = f"such as sqlite:///{url} for a SQLite file"
+        if source is None:
+            raise StoreError(
+                f"invalid database URL {url!r}; give a SQLAlchemy URL, {example}"
+            ) from None
         raise StoreError(
-            f"invalid database URL {url!r}; give a SQLAlchemy URL, {example}"
+            f"{source}={url!r} is not a database URL; give a SQLAlchemy URL, {example}"
         ) from None
+    _load_driver(parsed, source)
+    return parsed
+
+
+def _load_driver(parsed: URL, source: str | None) -> None:
+    """Raise StoreError when SQLAlchemy cannot load the URL's dialect and driver."""
+    masked_url = repr(parsed.render_as_string(hide_password=True))
+    named = f"{source}={masked_url}" if source else f"database URL {masked_url}"
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise StoreError(
+            f"{named} names the unknown database driver {parsed.drivername!r}; "
+            f"use sqlite:///FILE or {POSTGRESQL_URL_EXAMPLE}"
+        ) from None
+    except ImportError as error:
+        raise StoreError(
+            f"{named} needs the Python module {error.name!r}, which is not "
+            f"installed; install it or use {POSTGRESQL_URL_EXAMPLE}"
+        ) from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """Return the file of a SQLite URL, or None for other databases and memory.
+
+    URLs of the `file:` form are left to SQLite and also give None.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _check_sqlite_folder(url: str) -> None:
@@ -121,13 +173,13 @@ def _check_sqlite_folder(url: str) -> None:
     SQLite creates the file but not its folder, and its own error names
     neither.
     """
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = sqlite_file(url)
+    if path is None:
         return
-    folder = Path(database).parent
+    folder = path.parent
     if not folder.is_dir():
         raise StoreError(
-            f"the SQLite store {database} cannot be created because its folder "
+            f"the SQLite store {path} cannot be created because its folder "
             f"{folder} does not exist; create the folder or give another "
             "database URL"
         )

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     insert,
+    inspect,
     select,
     update,
 )
@@ -186,6 +187,17 @@ def _driver_sql(
         return list(cursor.fetchall()) if cursor.description else []
     finally:
         cursor.close()
+
+
+def log_origins(engine: Engine) -> list[str]:
+    """Return the origins of the logs in a store, sorted, and create nothing.
+
+    A store without ledger tables has no logs and returns an empty list.
+    """
+    if not inspect(engine).has_table(ledger_logs.name):
+        return []
+    with engine.connect() as connection:
+        return sorted(connection.execute(select(ledger_logs.c.origin)).scalars())
 
 
 class LedgerError(RuntimeError):
