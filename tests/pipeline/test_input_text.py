@@ -12,8 +12,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from greenloop.pipeline.ingest import ingest
-from greenloop.pipeline.mapping import identity_mapping, load_mapping
-from greenloop.pipeline.sources import NOT_UTF8_PARQUET, InputError, register_source
+from greenloop.pipeline.mapping import (
+    ColumnMapping,
+    ColumnSpec,
+    MappingError,
+    identity_mapping,
+    load_mapping,
+)
+from greenloop.pipeline.sources import (
+    NOT_UTF8_PARQUET,
+    REPEATED_KEY,
+    InputError,
+    register_source,
+)
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
 HEADER = b"purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
@@ -532,3 +543,75 @@ def test_parquet_case_rename_warned(tmp_path, caplog):
     assert source.columns[-1] == "Title_1"
     [record] = caplog.records
     assert "column 8, 'Title', is read as 'Title_1'" in record.getMessage()
+
+
+def test_csv_repeated_name_rejected(tmp_path):
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER.replace(b"\n", b",title\n") + b"c1,x,u1,A,1,4,CNY,B\n")
+    with pytest.raises(InputError) as raised:
+        register_source(duckdb.connect(), path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "columns 4 and 8 share the name 'title'" in message
+    assert "rename the columns" in message
+
+
+def _title_mapping(column: str) -> ColumnMapping:
+    fields = ["purchase_id", "occurred_at", "user_id", "quantity", "amount"]
+    columns: dict[str, str | ColumnSpec] = {name: name for name in fields}
+    columns["currency"] = "currency"
+    columns["title"] = column
+    return ColumnMapping(name="titles", columns=columns)
+
+
+def _case_repeat_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "csv":
+        path = tmp_path / "purchases.csv"
+        header = HEADER.replace(b"\n", b",Title\n")
+        path.write_bytes(header + _csv_line("c1", b"A").replace(b"\n", b",X\n"))
+        return path
+    path = tmp_path / "purchases.jsonl"
+    record = json.loads(_jsonl_line("j1", "A"))
+    record["Title"] = "X"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_case_repeat_read_as_renamed(tmp_path, caplog, kind):
+    # DuckDB matches names ignoring case, so "Title" would read the title column.
+    path = _case_repeat_file(tmp_path, kind)
+    connection = duckdb.connect()
+    with caplog.at_level("WARNING", logger="greenloop.pipeline.sources"):
+        source = register_source(connection, path)
+    assert source.columns[-1] == "Title_1"
+    [record] = caplog.records
+    assert "column 8, 'Title', is read as 'Title_1'" in record.getMessage()
+    with pytest.raises(MappingError, match=r"no column 'Title' .* Title_1"):
+        ingest(connection, source, _title_mapping("Title"), RUN_STARTED)
+    ingest(connection, source, _title_mapping("Title_1"), RUN_STARTED)
+    assert connection.execute("SELECT title FROM purchases").fetchall() == [("X",)]
+
+
+def test_jsonl_repeated_key_quarantined(tmp_path):
+    repeated = _jsonl_line("j2", "A").replace(
+        '"title": "A"', '"title": "A", "title": "B"'
+    )
+    nested = _jsonl_line("j3", "C").replace("}", ', "labels": {"eco": 1, "eco": 2}}')
+    lines = [_jsonl_line("j1", "Kettle"), repeated, nested]
+    path = tmp_path / "purchases.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 2
+    found = _quarantine(connection)
+    assert [(row, column) for row, column, _, _ in found] == [
+        (2, "title"),
+        (3, "(record)"),
+    ]
+    assert {reason for _, _, _, reason in found} == {REPEATED_KEY}
+    assert _details(connection) == [
+        "the key appears 2 times",
+        "a nested object gives the key 'eco' 2 times",
+    ]
+    assert _purchase_ids(connection) == {2: "j2", 3: "j3"}

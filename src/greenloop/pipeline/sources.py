@@ -14,6 +14,7 @@ once nothing reads `raw` any more.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -75,6 +76,7 @@ UNREADABLE_CSV = (
 )
 INVALID_JSON = "invalid JSON: give one JSON object per line"
 NOT_AN_OBJECT = "a JSON Lines record must be an object"
+REPEATED_KEY = "repeated key in a JSON object: give each key once per object"
 # The detail names at most this many bad bytes or surrogates of one value.
 MAX_DETAIL_ITEMS = 5
 
@@ -237,8 +239,16 @@ def _check_parquet_names(path: Path, columns: list[str]) -> None:
             "tell them apart; rename the columns in the file so that each has a "
             "name of its own"
         )
-    if len(file_names) != len(columns):
-        return
+    if len(file_names) == len(columns):
+        _warn_renamed(path, file_names, columns)
+
+
+def _warn_renamed(path: Path, file_names: list[str], columns: list[str]) -> None:
+    """Log a warning for each column that DuckDB reads under a name of its own.
+
+    DuckDB matches column names ignoring the case of ASCII letters, so it reads
+    a column whose name repeats an earlier one's that way as `name_1`.
+    """
     for position, (file_name, name) in enumerate(
         zip(file_names, columns, strict=True), start=1
     ):
@@ -621,9 +631,14 @@ def _register_batches(
             f"cannot read {path}: no record could be read (row {first.row}, column "
             f"{first.column}: {first.reason}{detail}); expected {EXPECTED_FORMS}"
         )
+    # DuckDB renames a column whose name repeats an earlier one's ignoring case
+    # (Title after title becomes Title_1), so the source takes the names of `raw`.
+    described = connection.execute("DESCRIBE raw").fetchall()
+    columns = [row[0] for row in described if row[0] != ROW_NUMBER_COLUMN]
+    _warn_renamed(path, batches.columns, columns)
     _store_readable_cells(connection, batches.columns, batches.readable)
-    types = dict.fromkeys(batches.columns, "VARCHAR")
-    return Source(path, kind, sha256, batches.columns, batches.malformed, types)
+    types = dict.fromkeys(columns, "VARCHAR")
+    return Source(path, kind, sha256, columns, batches.malformed, types)
 
 
 def _store_readable_cells(
@@ -664,10 +679,17 @@ def _csv_batches(path: Path) -> _Batches:
                 f"(the header row) is not valid UTF-8 ({detail}); save the file as "
                 "UTF-8 or give Parquet"
             )
-    if len(set(header)) != len(header) or not all(header):
+    if not all(header):
         raise InputError(
-            f"cannot read {path}: the header row must name every column once, found "
-            f"{header!r}"
+            f"cannot read {path}: the header row must name every column, found "
+            f"{header!r}; give each column a name"
+        )
+    repeated = _repeated_names(header)
+    if repeated:
+        raise InputError(
+            f"cannot read {path}: in the header row, {_describe_repeats(repeated)}, "
+            "so no mapping can tell them apart; rename the columns so that each has "
+            "a name of its own"
         )
     malformed: list[MalformedRecord] = []
     readable: dict[int, dict[str, str | None]] = {}
@@ -723,12 +745,16 @@ def _jsonl_batches(path: Path) -> _Batches:
     records: list[tuple[int, dict[str, object]]] = []
     malformed: list[MalformedRecord] = []
     readable: dict[int, dict[str, str | None]] = {}
+    # The keys that the objects of one record give more than once.
+    repeats: list[dict[str, int]] = []
+    read_object = functools.partial(_json_object, repeats=repeats)
     with stream:
         for row, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
+            repeats.clear()
             try:
-                document = json.loads(line)
+                document = json.loads(line, object_pairs_hook=read_object)
             except json.JSONDecodeError as error:
                 # Bytes that are not UTF-8 in the line are the likelier cause.
                 if SURROGATE.search(line) is not None:
@@ -747,10 +773,13 @@ def _jsonl_batches(path: Path) -> _Batches:
                 )
                 continue
             invalid = _invalid_fields(row, line, document)
+            invalid += _repeated_keys(row, line, repeats)
             if invalid:
                 malformed.extend(invalid)
                 readable[row] = _readable_cells(
-                    (key, _json_text(value)) for key, value in document.items()
+                    (key, _json_text(value))
+                    for key, value in document.items()
+                    if key not in repeats[-1]
                 )
                 continue
             for key in document:
@@ -767,6 +796,46 @@ def _jsonl_batches(path: Path) -> _Batches:
             yield _to_table(columns, [row for row, _ in chunk], values)
 
     return _Batches(columns, tables(), malformed, readable)
+
+
+def _json_object(
+    pairs: list[tuple[str, object]], repeats: list[dict[str, int]]
+) -> dict[str, object]:
+    """Return the pairs of a JSON object as a dict and record its repeated keys.
+
+    Each entry of `repeats` maps each key that the object gives more than once
+    to its count. json.loads builds the outer object last, so its entry is last.
+    """
+    counts: dict[str, int] = {}
+    for key, _ in pairs:
+        counts[key] = counts.get(key, 0) + 1
+    repeats.append({key: count for key, count in counts.items() if count > 1})
+    return dict(pairs)
+
+
+def _repeated_keys(
+    row: int, line: str, repeats: list[dict[str, int]]
+) -> list[MalformedRecord]:
+    """Return one entry per key that a JSON record gives more than once.
+
+    json.loads keeps only the last value of such a key, so the record cannot
+    be read as the file gives it. A key repeated in a nested object is an entry
+    of the whole record.
+    """
+    text = _printable(line[:200])
+    entries = [
+        MalformedRecord(row, REPEATED_KEY, text, key, f"the key appears {count} times")
+        for key, count in repeats[-1].items()
+    ]
+    nested = [
+        f"{key!r} {count} times"
+        for found in repeats[:-1]
+        for key, count in found.items()
+    ]
+    if nested:
+        detail = "a nested object gives the key " + ", ".join(nested)
+        entries.append(MalformedRecord(row, REPEATED_KEY, text, detail=detail))
+    return entries
 
 
 def _json_text(value: object) -> str | None:
