@@ -12,8 +12,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from greenloop.pipeline.ingest import ingest
-from greenloop.pipeline.mapping import identity_mapping, load_mapping
-from greenloop.pipeline.sources import InputError, register_source
+from greenloop.pipeline.mapping import (
+    ColumnMapping,
+    ColumnSpec,
+    MappingError,
+    identity_mapping,
+    load_mapping,
+)
+from greenloop.pipeline.sources import (
+    NOT_UTF8_PARQUET,
+    REPEATED_KEY,
+    InputError,
+    register_source,
+)
 
 RUN_STARTED = datetime(2026, 12, 1, tzinfo=UTC)
 HEADER = b"purchase_id,occurred_at,user_id,title,quantity,amount,currency\n"
@@ -380,15 +391,80 @@ def test_parquet_nested_invalid_text_quarantined(tmp_path):
     assert _details(connection) == ["byte 0xE9 at offset 11"]
 
 
-def test_parquet_json_column_invalid_rejected(tmp_path):
-    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1", b"p2"], [b"a", b"b"])
-    documents = _as_text([b'{"size": "L"}', b'{"size": "\xe9"}'])
-    notes = pa.ExtensionArray.from_storage(pa.json_(), documents)
-    pq.write_table(pq.read_table(path).append_column("notes", notes), path)
+def _with_json_column(path: Path, documents: list[bytes | None]) -> Path:
+    notes = pa.ExtensionArray.from_storage(pa.json_(), _as_text(documents))
+    table = pq.read_table(path).append_column("notes", notes)
+    pq.write_table(table, path, row_group_size=1_000)
+    return path
+
+
+def _json_parquet(tmp_path: Path, rows: int, bad_rows: set[int]) -> Path:
+    purchase_ids = [f"p{row}".encode() for row in range(1, rows + 1)]
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", purchase_ids, [b"Kettle"] * rows
+    )
+    # The spaces are kept, so a changed value would show. Each document names
+    # its row, so a row read beside another row's document would show too.
+    documents: list[bytes | None] = [
+        b'{ "row" : %d }' % row if row not in bad_rows else b'{"row": "\xe9"}'
+        for row in range(1, rows + 1)
+    ]
+    documents[1] = None
+    return _with_json_column(path, documents)
+
+
+def test_duckdb_rejects_bad_json_column_itself(tmp_path):
+    path = _json_parquet(tmp_path, 2, {1})
+    with pytest.raises(UnicodeDecodeError):
+        duckdb.connect().execute(
+            f"SELECT notes FROM read_parquet('{path}', utf8_validation = 'ignore')"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parquet_json_column_invalid_quarantined(tmp_path, threads):
+    rows = 2_500
+    path = _json_parquet(tmp_path, rows, {3, 1_500})
+    connection = duckdb.connect()
+    connection.execute(f"SET threads = {threads}")
+    connection.execute("SET preserve_insertion_order = false")
+    temp_dir = tmp_path / "temp"
+    temp_dir.mkdir()
+    source = register_source(connection, path, temp_dir)
+    counts = ingest(connection, source, identity_mapping(source.columns), RUN_STARTED)
+    assert counts.rows_read == rows
+    assert counts.purchases == rows - 2
+    assert _quarantine(connection) == [
+        (3, "notes", '{"row": "\\xe9"}', f"invalid text: {NOT_UTF8_PARQUET}"),
+        (1_500, "notes", '{"row": "\\xe9"}', f"invalid text: {NOT_UTF8_PARQUET}"),
+    ]
+    assert _details(connection) == ["byte 0xE9 at offset 9"] * 2
+    assert _purchase_ids(connection) == {3: "p3", 1_500: "p1500"}
+    kept = connection.execute(
+        "SELECT __row__, purchase_id, notes, typeof(notes) FROM raw ORDER BY 1"
+    ).fetchall()
+    assert len(kept) == rows - 2
+    for row, purchase_id, notes, kind in kept:
+        assert purchase_id == f"p{row}"
+        assert notes == (None if row == 2 else f'{{ "row" : {row} }}')
+        assert kind == "JSON"
+    assert len(list(temp_dir.iterdir())) == 1
+    source.remove_temporary_files()
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_parquet_malformed_json_rejected(tmp_path):
+    path = _write_parquet(
+        tmp_path / "purchases.parquet", [b"p1", b"p2", b"p3"], [b"a", b"b", b"c"]
+    )
+    _with_json_column(path, [b"{}", b'{"size": "\xe9"}', b"{bad"])
+    temp_dir = tmp_path / "temp"
+    temp_dir.mkdir()
     with pytest.raises(
-        InputError, match=r"JSON column 'notes' .* in row 2 \(byte 0xE9"
+        InputError, match=r"JSON column 'notes' in row 3 is not a JSON document"
     ):
-        register_source(duckdb.connect(), path)
+        register_source(duckdb.connect(), path, temp_dir)
+    assert list(temp_dir.iterdir()) == []
 
 
 def test_parquet_all_rows_invalid_rejected(tmp_path):
@@ -442,3 +518,100 @@ def test_parquet_renamed_column_invalid_quarantined(tmp_path):
     [(row, column, value, _)] = _quarantine(connection)
     assert (row, column, value) == (2, "Title_1", "b\\xffad")
     assert _purchase_ids(connection) == {2: "p2"}
+
+
+def test_parquet_repeated_name_rejected(tmp_path):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1"], [b"Kettle"])
+    table = pq.read_table(path)
+    table = table.append_column("title", pa.array(["Fan"]))
+    pq.write_table(table, path)
+    assert pq.read_schema(path).names.count("title") == 2
+    with pytest.raises(InputError) as raised:
+        register_source(duckdb.connect(), path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "columns 4 and 8 share the name 'title'" in message
+    assert "rename the columns in the file" in message
+
+
+def test_parquet_case_rename_warned(tmp_path, caplog):
+    path = _write_parquet(tmp_path / "purchases.parquet", [b"p1"], [b"Kettle"])
+    table = pq.read_table(path).append_column("Title", pa.array(["Fan"]))
+    pq.write_table(table, path)
+    with caplog.at_level("WARNING", logger="greenloop.pipeline.sources"):
+        source = register_source(duckdb.connect(), path)
+    assert source.columns[-1] == "Title_1"
+    [record] = caplog.records
+    assert "column 8, 'Title', is read as 'Title_1'" in record.getMessage()
+
+
+def test_csv_repeated_name_rejected(tmp_path):
+    path = tmp_path / "purchases.csv"
+    path.write_bytes(HEADER.replace(b"\n", b",title\n") + b"c1,x,u1,A,1,4,CNY,B\n")
+    with pytest.raises(InputError) as raised:
+        register_source(duckdb.connect(), path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "columns 4 and 8 share the name 'title'" in message
+    assert "rename the columns" in message
+
+
+def _title_mapping(column: str) -> ColumnMapping:
+    fields = ["purchase_id", "occurred_at", "user_id", "quantity", "amount"]
+    columns: dict[str, str | ColumnSpec] = {name: name for name in fields}
+    columns["currency"] = "currency"
+    columns["title"] = column
+    return ColumnMapping(name="titles", columns=columns)
+
+
+def _case_repeat_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "csv":
+        path = tmp_path / "purchases.csv"
+        header = HEADER.replace(b"\n", b",Title\n")
+        path.write_bytes(header + _csv_line("c1", b"A").replace(b"\n", b",X\n"))
+        return path
+    path = tmp_path / "purchases.jsonl"
+    record = json.loads(_jsonl_line("j1", "A"))
+    record["Title"] = "X"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_case_repeat_read_as_renamed(tmp_path, caplog, kind):
+    # DuckDB matches names ignoring case, so "Title" would read the title column.
+    path = _case_repeat_file(tmp_path, kind)
+    connection = duckdb.connect()
+    with caplog.at_level("WARNING", logger="greenloop.pipeline.sources"):
+        source = register_source(connection, path)
+    assert source.columns[-1] == "Title_1"
+    [record] = caplog.records
+    assert "column 8, 'Title', is read as 'Title_1'" in record.getMessage()
+    with pytest.raises(MappingError, match=r"no column 'Title' .* Title_1"):
+        ingest(connection, source, _title_mapping("Title"), RUN_STARTED)
+    ingest(connection, source, _title_mapping("Title_1"), RUN_STARTED)
+    assert connection.execute("SELECT title FROM purchases").fetchall() == [("X",)]
+
+
+def test_jsonl_repeated_key_quarantined(tmp_path):
+    repeated = _jsonl_line("j2", "A").replace(
+        '"title": "A"', '"title": "A", "title": "B"'
+    )
+    nested = _jsonl_line("j3", "C").replace("}", ', "labels": {"eco": 1, "eco": 2}}')
+    lines = [_jsonl_line("j1", "Kettle"), repeated, nested]
+    path = tmp_path / "purchases.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    connection, counts = _ingest(path)
+    assert counts.purchases == 1
+    assert counts.quarantined_rows == 2
+    found = _quarantine(connection)
+    assert [(row, column) for row, column, _, _ in found] == [
+        (2, "title"),
+        (3, "(record)"),
+    ]
+    assert {reason for _, _, _, reason in found} == {REPEATED_KEY}
+    assert _details(connection) == [
+        "the key appears 2 times",
+        "a nested object gives the key 'eco' 2 times",
+    ]
+    assert _purchase_ids(connection) == {2: "j2", 3: "j3"}

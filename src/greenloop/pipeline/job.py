@@ -137,6 +137,10 @@ def run_job(config: RunConfig, progress: ProgressSink | None = None) -> RunResul
             "read",
             lambda: register_source(connection, config.input_path),
         )
+        # Reading may copy part of the input to Python's temporary folder (the
+        # run's folder does not exist yet). The copies go when the run ends,
+        # whatever its outcome, so after every step that reads `raw`.
+        cleanup.callback(source.remove_temporary_files)
         mapping = _resolve_mapping(config.mapping, source.columns)
         # The run streams through the store, so mapped pages would only add to
         # its resident memory. The store is opened before the run's folder is

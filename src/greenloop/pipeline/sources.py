@@ -6,15 +6,21 @@ records become quarantine entries instead of stopping the run, and so do
 records whose text is not valid Unicode: bytes that are not UTF-8, or a JSON
 escape of a lone surrogate such as \\ud800. A Parquet row whose text is not
 UTF-8 is quarantined too (see `_register_parquet`).
+
+Reading may write temporary files; `Source.remove_temporary_files` deletes them
+once nothing reads `raw` any more.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
+import logging
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from greenloop.pipeline.mapping import ROW_NUMBER_COLUMN
+
+logger = logging.getLogger(__name__)
 
 FORMATS = {
     ".parquet": "parquet",
@@ -68,6 +76,7 @@ UNREADABLE_CSV = (
 )
 INVALID_JSON = "invalid JSON: give one JSON object per line"
 NOT_AN_OBJECT = "a JSON Lines record must be an object"
+REPEATED_KEY = "repeated key in a JSON object: give each key once per object"
 # The detail names at most this many bad bytes or surrogates of one value.
 MAX_DETAIL_ITEMS = 5
 
@@ -113,6 +122,15 @@ class Source:
     columns: list[str]
     malformed: list[MalformedRecord] = field(default_factory=list)
     column_types: dict[str, str] = field(default_factory=dict)
+    # Files that `raw` reads besides the input, such as the text copy of a
+    # Parquet JSON column (see `_copy_json_text`).
+    temporary_files: list[Path] = field(default_factory=list)
+
+    def remove_temporary_files(self) -> None:
+        """Delete `temporary_files`, after which `raw` may no longer be read."""
+        for temporary in self.temporary_files:
+            temporary.unlink(missing_ok=True)
+        self.temporary_files.clear()
 
 
 def file_sha256(path: Path) -> str:
@@ -135,8 +153,14 @@ def detect_format(path: Path) -> str:
     return found
 
 
-def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source:
-    """Register `path` in `connection` as the relation `raw` with a `__row__` column."""
+def register_source(
+    connection: duckdb.DuckDBPyConnection, path: Path, temp_dir: Path | None = None
+) -> Source:
+    """Register `path` in `connection` as the relation `raw` with a `__row__` column.
+
+    Temporary files go to `temp_dir`, or to Python's temporary folder when it is
+    None. The caller deletes them with `Source.remove_temporary_files`.
+    """
     if not path.is_file():
         raise InputError(
             f"cannot read {path}: file not found; expected {EXPECTED_FORMS}"
@@ -144,14 +168,17 @@ def register_source(connection: duckdb.DuckDBPyConnection, path: Path) -> Source
     kind = detect_format(path)
     sha256 = file_sha256(path)
     if kind == "parquet":
-        return _register_parquet(connection, path, sha256)
+        return _register_parquet(connection, path, sha256, temp_dir)
     if kind == "csv":
         return _register_batches(connection, path, sha256, kind, _csv_batches(path))
     return _register_batches(connection, path, sha256, kind, _jsonl_batches(path))
 
 
 def _register_parquet(
-    connection: duckdb.DuckDBPyConnection, path: Path, sha256: str
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    sha256: str,
+    temp_dir: Path | None,
 ) -> Source:
     """Register a Parquet file as the view `raw`.
 
@@ -169,6 +196,7 @@ def _register_parquet(
             f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
         ) from error
     types = {row[0]: str(row[1]) for row in described if row[0] != ROW_NUMBER_COLUMN}
+    _check_parquet_names(path, list(types))
     # A nested type such as VARCHAR[] or STRUCT(name VARCHAR) has text too.
     text_columns = [
         name for name, kind in types.items() if "VARCHAR" in kind or kind == "JSON"
@@ -179,8 +207,79 @@ def _register_parquet(
             f"CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS SELECT * FROM raw LIMIT 0"
         )
         return Source(path, "parquet", sha256, list(types), column_types=types)
-    malformed = _leave_out_invalid_text(connection, path, types, text_columns, failure)
-    return Source(path, "parquet", sha256, list(types), malformed, types)
+    source = Source(path, "parquet", sha256, list(types), column_types=types)
+    try:
+        source.malformed = _leave_out_invalid_text(
+            connection, source, text_columns, failure, temp_dir
+        )
+    except BaseException:
+        source.remove_temporary_files()
+        raise
+    return source
+
+
+def _check_parquet_names(path: Path, columns: list[str]) -> None:
+    """Raise InputError when two columns of the file have the same name.
+
+    DuckDB 2.0.1 reads the second of two such columns as `name_1`, so a mapping
+    would silently read the first one. DuckDB renames a name that repeats an
+    earlier one ignoring case in the same way (Title to Title_1). That rename is
+    kept, because a mapping must then name Title_1, and a warning names it.
+    """
+    try:
+        file_names = pq.ParquetFile(path).schema_arrow.names
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(
+            f"cannot read {path} as Parquet: {error}; expected {EXPECTED_FORMS}"
+        ) from error
+    repeated = _repeated_names(file_names)
+    if repeated:
+        raise InputError(
+            f"cannot read {path}: {_describe_repeats(repeated)}, so no mapping can "
+            "tell them apart; rename the columns in the file so that each has a "
+            "name of its own"
+        )
+    if len(file_names) == len(columns):
+        _warn_renamed(path, file_names, columns)
+
+
+def _warn_renamed(path: Path, file_names: list[str], columns: list[str]) -> None:
+    """Log a warning for each column that DuckDB reads under a name of its own.
+
+    DuckDB matches column names ignoring the case of ASCII letters, so it reads
+    a column whose name repeats an earlier one's that way as `name_1`.
+    """
+    for position, (file_name, name) in enumerate(
+        zip(file_names, columns, strict=True), start=1
+    ):
+        if file_name != name:
+            logger.warning(
+                "%s: column %d, %r, is read as %r, because its name repeats an "
+                "earlier column's name ignoring case; map %r to read it",
+                path,
+                position,
+                file_name,
+                name,
+                name,
+            )
+
+
+def _repeated_names(names: list[str]) -> dict[str, list[int]]:
+    """Return each name given to more than one column, with the columns' positions."""
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        positions.setdefault(name, []).append(position)
+    return {name: found for name, found in positions.items() if len(found) > 1}
+
+
+def _describe_repeats(repeated: dict[str, list[int]]) -> str:
+    """Return a phrase such as: columns 4 and 8 share the name 'title'."""
+    phrases = []
+    for name, positions in repeated.items():
+        numbers = [str(position) for position in positions]
+        listed = ", ".join(numbers[:-1]) + " and " + numbers[-1]
+        phrases.append(f"columns {listed} share the name {name!r}")
+    return ", and ".join(phrases)
 
 
 def _parquet_scan(path: Path, utf8_validation: str) -> str:
@@ -223,10 +322,10 @@ def _text_failure(
 
 def _leave_out_invalid_text(
     connection: duckdb.DuckDBPyConnection,
-    path: Path,
-    types: dict[str, str],
+    source: Source,
     text_columns: list[str],
     failure: duckdb.InvalidInputException | UnicodeDecodeError,
+    temp_dir: Path | None,
 ) -> list[MalformedRecord]:
     """Register `raw` without rows whose text is not UTF-8 and return their entries.
 
@@ -236,6 +335,7 @@ def _leave_out_invalid_text(
     check stray, overlong and truncated sequences, surrogates and code points
     above U+10FFFF, and that valid text such as U+FFFE or NUL is kept whole.
     """
+    path, types = source.path, source.column_types
     try:
         malformed, columns_by_row = _find_invalid_text(path, list(types), text_columns)
     except (pa.ArrowException, OSError) as error:
@@ -247,16 +347,6 @@ def _leave_out_invalid_text(
         raise InputError(
             f"cannot read {path} as Parquet: {failure}; expected {EXPECTED_FORMS}"
         )
-    # NOTE: DuckDB 2.0.1 fails on such a value of a column of the Parquet JSON
-    # type with every utf8_validation setting, so no row of the file is read.
-    for record in malformed:
-        if types[record.column] == "JSON":
-            raise InputError(
-                f"cannot read {path}: the JSON column {record.column!r} has text that "
-                f"is not valid UTF-8 in row {record.row} ({record.detail}), and "
-                "DuckDB cannot read the other rows of such a column; write the "
-                "column's text as UTF-8"
-            )
     if len(columns_by_row) == pq.ParquetFile(path).metadata.num_rows:
         first = malformed[0]
         raise InputError(
@@ -278,12 +368,20 @@ def _leave_out_invalid_text(
         "SELECT * FROM invalid_text_batch"
     )
     connection.unregister("invalid_text_batch")
-    scan = _parquet_scan(path, "ignore")
-    connection.execute(
-        f"CREATE OR REPLACE VIEW raw AS {_numbered_rows(scan)} "
-        f"WHERE file_row_number + 1 NOT IN (SELECT row FROM {INVALID_TEXT_ROWS})"
-    )
     unreadable = {record.column for record in malformed}
+    json_columns = [
+        name for name in types if name in unreadable and types[name] == "JSON"
+    ]
+    numbered = _numbered_rows(_parquet_scan(path, "ignore"))
+    if json_columns:
+        copy = _copy_json_text(path, list(types), json_columns, temp_dir)
+        source.temporary_files.append(copy)
+        _check_json_documents(connection, path, copy, json_columns)
+        numbered = _numbered_rows_with_copy(path, copy, json_columns)
+    connection.execute(
+        f"CREATE OR REPLACE VIEW raw AS SELECT * FROM ({numbered}) "
+        f"WHERE {ROW_NUMBER_COLUMN} NOT IN (SELECT row FROM {INVALID_TEXT_ROWS})"
+    )
     blanked = ", ".join(
         f"CASE WHEN list_contains(invalid.columns, {_literal(name)}) THEN NULL "
         f"ELSE file.{_quote(name)} END AS {_quote(name)}"
@@ -293,13 +391,92 @@ def _leave_out_invalid_text(
     connection.execute(
         f"""
         CREATE OR REPLACE TABLE {MALFORMED_CELLS} AS
-        SELECT file.file_row_number + 1 AS {ROW_NUMBER_COLUMN},
-               file.* EXCLUDE (file_row_number) REPLACE ({blanked})
-        FROM {scan} AS file
-        JOIN {INVALID_TEXT_ROWS} AS invalid ON invalid.row = file.file_row_number + 1
+        SELECT file.* REPLACE ({blanked})
+        FROM ({numbered}) AS file
+        JOIN {INVALID_TEXT_ROWS} AS invalid ON invalid.row = file.{ROW_NUMBER_COLUMN}
         """
     )
     return malformed
+
+
+# DuckDB 2.0.1 reads no value of a column of the Parquet JSON type once one
+# value is not UTF-8, with any utf8_validation setting, but it reads the same
+# bytes in a plain string column. So such columns are copied, without the JSON
+# type, to a Parquet file of their own, which `raw` reads beside the input with
+# a POSITIONAL JOIN (row n of one file beside row n of the other). The copy is
+# written one record batch at a time, so its memory use does not grow with the
+# file, and it has only the copied columns, so every other column is read from
+# the input as before.
+def _copy_json_text(
+    path: Path, columns: list[str], json_columns: list[str], temp_dir: Path | None
+) -> Path:
+    """Write `json_columns` of the Parquet file as plain text to a temporary file.
+
+    `columns` are DuckDB's names of all the file's columns, and the copy names
+    its columns with DuckDB's names. The bytes of each value are kept as they
+    are, including those that are not UTF-8.
+    """
+    parquet = pq.ParquetFile(path)
+    file_name = {name: file for file, name in _duckdb_names(parquet, columns).items()}
+    selected = [file_name[name] for name in json_columns]
+    with tempfile.NamedTemporaryFile(
+        prefix="greenloop-json-text-", suffix=".parquet", dir=temp_dir, delete=False
+    ) as handle:
+        copy = Path(handle.name)
+    try:
+        writer: pq.ParquetWriter | None = None
+        for batch in parquet.iter_batches(columns=selected):
+            arrays = [
+                column.storage if isinstance(column, pa.ExtensionArray) else column
+                for column in batch.columns
+            ]
+            plain = pa.RecordBatch.from_arrays(arrays, names=json_columns)
+            if writer is None:
+                writer = pq.ParquetWriter(copy, plain.schema)
+            writer.write_batch(plain)
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    return copy
+
+
+def _check_json_documents(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    copy: Path,
+    json_columns: list[str],
+) -> None:
+    """Raise InputError at the first copied value that is not a JSON document.
+
+    DuckDB stops at such a value of a JSON column of the input itself, and
+    `raw` casts the copied text back to JSON, which would stop the run later.
+    """
+    scan = _parquet_scan(copy, "ignore")
+    for name in json_columns:
+        [(row,)] = connection.execute(
+            f"SELECT min(file_row_number) + 1 FROM {scan} "
+            f"WHERE NOT json_valid({_quote(name)})"
+        ).fetchall()
+        if row is not None:
+            raise InputError(
+                f"cannot read {path}: the value of the JSON column {name!r} in row "
+                f"{row} is not a JSON document; write valid JSON in that column"
+            )
+
+
+def _numbered_rows_with_copy(path: Path, copy: Path, json_columns: list[str]) -> str:
+    """Return the numbered rows of `path` with `json_columns` read from `copy`."""
+    replaced = ", ".join(
+        f"CAST(copy.{_quote(name)} AS JSON) AS {_quote(name)}" for name in json_columns
+    )
+    return (
+        f"SELECT file.file_row_number + 1 AS {ROW_NUMBER_COLUMN}, "
+        f"file.* EXCLUDE (file_row_number) REPLACE ({replaced}) "
+        f"FROM {_parquet_scan(path, 'ignore')} AS file "
+        f"POSITIONAL JOIN {_parquet_scan(copy, 'ignore')} AS copy"
+    )
 
 
 def _find_invalid_text(
@@ -312,13 +489,7 @@ def _find_invalid_text(
     Arrow's own UTF-8 check is not looked at value by value.
     """
     parquet = pq.ParquetFile(path)
-    # DuckDB renames a column whose name repeats an earlier one's, ignoring
-    # case (Title to Title_1), and pyarrow skips names it does not know, so the
-    # file's names are matched to DuckDB's by position.
-    file_names = parquet.schema_arrow.names
-    if len(file_names) != len(columns):
-        file_names = columns
-    duckdb_name = dict(zip(file_names, columns, strict=True))
+    duckdb_name = _duckdb_names(parquet, columns)
     file_name = {name: file for file, name in duckdb_name.items()}
     malformed: list[MalformedRecord] = []
     columns_by_row: dict[int, list[str]] = {}
@@ -353,6 +524,19 @@ def _find_invalid_text(
                 columns_by_row.setdefault(row, []).append(name)
         first_row += batch.num_rows
     return malformed, columns_by_row
+
+
+def _duckdb_names(parquet: pq.ParquetFile, columns: list[str]) -> dict[str, str]:
+    """Return DuckDB's name for each column name of the Parquet file.
+
+    DuckDB renames a column whose name repeats an earlier one's, ignoring case
+    (Title to Title_1), and pyarrow skips names it does not know, so the file's
+    names are matched to DuckDB's `columns` by position.
+    """
+    file_names = parquet.schema_arrow.names
+    if len(file_names) != len(columns):
+        file_names = columns
+    return dict(zip(file_names, columns, strict=True))
 
 
 def _with_binary_text(kind: pa.DataType) -> pa.DataType:
@@ -447,9 +631,14 @@ def _register_batches(
             f"cannot read {path}: no record could be read (row {first.row}, column "
             f"{first.column}: {first.reason}{detail}); expected {EXPECTED_FORMS}"
         )
+    # DuckDB renames a column whose name repeats an earlier one's ignoring case
+    # (Title after title becomes Title_1), so the source takes the names of `raw`.
+    described = connection.execute("DESCRIBE raw").fetchall()
+    columns = [row[0] for row in described if row[0] != ROW_NUMBER_COLUMN]
+    _warn_renamed(path, batches.columns, columns)
     _store_readable_cells(connection, batches.columns, batches.readable)
-    types = dict.fromkeys(batches.columns, "VARCHAR")
-    return Source(path, kind, sha256, batches.columns, batches.malformed, types)
+    types = dict.fromkeys(columns, "VARCHAR")
+    return Source(path, kind, sha256, columns, batches.malformed, types)
 
 
 def _store_readable_cells(
@@ -490,10 +679,17 @@ def _csv_batches(path: Path) -> _Batches:
                 f"(the header row) is not valid UTF-8 ({detail}); save the file as "
                 "UTF-8 or give Parquet"
             )
-    if len(set(header)) != len(header) or not all(header):
+    if not all(header):
         raise InputError(
-            f"cannot read {path}: the header row must name every column once, found "
-            f"{header!r}"
+            f"cannot read {path}: the header row must name every column, found "
+            f"{header!r}; give each column a name"
+        )
+    repeated = _repeated_names(header)
+    if repeated:
+        raise InputError(
+            f"cannot read {path}: in the header row, {_describe_repeats(repeated)}, "
+            "so no mapping can tell them apart; rename the columns so that each has "
+            "a name of its own"
         )
     malformed: list[MalformedRecord] = []
     readable: dict[int, dict[str, str | None]] = {}
@@ -549,12 +745,16 @@ def _jsonl_batches(path: Path) -> _Batches:
     records: list[tuple[int, dict[str, object]]] = []
     malformed: list[MalformedRecord] = []
     readable: dict[int, dict[str, str | None]] = {}
+    # The keys that the objects of one record give more than once.
+    repeats: list[dict[str, int]] = []
+    read_object = functools.partial(_json_object, repeats=repeats)
     with stream:
         for row, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
+            repeats.clear()
             try:
-                document = json.loads(line)
+                document = json.loads(line, object_pairs_hook=read_object)
             except json.JSONDecodeError as error:
                 # Bytes that are not UTF-8 in the line are the likelier cause.
                 if SURROGATE.search(line) is not None:
@@ -573,10 +773,13 @@ def _jsonl_batches(path: Path) -> _Batches:
                 )
                 continue
             invalid = _invalid_fields(row, line, document)
+            invalid += _repeated_keys(row, line, repeats)
             if invalid:
                 malformed.extend(invalid)
                 readable[row] = _readable_cells(
-                    (key, _json_text(value)) for key, value in document.items()
+                    (key, _json_text(value))
+                    for key, value in document.items()
+                    if key not in repeats[-1]
                 )
                 continue
             for key in document:
@@ -593,6 +796,46 @@ def _jsonl_batches(path: Path) -> _Batches:
             yield _to_table(columns, [row for row, _ in chunk], values)
 
     return _Batches(columns, tables(), malformed, readable)
+
+
+def _json_object(
+    pairs: list[tuple[str, object]], repeats: list[dict[str, int]]
+) -> dict[str, object]:
+    """Return the pairs of a JSON object as a dict and record its repeated keys.
+
+    Each entry of `repeats` maps each key that the object gives more than once
+    to its count. json.loads builds the outer object last, so its entry is last.
+    """
+    counts: dict[str, int] = {}
+    for key, _ in pairs:
+        counts[key] = counts.get(key, 0) + 1
+    repeats.append({key: count for key, count in counts.items() if count > 1})
+    return dict(pairs)
+
+
+def _repeated_keys(
+    row: int, line: str, repeats: list[dict[str, int]]
+) -> list[MalformedRecord]:
+    """Return one entry per key that a JSON record gives more than once.
+
+    json.loads keeps only the last value of such a key, so the record cannot
+    be read as the file gives it. A key repeated in a nested object is an entry
+    of the whole record.
+    """
+    text = _printable(line[:200])
+    entries = [
+        MalformedRecord(row, REPEATED_KEY, text, key, f"the key appears {count} times")
+        for key, count in repeats[-1].items()
+    ]
+    nested = [
+        f"{key!r} {count} times"
+        for found in repeats[:-1]
+        for key, count in found.items()
+    ]
+    if nested:
+        detail = "a nested object gives the key " + ", ".join(nested)
+        entries.append(MalformedRecord(row, REPEATED_KEY, text, detail=detail))
+    return entries
 
 
 def _json_text(value: object) -> str | None:
