@@ -149,8 +149,11 @@ def _index_users(database: Path) -> None:
         )
 
 
-def write_verdict_file(path: Path, target: Path) -> None:
-    """Copy every purchase with 40 columns to a Parquet file, as verdicts are."""
+def write_verdict_file(path: Path, target: Path, compression: str = "zstd") -> None:
+    """Copy every purchase with 40 columns to a Parquet file, as verdicts are.
+
+    The job compresses the file with zstd, the default here.
+    """
     connection = duckdb.connect()
     connection.execute("SET memory_limit = '768MB'")
     connection.execute("SET preserve_insertion_order = false")
@@ -168,7 +171,7 @@ def write_verdict_file(path: Path, target: Path) -> None:
                    0 AS returned_quantity, hash(title) AS product_key,
                    CAST(NULL AS BIGINT) AS ledger_index
             FROM read_parquet('{path}')
-        ) TO '{target}' (FORMAT parquet, COMPRESSION zstd)
+        ) TO '{target}' (FORMAT parquet, COMPRESSION {compression})
         """
     )
     connection.close()
