@@ -62,14 +62,36 @@ for _module_name in COMMAND_MODULES:
 def main() -> None:
     """Run the command line.
 
-    A store that cannot be opened ends any command with one line, as each
-    command's own errors do, instead of a trace.
+    A store that cannot be opened or reached ends any command with one line,
+    as each command's own errors do, instead of a trace. With `--verbose`,
+    a store that cannot be reached shows the trace.
     """
+    from sqlalchemy.exc import OperationalError
+
     from greenloop.store.base import StoreError
 
+    # Raised outside the command, so `fail`'s typer.Exit would not be handled.
     try:
         app()
     except StoreError as error:
-        # Outside the command, so `fail`'s typer.Exit would not be handled.
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(1) from None
+    except OperationalError as error:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        typer.echo(f"error: {store_failure(error)}", err=True)
+        raise SystemExit(1) from None
+
+
+def store_failure(error: Exception) -> str:
+    """Return one line on a database error: the driver's first line and the fix."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    lines = str(cause).strip().splitlines()
+    first_line = lines[0] if lines else type(cause).__name__
+    return (
+        f"database error: {first_line}; check the database URL (--database or "
+        "GREENLOOP_DATABASE_URL) and that its server is running and reachable "
+        "(run with --verbose for the full trace)"
+    )

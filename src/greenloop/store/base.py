@@ -29,6 +29,10 @@ SQLITE_ROWS_PER_INSERT = 5_000
 # A pooled connection returned at least this many seconds ago is pinged
 # before it is used again (see `ping_idle_connections`).
 PING_AFTER_IDLE_SECONDS = 1.0
+# Seconds a PostgreSQL connection attempt may take when the URL sets no
+# `connect_timeout`. Without a limit, a server or another service that
+# accepts the connection and never replies keeps the command waiting forever.
+POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 10
 _CHECKED_IN_AT = "greenloop_checked_in_at"
 
 NAMING_CONVENTION = {
@@ -85,10 +89,12 @@ def make_engine(
 
     `sqlite_mmap_bytes` sets how much of a SQLite file reads map into memory,
     and 0 turns mapping off. Mapped pages count as resident memory. Other
-    databases get a pool that pings idle connections before use.
+    databases get a pool that pings idle connections before use, and
+    PostgreSQL connection attempts time out after
+    POSTGRESQL_CONNECT_TIMEOUT_SECONDS unless the URL sets `connect_timeout`.
     """
     resolved = database_url(url)
-    parse_database_url(resolved)
+    parsed = parse_database_url(resolved)
     if resolved.startswith("sqlite"):
         _check_sqlite_folder(resolved)
         engine = create_engine(resolved, connect_args={"timeout": 30})
@@ -99,7 +105,13 @@ def make_engine(
 
         event.listen(engine, "connect", configure)
         return engine
-    engine = create_engine(resolved)
+    connect_args: dict[str, Any] = {}
+    if (
+        parsed.get_backend_name() == "postgresql"
+        and "connect_timeout" not in parsed.query
+    ):
+        connect_args["connect_timeout"] = POSTGRESQL_CONNECT_TIMEOUT_SECONDS
+    engine = create_engine(resolved, connect_args=connect_args)
     ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
     return engine
 
