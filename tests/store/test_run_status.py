@@ -6,6 +6,7 @@ Live runs stay running.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -170,6 +171,33 @@ def test_reused_process_id_has_ended():
 def test_unverifiable_process_is_unknown(change):
     recorded = dataclasses.replace(current_process(), **change)
     assert process_state(recorded) == ProcessState.UNKNOWN
+
+
+def test_proc_of_other_namespace_unknown(tmp_path, monkeypatch):
+    # A container that shares the host's /proc: /proc/self names the process
+    # by its host pid, so /proc/<os.getpid()> would be another process.
+    from greenloop.store import processes
+
+    recorded = _identity(os.getpid())
+    fake = tmp_path / "proc"
+    (fake / "sys" / "kernel" / "random").mkdir(parents=True)
+    (fake / "sys" / "kernel" / "random" / "boot_id").write_text("boot\n", "ascii")
+    host_pid = str(os.getpid() + 100_000)
+    (fake / host_pid / "ns").mkdir(parents=True)
+    (fake / host_pid / "ns" / "pid").symlink_to("pid:[4026531836]")
+    (fake / "self").symlink_to(host_pid)
+    monkeypatch.setattr(processes, "PROC", fake)
+    monkeypatch.setattr(processes, "BOOT_ID", fake / "sys/kernel/random/boot_id")
+    observer = current_process()
+    assert observer.scope is None
+    assert observer.start_ticks is None
+    assert process_state(recorded, observer) == ProcessState.UNKNOWN
+
+
+def test_proc_of_own_namespace_has_scope():
+    identity = current_process()
+    assert identity.scope is not None
+    assert identity.start_ticks is not None
 
 
 @pytest.mark.postgres

@@ -57,11 +57,14 @@ class ProcessIdentity:
 def current_process() -> ProcessIdentity:
     """Return the identity of this process."""
     process_id = os.getpid()
-    stat = _stat(process_id)
+    scope = _current_scope()
+    # Without a scope, /proc/PID may be another process, so its start time
+    # is not read.
+    stat = None if scope is None else _stat(process_id)
     return ProcessIdentity(
         host_name=socket.gethostname(),
         process_id=process_id,
-        scope=_current_scope(),
+        scope=scope,
         start_ticks=None if stat is None else stat[1],
     )
 
@@ -108,12 +111,26 @@ def process_state(
 
 
 def _current_scope() -> str | None:
-    """Return this process's boot id and pid namespace, or None off Linux."""
+    """Return this process's boot id and pid namespace, or None when unknown.
+
+    The scope is unknown off Linux, and also when /proc belongs to another
+    pid namespace than this process, as in a container that shares the host's
+    /proc. There /proc/PID names another process than os.getpid() does.
+    """
     try:
+        proc_self_pid = os.readlink(PROC / "self")
         boot_id = BOOT_ID.read_text(encoding="ascii").strip()
         namespace = os.readlink(PROC / "self" / "ns" / "pid")
     except OSError as error:
         logger.debug("process scope unknown, so no run is found ended: %s", error)
+        return None
+    if proc_self_pid != str(os.getpid()):
+        logger.debug(
+            "/proc shows this process as %s, not as process id %d, so it belongs "
+            "to another pid namespace; no run is found ended",
+            proc_self_pid,
+            os.getpid(),
+        )
         return None
     return f"{boot_id} {namespace}"
 
