@@ -503,3 +503,54 @@ def test_compact_batch_sends_own_rows() -> None:
     compact = identify_step._compact(part)
     assert compact.equals(part)
     assert len(pickle.dumps(compact)) * 20 < len(pickle.dumps(part))
+
+
+class FakeTime:
+    """A stand-in for the time module whose monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+
+@pytest.mark.timeout(60)
+def test_suspension_not_counted_in_grace(monkeypatch):
+    # Ctrl-Z stops the main process and its workers alike, and time.monotonic()
+    # runs on meanwhile. A worker that was judging must not be taken as stuck.
+    fake_time = FakeTime()
+    monkeypatch.setattr(identify_step, "time", fake_time)
+    pool = identify_step._WorkerPool(None, 0, identify_step._serve)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pool.unclaimed.append(0)
+        assert pool._claim_first(1, worker) == 0
+        fake_time.seconds += 1.0
+        pool._stop_stragglers()
+        fake_time.seconds += 3600.0
+        pool._stop_stragglers()
+        assert worker.poll() is None
+        assert pool.returned == []
+
+        # Once the job runs again, the worker still has its grace period.
+        grace = identify_step.straggler_grace_seconds(0.0)
+        for _ in range(int(grace / identify_step.WATCH_INTERVAL_SECONDS) + 2):
+            fake_time.seconds += identify_step.WATCH_INTERVAL_SECONDS
+            pool._stop_stragglers()
+        assert worker.poll() is not None
+        assert pool.returned == [0]
+    finally:
+        pool.close()
+        worker.kill()
+        worker.wait()
+
+
+def test_running_clock_caps_each_step(monkeypatch):
+    fake_time = FakeTime()
+    monkeypatch.setattr(identify_step, "time", fake_time)
+    clock = identify_step._RunningClock()
+    fake_time.seconds += 1.5
+    assert clock.now() == 1.5
+    fake_time.seconds += 600.0
+    assert clock.now() == 1.5 + identify_step.CLOCK_MAX_STEP_SECONDS
