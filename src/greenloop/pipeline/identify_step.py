@@ -8,6 +8,7 @@ import os
 import pickle
 import queue
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+import greenloop
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
 from greenloop.pipeline import identify_worker
@@ -745,13 +747,12 @@ def _launch_worker() -> _Worker:
     try:
         # -P (Python 3.11+) keeps the working directory off sys.path, where
         # `-m` would put it first, so a file such as signal.py there is not
-        # imported in place of the standard module. A greenloop that this
-        # process imports only from the working directory cannot start
-        # workers, so this process judges every batch.
+        # imported in place of the standard module.
         process = subprocess.Popen(
             [sys.executable, "-P", "-m", identify_worker.__name__],
             stdin=request_read,
             stdout=reply_write,
+            env=_worker_environment(),
         )
     except BaseException:
         os.close(request_write)
@@ -765,6 +766,33 @@ def _launch_worker() -> _Worker:
     requests = Connection(request_write, readable=False)
     replies = Connection(reply_read, writable=False)
     return process, requests, replies
+
+
+def _worker_environment() -> dict[str, str]:
+    """Return this process's environment with the folder that greenloop was
+    imported from first on PYTHONPATH.
+
+    This process may import greenloop only through an entry that it added to
+    sys.path itself, or through the working directory, and the worker must
+    import greenloop before it receives this process's sys.path. Existing
+    PYTHONPATH entries follow, except empty ones, which would put the
+    working directory back on the worker's path. A site-packages folder is
+    not added, because the worker finds it anyway, and on PYTHONPATH it would
+    come before the standard library.
+    """
+    root = Path(greenloop.__file__).resolve().parent.parent
+    entries = [
+        entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry
+    ]
+    site_folders = {*site.getsitepackages(), site.getusersitepackages()}
+    if not any(root == Path(folder).resolve() for folder in site_folders):
+        entries.insert(0, str(root))
+    environment = dict(os.environ)
+    if entries:
+        environment["PYTHONPATH"] = os.pathsep.join(entries)
+    else:
+        environment.pop("PYTHONPATH", None)
+    return environment
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
