@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -34,12 +35,7 @@ class ExitOnLoad(Identifier):
         self.__dict__.update(state)
 
 
-def _identify_35(
-    identifier: Identifier, monkeypatch, slow_main_judging
-) -> duckdb.DuckDBPyConnection:
-    slow_main_judging(1.0)
-    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 5)
-    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+def _purchases_35() -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute(
         "CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
@@ -48,6 +44,16 @@ def _identify_35(
         "NULL AS energy_label_grade, NULL AS certificate_id, NULL AS label_codes "
         "FROM range(35) t(i)"
     )
+    return connection
+
+
+def _identify_35(
+    identifier: Identifier, monkeypatch, slow_main_judging
+) -> duckdb.DuckDBPyConnection:
+    slow_main_judging(1.0)
+    monkeypatch.setattr(identify_step, "BATCH_PRODUCTS", 5)
+    monkeypatch.setattr(identify_step, "PARALLEL_MIN_PRODUCTS", 1)
+    connection = _purchases_35()
     identified = identify_products(connection, identifier, NoProgress(), workers=1)
     assert identified.products == 35
     return connection
@@ -170,3 +176,49 @@ def test_keyboard_interrupt_ends_run_row(
         statuses = connection.execute(select(runs.c.status)).scalars().all()
     assert len(statuses) == 1
     assert statuses[0] != "running"
+
+
+class StopOnLoad(Identifier):
+    """An identifier that stops, with SIGSTOP, any process but its creator
+    that unpickles it, as `kill -STOP` would stop it."""
+
+    def __setstate__(self, state: dict) -> None:
+        if os.getpid() != state["creator_pid"]:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        self.__dict__.update(state)
+
+
+def _verdict_rows(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return connection.execute(
+        "SELECT product_key, status, verdict_digest FROM product_verdicts "
+        "ORDER BY product_key"
+    ).fetchall()
+
+
+@pytest.mark.timeout(120)
+def test_unready_worker_killed_after_wait(monkeypatch, caplog, slow_main_judging):
+    monkeypatch.setattr(identify_step, "WORKER_READY_TIMEOUT_SECONDS", 2.0)
+    loaded = Identifier.load(jurisdiction="cn")
+    alone = _purchases_35()
+    identify_products(alone, loaded, NoProgress(), workers=0)
+
+    # The worker stops while it loads the identifier, before it reports ready.
+    identifier = StopOnLoad.__new__(StopOnLoad)
+    identifier.__dict__.update(loaded.__dict__, creator_pid=os.getpid())
+    started = time.monotonic()
+    helped = _identify_35(identifier, monkeypatch, slow_main_judging)
+    seconds = time.monotonic() - started
+
+    assert _verdict_rows(helped) == _verdict_rows(alone)
+    warnings = [
+        record.args
+        for record in caplog.records
+        if "did not report ready" in str(record.msg) and isinstance(record.args, tuple)
+    ]
+    assert len(warnings) == 1
+    number, _pid, wait_seconds = warnings[0]
+    assert number == 1
+    assert wait_seconds == 2.0
+    # The main process judges seven batches at about a second each, so the
+    # run ends after the wait, and it does not wait for the stopped worker.
+    assert seconds < 60

@@ -9,6 +9,7 @@ import signal
 import struct
 import subprocess
 import sys
+import sysconfig
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -503,3 +504,153 @@ def test_compact_batch_sends_own_rows() -> None:
     compact = identify_step._compact(part)
     assert compact.equals(part)
     assert len(pickle.dumps(compact)) * 20 < len(pickle.dumps(part))
+
+
+class FakeTime:
+    """A stand-in for the time module whose monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+
+@pytest.mark.timeout(60)
+def test_suspension_not_counted_in_grace(monkeypatch):
+    # Ctrl-Z stops the main process and its workers alike, and time.monotonic()
+    # runs on meanwhile. A worker that was judging must not be taken as stuck.
+    fake_time = FakeTime()
+    monkeypatch.setattr(identify_step, "time", fake_time)
+    pool = identify_step._WorkerPool(None, 0, identify_step._serve)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pool.unclaimed.append(0)
+        assert pool._claim_first(1, worker) == 0
+        fake_time.seconds += 1.0
+        pool._stop_stragglers()
+        fake_time.seconds += 3600.0
+        pool._stop_stragglers()
+        assert worker.poll() is None
+        assert pool.returned == []
+
+        # Once the job runs again, the worker still has its grace period.
+        grace = identify_step.straggler_grace_seconds(0.0)
+        for _ in range(int(grace / identify_step.WATCH_INTERVAL_SECONDS) + 2):
+            fake_time.seconds += identify_step.WATCH_INTERVAL_SECONDS
+            pool._stop_stragglers()
+        assert worker.poll() is not None
+        assert pool.returned == [0]
+    finally:
+        pool.close()
+        worker.kill()
+        worker.wait()
+
+
+def test_running_clock_caps_each_step(monkeypatch):
+    fake_time = FakeTime()
+    monkeypatch.setattr(identify_step, "time", fake_time)
+    clock = identify_step._RunningClock()
+    fake_time.seconds += 1.5
+    assert clock.now() == 1.5
+    fake_time.seconds += 600.0
+    assert clock.now() == 1.5 + identify_step.CLOCK_MAX_STEP_SECONDS
+
+
+def test_worker_environment_puts_greenloop_first(monkeypatch):
+    import greenloop
+
+    source_root = Path(greenloop.__file__).resolve().parent.parent
+    # Empty entries would put the working directory on the worker's path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["", "/opt/a", "", "/opt/b"]))
+    environment = identify_step._worker_environment()
+    expected = os.pathsep.join([str(source_root), "/opt/a", "/opt/b"])
+    assert environment["PYTHONPATH"] == expected
+
+    monkeypatch.delenv("PYTHONPATH")
+    environment = identify_step._worker_environment()
+    assert environment["PYTHONPATH"] == str(source_root)
+
+
+SYS_PATH_SCRIPT = """\
+import sys
+import time
+
+{path_setup}
+import duckdb
+
+from greenloop.identify import Identifier
+from greenloop.pipeline import identify_step
+from greenloop.pipeline.progress import NoProgress
+
+identify_step.BATCH_PRODUCTS = 5
+identify_step.PARALLEL_MIN_PRODUCTS = 1
+judge = identify_step._judge
+
+
+def judge_slowly(identifier, batch):
+    time.sleep(1.0)
+    return judge(identifier, batch)
+
+
+identify_step._judge = judge_slowly
+connection = duckdb.connect()
+connection.execute(
+    "CREATE TABLE purchases AS SELECT CAST(i AS UBIGINT) AS product_key, "
+    "'product ' || i AS title, NULL AS mcc, NULL AS merchant_id, "
+    "NULL AS merchant_name, NULL AS brand, NULL AS model_number, NULL AS sku, "
+    "NULL AS energy_label_grade, NULL AS certificate_id, NULL AS label_codes "
+    "FROM range(35) t(i)"
+)
+identified = identify_step.identify_products(
+    connection, Identifier.load(jurisdiction="cn"), NoProgress(), workers=1
+)
+print(identified.workers)
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("reached_by", ["sys.path", "working directory"])
+def test_workers_start_without_install(tmp_path, reached_by):
+    # A virtual environment with greenloop's dependencies but not greenloop:
+    # a .pth file there adds this environment's site-packages, whose own .pth
+    # file for the editable install of greenloop is then not read.
+    import venv
+
+    import greenloop
+
+    source_root = str(Path(greenloop.__file__).resolve().parent.parent)
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(bare)
+    [site_packages] = bare.glob("lib/python*/site-packages")
+    dependencies = sysconfig.get_path("purelib")
+    (site_packages / "dependencies.pth").write_text(dependencies + "\n")
+    python = bare / "bin" / "python"
+    environment = {"PATH": os.environ["PATH"]}
+    hidden = subprocess.run(
+        [str(python), "-c", "import greenloop"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert hidden.returncode != 0, "greenloop is importable without its folder"
+
+    if reached_by == "sys.path":
+        path_setup = f"sys.path.insert(0, {source_root!r})\n"
+        folder = str(tmp_path)
+    else:
+        # `python -c` puts the working directory first on sys.path.
+        path_setup = ""
+        folder = source_root
+    finished = subprocess.run(
+        [str(python), "-c", SYS_PATH_SCRIPT.format(path_setup=path_setup)],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "did not start" not in finished.stderr
+    assert finished.stdout.split() == ["1"], finished.stderr

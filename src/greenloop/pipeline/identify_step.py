@@ -8,6 +8,7 @@ import os
 import pickle
 import queue
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+import greenloop
 from greenloop.identify import Identifier
 from greenloop.identify.verdict import ProductQuery, Verdict
 from greenloop.pipeline import identify_worker
@@ -55,10 +57,20 @@ STRAGGLER_GRACE_FACTOR = 4
 # off the CPU, or pages back in from swap, can stall for seconds without being
 # stuck, and early in a run few batch times are known.
 STRAGGLER_GRACE_MIN_SECONDS = 10.0
-# NOTE: the grace period is measured on the monotonic clock, which also runs
-# while the whole job is suspended (Ctrl-Z). After a long suspension, a worker
-# that was not stuck may be killed and its batch judged again, with the same
-# verdicts.
+# A worker that has not reported ready this many seconds after its start is
+# killed, and the other processes judge its batches. Starting a worker and
+# loading the identifier take about a second on an idle host, and the bound
+# leaves room for slow imports from a cold disk cache or on a busy host. No
+# process waits for a worker to become ready, so the bound only limits how
+# long a stuck worker keeps its memory and CPU before it is reported.
+WORKER_READY_TIMEOUT_SECONDS = 60.0
+# The pool's watch thread reads the pool's clock this often, in seconds.
+WATCH_INTERVAL_SECONDS = 0.5
+# The pool's clock advances by at most this many seconds from one reading to
+# the next, so a time in which this process did not run at all counts as this
+# much. It is four watch intervals, so a host that keeps the process off the
+# CPU for a moment does not slow the clock.
+CLOCK_MAX_STEP_SECONDS = 4 * WATCH_INTERVAL_SECONDS
 
 VERDICT_SCHEMA = pa.schema(
     [
@@ -295,7 +307,10 @@ class _WorkerPool:
     it exactly once, under `_lock`: with the worker's verdicts, or when the
     worker is lost, or when this process stops the worker for keeping the
     batch too long (see STRAGGLER_GRACE_FACTOR). So no batch is judged twice
-    or lost.
+    or lost. `_starting` records each worker that has not yet reported ready,
+    and the watch thread kills one that takes longer than
+    WORKER_READY_TIMEOUT_SECONDS. Both periods are measured on `_clock`,
+    which skips the time in which this process was suspended.
 
     The workers are not started through multiprocessing, because its workers
     import the caller's main module, which runs a script without an
@@ -317,7 +332,14 @@ class _WorkerPool:
         self._tried = threading.Semaphore(0)
         self._processes: list[subprocess.Popen[bytes]] = []
         self._held: dict[int, _HeldBatch] = {}
+        self._starting: dict[int, _StartingWorker] = {}
         self._slowest_batch_seconds = 0.0
+        self._clock = _RunningClock()
+        self._closed = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch, name="identify-watch", daemon=True
+        )
+        self._watcher.start()
         self._threads = [
             threading.Thread(
                 target=self._drive,
@@ -355,6 +377,10 @@ class _WorkerPool:
             self.unclaimed.extend(range(len(batches)))
         self._ready.set()
 
+    def now(self) -> float:
+        """Return the pool's clock in seconds (see _RunningClock)."""
+        return self._clock.now()
+
     def claim_last(self) -> int | None:
         """Take a batch that a stopped worker gave back, or else the last batch
         no worker has taken, for this process to judge."""
@@ -390,12 +416,12 @@ class _WorkerPool:
                 return None
             grace = straggler_grace_seconds(self._slowest_batch_seconds)
             since = min(held.since for held in self._held.values())
-        return max(0.0, since + grace - time.monotonic())
+        return max(0.0, since + grace - self._clock.now())
 
     def _stop_stragglers(self) -> None:
         """Kill each worker that keeps its batch past the grace period, and give
         the batch back for this process to judge."""
-        now = time.monotonic()
+        now = self._clock.now()
         with self._lock:
             grace = straggler_grace_seconds(self._slowest_batch_seconds)
             overdue = {
@@ -426,7 +452,7 @@ class _WorkerPool:
             if self._closing or not self.unclaimed:
                 return None
             position = self.unclaimed.popleft()
-            self._held[number] = _HeldBatch(position, process, time.monotonic())
+            self._held[number] = _HeldBatch(position, process, self._clock.now())
             return position
 
     def _deliver(self, report: _WorkerReport) -> bool:
@@ -437,7 +463,7 @@ class _WorkerPool:
             if held is None:
                 return False
             if report.judged is not None:
-                seconds = time.monotonic() - held.since
+                seconds = self._clock.now() - held.since
                 self._slowest_batch_seconds = max(self._slowest_batch_seconds, seconds)
             self.results.put(report)
         return True
@@ -464,20 +490,70 @@ class _WorkerPool:
         with self._lock:
             self._processes.append(process)
             closing = self._closing
+            if not closing:
+                since = self._clock.now()
+                self._starting[number] = _StartingWorker(process, since)
         if not closing:
             try:
                 requests.send(sys.path)
                 requests.send((target, identifier))
                 reply = replies.recv()
-                if reply == identify_worker.READY:
-                    return process, requests, replies
-                raise RuntimeError(f"unexpected first reply {reply!r}")
+                if reply != identify_worker.READY:
+                    raise RuntimeError(f"unexpected first reply {reply!r}")
             except BaseException as error:  # a worker that does not start is left out
-                self._warn_not_started(number, process, error)
+                # The watch thread has already reported a worker it killed.
+                if self._leave_starting(number):
+                    self._warn_not_started(number, process, error)
+            else:
+                if self._leave_starting(number):
+                    return process, requests, replies
         _stop(process)
         requests.close()
         replies.close()
         return None
+
+    def _leave_starting(self, number: int) -> bool:
+        """Take worker `number` off `_starting`, and return False when the
+        watch thread killed it first."""
+        with self._lock:
+            return self._starting.pop(number, None) is not None
+
+    def _watch(self) -> None:
+        """Read the clock every WATCH_INTERVAL_SECONDS, so that it skips a
+        suspension, and kill workers that take too long to become ready."""
+        while not self._closed.wait(WATCH_INTERVAL_SECONDS):
+            self._stop_unready()
+
+    def _stop_unready(self) -> None:
+        """Kill each worker that has not reported ready within
+        WORKER_READY_TIMEOUT_SECONDS of its start.
+
+        Its driver thread then fails to send or receive, stops the process and
+        gives no batch back, because the worker had none.
+        """
+        now = self._clock.now()
+        timeout = WORKER_READY_TIMEOUT_SECONDS
+        with self._lock:
+            if self._closing:
+                return
+            overdue = {
+                number: starting
+                for number, starting in self._starting.items()
+                if now - starting.since >= timeout
+            }
+            for number in overdue:
+                del self._starting[number]
+        for number, starting in overdue.items():
+            logger.warning(
+                "identify worker %d (pid %d) did not report ready within %.1f s "
+                "of its start; killing it, and the other processes judge its "
+                "batches",
+                number,
+                starting.process.pid,
+                timeout,
+            )
+            # SIGKILL, because a stopped process acts on no other signal.
+            starting.process.kill()
 
     def _warn_not_started(
         self,
@@ -565,12 +641,14 @@ class _WorkerPool:
             self.returned.clear()
             processes = list(self._processes)
         self._ready.set()
+        self._closed.set()
         for process in processes:
             _terminate(process)
         for process in processes:
             _stop(process)
         for thread in self._threads:
             thread.join(timeout=30)
+        self._watcher.join(timeout=30)
 
 
 # A running worker: its process and the pipes that carry requests and replies.
@@ -579,11 +657,58 @@ _Worker = tuple[subprocess.Popen[bytes], Connection, Connection]
 
 class _HeldBatch(NamedTuple):
     """A batch a worker has taken: its position, the worker's process and the
-    time.monotonic() at which the worker took it."""
+    time on the pool's clock at which the worker took it."""
 
     position: int
     process: subprocess.Popen[bytes]
     since: float
+
+
+class _StartingWorker(NamedTuple):
+    """A worker that has not reported ready: its process and the time on the
+    pool's clock at which it started."""
+
+    process: subprocess.Popen[bytes]
+    since: float
+
+
+class _RunningClock:
+    """A clock in seconds that skips most of the time in which this process
+    was suspended.
+
+    time.monotonic() runs on while the process is stopped, for example by
+    Ctrl-Z (SIGTSTP) or SIGSTOP, so a worker stopped with the whole job would
+    seem to have held its batch for all that time. Every thread of a stopped
+    process stops, so the pool's watch thread, which reads this clock every
+    WATCH_INTERVAL_SECONDS, finds a long gap after it continues. Each reading,
+    by any thread, advances the clock by the time since the previous reading,
+    but by no more than CLOCK_MAX_STEP_SECONDS. A call that keeps the GIL for
+    longer also stops the watch thread, and the clock then runs slow, so a
+    grace period can grow but never shrink.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_monotonic = time.monotonic()
+        self._seconds = 0.0
+
+    def now(self) -> float:
+        """Return the seconds counted since the clock was created."""
+        with self._lock:
+            current = time.monotonic()
+            step = current - self._last_monotonic
+            self._last_monotonic = current
+            self._seconds += min(step, CLOCK_MAX_STEP_SECONDS)
+            seconds = self._seconds
+        if step > CLOCK_MAX_STEP_SECONDS:
+            logger.info(
+                "the identify step's process did not run for %.1f s, for "
+                "example because the job was suspended; the waits for the "
+                "workers count only %.1f s of it",
+                step,
+                CLOCK_MAX_STEP_SECONDS,
+            )
+        return seconds
 
 
 class _WorkerReport(NamedTuple):
@@ -622,13 +747,12 @@ def _launch_worker() -> _Worker:
     try:
         # -P (Python 3.11+) keeps the working directory off sys.path, where
         # `-m` would put it first, so a file such as signal.py there is not
-        # imported in place of the standard module. A greenloop that this
-        # process imports only from the working directory cannot start
-        # workers, so this process judges every batch.
+        # imported in place of the standard module.
         process = subprocess.Popen(
             [sys.executable, "-P", "-m", identify_worker.__name__],
             stdin=request_read,
             stdout=reply_write,
+            env=_worker_environment(),
         )
     except BaseException:
         os.close(request_write)
@@ -642,6 +766,33 @@ def _launch_worker() -> _Worker:
     requests = Connection(request_write, readable=False)
     replies = Connection(reply_read, writable=False)
     return process, requests, replies
+
+
+def _worker_environment() -> dict[str, str]:
+    """Return this process's environment with the folder that greenloop was
+    imported from first on PYTHONPATH.
+
+    This process may import greenloop only through an entry that it added to
+    sys.path itself, or through the working directory, and the worker must
+    import greenloop before it receives this process's sys.path. Existing
+    PYTHONPATH entries follow, except empty ones, which would put the
+    working directory back on the worker's path. A site-packages folder is
+    not added, because the worker finds it anyway, and on PYTHONPATH it would
+    come before the standard library.
+    """
+    root = Path(greenloop.__file__).resolve().parent.parent
+    entries = [
+        entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry
+    ]
+    site_folders = {*site.getsitepackages(), site.getusersitepackages()}
+    if not any(root == Path(folder).resolve() for folder in site_folders):
+        entries.insert(0, str(root))
+    environment = dict(os.environ)
+    if entries:
+        environment["PYTHONPATH"] = os.pathsep.join(entries)
+    else:
+        environment.pop("PYTHONPATH", None)
+    return environment
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -730,9 +881,9 @@ def _judged_batches(
             last = pool.claim_last()
             if last is not None:
                 remaining -= 1
-                started = time.monotonic()
+                started = pool.now()
                 judged = _judge(identifier, batches[last])
-                pool.record_batch_seconds(time.monotonic() - started)
+                pool.record_batch_seconds(pool.now() - started)
                 yield last, judged, None
                 continue
             report = pool.wait_for_report()

@@ -2,7 +2,10 @@
 
 The main process runs `python -P -m greenloop.pipeline.identify_worker` with one
 pipe as standard input, which carries requests, and another as standard
-output, which carries replies (see identify_step._WorkerPool). Each message
+output, which carries replies (see identify_step._WorkerPool). The folder that
+the main process imported greenloop from comes first on PYTHONPATH, unless it
+is a site-packages folder, so this module is found even when greenloop is not
+installed. Each message
 is a pickle framed by multiprocessing.connection.Connection. The first two
 requests are the main process's `sys.path`, then the serving function and the
 identifier. The worker sends READY once it has loaded them and then calls the
