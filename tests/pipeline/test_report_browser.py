@@ -60,3 +60,35 @@ def test_report_renders_offline(report_path, tmp_path):
     assert green_without_evidence == "0"
     assert errors == []
     assert [url for url in requests if not url.startswith("file://")] == []
+
+
+def test_report_fits_page_width(report_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(report_path.as_uri())
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        # Each chart label's left edge, relative to its own chart.
+        label_lefts = page.evaluate(
+            "Array.from(document.querySelectorAll('svg.chart text.label'))"
+            ".map(label => label.getBBox().x)"
+        )
+        # Tables wider than the page must sit in a box that scrolls sideways.
+        loose_wide_tables = page.evaluate(
+            "Array.from(document.querySelectorAll('table'))"
+            ".filter(table => !table.closest('.table-box'))"
+            ".filter(table => table.getBoundingClientRect().right > innerWidth)"
+            ".length"
+        )
+        factor_rows = page.locator("#factor-sources tr").count()
+        browser.close()
+    assert page_width <= 1000
+    assert label_lefts
+    assert min(label_lefts) >= 0
+    assert loose_wide_tables == 0
+    assert factor_rows > 1

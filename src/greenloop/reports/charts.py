@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -15,6 +16,13 @@ ROW_HEIGHT = 22
 LABEL_WIDTH = 220
 BAR_WIDTH = 420
 VALUE_WIDTH = 110
+CHART_WIDTH = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
+# Estimated advance widths in pixels of one character at the charts' 12 px
+# font: wide East Asian characters fill a full em, and 7 px is above the
+# average Latin glyph, so a label shortened to fit does not spill over.
+WIDE_CHARACTER_PX = 12.0
+NARROW_CHARACTER_PX = 7.0
+LABEL_GAP = 6
 
 
 def _format(value: float) -> str:
@@ -23,30 +31,43 @@ def _format(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def bar_chart(title: str, rows: Sequence[tuple[str, float]], unit: str = "") -> str:
-    """Return an SVG horizontal bar chart of (label, value) rows."""
+def bar_chart(
+    title: str,
+    rows: Sequence[tuple[str, float]],
+    unit: str = "",
+    *,
+    label_width: int = LABEL_WIDTH,
+    colour: str = SERIES_COLOURS[0],
+) -> str:
+    """Return an SVG horizontal bar chart of (label, value) rows.
+
+    Labels are shortened to fit `label_width` pixels, and each bar's tooltip
+    shows the whole label.
+    """
     if not rows:
         return f'<p class="empty">{escape(title)}: nothing to show.</p>'
     largest = max(value for _, value in rows) or 1.0
     height = ROW_HEIGHT * len(rows) + 30
-    width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
+    bar_width = CHART_WIDTH - label_width - VALUE_WIDTH
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'width="{CHART_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {CHART_WIDTH} {height}">',
         f"<title>{escape(title)}</title>",
         f'<text x="0" y="14" class="chart-title">{escape(title)}</text>',
     ]
     for index, (label, value) in enumerate(rows):
         y = 24 + index * ROW_HEIGHT
-        length = max(BAR_WIDTH * value / largest, 1.0) if value > 0 else 0.0
+        length = max(bar_width * value / largest, 1.0) if value > 0 else 0.0
+        shown_label = shorten(label, label_width - LABEL_GAP)
         parts.append(
-            f'<text x="{LABEL_WIDTH - 6}" y="{y + 14}" text-anchor="end" '
-            f'class="label">{escape(_shorten(label))}</text>'
-            f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{length:.1f}" '
+            f'<text x="{label_width - LABEL_GAP}" y="{y + 14}" text-anchor="end" '
+            f'class="label">{escape(shown_label)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" '
             f'height="{ROW_HEIGHT - 6}" '
-            f'fill="{SERIES_COLOURS[0]}"><title>{escape(label)}: {_format(value)} '
+            f'fill="{colour}"><title>{escape(label)}: {_format(value)} '
             f"{escape(unit)}</title></rect>"
-            f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + 14}" class="value">'
+            f'<text x="{label_width + length + 4:.1f}" y="{y + 14}" class="value">'
             f"{_format(value)} {escape(unit)}</text>"
         )
     parts.append("</svg>")
@@ -61,10 +82,10 @@ def stacked_bar_chart(
         return f'<p class="empty">{escape(title)}: nothing to show.</p>'
     largest = max(sum(values.values()) for _, values in rows) or 1.0
     height = ROW_HEIGHT * len(rows) + 54
-    width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'width="{CHART_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {CHART_WIDTH} {height}">',
         f"<title>{escape(title)}</title>",
         f'<text x="0" y="14" class="chart-title">{escape(title)}</text>',
     ]
@@ -78,9 +99,10 @@ def stacked_bar_chart(
     for index, (label, values) in enumerate(rows):
         y = 44 + index * ROW_HEIGHT
         x = float(LABEL_WIDTH)
+        shown_label = shorten(label, LABEL_WIDTH - LABEL_GAP)
         parts.append(
-            f'<text x="{LABEL_WIDTH - 6}" y="{y + 14}" text-anchor="end" '
-            f'class="label">{escape(_shorten(label))}</text>'
+            f'<text x="{LABEL_WIDTH - LABEL_GAP}" y="{y + 14}" text-anchor="end" '
+            f'class="label">{escape(shown_label)}</text>'
         )
         for series_index, name in enumerate(series):
             value = values.get(name, 0.0)
@@ -104,5 +126,26 @@ def stacked_bar_chart(
     return "".join(parts)
 
 
-def _shorten(label: str, limit: int = 34) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+def shorten(label: str, width_px: float) -> str:
+    """Return `label`, cut and ended with an ellipsis when its estimated width
+    is over `width_px` pixels."""
+    if _text_width(label) <= width_px:
+        return label
+    room = width_px - NARROW_CHARACTER_PX  # for the ellipsis
+    kept_characters: list[str] = []
+    for character in label:
+        room -= _character_width(character)
+        if room < 0:
+            break
+        kept_characters.append(character)
+    return "".join(kept_characters).rstrip() + "…"
+
+
+def _text_width(text: str) -> float:
+    return sum(_character_width(character) for character in text)
+
+
+def _character_width(character: str) -> float:
+    if unicodedata.east_asian_width(character) in ("W", "F"):
+        return WIDE_CHARACTER_PX
+    return NARROW_CHARACTER_PX

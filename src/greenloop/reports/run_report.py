@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -12,6 +13,13 @@ from markupsafe import Markup
 from greenloop.reports.charts import bar_chart, stacked_bar_chart
 
 STATUSES = ("green", "needs_review", "not_green")
+# Reasons and quarantine problems are sentences, so their charts give the
+# labels more room than the bars.
+SENTENCE_LABEL_WIDTH = 430
+# Reasons lead to any status and quarantine is no success, so their bars are
+# not painted in the green of green verdicts.
+REASON_COLOUR = "#1565c0"
+QUARANTINE_COLOUR = "#8d6e63"
 
 _environment = Environment(
     loader=PackageLoader("greenloop.reports", "templates"),
@@ -32,6 +40,8 @@ def render_html(report: dict[str, Any]) -> str:
                     (r["reason"], r["purchases"])
                     for r in report["verdicts"]["top_reasons"]
                 ],
+                label_width=SENTENCE_LABEL_WIDTH,
+                colour=REASON_COLOUR,
             )
         ),
         "avoided": Markup(
@@ -51,6 +61,8 @@ def render_html(report: dict[str, Any]) -> str:
                     (f"{row['column']}: {row['reason']}", row["rows"])
                     for row in report["quarantine"]["by_reason"][:10]
                 ],
+                label_width=SENTENCE_LABEL_WIDTH,
+                colour=QUARANTINE_COLOUR,
             )
         ),
     }
@@ -74,6 +86,8 @@ def render_html(report: dict[str, Any]) -> str:
         value_table=value_table,
         rows=keyed_rows,
         money=for_display,
+        breakable=lambda text: Markup(_breakable(str(text))),
+        exact_number=exact_number,
     )
 
 
@@ -131,15 +145,26 @@ def _verdict_chart(report: dict[str, Any]) -> str:
 
 
 def value_table(value: Any, depth: int = 0) -> Markup:
-    """Render any JSON value as nested HTML tables, for report sections of any shape."""
+    """Render any JSON value as nested HTML tables, for report sections of any shape.
+
+    A table at the top level sits in a box that scrolls sideways when it is
+    wider than the page. Numbers are aligned right, web addresses are links,
+    and names may break after an underscore.
+    """
+    table = _value_html(value, depth)
+    if depth == 0 and isinstance(value, dict | list) and value:
+        return Markup(f'<div class="table-box">{table}</div>')
+    return table
+
+
+def _value_html(value: Any, depth: int) -> Markup:
     from html import escape
 
     if isinstance(value, dict):
         if not value:
             return Markup("<em>none</em>")
         cells = "".join(
-            f"<tr><th>{escape(str(key))}</th>"
-            f"<td>{value_table(item, depth + 1)}</td></tr>"
+            f"<tr><th>{_breakable(str(key))}</th>{_cell(item, depth + 1)}</tr>"
             for key, item in value.items()
         )
         return Markup(f'<table class="values">{cells}</table>')
@@ -150,19 +175,45 @@ def value_table(value: Any, depth: int = 0) -> Markup:
             columns: list[str] = []
             for item in value:
                 columns += [key for key in item if key not in columns]
-            head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
+            head = "".join(f"<th>{_breakable(str(c))}</th>" for c in columns)
             body = "".join(
                 "<tr>"
-                + "".join(
-                    f"<td>{value_table(item.get(c), depth + 1)}</td>" for c in columns
-                )
+                + "".join(_cell(item.get(c), depth + 1) for c in columns)
                 + "</tr>"
                 for item in value
             )
             return Markup(f'<table class="rows"><tr>{head}</tr>{body}</table>')
-        return Markup(", ".join(str(value_table(item, depth + 1)) for item in value))
+        return Markup(", ".join(str(_value_html(item, depth + 1)) for item in value))
     if isinstance(value, float):
         return Markup(escape(f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"))
     if value is None:
         return Markup("—")
-    return Markup(escape(str(value)))
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        # The host names the source, and the whole address is the link's
+        # target and tooltip, so long addresses do not widen the table.
+        host = urlsplit(value).netloc or value
+        return Markup(
+            f'<a href="{escape(value)}" title="{escape(value)}">{escape(host)}</a>'
+        )
+    return Markup(_breakable(str(value)))
+
+
+def exact_number(value: Any) -> str:
+    """Return a number with all its digits, and a whole float without ".0"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _breakable(text: str) -> str:
+    """Return `text` escaped, with a line-break opportunity after each underscore."""
+    from html import escape
+
+    return escape(text).replace("_", "_<wbr>")
+
+
+def _cell(value: Any, depth: int) -> str:
+    """Return one table cell, aligned right when it shows a number."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    opening = '<td class="number">' if number else "<td>"
+    return f"{opening}{_value_html(value, depth)}</td>"
