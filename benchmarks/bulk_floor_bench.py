@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import os
 import pickle
 import tempfile
@@ -44,7 +43,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from floor_bench import GREEN_SHARE, RECORD_SQL, scan, write_verdict_file
+from floor_bench import (
+    GREEN_SHARE,
+    RECORD_SQL,
+    save_summary,
+    scan,
+    write_verdict_file,
+)
 from run_bench import (
     OUT,
     ROOT,
@@ -282,12 +287,8 @@ def main() -> None:
         "target_seconds_at_500000_per_second": round(target_seconds, 2),
         "target_seconds_at_3x_bare_query": round(TARGET_RATIO_TO_BARE_QUERY * bare, 2),
         "load_average_before": load_before,
-        "load_average_after": " ".join(f"{value:.2f}" for value in os.getloadavg()),
-        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bulk_floor_bench.json").write_text(json.dumps(summary, indent=2), "utf-8")
-    print(json.dumps(summary, indent=2))
+    save_summary("bulk_floor_bench.json", summary)
 
 
 if __name__ == "__main__":

@@ -279,11 +279,16 @@ def main() -> None:
         "total_seconds": round(total, 2),
         "purchases_per_second_at_total": round(arguments.rows / total),
         "load_average_before": load_before,
-        "load_average_after": " ".join(f"{value:.2f}" for value in os.getloadavg()),
-        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    save_summary("floor_bench.json", summary)
+
+
+def save_summary(file_name: str, summary: dict[str, Any]) -> None:
+    """Add the load average and the time, write `summary` to OUT and print it."""
+    summary["load_average_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    summary["utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "floor_bench.json").write_text(json.dumps(summary, indent=2), "utf-8")
+    (OUT / file_name).write_text(json.dumps(summary, indent=2), "utf-8")
     print(json.dumps(summary, indent=2))
 
 
