@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from finance_helpers import campaign_dict, facility_dict, make_loan, write_yaml
@@ -172,3 +174,112 @@ def test_refunds_racing_awards_stay_exact(engine: Engine, tmp_path: Path) -> Non
     )
     assert spent == paid
     assert spent == 1000 * awarded
+
+
+def test_two_facilities_claim_one_loan(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both facilities fund vehicles. The second run has allocated "general" and
+    # reads the candidates of "vehicles", which include the first run's new
+    # vehicle loan. The first run then allocates that loan to "general" and
+    # commits before the second run inserts its own allocation of it.
+    facilities = write_yaml(
+        tmp_path / "facilities.yaml",
+        {
+            "facilities": [
+                facility_dict(id="general"),
+                facility_dict(
+                    id="vehicles", eligible_categories=["new_energy_vehicle"]
+                ),
+            ]
+        },
+    )
+    campaigns = write_yaml(
+        tmp_path / "campaigns.yaml",
+        {"campaigns": [campaign_dict(funding={"facility_id": "general"})]},
+    )
+    first_loans = [make_loan(1, category="new_energy_vehicle")]
+    second_loans = [make_loan(2, category="appliance")]
+    second_before_vehicles = threading.Event()
+    first_accrued = threading.Event()
+    second_measured_vehicles = threading.Event()
+    first_allocated_general = threading.Event()
+    allocate = finance.allocate
+    allocate_facility = finance._allocate_facility
+
+    def wait(event: threading.Event) -> None:
+        name = threading.current_thread().name
+        assert event.wait(timeout=20), f"run {name} waited 20 s for the other run"
+
+    def paused_allocate(facility: Any, *arguments: Any) -> Any:
+        if threading.current_thread().name == "second" and facility.id == "vehicles":
+            second_measured_vehicles.set()
+            wait(first_allocated_general)
+        return allocate(facility, *arguments)
+
+    def paused_allocate_facility(
+        engine: Engine, facility: Any, *arguments: Any
+    ) -> None:
+        name = threading.current_thread().name
+        if name == "second" and facility.id == "vehicles":
+            second_before_vehicles.set()
+            wait(first_accrued)
+        allocate_facility(engine, facility, *arguments)
+        if name == "first" and facility.id == "general":
+            first_allocated_general.set()
+
+    def first_phase(phase: str) -> None:
+        if phase == "accrue savings":
+            first_accrued.set()
+            wait(second_measured_vehicles)
+
+    monkeypatch.setattr(finance, "allocate", paused_allocate)
+    monkeypatch.setattr(finance, "_allocate_facility", paused_allocate_facility)
+
+    def run_first() -> None:
+        wait(second_before_vehicles)
+        finance.process_green_loans(
+            engine, first_loans, facilities, campaigns, AS_OF, on_phase=first_phase
+        )
+
+    def run_second() -> None:
+        finance.process_green_loans(engine, second_loans, facilities, campaigns, AS_OF)
+
+    errors: list[BaseException] = []
+
+    def record_errors(run: Callable[[], None]) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                run()
+            except BaseException as error:
+                errors.append(error)
+
+        return target
+
+    threads = [
+        threading.Thread(target=record_errors(run_first), name="first"),
+        threading.Thread(target=record_errors(run_second), name="second"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    columns = finance.finance_allocations.c
+    active = scalar(
+        engine,
+        select(func.count())
+        .select_from(finance.finance_allocations)
+        .where(columns.purchase_id == "p00001", columns.released_on.is_(None)),
+    )
+    assert active == 1
+    with engine.connect() as connection:
+        holder = connection.execute(
+            select(columns.facility_id).where(
+                columns.purchase_id == "p00001", columns.released_on.is_(None)
+            )
+        ).scalar_one()
+    assert holder == "general"
+    assert finance.reconcile_facility(engine, "general").balanced
+    assert finance.reconcile_facility(engine, "vehicles").balanced

@@ -356,6 +356,33 @@ def test_append_batches_with_another_writer(database_url: str, tmp_path: Path) -
     assert log.audit().ok
 
 
+def test_append_while_another_writer_commits(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another store commits an append after the head is read and before the
+    # tiles at its right edge are, so those tiles are wider than the head.
+    log = LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+    other = LedgerStore(make_engine(database_url), key_dir=tmp_path / "keys")
+    log.append([asset(index) for index in range(95)])
+    select_tiles = log._select_tiles
+    appended = []
+
+    def select_after_append(connection: Connection, keys: list) -> list:
+        if not appended:
+            appended.extend(other.append([asset(index) for index in range(95, 100)]))
+        return select_tiles(connection, keys)
+
+    monkeypatch.setattr(log, "_select_tiles", select_after_append)
+    batch = [asset(index) for index in range(100, 110)]
+    results = [result for part in log.append_batches([batch]) for result in part]
+
+    assert len(appended) == 5
+    assert [result.index for result in results] == list(range(100, 110))
+    assert log.size == 110
+    assert log.root() == reference_root(_entries(log))
+    assert log.audit().ok
+
+
 def test_plan_tiles_gives_the_tree_of_an_append() -> None:
     for size, count in [(0, 1), (0, 256), (255, 1), (250, 600), (65_530, 10), (3, 0)]:
         tree = MemoryTileLog()

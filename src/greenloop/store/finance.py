@@ -144,6 +144,9 @@ AWARD_CHUNK = 2000
 # Conflicting attempts of one chunk before it falls back to one transaction per
 # award.
 AWARD_ATTEMPTS = 3
+# Attempts of one facility's allocation when a concurrent run allocates one of
+# its new loans to another facility first.
+ALLOCATION_ATTEMPTS = 3
 # Price fee-based plans of many loans at once with `greenloop.lending.batch`.
 # When false, every loan's plan is built with Decimal arithmetic, one loan at a
 # time, and the tests compare both paths.
@@ -911,25 +914,54 @@ def _allocate_facility(
     A facility already allocated on `as_of` under the same terms considers only
     this batch's loans as new candidates, because every older loan was offered
     to it that day already. This keeps single-loan calls from a checkout cheap.
+
+    A facility's row lock covers only its own allocations, so a concurrent run
+    can allocate a loan to another facility after this transaction read which
+    loans are taken. The insert then raises a unique violation, and the
+    allocation runs again, up to ALLOCATION_ATTEMPTS times in all.
     """
-    with engine.begin() as connection:
-        row = _lock_facility(connection, facility.id)
-        config = facility.model_dump(mode="json")
-        same_day = row.allocated_as_of == as_of and row.config == config
-        if same_day and int(row.unallocated_fen) == 0:
-            # Allocated today under the same terms and fully covered: loans
-            # ended since then were released by revoke, refund or repayment.
+    for attempt in range(1, ALLOCATION_ATTEMPTS + 1):
+        try:
+            with engine.begin() as connection:
+                _allocate_facility_once(connection, facility, as_of, batch_ids)
             return
-        if row.config != config:
-            connection.execute(
-                update(finance_facilities)
-                .where(finance_facilities.c.facility_id == facility.id)
-                .values(config=config)
+        except IntegrityError as error:
+            if not is_unique_violation(error) or attempt == ALLOCATION_ATTEMPTS:
+                raise
+            logger.info(
+                "allocation of facility %s on %s conflicted with a concurrent "
+                "allocation to another facility (attempt %d of %d), so it runs "
+                "again: %s",
+                facility.id,
+                as_of.isoformat(),
+                attempt,
+                ALLOCATION_ATTEMPTS,
+                getattr(error, "orig", error),
             )
-        incremental = same_day and len(batch_ids) <= INCREMENTAL_LIMIT
-        _reallocate(
-            connection, facility, as_of, set(batch_ids) if incremental else None
+
+
+def _allocate_facility_once(
+    connection: Connection,
+    facility: FacilityConfig,
+    as_of: date,
+    batch_ids: Sequence[str],
+) -> None:
+    """Allocate the facility inside the caller's transaction, its row locked first."""
+    row = _lock_facility(connection, facility.id)
+    config = facility.model_dump(mode="json")
+    same_day = row.allocated_as_of == as_of and row.config == config
+    if same_day and int(row.unallocated_fen) == 0:
+        # Allocated today under the same terms and fully covered: loans
+        # ended since then were released by revoke, refund or repayment.
+        return
+    if row.config != config:
+        connection.execute(
+            update(finance_facilities)
+            .where(finance_facilities.c.facility_id == facility.id)
+            .values(config=config)
         )
+    incremental = same_day and len(batch_ids) <= INCREMENTAL_LIMIT
+    _reallocate(connection, facility, as_of, set(batch_ids) if incremental else None)
 
 
 def _lock_facility(connection: Connection, facility_id: str) -> Any:
@@ -2365,7 +2397,13 @@ def _reallocate_holders(
     as_of: date,
     report: SubstitutionReport,
 ) -> None:
-    """Re-run the allocation of each facility with an active allocation of the ids."""
+    """Re-run the allocation of each facility with an active allocation of the ids.
+
+    NOTE: unlike `_allocate_facility`, this is not tried again when a
+    concurrent run allocates one of the new candidates to another facility
+    first. On PostgreSQL the caller's transaction then raises IntegrityError
+    and changes nothing, so the refund or revocation has to be sent again.
+    """
     facility_ids = connection.execute(
         select(finance_allocations.c.facility_id)
         .where(

@@ -595,11 +595,23 @@ class LedgerStore:
                     pending.result()
 
     def _tree_state(self) -> TreeState:
-        """Read the log's size, root and partial tiles at the right edge."""
+        """Read the log's size, root and partial tiles at the right edge.
+
+        The head and the tiles are read by separate statements without the
+        log's lock, so an append committed between them leaves tiles wider
+        than the head needs. The tiles are then unknown (None), and the writer
+        reads them again under the lock.
+        """
         with self.engine.connect() as connection:
             size, root = self._head(connection)
             tails = self._select_tiles(connection, tail_keys(size)) if size else []
-        return TreeState(size, root, {tile.key: tile for tile in tails})
+        found = {tile.key: tile for tile in tails}
+        if not _tails_fit(size, found):
+            logger.debug(
+                "log %s grew between the reads of its head and its tiles", self.origin
+            )
+            return TreeState(size, root, None)
+        return TreeState(size, root, found)
 
     def _append_prepared(
         self,
@@ -1252,6 +1264,16 @@ def prepare_encoded(entries: Iterable[tuple[str, bytes]]) -> PreparedBatch:
             )
     leaves = [_sha256(LEAF_PREFIX + entry).digest() for entry in encoded]
     return PreparedBatch(keys, encoded, leaves)
+
+
+def _tails_fit(size: int, tails: Mapping[TileKey, Tile]) -> bool:
+    """Tell whether `tails` are exactly the partial tiles of a tree of `size` leaves."""
+    if set(tails) != set(tail_keys(size)):
+        return False
+    return all(
+        tile.width == (size >> (TILE_HEIGHT * tile.level)) % TILE_WIDTH
+        for tile in tails.values()
+    )
 
 
 def plan_tiles(state: TreeState | None, prepared: PreparedBatch) -> TilePlan | None:
