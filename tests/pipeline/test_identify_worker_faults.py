@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -222,3 +224,106 @@ def test_unready_worker_killed_after_wait(monkeypatch, caplog, slow_main_judging
     # The main process judges seven batches at about a second each, so the
     # run ends after the wait, and it does not wait for the stopped worker.
     assert seconds < 60
+
+
+# Seconds each worker of the killed-job test sleeps while it loads the
+# identifier, so that it is still starting when its main process is killed.
+SLEEP_ON_LOAD_SECONDS = 3.0
+
+
+class SleepOnLoad(Identifier):
+    """An identifier that any process but its creator unpickles slowly."""
+
+    def __setstate__(self, state: dict) -> None:
+        if os.getpid() != state["creator_pid"]:
+            time.sleep(SLEEP_ON_LOAD_SECONDS)
+        self.__dict__.update(state)
+
+
+# The main process of the killed-job test: it identifies 35 products, 5 per
+# batch and 1 s per batch it judges itself, beside two slow-starting workers.
+KILLED_MAIN_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from test_identify_worker_faults import SleepOnLoad, _purchases_35
+from greenloop.identify import Identifier
+from greenloop.pipeline import identify_step
+from greenloop.pipeline.progress import NoProgress
+
+identify_step.BATCH_PRODUCTS = 5
+identify_step.PARALLEL_MIN_PRODUCTS = 1
+judge = identify_step._judge
+
+
+def judge_slowly(identifier, batch):
+    time.sleep(1.0)
+    return judge(identifier, batch)
+
+
+identify_step._judge = judge_slowly
+loaded = Identifier.load(jurisdiction="cn")
+identifier = SleepOnLoad.__new__(SleepOnLoad)
+identifier.__dict__.update(loaded.__dict__, creator_pid=os.getpid())
+identify_step.identify_products(_purchases_35(), identifier, NoProgress(), workers=2)
+"""
+
+
+def _worker_processes(parent: int) -> list[int]:
+    """Return the ids of the identify workers that `parent`'s threads started."""
+    found = []
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"identify_worker" in command:
+                found.append(int(child))
+    return found
+
+
+def _running(process_id: int) -> bool:
+    """Tell whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{process_id}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find workers"
+)
+def test_killed_job_leaves_no_worker():
+    # SIGKILL gives the main process no chance to stop its workers, so each
+    # worker must end by itself once its pipes to the dead process close.
+    script = KILLED_MAIN_SCRIPT.format(tests=str(Path(__file__).parent))
+    main = subprocess.Popen(
+        [sys.executable, "-c", script], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            assert main.poll() is None, "the main process ended before its workers"
+            time.sleep(0.05)
+            workers = _worker_processes(main.pid)
+        assert len(workers) == 2
+        # The workers then take their start-up data and sleep while they
+        # load the identifier.
+        time.sleep(1.0)
+    finally:
+        main.kill()
+        main.wait()
+    assert all(_running(worker) for worker in workers)
+    deadline = time.monotonic() + SLEEP_ON_LOAD_SECONDS + 15
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [worker for worker in workers if _running(worker)] == []
+    # The workers share the main process's standard error, and end quietly.
+    assert "Traceback" not in main.stderr.read()

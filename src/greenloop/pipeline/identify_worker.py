@@ -21,6 +21,7 @@ cannot be loaded here, so that worker fails to start.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -37,12 +38,21 @@ def main() -> None:
     requests = Connection(os.dup(0), writable=False)
     replies = Connection(os.dup(1), readable=False)
     _redirect_standard_streams()
+    # The messages are read whole before either is unpickled, so that a pipe
+    # closed part-way, as by a main process that was killed, ends the worker
+    # quietly, while an error of loading the identifier still shows.
     try:
-        sys.path[:] = requests.recv()
-        target, identifier = requests.recv()
-    except EOFError:  # the main process stopped before this worker started
+        path_message = requests.recv_bytes()
+        start_message = requests.recv_bytes()
+    except (EOFError, OSError):  # the main process stopped before this one started
         return
-    replies.send(READY)
+    sys.path[:] = pickle.loads(path_message)
+    target, identifier = pickle.loads(start_message)
+    del path_message, start_message
+    try:
+        replies.send(READY)
+    except OSError:  # the main process stopped while this one started
+        return
     target(requests, replies, identifier)
 
 
