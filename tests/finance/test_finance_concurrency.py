@@ -283,3 +283,107 @@ def test_two_facilities_claim_one_loan(
     assert holder == "general"
     assert finance.reconcile_facility(engine, "general").balanced
     assert finance.reconcile_facility(engine, "vehicles").balanced
+
+
+def test_refund_substitute_claimed_concurrently(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "vehicles" holds p00001. A refund of it makes "vehicles" read its
+    # candidates, which include the new vehicle loan p00002 of a concurrent
+    # run. That run allocates p00002 to "general" and commits before the
+    # refund's transaction inserts its own allocation of it.
+    vehicles = facility_dict(id="vehicles", eligible_categories=["new_energy_vehicle"])
+    campaigns = write_yaml(
+        tmp_path / "campaigns.yaml",
+        {"campaigns": [campaign_dict(funding={"facility_id": "vehicles"})]},
+    )
+    only_vehicles = write_yaml(tmp_path / "vehicles.yaml", {"facilities": [vehicles]})
+    finance.process_green_loans(
+        engine,
+        [make_loan(1, category="new_energy_vehicle")],
+        only_vehicles,
+        campaigns,
+        AS_OF,
+    )
+    both = write_yaml(
+        tmp_path / "both.yaml",
+        {"facilities": [facility_dict(id="general"), vehicles]},
+    )
+    run_accrued = threading.Event()
+    refund_measured = threading.Event()
+    run_allocated_general = threading.Event()
+    allocate = finance.allocate
+    allocate_facility = finance._allocate_facility
+
+    def wait(event: threading.Event) -> None:
+        name = threading.current_thread().name
+        assert event.wait(timeout=20), f"{name} waited 20 s for the other side"
+
+    def paused_allocate(facility: Any, *arguments: Any) -> Any:
+        if threading.current_thread().name == "refund" and facility.id == "vehicles":
+            refund_measured.set()
+            wait(run_allocated_general)
+        return allocate(facility, *arguments)
+
+    def paused_allocate_facility(
+        engine: Engine, facility: Any, *arguments: Any
+    ) -> None:
+        name = threading.current_thread().name
+        if name == "run" and facility.id == "general":
+            wait(refund_measured)
+        allocate_facility(engine, facility, *arguments)
+        if name == "run" and facility.id == "general":
+            run_allocated_general.set()
+
+    def run_phase(phase: str) -> None:
+        if phase == "accrue savings":
+            run_accrued.set()
+
+    monkeypatch.setattr(finance, "allocate", paused_allocate)
+    monkeypatch.setattr(finance, "_allocate_facility", paused_allocate_facility)
+    errors: list[BaseException] = []
+    reports: list[Any] = []
+
+    def refund() -> None:
+        try:
+            wait(run_accrued)
+            reports.append(
+                finance.refund_purchases(engine, ["p00001"], "returned", AS_OF)
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    def run() -> None:
+        try:
+            finance.process_green_loans(
+                engine,
+                [make_loan(2, category="new_energy_vehicle")],
+                both,
+                campaigns,
+                AS_OF,
+                on_phase=run_phase,
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=refund, name="refund"),
+        threading.Thread(target=run, name="run"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert len(reports) == 1
+    columns = finance.finance_allocations.c
+    with engine.connect() as connection:
+        holders = connection.execute(
+            select(columns.facility_id).where(
+                columns.purchase_id == "p00002", columns.released_on.is_(None)
+            )
+        ).all()
+    assert holders == [("general",)]
+    assert finance.reconcile_facility(engine, "general").balanced
+    assert finance.reconcile_facility(engine, "vehicles").balanced

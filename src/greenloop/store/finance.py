@@ -22,6 +22,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -2399,10 +2400,11 @@ def _reallocate_holders(
 ) -> None:
     """Re-run the allocation of each facility with an active allocation of the ids.
 
-    NOTE: unlike `_allocate_facility`, this is not tried again when a
-    concurrent run allocates one of the new candidates to another facility
-    first. On PostgreSQL the caller's transaction then raises IntegrityError
-    and changes nothing, so the refund or revocation has to be sent again.
+    On PostgreSQL a concurrent run can allocate one of a facility's new
+    candidates to another facility after this transaction read them. The
+    insert then raises a unique violation, so each facility's allocation
+    runs in a savepoint and runs again, up to ALLOCATION_ATTEMPTS times in all.
+    SQLite lets one transaction write at a time, so there it needs none.
     """
     facility_ids = connection.execute(
         select(finance_allocations.c.facility_id)
@@ -2414,10 +2416,28 @@ def _reallocate_holders(
         )
         .distinct()
     ).scalars()
+    concurrent = connection.dialect.name == "postgresql"
     for facility_id in sorted(facility_ids):
-        row = _lock_facility(connection, facility_id)
-        facility = FacilityConfig.model_validate(row.config)
-        released, added = _reallocate(connection, facility, as_of)
+        for attempt in range(1, ALLOCATION_ATTEMPTS + 1):
+            try:
+                with connection.begin_nested() if concurrent else nullcontext():
+                    row = _lock_facility(connection, facility_id)
+                    facility = FacilityConfig.model_validate(row.config)
+                    released, added = _reallocate(connection, facility, as_of)
+                break
+            except IntegrityError as error:
+                if not is_unique_violation(error) or attempt == ALLOCATION_ATTEMPTS:
+                    raise
+                logger.info(
+                    "reallocation of facility %s on %s conflicted with a "
+                    "concurrent allocation to another facility (attempt %d of "
+                    "%d), so it runs again: %s",
+                    facility_id,
+                    as_of.isoformat(),
+                    attempt,
+                    ALLOCATION_ATTEMPTS,
+                    getattr(error, "orig", error),
+                )
         after = _lock_facility(connection, facility_id)
         report.released[facility_id] = released
         report.added[facility_id] = added
