@@ -82,6 +82,31 @@ def test_verify_key_folder_names_file(workspace: dict[str, str]) -> None:
     assert str(key_file) in output
 
 
+def test_verify_wrong_key_file_named(workspace: dict[str, str]) -> None:
+    _run("ledger", "checkpoint", *_options(workspace))
+    receipt = _receipt(workspace, "purchase-000001", "receipt.tlog-proof")
+    not_a_key = Path(workspace["dir"]) / "notes.md"
+    notes = "# notes\n" + "a line of notes\n" * 500
+    not_a_key.write_text(notes, encoding="utf-8")
+    code, output = _run("verify", str(receipt), "--key", str(not_a_key))
+    assert code == 1
+    assert f"verifier key file {not_a_key} is invalid" in output
+    assert f"({len(notes.strip()):,} characters)" in output
+    assert "greenloop ledger key" in output
+    assert len(output) < 400
+
+
+def test_verify_binary_key_file_named(workspace: dict[str, str]) -> None:
+    _run("ledger", "checkpoint", *_options(workspace))
+    receipt = _receipt(workspace, "purchase-000001", "receipt.tlog-proof")
+    binary = Path(workspace["dir"]) / "key.bin"
+    binary.write_bytes(b"\xff\xfe\x00+")
+    code, output = _run("verify", str(receipt), "--key", str(binary))
+    assert code == 1
+    assert f"cannot read verifier key file {binary}" in output
+    assert "Traceback" not in output
+
+
 def test_consistency_between_checkpoints(workspace: dict[str, str]) -> None:
     old = Path(workspace["dir"]) / "old.checkpoint"
     new = Path(workspace["dir"]) / "new.checkpoint"

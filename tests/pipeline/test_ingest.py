@@ -261,6 +261,25 @@ def test_unknown_mapping_field_rejected(tmp_path):
         load_mapping(mapping)
 
 
+def test_mapping_yaml_error_one_line(tmp_path):
+    mapping = tmp_path / "bad.yaml"
+    mapping.write_text("name: bad\ncolumns:\n  title: [Description\n", "utf-8")
+    with pytest.raises(MappingError) as raised:
+        load_mapping(mapping)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"mapping {mapping} is not valid YAML: line 4, column 1:" in message
+    assert "for the format" in message
+
+
+def test_mapping_not_utf8_rejected(tmp_path):
+    mapping = tmp_path / "bad.yaml"
+    mapping.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(MappingError) as raised:
+        load_mapping(mapping)
+    assert f"cannot read mapping {mapping}: 'utf-8'" in str(raised.value)
+
+
 def test_unknown_mapping_name_lists_shipped(tmp_path):
     with pytest.raises(MappingError, match="bank-transactions"):
         load_mapping("no-such-mapping")

@@ -515,6 +515,22 @@ def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_u
     assert quarantine[1].endswith(",byte 0xE9 at offset 3")
 
 
+def test_report_shows_small_avoided_tonnes(tmp_path, user_secret_dir, sqlite_url):
+    path = tmp_path / "ride.csv"
+    path.write_text(
+        "purchase_id,occurred_at,user_id,mcc,title,quantity,amount,currency\n"
+        "r1,2026-05-01 10:00:00,u1,4131,Bus fare,1,2,CNY\n",
+        encoding="utf-8",
+    )
+    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
+    kg_per_year = report["counts"]["impact"]["kg_co2e_per_year"]
+    html = (result.run_dir / "report.html").read_text("utf-8")
+    assert 0 < kg_per_year < 10
+    assert f'<div class="number">{kg_per_year / 1000:.3}' in html
+    assert '<div class="number">0.00</div><div class="label">tCO2e' not in html
+
+
 def test_run_quarantines_invalid_parquet_text(tmp_path, user_secret_dir, sqlite_url):
     import pyarrow as pa
 

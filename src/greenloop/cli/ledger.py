@@ -106,12 +106,17 @@ def _load_verifier(key: str) -> Verifier:
             "or the key itself"
         )
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"cannot read verifier key file {key}: {error}")
     elif "+" not in key:
         fail(f"verifier key file {key} not found; pass the file or the key itself")
     try:
         return Verifier.parse(text)
     except NoteError as error:
+        if path.is_file():
+            fail(f"verifier key file {key} is invalid: {error}")
         fail(str(error))
 
 

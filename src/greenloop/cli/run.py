@@ -93,6 +93,7 @@ def run(
 
     if standard not in STANDARDS:
         fail(f"invalid --standard {standard!r}: expected one of {', '.join(STANDARDS)}")
+    _check_memory_limit(memory_limit)
     config = RunConfig(
         input_path=input_path,
         out_dir=out,
@@ -108,6 +109,20 @@ def run(
         identify_workers=identify_workers,
     )
     _execute(config)
+
+
+def _check_memory_limit(memory_limit: str) -> None:
+    """Stop with a one-line error unless DuckDB accepts `memory_limit`."""
+    import duckdb
+
+    with duckdb.connect(":memory:") as connection:
+        try:
+            connection.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error:
+            fail(
+                f"invalid --memory-limit {memory_limit!r}: expected a number with "
+                "a unit, such as 512MB, 1GB or 2GiB"
+            )
 
 
 def demo(

@@ -74,7 +74,7 @@ class Verifier:
         parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError(
-                f"verifier key {text.strip()!r} must have the form "
+                f"verifier key {_quote_shortened(text.strip())} must have the form "
                 "<name>+<8 hex digits>+<base64 key>; print one with "
                 "`greenloop ledger key`"
             )
@@ -239,6 +239,17 @@ def open_note(note: str, verifier: Verifier) -> str:
         if not verifier.verify(text.encode("utf-8"), line.signature):
             raise NoteError(f"signature by {verifier.name!r} does not verify")
     return text
+
+
+# Longer text is cut in error messages, because it may be a whole file given
+# by mistake in place of a key.
+MAX_SHOWN_KEY_CHARS = 100
+
+
+def _quote_shortened(text: str) -> str:
+    if len(text) <= MAX_SHOWN_KEY_CHARS:
+        return repr(text)
+    return f"{text[:MAX_SHOWN_KEY_CHARS]!r}... ({len(text):,} characters)"
 
 
 def _key_stem(name: str) -> str:

@@ -155,9 +155,16 @@ def load_mapping(name_or_path: str | Path) -> ColumnMapping:
             )
         path = shipped
     try:
-        document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
         raise MappingError(f"cannot read mapping {path}: {error}") from error
+    try:
+        document: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise MappingError(
+            f"mapping {path} is not valid YAML: {_yaml_problem(error)}; "
+            f"see the shipped mappings in {SHIPPED_MAPPINGS} for the format"
+        ) from error
     if not isinstance(document, dict):
         raise MappingError(f"mapping {path} must be a YAML mapping with 'columns'")
     try:
@@ -168,6 +175,15 @@ def load_mapping(name_or_path: str | Path) -> ColumnMapping:
             for item in error.errors()
         )
         raise MappingError(f"invalid mapping {path}: {problems}") from error
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Return a YAML syntax error on one line, with its line and column."""
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def shipped_mapping_names() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,21 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def format_tonnes(kg: float) -> str:
+    """Format a mass in kg as tonnes, with two decimals or three significant digits.
+
+    Below 0.01 t two decimals would show 0.00, as if nothing were avoided.
+    """
+    tonnes = kg / 1000
+    if tonnes == 0 or abs(tonnes) >= 0.01:
+        return f"{tonnes:,.2f}"
+    decimals = 2 - math.floor(math.log10(abs(tonnes)))
+    return f"{tonnes:.{decimals}f}"
+
+
+_environment.filters["tonnes"] = format_tonnes
 
 
 def render_html(report: dict[str, Any]) -> str:
