@@ -26,9 +26,13 @@ LABEL_GAP = 6
 
 
 def _format(value: float) -> str:
+    """Format a bar's value: whole above 100, two decimals down to 0.01, and
+    three significant digits below, so that a small value does not show 0."""
     if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
-    return f"{value:,.2f}"
+    if abs(value) >= 0.01:
+        return f"{value:,.2f}"
+    return f"{value:.3g}"
 
 
 def bar_chart(

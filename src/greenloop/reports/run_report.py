@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,10 @@ SENTENCE_LABEL_WIDTH = 430
 # not painted in the green of green verdicts.
 REASON_COLOUR = "#1565c0"
 QUARANTINE_COLOUR = "#8d6e63"
+# Text cells longer than this many characters get a minimum width.
+LONG_TEXT_CHARACTERS = 40
+# A number already formatted as text, such as an amount in CNY.
+_NUMBER_TEXT = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?")
 
 _environment = Environment(
     loader=PackageLoader("greenloop.reports", "templates"),
@@ -74,7 +79,7 @@ def render_html(report: dict[str, Any]) -> str:
             bar_chart(
                 "Quarantined rows by reason",
                 [
-                    (f"{row['column']}: {row['reason']}", row["rows"])
+                    (_quarantine_label(row["column"], row["reason"]), row["rows"])
                     for row in report["quarantine"]["by_reason"][:10]
                 ],
                 label_width=SENTENCE_LABEL_WIDTH,
@@ -105,6 +110,11 @@ def render_html(report: dict[str, Any]) -> str:
         breakable=lambda text: Markup(_breakable(str(text))),
         exact_number=exact_number,
     )
+
+
+def _quarantine_label(column: str, reason: str) -> str:
+    """Return the reason, led by its column unless the reason names it already."""
+    return reason if column in reason else f"{column}: {reason}"
 
 
 def _allocation_chart(allocation: dict[str, Any] | None) -> str:
@@ -164,8 +174,11 @@ def value_table(value: Any, depth: int = 0) -> Markup:
     """Render any JSON value as nested HTML tables, for report sections of any shape.
 
     A table at the top level sits in a box that scrolls sideways when it is
-    wider than the page. Numbers are aligned right, web addresses are links,
-    and names may break after an underscore.
+    wider than the page. Headings have spaces for underscores, and names in
+    cells may break after an underscore. Numbers, also those formatted as
+    text, are aligned right, and counts from 10,000 get thousands separators.
+    Booleans show as yes and no, and a web address as a link named by its
+    host.
     """
     table = _value_html(value, depth)
     if depth == 0 and isinstance(value, dict | list) and value:
@@ -180,7 +193,7 @@ def _value_html(value: Any, depth: int) -> Markup:
         if not value:
             return Markup("<em>none</em>")
         cells = "".join(
-            f"<tr><th>{_breakable(str(key))}</th>{_cell(item, depth + 1)}</tr>"
+            f"<tr><th>{_heading(str(key))}</th>{_cell(item, depth + 1)}</tr>"
             for key, item in value.items()
         )
         return Markup(f'<table class="values">{cells}</table>')
@@ -191,7 +204,7 @@ def _value_html(value: Any, depth: int) -> Markup:
             columns: list[str] = []
             for item in value:
                 columns += [key for key in item if key not in columns]
-            head = "".join(f"<th>{_breakable(str(c))}</th>" for c in columns)
+            head = "".join(f"<th>{_heading(str(c))}</th>" for c in columns)
             body = "".join(
                 "<tr>"
                 + "".join(_cell(item.get(c), depth + 1) for c in columns)
@@ -204,6 +217,11 @@ def _value_html(value: Any, depth: int) -> Markup:
         return Markup(escape(f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"))
     if value is None:
         return Markup("—")
+    if isinstance(value, bool):
+        return Markup("yes" if value else "no")
+    if isinstance(value, int) and abs(value) >= 10_000:
+        # Four-digit numbers, such as years, keep no separator.
+        return Markup(f"{value:,}")
     if isinstance(value, str) and value.startswith(("https://", "http://")):
         # The host names the source, and the whole address is the link's
         # target and tooltip, so long addresses do not widen the table.
@@ -221,6 +239,13 @@ def exact_number(value: Any) -> str:
     return str(value)
 
 
+def _heading(key: str) -> str:
+    """Return a field name as a column heading, with spaces for underscores."""
+    from html import escape
+
+    return escape(key.replace("_", " "))
+
+
 def _breakable(text: str) -> str:
     """Return `text` escaped, with a line-break opportunity after each underscore."""
     from html import escape
@@ -231,5 +256,12 @@ def _breakable(text: str) -> str:
 def _cell(value: Any, depth: int) -> str:
     """Return one table cell, aligned right when it shows a number."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    opening = '<td class="number">' if number else "<td>"
+    if number or (isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)):
+        opening = '<td class="number">'
+    elif isinstance(value, str) and len(value) > LONG_TEXT_CHARACTERS:
+        # Without a minimum width, a wide table squeezes such a column until
+        # each of its rows is many lines tall.
+        opening = '<td class="long">'
+    else:
+        opening = "<td>"
     return f"{opening}{_value_html(value, depth)}</td>"
