@@ -91,7 +91,11 @@ def test_clean_rows_become_purchases(tmp_path):
         ("b1,2026-05-01,u1,t,1,NaN,CNY,1", "amount", "unparseable amount"),
         ("b1,2026-05-01,u1,t,1,inf,CNY,1", "amount", "unparseable amount"),
         ("b1,2026-05-01,u1,t,1,-0,CNY,1", "amount", "impossible amount 0"),
-        ("b1,2026-05-01,u1,t,-0,10,CNY,1", "quantity", "impossible quantity 0"),
+        (
+            "b1,2026-05-01,u1,t,-0,10,CNY,1",
+            "quantity",
+            "impossible quantity 0: give the number of units",
+        ),
         (
             "b1,2026-05-01,u1,t,100000000000000,10,CNY,1",
             "quantity",

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from greenloop.cli import app
+from greenloop.cli.run import _entries
 
 runner = CliRunner()
 
@@ -29,3 +30,28 @@ def test_invalid_memory_limit_named(
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "greenloop.sqlite3").exists()
     assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_out_folder_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    purchases = tmp_path / "purchases.csv"
+    purchases.write_text(
+        "purchase_id,occurred_at,amount,currency\np1,2026-05-01,10,CNY\n",
+        encoding="utf-8",
+    )
+    # A file where the output folder should be: the run folder cannot be made.
+    (tmp_path / "taken").write_text("not a folder", encoding="utf-8")
+
+    result = runner.invoke(app, ["run", str(purchases), "--out", "taken"])
+
+    assert result.exit_code == 1
+    last_line = result.output.strip().splitlines()[-1]
+    assert last_line.startswith("error: cannot write the output folder taken (--out)")
+    assert "give --out a folder" in last_line
+
+
+@pytest.mark.parametrize(("count", "words"), [(1, "1 entry"), (7_297, "7,297 entries")])
+def test_ledger_entries_counted_in_words(count: int, words: str) -> None:
+    assert _entries(count) == words

@@ -195,6 +195,12 @@ def _execute(config: object) -> None:
             INTERRUPTED_EXIT,
         )
     except OSError as error:
+        if error.filename and Path(error.filename).is_relative_to(config.out_dir):
+            fail(
+                f"cannot write the output folder {config.out_dir} (--out): "
+                f"{error.strerror or error}: {error.filename}; give --out a "
+                "folder that can be created and written to"
+            )
         fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except Exception as error:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -218,7 +224,12 @@ def _execute(config: object) -> None:
         f"verdicts: green {identify['green']:,}, "
         f"needs_review {identify['needs_review']:,}, "
         f"not_green {identify['not_green']:,}; "
-        f"ledger +{counts['ledger']['entries_appended']:,} "
-        f"entries (size {counts['ledger']['tree_size']:,})"
+        f"ledger +{_entries(counts['ledger']['entries_appended'])} "
+        f"(size {counts['ledger']['tree_size']:,})"
     )
     typer.echo(f"report: {result.run_dir / 'report.html'}")
+
+
+def _entries(count: int) -> str:
+    """Return a count of ledger entries in words, such as "1 entry"."""
+    return f"{count:,} {'entry' if count == 1 else 'entries'}"

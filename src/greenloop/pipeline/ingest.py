@@ -365,7 +365,13 @@ def _problem_conditions(
             f"invalid merchant_id: the store takes ids of up to "
             f"{MAX_MERCHANT_ID_LENGTH} characters with no NUL character",
         ),
-        ("quantity = 0", "quantity", "quantity", "impossible quantity 0"),
+        (
+            "quantity = 0",
+            "quantity",
+            "quantity",
+            "impossible quantity 0: give the number of units bought, or a "
+            "negative number for units returned",
+        ),
         (
             "NOT isfinite(quantity)",
             "quantity",
