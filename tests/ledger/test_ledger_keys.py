@@ -70,8 +70,9 @@ def test_unknown_signature_lines_ignored() -> None:
 
 def test_note_without_trusted_signature_rejected() -> None:
     note = Signer.generate(ORIGIN).sign("hello\n")
-    with pytest.raises(NoteError, match="no signature"):
+    with pytest.raises(NoteError, match="no signature") as raised:
         open_note(note, Signer.generate(ORIGIN).verifier)
+    assert "verifier-key.txt" in str(raised.value)
 
 
 def test_checkpoint_text_layout() -> None:

@@ -233,7 +233,9 @@ def open_note(note: str, verifier: Verifier) -> str:
     ]
     if not matching:
         raise NoteError(
-            f"note carries no signature by the trusted key {verifier.name!r}"
+            f"note carries no signature by the trusted key {verifier.name!r}; "
+            "check that the verifier key is the one of the log that signed the "
+            "note (each run writes it to verifier-key.txt in its run folder)"
         )
     for line in matching:
         if not verifier.verify(text.encode("utf-8"), line.signature):
