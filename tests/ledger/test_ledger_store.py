@@ -172,9 +172,13 @@ def test_receipt_with_changed_record_rejected(log: LedgerStore) -> None:
     log.append([asset(index) for index in range(5)])
     log.checkpoint()
     receipt = log.receipt("purchase-000003")
+    proven_amount = receipt["record"]["amount"]
     receipt["record"]["amount"] = "1.00"
-    with pytest.raises(ReceiptError, match="record"):
+    with pytest.raises(ReceiptError, match="record") as raised:
         verify_receipt(receipt, log.verifier)
+    # The message names the edited key with both values, not whole records.
+    expected = f"amount is '1.00' in the receipt and {proven_amount!r} in the proof"
+    assert str(raised.value).endswith(expected)
 
 
 def test_receipt_needs_covering_checkpoint(log: LedgerStore) -> None:

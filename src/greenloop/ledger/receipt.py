@@ -212,14 +212,37 @@ def _check_fields(receipt: Mapping[str, Any], verified: VerifiedReceipt) -> None
         "leaf_hash": base64.b64encode(verified.leaf_hash).decode(),
     }
     for field, value in expected.items():
-        if receipt.get(field) != value:
+        stated_value = receipt.get(field)
+        if stated_value == value:
+            continue
+        if isinstance(stated_value, dict) and isinstance(value, dict):
             raise ReceiptError(
-                f"receipt field {field!r} is {receipt.get(field)!r}, but the proof "
-                f"says {value!r}"
+                f"receipt field {field!r} differs from the record the proof covers: "
+                f"{_differences(stated_value, value)}"
             )
+        raise ReceiptError(
+            f"receipt field {field!r} is {stated_value!r}, but the proof says {value!r}"
+        )
     stated = verified.record.get("purchase_id")
     if stated is not None and receipt.get("purchase_id") != stated:
         raise ReceiptError(
             f"receipt purchase_id {receipt.get('purchase_id')!r} differs from the "
             f"record's {stated!r}"
         )
+
+
+# The maximum number of differing keys a message about an edited record lists.
+DIFFERENCES_SHOWN = 5
+
+
+def _differences(stated: Mapping[str, Any], proven: Mapping[str, Any]) -> str:
+    """Return the keys whose values differ, each with both values."""
+    keys = sorted(set(stated) | set(proven))
+    differing = [key for key in keys if stated.get(key) != proven.get(key)]
+    listed = "; ".join(
+        f"{key} is {stated.get(key)!r} in the receipt and {proven.get(key)!r} "
+        "in the proof"
+        for key in differing[:DIFFERENCES_SHOWN]
+    )
+    hidden = len(differing) - DIFFERENCES_SHOWN
+    return listed + (f"; and {hidden} more keys" if hidden > 0 else "")
