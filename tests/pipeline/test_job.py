@@ -531,6 +531,21 @@ def test_report_shows_small_avoided_tonnes(tmp_path, user_secret_dir, sqlite_url
     assert '<div class="number">0.00</div><div class="label">tCO2e' not in html
 
 
+def test_report_escapes_input_name(tmp_path, user_secret_dir, sqlite_url):
+    # The input's file name is the user's text, shown in the report's header.
+    path = tmp_path / "<b>rides.csv"
+    path.write_text(
+        "purchase_id,occurred_at,user_id,mcc,title,quantity,amount,currency\n"
+        "r1,2026-05-01 10:00:00,u1,4131,<i>Bus</i> fare,1,2,CNY\n",
+        encoding="utf-8",
+    )
+    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    html = (result.run_dir / "report.html").read_text("utf-8")
+    assert "&lt;b&gt;rides.csv" in html
+    assert "<b>rides" not in html
+    assert "<i>Bus</i>" not in html
+
+
 def test_run_quarantines_invalid_parquet_text(tmp_path, user_secret_dir, sqlite_url):
     import pyarrow as pa
 

@@ -27,9 +27,12 @@ LONG_TEXT_CHARACTERS = 40
 # A number already formatted as text, such as an amount in CNY.
 _NUMBER_TEXT = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?")
 
+# The templates are named *.html.j2, which select_autoescape matches only
+# with "html.j2" among its extensions. Without it, text such as the input's
+# file name would reach the page unescaped.
 _environment = Environment(
     loader=PackageLoader("greenloop.reports", "templates"),
-    autoescape=select_autoescape(["html"]),
+    autoescape=select_autoescape(["html", "html.j2"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
