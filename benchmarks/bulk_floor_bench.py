@@ -44,8 +44,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from floor_bench import (
-    GREEN_SHARE,
-    RECORD_SQL,
+    green_records,
     save_summary,
     scan,
     write_verdict_file,
@@ -176,13 +175,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
 
     timed(results, "scan and group by product", lambda: scan(path))
-    connection = duckdb.connect()
-    connection.execute("SET TimeZone = 'UTC'")
-    record_count = round(arguments.rows * GREEN_SHARE)
-    rows = connection.execute(
-        RECORD_SQL, {"path": str(path), "records": record_count}
-    ).to_arrow_table()
-    connection.close()
+    rows = green_records(path, arguments.rows)
     records = [text.encode("utf-8") for text in rows.column("record").to_pylist()]
     print(f"{len(records):,} green records", flush=True)
     timed(results, "leaf and node hashes, two processes",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from run_bench import OUT, PRODUCT_COLUMNS, ROOT, add_input_options, generated_input
 
 from greenloop.store.base import SQLITE_ROWS_PER_INSERT, make_engine
@@ -94,6 +95,18 @@ def scan(path: Path) -> None:
         f"FROM read_parquet('{path}') GROUP BY ALL"
     ).fetchall()
     connection.close()
+
+
+def green_records(path: Path, purchases: int) -> pa.Table:
+    """Return GREEN_SHARE of the purchases in `path` as the job's green records."""
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    table = connection.sql(
+        RECORD_SQL,
+        params={"path": str(path), "records": round(purchases * GREEN_SHARE)},
+    ).to_arrow_table()
+    connection.close()
+    return table
 
 
 def hash_leaves(records: list[bytes]) -> list[bytes]:
@@ -197,13 +210,9 @@ def main() -> None:
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
 
     timed(results, "scan and group by product", lambda: scan(path))
-    connection = duckdb.connect()
-    connection.execute("SET TimeZone = 'UTC'")
-    record_count = round(arguments.rows * GREEN_SHARE)
-    rows = connection.execute(
-        RECORD_SQL, {"path": str(path), "records": record_count}
-    ).fetchall()
-    connection.close()
+    table = green_records(path, arguments.rows)
+    rows = [tuple(row.values()) for row in table.to_pylist()]
+    del table
     records = [row[1].encode("utf-8") for row in rows]
     print(f"{len(records):,} green records, {sum(map(len, records)) / len(records):.0f}"
           " bytes on average", flush=True)  # fmt: skip
