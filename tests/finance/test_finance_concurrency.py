@@ -49,6 +49,36 @@ def scalar(engine: Engine, query: object) -> int:
         return int(connection.execute(query).scalar_one())  # type: ignore[call-overload]
 
 
+def wait_for(event: threading.Event) -> None:
+    """Wait for another thread's event, failing after 20 s."""
+    name = threading.current_thread().name
+    assert event.wait(timeout=20), f"{name} waited 20 s for the other thread"
+
+
+def run_threads(targets: dict[str, Callable[[], None]]) -> list[BaseException]:
+    """Run each target in a thread of its name; return the errors they raised."""
+    errors: list[BaseException] = []
+
+    def recording(target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as error:
+                errors.append(error)
+
+        return run
+
+    threads = [
+        threading.Thread(target=recording(target), name=name)
+        for name, target in targets.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
 def test_concurrent_awards_stay_within_budget(engine: Engine, tmp_path: Path) -> None:
     payload = campaign_dict(budget={"total_yuan": "100"})
     prepare(engine, tmp_path, payload)
@@ -207,14 +237,10 @@ def test_two_facilities_claim_one_loan(
     allocate = finance.allocate
     allocate_facility = finance._allocate_facility
 
-    def wait(event: threading.Event) -> None:
-        name = threading.current_thread().name
-        assert event.wait(timeout=20), f"run {name} waited 20 s for the other run"
-
     def paused_allocate(facility: Any, *arguments: Any) -> Any:
         if threading.current_thread().name == "second" and facility.id == "vehicles":
             second_measured_vehicles.set()
-            wait(first_allocated_general)
+            wait_for(first_allocated_general)
         return allocate(facility, *arguments)
 
     def paused_allocate_facility(
@@ -223,7 +249,7 @@ def test_two_facilities_claim_one_loan(
         name = threading.current_thread().name
         if name == "second" and facility.id == "vehicles":
             second_before_vehicles.set()
-            wait(first_accrued)
+            wait_for(first_accrued)
         allocate_facility(engine, facility, *arguments)
         if name == "first" and facility.id == "general":
             first_allocated_general.set()
@@ -231,13 +257,13 @@ def test_two_facilities_claim_one_loan(
     def first_phase(phase: str) -> None:
         if phase == "accrue savings":
             first_accrued.set()
-            wait(second_measured_vehicles)
+            wait_for(second_measured_vehicles)
 
     monkeypatch.setattr(finance, "allocate", paused_allocate)
     monkeypatch.setattr(finance, "_allocate_facility", paused_allocate_facility)
 
     def run_first() -> None:
-        wait(second_before_vehicles)
+        wait_for(second_before_vehicles)
         finance.process_green_loans(
             engine, first_loans, facilities, campaigns, AS_OF, on_phase=first_phase
         )
@@ -245,25 +271,7 @@ def test_two_facilities_claim_one_loan(
     def run_second() -> None:
         finance.process_green_loans(engine, second_loans, facilities, campaigns, AS_OF)
 
-    errors: list[BaseException] = []
-
-    def record_errors(run: Callable[[], None]) -> Callable[[], None]:
-        def target() -> None:
-            try:
-                run()
-            except BaseException as error:
-                errors.append(error)
-
-        return target
-
-    threads = [
-        threading.Thread(target=record_errors(run_first), name="first"),
-        threading.Thread(target=record_errors(run_second), name="second"),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_threads({"first": run_first, "second": run_second})
 
     assert errors == []
     columns = finance.finance_allocations.c
@@ -315,14 +323,10 @@ def test_refund_substitute_claimed_concurrently(
     allocate = finance.allocate
     allocate_facility = finance._allocate_facility
 
-    def wait(event: threading.Event) -> None:
-        name = threading.current_thread().name
-        assert event.wait(timeout=20), f"{name} waited 20 s for the other side"
-
     def paused_allocate(facility: Any, *arguments: Any) -> Any:
         if threading.current_thread().name == "refund" and facility.id == "vehicles":
             refund_measured.set()
-            wait(run_allocated_general)
+            wait_for(run_allocated_general)
         return allocate(facility, *arguments)
 
     def paused_allocate_facility(
@@ -330,7 +334,7 @@ def test_refund_substitute_claimed_concurrently(
     ) -> None:
         name = threading.current_thread().name
         if name == "run" and facility.id == "general":
-            wait(refund_measured)
+            wait_for(refund_measured)
         allocate_facility(engine, facility, *arguments)
         if name == "run" and facility.id == "general":
             run_allocated_general.set()
@@ -341,39 +345,23 @@ def test_refund_substitute_claimed_concurrently(
 
     monkeypatch.setattr(finance, "allocate", paused_allocate)
     monkeypatch.setattr(finance, "_allocate_facility", paused_allocate_facility)
-    errors: list[BaseException] = []
     reports: list[Any] = []
 
     def refund() -> None:
-        try:
-            wait(run_accrued)
-            reports.append(
-                finance.refund_purchases(engine, ["p00001"], "returned", AS_OF)
-            )
-        except BaseException as error:
-            errors.append(error)
+        wait_for(run_accrued)
+        reports.append(finance.refund_purchases(engine, ["p00001"], "returned", AS_OF))
 
     def run() -> None:
-        try:
-            finance.process_green_loans(
-                engine,
-                [make_loan(2, category="new_energy_vehicle")],
-                both,
-                campaigns,
-                AS_OF,
-                on_phase=run_phase,
-            )
-        except BaseException as error:
-            errors.append(error)
+        finance.process_green_loans(
+            engine,
+            [make_loan(2, category="new_energy_vehicle")],
+            both,
+            campaigns,
+            AS_OF,
+            on_phase=run_phase,
+        )
 
-    threads = [
-        threading.Thread(target=refund, name="refund"),
-        threading.Thread(target=run, name="run"),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_threads({"refund": refund, "run": run})
 
     assert errors == []
     assert len(reports) == 1
