@@ -1,0 +1,81 @@
+"""Hostile text in the input: the run files keep it and show it safely."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from greenloop.pipeline.job import RunConfig, RunResult, run_job
+
+HEADER = [
+    "purchase_id",
+    "occurred_at",
+    "user_id",
+    "title",
+    "sku",
+    "quantity",
+    "amount",
+    "currency",
+    "returns_purchase_id",
+]
+
+
+def _run(rows: list[list[str]], tmp_path: Path, keys: Path, url: str) -> RunResult:
+    path = tmp_path / "purchases.csv"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    config = RunConfig(
+        input_path=path,
+        out_dir=tmp_path / "runs",
+        database_url=url,
+        key_dir=keys,
+        facilities_path=None,
+        campaigns_path=None,
+    )
+    return run_job(config)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_csv_formulas_open_as_text(tmp_path, user_secret_dir, sqlite_url):
+    when = "2026-05-01 10:00:00"
+    bad_currencies = {
+        "q1": '=HYPERLINK("http://127.0.0.1/","x")',
+        "q2": "+1+2",
+        "q3": "-3+4",
+        "q4": "@SUM(1,1)",
+        "q5": "\t=1+1",
+        "q6": "\r=1+1",
+        "q7": "'=1+1",
+        "q8": "plain",
+    }
+    rows = [["p1", when, "u1", "Kettle", "k1", "1", "99", "CNY", ""]]
+    for purchase_id, currency in bad_currencies.items():
+        rows.append([purchase_id, when, "u1", "Kettle", "k1", "1", "99", currency, ""])
+    rows.append(["n1", when, "u1", "Kettle", "k1", "1", "-45.00", "CNY", ""])
+    rows.append(["+r1", when, "u1", "=1+2", "@sku", "-1", "99", "CNY", "p9"])
+    result = _run(rows, tmp_path, user_secret_dir, sqlite_url)
+
+    quarantine = _read_csv(result.run_dir / "quarantine.csv")
+    values = {row["purchase_id"]: row["value"] for row in quarantine}
+    for purchase_id, currency in bad_currencies.items():
+        if purchase_id == "q8":
+            assert values[purchase_id] == currency
+        else:
+            assert values[purchase_id] == "'" + currency
+    # A negative number as text runs nothing in a spreadsheet.
+    assert values["n1"].startswith("-45")
+    # The row number is a number column, so it gets no quote.
+    assert all(row["row"].isdigit() for row in quarantine)
+
+    returns = _read_csv(result.run_dir / "returns.csv")
+    assert len(returns) == 1
+    assert returns[0]["title"] == "'=1+2"
+    assert returns[0]["sku"] == "'@sku"
+    assert returns[0]["return_id"] == "'+r1"
+    assert returns[0]["quantity"] == "1.0"
