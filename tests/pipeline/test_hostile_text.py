@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
+from greenloop.pipeline.assets import WINDOWS_DEVICE_NAMES, receipt_file_stem
 from greenloop.pipeline.job import RunConfig, RunResult, run_job
 
 HEADER = [
@@ -79,3 +81,46 @@ def test_csv_formulas_open_as_text(tmp_path, user_secret_dir, sqlite_url):
     assert returns[0]["sku"] == "'@sku"
     assert returns[0]["return_id"] == "'+r1"
     assert returns[0]["quantity"] == "1.0"
+
+
+RECEIPT_IDS = [
+    "P07000000001",
+    "../evil",
+    "a/b",
+    "a_b",
+    ".",
+    "..",
+    ".hidden",
+    "CON",
+    "NUL.X",
+    "nul",
+    "P07CASE",
+    "p07case",
+    "P07Case",
+    "x" * 128,
+    "x" * 127 + "y",
+    "名前",
+    "A-1234567890ABCDEF",
+]
+
+
+def test_receipt_stems_distinct_ignoring_case():
+    # An id spelled like the cleaned name of another id with its digest.
+    lookalike = "a_b-" + receipt_file_stem("a/b").rsplit("-", 1)[1]
+    ids = [*RECEIPT_IDS, lookalike]
+    stems = [receipt_file_stem(purchase_id) for purchase_id in ids]
+    assert len({stem.casefold() for stem in stems}) == len(ids)
+
+
+def test_receipt_stems_safe_file_names():
+    for purchase_id in RECEIPT_IDS:
+        stem = receipt_file_stem(purchase_id)
+        assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", stem), stem
+        assert len(f".{stem}.json.tmp".encode()) < 255
+        assert stem.split(".")[0].upper() not in WINDOWS_DEVICE_NAMES
+
+
+def test_receipt_stem_keeps_plain_ids():
+    assert receipt_file_stem("P07000000001") == "P07000000001"
+    assert receipt_file_stem("INV-2026.001") == "INV-2026.001"
+    assert receipt_file_stem("p1").startswith("p1-")
