@@ -8,6 +8,7 @@ from pathlib import Path
 
 from greenloop.pipeline.assets import WINDOWS_DEVICE_NAMES, receipt_file_stem
 from greenloop.pipeline.job import RunConfig, RunResult, run_job
+from greenloop.reports.charts import bar_chart
 
 HEADER = [
     "purchase_id",
@@ -124,3 +125,8 @@ def test_receipt_stem_keeps_plain_ids():
     assert receipt_file_stem("P07000000001") == "P07000000001"
     assert receipt_file_stem("INV-2026.001") == "INV-2026.001"
     assert receipt_file_stem("p1").startswith("p1-")
+
+
+def test_chart_tooltip_isolates_label():
+    svg = bar_chart("Top reasons", [("abc\u202eevil", 3.0)], "CNY")
+    assert "<title>\u2068abc\u202eevil\u2069: 3 CNY</title>" in svg
