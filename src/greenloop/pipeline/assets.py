@@ -46,6 +46,18 @@ DEFER_INDEXES_MIN_ASSETS = 100_000
 # Records per ledger batch, evenly spaced, whose canonical form is confirmed.
 CANONICAL_CHECKS_PER_BATCH = 20
 FINANCED_CURRENCY = "CNY"
+# Receipt file names: at most this many characters before the digest suffix,
+# which keeps a name with its temporary form well under the 255 bytes that
+# common file systems allow.
+RECEIPT_STEM_CHARACTERS = 100
+RECEIPT_DIGEST_CHARACTERS = 16
+_PLAIN_RECEIPT_STEM = re.compile(r"[A-Z0-9_-][A-Z0-9._-]*")
+_RECEIPT_DIGEST_SUFFIX = re.compile(rf"-[0-9A-Fa-f]{{{RECEIPT_DIGEST_CHARACTERS}}}$")
+# Names that Windows reserves for devices, also with an extension.
+WINDOWS_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{port}{number}" for port in ("COM", "LPT") for number in range(10)]
+)
 
 
 @dataclass(frozen=True)
@@ -445,14 +457,28 @@ def _write_receipts(log: Any, purchase_ids: Sequence[str], folder: Path) -> int:
 
 
 def receipt_file_stem(purchase_id: str) -> str:
-    """Return a file name for a purchase id, safe on every file system.
+    """Return a receipt file name without extension for a purchase id.
 
-    Unsafe characters become `_`, and a digest suffix keeps such names distinct.
+    Distinct ids get names that differ also when case is ignored, which
+    case-insensitive file systems such as those of macOS and Windows need. An
+    id of up to RECEIPT_STEM_CHARACTERS characters made of upper-case ASCII
+    letters, digits, `_`, `-` and `.` not in front is its own name, unless
+    Windows reserves it (CON, NUL.X) or it ends like a digest suffix. Any other
+    id gets its characters other than letters, digits, `_` and `-` replaced by
+    `_`, is cut to RECEIPT_STEM_CHARACTERS characters and ends with `-` and the
+    first RECEIPT_DIGEST_CHARACTERS hex digits of the SHA-256 of its UTF-8
+    bytes. Two such names are equal only when those digests are.
     """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", purchase_id)
-    if safe != purchase_id:
-        safe += "-" + hashlib.sha256(purchase_id.encode("utf-8")).hexdigest()[:8]
-    return safe
+    if (
+        len(purchase_id) <= RECEIPT_STEM_CHARACTERS
+        and _PLAIN_RECEIPT_STEM.fullmatch(purchase_id)
+        and purchase_id.split(".")[0] not in WINDOWS_DEVICE_NAMES
+        and not _RECEIPT_DIGEST_SUFFIX.search(purchase_id)
+    ):
+        return purchase_id
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", purchase_id)[:RECEIPT_STEM_CHARACTERS]
+    digest = hashlib.sha256(purchase_id.encode("utf-8")).hexdigest()
+    return f"{cleaned}-{digest[:RECEIPT_DIGEST_CHARACTERS]}"
 
 
 def finance_loans(

@@ -78,6 +78,11 @@ VERDICT_STATISTICS_COLUMNS = (
 # DuckDB 2.0 reports the errno of a failed write only inside its message, as
 # "errno":"28".
 DUCKDB_ERRNO = re.compile(r'"errno":"(\d+)"')
+# First characters of a CSV text cell that get a leading single quote, as a
+# DuckDB list: the characters that start a formula in spreadsheets, and the
+# quote itself.
+SPREADSHEET_QUOTED_STARTS = "('=', '+', '-', '@', chr(9), chr(13), '''')"
+NEGATIVE_NUMBER_TEXT = "-[0-9][0-9.,]*"
 FULL_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT}
 PERMISSION_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -144,6 +149,40 @@ def _copy_to(
         connection.execute(f"COPY ({query}) TO '{quoted}' ({options})")
 
     return write
+
+
+def _spreadsheet_query(
+    connection: duckdb.DuckDBPyConnection, table: str, columns: str, order: str
+) -> str:
+    """Return a query of `columns` of `table` whose text cells open as text.
+
+    A spreadsheet runs a cell that starts with =, +, -, @, a tab or a carriage
+    return as a formula. Such a text cell, and one that starts with a single
+    quote, gets a single quote in front, so removing one leading quote from a
+    text cell gives back the stored value. A negative number written as text,
+    such as -45.00, runs nothing and is written as it is. Columns of other
+    types are written as they are. `order` names the table's own columns, such
+    as returns.row, so that rows are sorted by their stored values.
+    """
+    described = connection.execute(f"DESCRIBE SELECT {columns} FROM {table}")
+    selected = [
+        _spreadsheet_text(name) if kind == "VARCHAR" else _identifier(name)
+        for name, kind, *_ in described.fetchall()
+    ]
+    return f"SELECT {', '.join(selected)} FROM {table} ORDER BY {order}"
+
+
+def _spreadsheet_text(name: str) -> str:
+    column = _identifier(name)
+    return (
+        f"CASE WHEN left({column}, 1) IN {SPREADSHEET_QUOTED_STARTS} "
+        f"AND NOT regexp_full_match({column}, '{NEGATIVE_NUMBER_TEXT}') "
+        f"THEN '''' || {column} ELSE {column} END AS {column}"
+    )
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _write_verdicts(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -227,7 +266,12 @@ def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> fl
         run_dir / "quarantine.csv",
         _copy_to(
             connection,
-            'SELECT * FROM quarantine ORDER BY row, "column"',
+            _spreadsheet_query(
+                connection,
+                "quarantine",
+                "*",
+                'quarantine.row, quarantine."column"',
+            ),
             "HEADER, DELIMITER ','",
         ),
     )
@@ -235,8 +279,13 @@ def write_data_files(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> fl
         run_dir / "returns.csv",
         _copy_to(
             connection,
-            "SELECT row, return_id, occurred_at, sku, title, quantity, amount, "
-            "returns_purchase_id, match_status FROM returns ORDER BY row",
+            _spreadsheet_query(
+                connection,
+                "returns",
+                "row, return_id, occurred_at, sku, title, quantity, amount, "
+                "returns_purchase_id, match_status",
+                "returns.row",
+            ),
             "HEADER, DELIMITER ','",
         ),
     )

@@ -69,7 +69,7 @@ def bar_chart(
             f'class="label">{escape(shown_label)}</text>'
             f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" '
             f'height="{ROW_HEIGHT - 6}" '
-            f'fill="{colour}"><title>{escape(label)}: {_format(value)} '
+            f'fill="{colour}"><title>{escape(_isolated(label))}: {_format(value)} '
             f"{escape(unit)}</title></rect>"
             f'<text x="{label_width + length + 4:.1f}" y="{y + 14}" class="value">'
             f"{_format(value)} {escape(unit)}</text>"
@@ -118,7 +118,8 @@ def stacked_bar_chart(
             )
             parts.append(
                 f'<rect x="{x:.1f}" y="{y + 3}" width="{length:.1f}" '
-                f'height="{ROW_HEIGHT - 6}" fill="{colour}"><title>{escape(label)}, '
+                f'height="{ROW_HEIGHT - 6}" fill="{colour}">'
+                f"<title>{escape(_isolated(label))}, "
                 f"{escape(name)}: {_format(value)}</title></rect>"
             )
             x += length
@@ -128,6 +129,16 @@ def stacked_bar_chart(
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _isolated(label: str) -> str:
+    """Return `label` between the Unicode isolate marks FSI and PDI.
+
+    A tooltip is plain text, so the marks keep direction marks in the label,
+    such as an unclosed right-to-left override, from reordering the value
+    after it.
+    """
+    return f"\u2068{label}\u2069"
 
 
 def shorten(label: str, width_px: float) -> str:

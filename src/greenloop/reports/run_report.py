@@ -215,7 +215,11 @@ def _value_html(value: Any, depth: int) -> Markup:
                 for item in value
             )
             return Markup(f'<table class="rows"><tr>{head}</tr>{body}</table>')
-        return Markup(", ".join(str(_value_html(item, depth + 1)) for item in value))
+        # Each item is isolated, so direction marks in one item cannot reorder
+        # the next.
+        return Markup(
+            ", ".join(f"<bdi>{_value_html(item, depth + 1)}</bdi>" for item in value)
+        )
     if isinstance(value, float):
         return Markup(escape(f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"))
     if value is None:
