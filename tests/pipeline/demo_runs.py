@@ -1,11 +1,11 @@
-"""The run configuration that the job tests give the demo sample."""
+"""The run configurations that the job tests give the demo sample and small inputs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from greenloop.pipeline.demo import DemoSample
-from greenloop.pipeline.job import RunConfig
+from greenloop.pipeline.job import RunConfig, RunResult, run_job
 
 
 def demo_config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> RunConfig:
@@ -18,3 +18,16 @@ def demo_config(sample: DemoSample, tmp_path: Path, keys: Path, url: str) -> Run
         registry_dir=sample.registries,
         as_of=sample.as_of,
     )
+
+
+def run_small(path: Path, tmp_path: Path, keys: Path, url: str) -> RunResult:
+    """Run the job on the small input `path`, without finance, and return the result."""
+    config = RunConfig(
+        input_path=path,
+        out_dir=tmp_path / "runs",
+        database_url=url,
+        key_dir=keys,
+        facilities_path=None,
+        campaigns_path=None,
+    )
+    return run_job(config)

@@ -6,8 +6,10 @@ import csv
 import re
 from pathlib import Path
 
+from demo_runs import run_small
+
 from greenloop.pipeline.assets import WINDOWS_DEVICE_NAMES, receipt_file_stem
-from greenloop.pipeline.job import RunConfig, RunResult, run_job
+from greenloop.pipeline.job import RunResult
 from greenloop.reports.charts import bar_chart
 
 HEADER = [
@@ -29,15 +31,7 @@ def _run(rows: list[list[str]], tmp_path: Path, keys: Path, url: str) -> RunResu
         writer = csv.writer(stream)
         writer.writerow(HEADER)
         writer.writerows(rows)
-    config = RunConfig(
-        input_path=path,
-        out_dir=tmp_path / "runs",
-        database_url=url,
-        key_dir=keys,
-        facilities_path=None,
-        campaigns_path=None,
-    )
-    return run_job(config)
+    return run_small(path, tmp_path, keys, url)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

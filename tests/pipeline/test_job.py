@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from demo_runs import demo_config
+from demo_runs import demo_config, run_small
 from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
@@ -479,18 +479,6 @@ def test_run_with_every_row_quarantined_writes_empty_verdicts(
     assert result.counts["ingest"]["quarantined_rows"] == 2
 
 
-def _run_small(path: Path, tmp_path: Path, keys: Path, url: str) -> RunResult:
-    config = RunConfig(
-        input_path=path,
-        out_dir=tmp_path / "runs",
-        database_url=url,
-        key_dir=keys,
-        facilities_path=None,
-        campaigns_path=None,
-    )
-    return run_job(config)
-
-
 def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_url):
     path = tmp_path / "bad.csv"
     lines = [b"purchase_id,occurred_at,user_id,title,quantity,amount,currency"]
@@ -501,7 +489,7 @@ def test_report_counts_quarantine_per_reason(tmp_path, user_secret_dir, sqlite_u
     lines += [b"w1,2026-05-01 10:00:00,u1,a,b,1,4,CNY"]
     lines += [b"w2,2026-05-01 10:00:00,u1,a,b,c,1,4,CNY"]
     path.write_bytes(b"\n".join(lines) + b"\n")
-    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    result = run_small(path, tmp_path, user_secret_dir, sqlite_url)
     report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
     by_reason = report["quarantine"]["by_reason"]
     assert [(item["column"], item["rows"]) for item in by_reason] == [
@@ -522,7 +510,7 @@ def test_report_shows_small_avoided_tonnes(tmp_path, user_secret_dir, sqlite_url
         "r1,2026-05-01 10:00:00,u1,4131,Bus fare,1,2,CNY\n",
         encoding="utf-8",
     )
-    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    result = run_small(path, tmp_path, user_secret_dir, sqlite_url)
     report = json.loads((result.run_dir / "report.json").read_text("utf-8"))
     kg_per_year = report["counts"]["impact"]["kg_co2e_per_year"]
     html = (result.run_dir / "report.html").read_text("utf-8")
@@ -539,7 +527,7 @@ def test_report_escapes_input_name(tmp_path, user_secret_dir, sqlite_url):
         "r1,2026-05-01 10:00:00,u1,4131,<i>Bus</i> fare,1,2,CNY\n",
         encoding="utf-8",
     )
-    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    result = run_small(path, tmp_path, user_secret_dir, sqlite_url)
     html = (result.run_dir / "report.html").read_text("utf-8")
     assert "&lt;b&gt;rides.csv" in html
     assert "<b>rides" not in html
@@ -563,7 +551,7 @@ def test_run_quarantines_invalid_parquet_text(tmp_path, user_secret_dir, sqlite_
     )
     path = tmp_path / "bad.parquet"
     pq.write_table(table, path)
-    result = _run_small(path, tmp_path, user_secret_dir, sqlite_url)
+    result = run_small(path, tmp_path, user_secret_dir, sqlite_url)
     ingest = result.counts["ingest"]
     assert ingest["purchases"] == 2
     assert ingest["quarantined_rows"] == 1
