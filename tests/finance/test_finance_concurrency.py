@@ -296,7 +296,7 @@ def test_two_facilities_claim_one_loan(
 def test_refund_substitute_claimed_concurrently(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # "vehicles" holds p00001. A refund of it makes "vehicles" read its
+    # "vehicles" has p00001 allocated. A refund of it makes "vehicles" read its
     # candidates, which include the new vehicle loan p00002 of a concurrent
     # run. That run allocates p00002 to "general" and commits before the
     # refund's transaction inserts its own allocation of it.

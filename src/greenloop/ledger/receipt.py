@@ -221,7 +221,7 @@ def _check_fields(receipt: Mapping[str, Any], verified: VerifiedReceipt) -> None
                 f"{_differences(stated_value, value)}"
             )
         raise ReceiptError(
-            f"receipt field {field!r} is {stated_value!r}, but the proof says {value!r}"
+            f"receipt field {field!r} is {stated_value!r}, but the proof has {value!r}"
         )
     stated = verified.record.get("purchase_id")
     if stated is not None and receipt.get("purchase_id") != stated:
