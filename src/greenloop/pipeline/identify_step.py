@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import duckdb
 import orjson
@@ -424,13 +424,7 @@ class _WorkerPool:
         now = self._clock.now()
         with self._lock:
             grace = straggler_grace_seconds(self._slowest_batch_seconds)
-            overdue = {
-                number: held
-                for number, held in self._held.items()
-                if now - held.since >= grace
-            }
-            for number in overdue:
-                del self._held[number]
+            overdue = _take_overdue(self._held, now, grace)
         for number, held in overdue.items():
             logger.warning(
                 "identify worker %d (pid %d) held batch %d for %.1f s without "
@@ -536,13 +530,7 @@ class _WorkerPool:
         with self._lock:
             if self._closing:
                 return
-            overdue = {
-                number: starting
-                for number, starting in self._starting.items()
-                if now - starting.since >= timeout
-            }
-            for number in overdue:
-                del self._starting[number]
+            overdue = _take_overdue(self._starting, now, timeout)
         for number, starting in overdue.items():
             logger.warning(
                 "identify worker %d (pid %d) did not report ready within %.1f s "
@@ -670,6 +658,22 @@ class _StartingWorker(NamedTuple):
 
     process: subprocess.Popen[bytes]
     since: float
+
+
+_Timed = TypeVar("_Timed", _HeldBatch, _StartingWorker)
+
+
+def _take_overdue(
+    waiting: dict[int, _Timed], now: float, limit: float
+) -> dict[int, _Timed]:
+    """Remove from `waiting` and return the entries that have waited `limit`
+    seconds or more by `now`, keyed by worker number."""
+    overdue = {
+        number: entry for number, entry in waiting.items() if now - entry.since >= limit
+    }
+    for number in overdue:
+        del waiting[number]
+    return overdue
 
 
 class _RunningClock:
