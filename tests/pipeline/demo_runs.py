@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from greenloop.pipeline.demo import DemoSample
@@ -31,3 +32,25 @@ def run_small(path: Path, tmp_path: Path, keys: Path, url: str) -> RunResult:
         campaigns_path=None,
     )
     return run_job(config)
+
+
+def run_command(
+    input_path: Path, sample: DemoSample, out: Path, keys: Path, url: str
+) -> list[str]:
+    """Return the `greenloop run` command line for `input_path` with the sample's
+    registries, run by this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "greenloop.cli",
+        "run",
+        str(input_path),
+        "--out",
+        str(out),
+        "--database",
+        url,
+        "--key-dir",
+        str(keys),
+        "--registries",
+        str(sample.registries),
+    ]

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from demo_runs import demo_config, run_small
+from demo_runs import demo_config, run_command, run_small
 from sqlalchemy import create_engine, func, select, text
 
 from greenloop.pipeline.demo import DemoSample
@@ -225,24 +225,6 @@ def test_run_on_postgresql(demo_sample, tmp_path, user_secret_dir, postgres_url)
     assert second.counts["ledger"]["entries_appended"] == 0
 
 
-def _run_command(sample: DemoSample, out: Path, keys: Path, url: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "greenloop.cli",
-        "run",
-        str(sample.purchases),
-        "--out",
-        str(out),
-        "--database",
-        url,
-        "--key-dir",
-        str(keys),
-        "--registries",
-        str(sample.registries),
-    ]
-
-
 def _ledger_rows(url: str) -> int:
     engine = create_engine(url)
     try:
@@ -285,7 +267,9 @@ def _signal_during_ledger(
     # Batches of two entries make the ledger step last long enough, even on a
     # busy machine, for the signal to arrive before its last batch.
     environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "2"}
-    command = _run_command(sample, tmp_path / f"{name}-runs", child_keys, url)
+    command = run_command(
+        sample.purchases, sample, tmp_path / f"{name}-runs", child_keys, url
+    )
     process = subprocess.Popen(
         command,
         env=environment,
@@ -366,7 +350,9 @@ def test_live_run_never_marked_interrupted(demo_sample, tmp_path, user_secret_di
 
     url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     environment = {**os.environ, "GREENLOOP_LEDGER_BATCH": "25"}
-    command = _run_command(demo_sample, tmp_path / "runs", user_secret_dir, url)
+    command = run_command(
+        demo_sample.purchases, demo_sample, tmp_path / "runs", user_secret_dir, url
+    )
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -464,15 +450,7 @@ def test_run_with_every_row_quarantined_writes_empty_verdicts(
         "p2,2026-05-01 10:00:00,u1,kettle,1,10.00,QQQ\n",
         encoding="utf-8",
     )
-    config = RunConfig(
-        input_path=path,
-        out_dir=tmp_path / "runs",
-        database_url=sqlite_url,
-        key_dir=user_secret_dir,
-        facilities_path=None,
-        campaigns_path=None,
-    )
-    result = run_job(config)
+    result = run_small(path, tmp_path, user_secret_dir, sqlite_url)
     verdicts = pq.read_table(result.run_dir / "verdicts.parquet")
     assert verdicts.num_rows == 0
     assert "ledger_index" in verdicts.column_names

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
-from demo_runs import demo_config
+from demo_runs import demo_config, run_command
 from sqlalchemy import create_engine, text
 
 from greenloop.pipeline.demo import DemoSample
@@ -60,26 +60,6 @@ FINANCE_QUERIES = {
     "savings_days": "SELECT facility_id, day, drawn_fen, savings_fen "
     "FROM finance_savings_days ORDER BY 1, 2",
 }
-
-
-def _command(
-    input_path: Path, sample: DemoSample, out: Path, keys: Path, url: str
-) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "greenloop.cli",
-        "run",
-        str(input_path),
-        "--out",
-        str(out),
-        "--database",
-        url,
-        "--key-dir",
-        str(keys),
-        "--registries",
-        str(sample.registries),
-    ]
 
 
 def _start(command: list[str], ledger_batch: str = LEDGER_BATCH) -> subprocess.Popen:
@@ -277,7 +257,7 @@ def test_two_runs_of_one_input(
     demo_sample, tmp_path, user_secret_dir, database_url, delay_seconds
 ):
     runs_folder = tmp_path / "runs"
-    command = _command(
+    command = run_command(
         demo_sample.purchases, demo_sample, runs_folder, user_secret_dir, database_url
     )
     first = _start(command)
@@ -313,7 +293,7 @@ def test_two_runs_sharing_purchase_ids(
     other_input = _overlapping_input(demo_sample, tmp_path)
     first_runs, second_runs = tmp_path / "first-runs", tmp_path / "second-runs"
     first = _start(
-        _command(
+        run_command(
             demo_sample.purchases,
             demo_sample,
             first_runs,
@@ -322,7 +302,9 @@ def test_two_runs_sharing_purchase_ids(
         )
     )
     second = _start(
-        _command(other_input, demo_sample, second_runs, user_secret_dir, database_url)
+        run_command(
+            other_input, demo_sample, second_runs, user_secret_dir, database_url
+        )
     )
     first_code, first_errors = _finish(first)
     second_code, second_errors = _finish(second)
@@ -391,13 +373,15 @@ def test_run_killed_in_ledger_as_another_starts(
     shutil.copytree(user_secret_dir, clean_keys)
     clean_runs = tmp_path / "clean-runs"
     clean = _start(
-        _command(demo_sample.purchases, demo_sample, clean_runs, clean_keys, clean_url)
+        run_command(
+            demo_sample.purchases, demo_sample, clean_runs, clean_keys, clean_url
+        )
     )
     clean_code, clean_errors = _finish(clean)
     assert clean_code == 0, clean_errors
 
     runs_folder = tmp_path / "runs"
-    command = _command(
+    command = run_command(
         demo_sample.purchases, demo_sample, runs_folder, user_secret_dir, database_url
     )
     # Batches of one entry keep the first run in its ledger step for seconds,
