@@ -440,11 +440,11 @@ def test_parquet_json_column_invalid_quarantined(tmp_path, threads):
     ]
     assert _details(connection) == ["byte 0xE9 at offset 9"] * 2
     assert _purchase_ids(connection) == {3: "p3", 1_500: "p1500"}
-    kept = connection.execute(
+    kept_rows = connection.execute(
         "SELECT __row__, purchase_id, notes, typeof(notes) FROM raw ORDER BY 1"
     ).fetchall()
-    assert len(kept) == rows - 2
-    for row, purchase_id, notes, kind in kept:
+    assert len(kept_rows) == rows - 2
+    for row, purchase_id, notes, kind in kept_rows:
         assert purchase_id == f"p{row}"
         assert notes == (None if row == 2 else f'{{ "row" : {row} }}')
         assert kind == "JSON"

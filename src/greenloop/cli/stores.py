@@ -1,8 +1,8 @@
 """Store and key checks shared by the commands that read what a run created.
 
 Opening a SQLite URL creates the file, and loading a log's signer creates a
-key pair, so a command that only reads would otherwise turn a mistyped path
-into an empty store or a new key and print that as its result.
+key pair. Without these checks, a command that only reads would turn a
+mistyped path into an empty store or a new key, and print that as its result.
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ LABEL_GAP = 6
 
 
 def _format(value: float) -> str:
-    """Format a bar's value: whole above 100, two decimals down to 0.01, and
-    three significant digits below, so that a small value does not show 0."""
+    """Format a bar's value: with no decimals from 100 up or when it is whole,
+    two decimals down to 0.01, and three significant digits below, so that a
+    small value does not show 0."""
     if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
     if abs(value) >= 0.01:
